@@ -1,0 +1,56 @@
+# wealthmetrics: `make run` serves the dashboard, `make test` runs the whole suite.
+# Both set up everything first: .venv from requirements, front-end packages from package.json.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HOST PORT
+
+.PHONY: run test lint typecheck pytest deps dev-deps system-deps frontend stack bench-ingest clean
+
+run: deps frontend
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py first_run --url http://$(HOST):$(PORT)/
+	exec $(BIN)/daphne -b $(HOST) -p $(PORT) wealthmetrics.asgi:application
+
+test: dev-deps frontend lint typecheck pytest
+
+lint: dev-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: dev-deps
+	$(BIN)/mypy
+
+pytest: dev-deps frontend
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+deps: $(VENV)/.runtime-installed
+dev-deps: $(VENV)/.dev-installed
+
+$(VENV)/.runtime-installed: requirements.txt
+	@bin/system-deps
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt
+	@bin/system-deps
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@ $(VENV)/.runtime-installed
+
+frontend: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the dashboard's Chart.js (apt-get install nodejs npm)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+system-deps:
+	@bin/system-deps
+
+clean:
+	rm -rf $(VENV) node_modules staticfiles var/test_*.sqlite3

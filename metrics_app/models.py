@@ -1,0 +1,194 @@
+"""Tables of contract §7, plus API keys.
+
+Detailed rows are written in bulk by metrics_app.storage with raw multi-row inserts, so the
+column lists there (schema.PAGE_COLUMNS, schema.SCHEDULER_COLUMNS) must follow these fields.
+"""
+
+import hashlib
+import secrets
+from typing import ClassVar
+
+from django.db import models
+from django.utils import timezone
+
+from metrics_app import schema
+
+
+class PagePerformance(models.Model):
+    """One page navigation or page scrape, as recorded by a scraper. Kept 7 days."""
+
+    class MetricType(models.TextChoices):
+        NAVIGATION = "page_navigation", "page navigation"
+        SCRAPE = "page_scrape", "page scrape"
+
+    scraper_source = models.CharField(max_length=50, help_text="Scraper that recorded it.")
+    metric_type = models.CharField(max_length=50, choices=MetricType.choices)
+    page_url = models.CharField("URL", max_length=500, blank=True, default="")
+    navigation_duration_ms = models.IntegerField(null=True, blank=True)
+    retry_count = models.IntegerField(null=True, blank=True)
+    scrape_duration_ms = models.IntegerField(null=True, blank=True)
+    items_extracted = models.IntegerField(null=True, blank=True)
+    data_size = models.BigIntegerField(null=True, blank=True, help_text="Bytes scraped.")
+    success = models.BooleanField(default=True)
+    error = models.CharField(max_length=500, null=True, blank=True)
+    created_at = models.DateTimeField(help_text="The record's recordedAt, in UTC.")
+
+    class Meta:
+        db_table = "scraper_page_performance"
+        verbose_name = "page metric"
+        ordering: ClassVar = ["-created_at", "-id"]
+        indexes: ClassVar = [
+            # recent records of one source: the dashboard's history and /api/metrics/recent/
+            models.Index(fields=["scraper_source", "created_at"], name="idx_source_time"),
+            # one type of one source over time: charts and daily aggregation
+            models.Index(
+                fields=["metric_type", "scraper_source", "created_at"], name="idx_type_source_time"
+            ),
+            # retention deletes and "everything since" scans
+            models.Index(fields=["created_at"], name="idx_page_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scraper_source} {self.metric_type} {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+    def to_metric(self) -> schema.PageNavigation | schema.PageScrape:
+        common = {
+            "scraper_source": self.scraper_source,
+            "url": self.page_url,
+            "success": self.success,
+            "error": self.error,
+            "recorded_at": schema.epoch_ms(self.created_at),
+        }
+        if self.metric_type == self.MetricType.NAVIGATION:
+            return schema.PageNavigation(
+                navigation_duration_ms=self.navigation_duration_ms or 0,
+                retry_count=self.retry_count or 0,
+                **common,
+            )
+        return schema.PageScrape(
+            scrape_duration_ms=self.scrape_duration_ms or 0,
+            items_extracted=self.items_extracted or 0,
+            data_size=self.data_size or 0,
+            **common,
+        )
+
+
+class SchedulerMetric(models.Model):
+    """One run of a scheduled job. Kept 7 days."""
+
+    scheduler_name = models.CharField(max_length=50)
+    scraper_source = models.CharField(max_length=50, null=True, blank=True)
+    execution_duration_ms = models.IntegerField()
+    items_processed = models.IntegerField(default=0)
+    success = models.BooleanField(default=True)
+    error = models.CharField(max_length=500, null=True, blank=True)
+    created_at = models.DateTimeField(help_text="The record's recordedAt, in UTC.")
+
+    class Meta:
+        db_table = "scheduler_metrics"
+        verbose_name = "scheduler run"
+        ordering: ClassVar = ["-created_at", "-id"]
+        indexes: ClassVar = [
+            # runs of one scheduler over time (contract §7)
+            models.Index(fields=["scheduler_name", "created_at"], name="idx_scheduler_time"),
+            # runs attributed to a source: the source's channel history
+            models.Index(fields=["scraper_source", "created_at"], name="idx_sched_source_time"),
+            # retention deletes
+            models.Index(fields=["created_at"], name="idx_sched_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scheduler_name} {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+    def to_metric(self) -> schema.SchedulerRun:
+        return schema.SchedulerRun(
+            scheduler_name=self.scheduler_name,
+            scraper_source=self.scraper_source,
+            execution_duration_ms=self.execution_duration_ms,
+            items_processed=self.items_processed,
+            success=self.success,
+            error=self.error,
+            recorded_at=schema.epoch_ms(self.created_at),
+        )
+
+
+class DailySummary(models.Model):
+    """One source's day, rolled up from the detailed rows. Kept forever."""
+
+    scraper_source = models.CharField(max_length=50)
+    metric_date = models.DateField(help_text="The day, cut in TIME_ZONE.")
+    total_navigations = models.IntegerField(default=0)
+    successful_navigations = models.IntegerField(default=0)
+    avg_navigation_duration_ms = models.FloatField(null=True, blank=True)
+    min_navigation_duration_ms = models.IntegerField(null=True, blank=True)
+    max_navigation_duration_ms = models.IntegerField(null=True, blank=True)
+    avg_retry_count = models.FloatField(null=True, blank=True)
+    total_scrapes = models.IntegerField(default=0)
+    successful_scrapes = models.IntegerField(default=0)
+    avg_scrape_duration_ms = models.FloatField(null=True, blank=True)
+    total_items_extracted = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "scraper_daily_summary"
+        verbose_name = "daily summary"
+        verbose_name_plural = "daily summaries"
+        ordering: ClassVar = ["-metric_date", "scraper_source"]
+        constraints: ClassVar = [
+            # one row per source and day; re-running the aggregation upserts into it
+            models.UniqueConstraint(
+                fields=["scraper_source", "metric_date"], name="uniq_summary_source_date"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scraper_source} {self.metric_date}"
+
+
+KEY_PREFIX = "wm_"
+
+
+def hash_key(key: str) -> str:
+    # Keys are 256 random bits, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def active(self) -> "ApiKeyQuerySet":
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    """A machine's credential. Only a hash is stored; the key itself is shown once."""
+
+    name = models.CharField(max_length=100, help_text="Who uses it, e.g. 'robinhood scraper'.")
+    prefix = models.CharField(max_length=12, editable=False, help_text="First characters, to tell keys apart.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        db_table = "api_keys"
+        verbose_name = "API key"
+        ordering: ClassVar = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @classmethod
+    def issue(cls, name: str) -> tuple["ApiKey", str]:
+        """Create a key; returns the row and the plain key, which is not kept anywhere."""
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        api_key = cls.objects.create(name=name, prefix=key[:10], key_hash=hash_key(key))
+        return api_key, key
+
+    def revoke(self) -> None:
+        self.revoked_at = timezone.now()
+        self.save(update_fields=["revoked_at"])

@@ -1,0 +1,234 @@
+"""The wire format of a metric record (contract §4): validation, row shape, and back.
+
+Every entry path (HTTP ingest, the in-process collector, later the WebSocket) goes through
+this module, so a record means the same thing wherever it came from. Validation is done by
+msgspec in C while decoding: a 1000-record batch costs about a millisecond, which is what
+lets one daphne process store tens of thousands of records a second.
+"""
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final
+
+import msgspec
+from msgspec import Meta, Struct
+
+SOURCE_PATTERN: Final = r"^[a-z0-9][a-z0-9_.-]{0,49}$"
+MAX_INT: Final = 2**31 - 1  # the INT columns' range; a bigger value is a 400, not a 500.
+# recordedAt is milliseconds since the epoch; anything outside 2000–2100 is a unit mistake
+# (seconds or microseconds), which would otherwise be stored silently.
+MIN_RECORDED_AT: Final = 946_684_800_000
+MAX_RECORDED_AT: Final = 4_102_444_800_000
+
+SourceName = Annotated[str, Meta(pattern=SOURCE_PATTERN)]
+Url = Annotated[str, Meta(min_length=1, max_length=500)]
+ErrorText = Annotated[str, Meta(max_length=500)] | None
+Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
+Bytes = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+RecordedAt = Annotated[int, Meta(ge=MIN_RECORDED_AT, le=MAX_RECORDED_AT)]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Record(
+    Struct, tag_field="type", rename="camel", forbid_unknown_fields=True, kw_only=True, frozen=True
+):
+    success: bool = True
+    error: ErrorText = None
+    recorded_at: RecordedAt = msgspec.field(default_factory=now_ms)
+
+
+class PageNavigation(_Record, tag="page_navigation"):
+    scraper_source: SourceName
+    url: Url
+    navigation_duration_ms: Count
+    retry_count: Count = 0
+
+
+class PageScrape(_Record, tag="page_scrape"):
+    scraper_source: SourceName
+    url: Url
+    scrape_duration_ms: Count
+    items_extracted: Count
+    data_size: Bytes = 0
+
+
+class SchedulerRun(_Record, tag="scheduler_run"):
+    scheduler_name: SourceName
+    execution_duration_ms: Count
+    items_processed: Count = 0
+    scraper_source: SourceName | None = None
+
+
+Metric = PageNavigation | PageScrape | SchedulerRun
+METRIC_TYPES: Final = ("page_navigation", "page_scrape", "scheduler_run")
+
+
+class IngestBody(Struct, forbid_unknown_fields=True):
+    metrics: list[Metric]
+
+
+def channel_of(record: Metric) -> str:
+    """The channel a record is broadcast on: its source, or a bare scheduler's own name."""
+    if isinstance(record, SchedulerRun):
+        return record.scraper_source or record.scheduler_name
+    return record.scraper_source
+
+
+# --- Errors ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldError:
+    index: int | None
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+class InvalidMetrics(ValueError):
+    """One or more records broke a rule; `errors` names each record, field and rule."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_NAMED_FIELD = re.compile(r"field `(?P<field>[^`]+)`")
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def _field_error(exc: msgspec.ValidationError, index: int | None = None) -> FieldError:
+    """Turn msgspec's "Expected `int` >= 0 - at `$.metrics[3].retryCount`" into parts."""
+    match = _PATH.match(str(exc))
+    assert match is not None  # the pattern matches any string
+    message, path = match["message"], match["path"] or ""
+    if index is None and (found := _INDEX.search(path)):
+        index = int(found.group(1))
+    named = _NAMED_FIELD.search(message)
+    if named:  # missing or unknown field: the path stops at the object
+        field = named["field"]
+    else:
+        field = path.rsplit(".", 1)[-1] if "." in path else (path.lstrip(".") or "body")
+        field = _INDEX.sub("", field) or "metrics"
+    if message.startswith("Invalid value") and field == "type":
+        message = f"{message}; expected one of {', '.join(METRIC_TYPES)}"
+    return FieldError(index=index, field=field, message=message)
+
+
+# --- Validation -----------------------------------------------------------------------------
+
+_decoder = msgspec.json.Decoder(IngestBody)
+_generic_decoder = msgspec.json.Decoder()
+
+
+def decode_batch(body: bytes) -> list[Metric]:
+    """Parse and validate a POST body. Raises InvalidMetrics naming every bad record."""
+    try:
+        return _decoder.decode(body).metrics
+    except msgspec.ValidationError:
+        pass  # slow path below: find every bad record, not just the first
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise InvalidMetrics([FieldError(None, "body", f"malformed JSON: {exc}")]) from None
+    raw = _generic_decoder.decode(body)
+    if not isinstance(raw, dict) or not isinstance(raw.get("metrics"), list):
+        raise InvalidMetrics([FieldError(None, "metrics", 'body must be {"metrics": [...]}')])
+    extra = sorted(set(raw) - {"metrics"})
+    errors = [FieldError(None, name, "unknown field") for name in extra]
+    for index, item in enumerate(raw["metrics"]):
+        try:
+            msgspec.convert(item, Metric)
+        except msgspec.ValidationError as exc:
+            errors.append(_field_error(exc, index))
+    raise InvalidMetrics(errors)
+
+
+def validate_record(data: dict[str, Any]) -> Metric:
+    """Validate one record given as a wire-shaped dict (camelCase keys)."""
+    try:
+        return msgspec.convert(data, Metric)
+    except msgspec.ValidationError as exc:
+        raise InvalidMetrics([_field_error(exc, None)]) from None
+
+
+def validate_records(items: Iterable[dict[str, Any]]) -> list[Metric]:
+    return [validate_record(item) for item in items]
+
+
+# --- Rows -----------------------------------------------------------------------------------
+
+PAGE_COLUMNS: Final = (
+    "scraper_source",
+    "metric_type",
+    "page_url",
+    "navigation_duration_ms",
+    "retry_count",
+    "scrape_duration_ms",
+    "items_extracted",
+    "data_size",
+    "success",
+    "error",
+    "created_at",
+)
+SCHEDULER_COLUMNS: Final = (
+    "scheduler_name",
+    "scraper_source",
+    "execution_duration_ms",
+    "items_processed",
+    "success",
+    "error",
+    "created_at",
+)
+
+
+def db_datetime(ms: int) -> str:
+    """recordedAt as the naive-UTC text both MySQL DATETIME(6) and Django's SQLite accept.
+
+    Formatting here instead of passing a datetime through Django's adapters keeps the bulk
+    insert a plain executemany that mysqlclient folds into one multi-row INSERT.
+    """
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def page_row(record: PageNavigation | PageScrape) -> tuple[Any, ...]:
+    created = db_datetime(record.recorded_at)
+    if isinstance(record, PageNavigation):
+        return (
+            record.scraper_source, "page_navigation", record.url,
+            record.navigation_duration_ms, record.retry_count, None, None, None,
+            record.success, record.error, created,
+        )  # fmt: skip
+    return (
+        record.scraper_source, "page_scrape", record.url,
+        None, None, record.scrape_duration_ms, record.items_extracted, record.data_size,
+        record.success, record.error, created,
+    )  # fmt: skip
+
+
+def scheduler_row(record: SchedulerRun) -> tuple[Any, ...]:
+    return (
+        record.scheduler_name, record.scraper_source, record.execution_duration_ms,
+        record.items_processed, record.success, record.error,
+        db_datetime(record.recorded_at),
+    )  # fmt: skip
+
+
+def to_wire(record: Metric) -> dict[str, Any]:
+    """The JSON-ready shape of a record, as clients send it and the API returns it."""
+    return msgspec.to_builtins(record)  # type: ignore[no-any-return]
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_ms(value: datetime) -> int:
+    """An aware datetime as whole milliseconds since the epoch, without float rounding."""
+    return (value - _EPOCH) // timedelta(milliseconds=1)

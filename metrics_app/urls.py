@@ -1,0 +1,11 @@
+from django.urls import path
+
+from metrics_app import views
+
+urlpatterns = [
+    path("metrics/", views.ingest, name="metrics-ingest"),
+    path("metrics/recent/", views.recent, name="metrics-recent"),
+    path("metrics/summary/", views.summary, name="metrics-summary"),
+    path("stats/", views.stats, name="stats"),
+    path("health/websocket", views.websocket_health, name="health-websocket"),
+]

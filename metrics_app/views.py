@@ -1,0 +1,133 @@
+"""The HTTP API (contract §5). Thin: parse, check, call one function, answer."""
+
+import functools
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from metrics_app import counters, queries, runtime
+from metrics_app.auth import View, require_api_key, require_reader
+from metrics_app.broadcast import broadcast_metrics
+from metrics_app.schema import SOURCE_PATTERN, InvalidMetrics, decode_batch
+from metrics_app.storage import store_metrics
+
+log = logging.getLogger(__name__)
+
+MAX_RECORDS_PER_REQUEST = 1000
+RETRY_AFTER_SECONDS = 5
+
+
+def error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
+    return JsonResponse({"error": code, "message": message, **extra}, status=status)
+
+
+def allow(*methods: str) -> Any:
+    """Like require_http_methods, but answers 405 in JSON."""
+
+    def decorator(view: View) -> View:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            if request.method not in methods:
+                response = error(405, "method_not_allowed", f"use {' or '.join(methods)}")
+                response["Allow"] = ", ".join(methods)
+                return response
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def database_errors_as_503(view: View) -> View:
+    """An unreachable database is the server's trouble, not the client's: ask it to retry."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            counters.incr("database_unavailable")
+            log.warning("database unavailable: %s", exc)
+            response = error(503, "database_unavailable", "the database is unreachable; retry later")
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+
+    return wrapper
+
+
+@csrf_exempt
+@allow("POST")
+@database_errors_as_503
+@require_api_key
+def ingest(request: HttpRequest) -> HttpResponse:
+    limit = settings.METRICS_MAX_BODY_BYTES
+    try:
+        declared = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        return error(400, "invalid_request", "Content-Length is not a number")
+    if declared > limit:
+        return _too_large(f"body is {declared} bytes; the limit is {limit}")
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return _too_large(f"body exceeds the limit of {limit} bytes")
+    try:
+        records = decode_batch(body)
+    except InvalidMetrics as exc:
+        counters.incr("requests_rejected")
+        details = [e.as_dict() for e in exc.errors]
+        return error(400, "invalid_metrics", "some records are invalid; none were stored", details=details)
+    if not records:
+        return error(400, "invalid_metrics", "send 1 to 1000 records",
+                     details=[{"index": None, "field": "metrics", "message": "must not be empty"}])  # fmt: skip
+    if len(records) > MAX_RECORDS_PER_REQUEST:
+        return _too_large(f"{len(records)} records; at most {MAX_RECORDS_PER_REQUEST} per request")
+    store_metrics(records)
+    counters.incr("records_stored", len(records))
+    broadcast_metrics(records)
+    return JsonResponse({"accepted": len(records)}, status=202)
+
+
+def _too_large(message: str) -> JsonResponse:
+    counters.incr("requests_too_large")
+    return error(413, "too_large", message)
+
+
+@allow("GET")
+@database_errors_as_503
+@require_reader
+def recent(request: HttpRequest) -> HttpResponse:
+    source = request.GET.get("source") or None
+    if source is not None and not queries.is_source_name(source):
+        return error(400, "invalid_request", f"source must match {SOURCE_PATTERN}", field="source")
+    try:
+        limit = int(request.GET.get("limit", "100"))
+    except ValueError:
+        return error(400, "invalid_request", "limit must be an integer", field="limit")
+    if not 1 <= limit <= MAX_RECORDS_PER_REQUEST:
+        return error(400, "invalid_request", "limit must be between 1 and 1000", field="limit")
+    return JsonResponse({"metrics": queries.recent_metrics(source, limit)})
+
+
+@allow("GET")
+@database_errors_as_503
+@require_reader
+def summary(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(queries.dashboard_summary())
+
+
+@allow("GET")
+@require_reader
+def stats(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(runtime.server_stats())
+
+
+@allow("GET")
+def websocket_health(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(runtime.websocket_health())
+

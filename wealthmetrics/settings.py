@@ -1,0 +1,180 @@
+"""wealthmetrics settings, read from the environment (see README "Configuration").
+
+With no DATABASE_URL the service runs on SQLite under var/; with no REDIS_URL it uses an
+in-process channel layer. Both defaults need no running service.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from wealthmetrics.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
+        raise ImproperlyConfigured("SECRET_KEY must be set")
+    # A development key, stable across restarts so sessions survive them. Production sets
+    # SECRET_KEY (and REQUIRE_SECRET_KEY=1 to make forgetting it an error).
+    SECRET_KEY = "wealthmetrics-development-key-not-for-production"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_celery_beat",
+    "metrics_app",
+    "dashboard_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "wealthmetrics.urls"
+ASGI_APPLICATION = "wealthmetrics.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+_DEFAULT_SQLITE = f"sqlite:///{VAR_DIR / 'wealthmetrics.sqlite3'}"
+try:
+    DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _DEFAULT_SQLITE))}
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+# Keep connections between requests (ingest is many small transactions); health checks
+# replace one that the server dropped instead of failing the next request.
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", 60, minimum=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASE_ENGINE = DATABASES["default"]["ENGINE"]
+if DATABASE_ENGINE.endswith("mysql"):
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "charset": "utf8mb4",
+            # Fail fast when the server is unreachable: the API answers 503 rather than hanging.
+            "connect_timeout": 3,
+            "read_timeout": 30,
+            "write_timeout": 30,
+            "init_command": "SET SESSION sql_mode='STRICT_TRANS_TABLES'",
+        }
+    )
+    DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+elif DATABASE_ENGINE.endswith("sqlite3"):
+    VAR_DIR.mkdir(exist_ok=True)
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            # WAL lets the dashboard read while a scraper writes; the timeout rides out the
+            # short write locks of concurrent processes (daphne, celery, the simulator).
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+        }
+    )
+    # A file, not :memory:, so a daphne started by the tests shares the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_wealthmetrics.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channel layer --------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "max_connections": 1000}]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Celery ---------------------------------------------------------------------------------
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = env_str("TIME_ZONE", "UTC")
+
+# --- Auth -----------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/analytics/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# --- Internationalisation -------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+# --- Static files ---------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- wealthmetrics knobs (contract §2) ------------------------------------------------------
+METRICS_BATCH_INTERVAL_MS = env_int("METRICS_BATCH_INTERVAL_MS", 1000, minimum=100, maximum=5000)
+METRICS_MAX_BATCH_SIZE = env_int("METRICS_MAX_BATCH_SIZE", 100, minimum=1, maximum=10_000)
+METRICS_MAX_CLIENTS = env_int("METRICS_MAX_CLIENTS", 1000, minimum=1, maximum=100_000)
+METRICS_HEARTBEAT_INTERVAL_MS = env_int(
+    "METRICS_HEARTBEAT_INTERVAL_MS", 30_000, minimum=1000, maximum=300_000
+)
+METRICS_FLUSH_INTERVAL_MS = env_int("METRICS_FLUSH_INTERVAL_MS", 5000, minimum=10, maximum=600_000)
+METRICS_FLUSH_BATCH_SIZE = env_int("METRICS_FLUSH_BATCH_SIZE", 100, minimum=1, maximum=10_000)
+METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 7, minimum=1, maximum=3650)
+METRICS_MAX_BODY_BYTES = env_int(
+    "METRICS_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=256 * 1024 * 1024
+)
+# Records the in-process collector holds per record type while the database is away; beyond
+# this the oldest are dropped and counted (collector.stats()["dropped"]).
+METRICS_COLLECTOR_MAX_QUEUE = env_int("METRICS_COLLECTOR_MAX_QUEUE", 10_000, minimum=1)
+
+# The ingest API reads the body itself and answers 413 past METRICS_MAX_BODY_BYTES.
+DATA_UPLOAD_MAX_MEMORY_SIZE = METRICS_MAX_BODY_BYTES
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "metrics_app": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+        "dashboard_app": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    },
+}
