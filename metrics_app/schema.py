@@ -117,8 +117,8 @@ def _field_error(exc: msgspec.ValidationError, index: int | None = None) -> Fiel
     if named:  # missing or unknown field: the path stops at the object
         field = named["field"]
     else:
-        field = path.rsplit(".", 1)[-1] if "." in path else (path.lstrip(".") or "body")
-        field = _INDEX.sub("", field) or "metrics"
+        # "$.metrics[3].retryCount" -> "retryCount"; a record that is not an object -> "metrics"
+        field = _INDEX.sub("", path.rsplit(".", 1)[-1]) or ("metrics" if index is not None else "body")
     if message.startswith("Invalid value") and field == "type":
         message = f"{message}; expected one of {', '.join(METRIC_TYPES)}"
     return FieldError(index=index, field=field, message=message)
@@ -137,8 +137,12 @@ def decode_batch(body: bytes) -> list[Metric]:
     except msgspec.ValidationError:
         pass  # slow path below: find every bad record, not just the first
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise InvalidMetrics([FieldError(None, "body", f"malformed JSON: {exc}")]) from None
-    raw = _generic_decoder.decode(body)
+        raise _malformed(exc) from None
+    try:
+        raw = _generic_decoder.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # The typed decoder can fail on the first value before it reaches a syntax error.
+        raise _malformed(exc) from None
     if not isinstance(raw, dict) or not isinstance(raw.get("metrics"), list):
         raise InvalidMetrics([FieldError(None, "metrics", 'body must be {"metrics": [...]}')])
     extra = sorted(set(raw) - {"metrics"})
@@ -149,6 +153,10 @@ def decode_batch(body: bytes) -> list[Metric]:
         except msgspec.ValidationError as exc:
             errors.append(_field_error(exc, index))
     raise InvalidMetrics(errors)
+
+
+def _malformed(exc: Exception) -> InvalidMetrics:
+    return InvalidMetrics([FieldError(None, "body", f"malformed JSON: {exc}")])
 
 
 def validate_record(data: dict[str, Any]) -> Metric:

@@ -1,0 +1,159 @@
+"""POST /api/metrics/ (contract §5): stored on 202, nothing stored on any 4xx, never a 5xx."""
+
+from typing import Any
+
+import orjson
+import pytest
+from django.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from metrics_app.models import ApiKey, PagePerformance, SchedulerMetric
+from tests.support.records import navigation, scheduler_run, scrape
+
+pytestmark = pytest.mark.django_db
+
+
+def post(client: Client, body: Any, key: str | None, **headers: str) -> Any:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    return client.post("/api/metrics/", data=data, content_type="application/json", headers=headers)
+
+
+def stored() -> int:
+    return PagePerformance.objects.count() + SchedulerMetric.objects.count()
+
+
+def test_stores_a_batch_and_answers_202(client: Client, api_key: str) -> None:
+    response = post(client, {"metrics": [navigation(), scrape(), scheduler_run()]}, api_key)
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 3}
+    assert PagePerformance.objects.count() == 2
+    assert SchedulerMetric.objects.count() == 1
+
+
+def test_stored_rows_hold_every_field(client: Client, api_key: str) -> None:
+    nav = navigation(success=False, error="timeout after 30000 ms", recordedAt=1_795_000_000_123)
+    run = scheduler_run(scraperSource="cnbc")
+    post(client, {"metrics": [nav, scrape(), run]}, api_key)
+    row = PagePerformance.objects.get(metric_type="page_navigation")
+    assert (row.scraper_source, row.page_url, row.navigation_duration_ms, row.retry_count) == (
+        "robinhood", nav["url"], 420, 1,
+    )  # fmt: skip
+    assert (row.success, row.error, row.scrape_duration_ms) == (False, "timeout after 30000 ms", None)
+    assert int(row.created_at.timestamp() * 1000) == 1_795_000_000_123
+    scraped = PagePerformance.objects.get(metric_type="page_scrape")
+    assert (scraped.items_extracted, scraped.data_size, scraped.navigation_duration_ms) == (25, 48_000, None)
+    assert SchedulerMetric.objects.get().scraper_source == "cnbc"
+
+
+def test_accepts_1000_records(client: Client, api_key: str) -> None:
+    response = post(client, {"metrics": [navigation(url=f"https://x/{i}") for i in range(1000)]}, api_key)
+    assert response.status_code == 202
+    assert stored() == 1000
+
+
+def test_invalid_record_rejects_the_whole_batch(client: Client, api_key: str) -> None:
+    body = {"metrics": [navigation(), scrape(), navigation(navigationDurationMs=-1)]}
+    response = post(client, body, api_key)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_metrics"
+    assert response.json()["details"] == [
+        {"index": 2, "field": "navigationDurationMs", "message": "Expected `int` >= 0"}
+    ]
+    assert stored() == 0
+
+
+def test_rejects_an_empty_batch(client: Client, api_key: str) -> None:
+    response = post(client, {"metrics": []}, api_key)
+    assert response.status_code == 400
+    assert response.json()["details"][0]["field"] == "metrics"
+
+
+def test_more_than_1000_records_is_413(client: Client, api_key: str) -> None:
+    response = post(client, {"metrics": [navigation()] * 1001}, api_key)
+    assert response.status_code == 413
+    assert stored() == 0
+
+
+def test_body_over_the_limit_is_413(client: Client, api_key: str, settings: Any) -> None:
+    settings.METRICS_MAX_BODY_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    response = post(client, {"metrics": [navigation(url="x" * 400)] * 40}, api_key)
+    assert response.status_code == 413
+    assert "limit" in response.json()["message"]
+    assert stored() == 0
+
+
+@pytest.mark.parametrize("authorization", [None, "", "Bearer", "Bearer wm_wrong", "Basic dXNlcjpwYXNz", "wm_x"])
+def test_without_a_valid_key_is_401(client: Client, authorization: str | None) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = post(client, {"metrics": [navigation()]}, None, **headers)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert stored() == 0
+
+
+def test_revoked_key_is_401(client: Client) -> None:
+    api_key, key = ApiKey.issue("old")
+    api_key.revoke()
+    assert post(client, {"metrics": [navigation()]}, key).status_code == 401
+
+
+def test_logged_in_session_alone_cannot_ingest(client: Client, django_user_model: Any) -> None:
+    client.force_login(django_user_model.objects.create_user("amy", password="pw-123456!"))
+    assert post(client, {"metrics": [navigation()]}, None).status_code == 401
+
+
+def test_key_is_checked_before_the_body_is_read(client: Client) -> None:
+    assert post(client, b"{broken", "wm_wrong").status_code == 401
+
+
+def test_get_is_405(client: Client, api_key: str) -> None:
+    response = client.get("/api/metrics/", headers={"Authorization": f"Bearer {api_key}"})
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+
+
+def test_marks_key_last_used(client: Client, api_key: str) -> None:
+    post(client, {"metrics": [navigation()]}, api_key)
+    assert ApiKey.objects.get().last_used_at is not None
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=12,
+)
+record_keys = st.sampled_from(
+    ["type", "scraperSource", "url", "navigationDurationMs", "retryCount", "scrapeDurationMs",
+     "itemsExtracted", "dataSize", "schedulerName", "executionDurationMs", "itemsProcessed",
+     "success", "error", "recordedAt", "extra"]
+)  # fmt: skip
+mutated_records = st.builds(
+    lambda base, changes: {**base, **changes},
+    st.sampled_from([navigation(), scrape(), scheduler_run()]),
+    st.dictionaries(record_keys, json_values, max_size=3),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(st.binary(max_size=64), json_values.map(orjson.dumps),
+                      st.lists(mutated_records, max_size=5).map(lambda m: orjson.dumps({"metrics": m}))))  # fmt: skip
+def test_never_answers_5xx(client: Client, api_key: str, body: bytes) -> None:
+    before = stored()
+    response = post(client, body, api_key)
+    assert response.status_code in {202, 400, 413}, response.content
+    if response.status_code == 202:
+        assert stored() == before + response.json()["accepted"]
+    else:
+        assert stored() == before
+        assert response.json()["message"]
+
+
+def test_huge_numbers_are_400_not_500(client: Client, api_key: str) -> None:
+    body = b'{"metrics":[{"type":"page_scrape","scraperSource":"x","url":"u","scrapeDurationMs":1,' \
+           b'"itemsExtracted":1,"dataSize":100000000000000000000000000000}]}'
+    response = post(client, body, api_key)
+    assert response.status_code == 400
+    assert response.json()["details"][0]["field"] == "dataSize"
