@@ -1,0 +1,58 @@
+"""Browsing metrics and managing API keys in the admin."""
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from metrics_app.models import ApiKey, hash_key
+from metrics_app.schema import validate_records
+from metrics_app.storage import store_metrics
+from tests.support.records import navigation, scheduler_run, scrape
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(client: Client, admin_user: Any) -> Client:
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/metrics_app/pageperformance/",
+        "/admin/metrics_app/pageperformance/?scraper_source=robinhood&success__exact=0&q=timeout",
+        "/admin/metrics_app/schedulermetric/?q=nightly",
+        "/admin/metrics_app/dailysummary/",
+        "/admin/metrics_app/apikey/",
+    ],
+)
+def test_changelists_filter_and_search(staff: Client, path: str) -> None:
+    store_metrics(validate_records([navigation(success=False, error="timeout"), scrape(), scheduler_run()]))
+    assert staff.get(path).status_code == 200
+
+
+def test_metric_rows_are_read_only(staff: Client) -> None:
+    store_metrics(validate_records([navigation()]))
+    assert staff.get("/admin/metrics_app/pageperformance/add/").status_code == 403
+    row_id = staff.get("/admin/metrics_app/pageperformance/").context["cl"].result_list[0].pk
+    response = staff.post(f"/admin/metrics_app/pageperformance/{row_id}/change/", {"scraper_source": "x"})
+    assert response.status_code == 403
+
+
+def test_creating_a_key_shows_it_once(staff: Client) -> None:
+    response = staff.post("/admin/metrics_app/apikey/add/", {"name": "cnbc scraper"}, follow=True)
+    (message,) = [str(m) for m in response.context["messages"] if "shown only now" in str(m)]
+    key = message.rsplit(" ", 1)[-1]
+    api_key = ApiKey.objects.get()
+    assert api_key.name == "cnbc scraper"
+    assert api_key.key_hash == hash_key(key) and key not in api_key.key_hash
+
+
+def test_revoking_keys(staff: Client) -> None:
+    api_key, _ = ApiKey.issue("old")
+    staff.post("/admin/metrics_app/apikey/", {"action": "revoke", "_selected_action": [api_key.pk]})
+    api_key.refresh_from_db()
+    assert not api_key.is_active

@@ -1,0 +1,100 @@
+"""GET /api/metrics/recent/, /summary/, /api/stats/, /api/health/websocket (contract §5)."""
+
+from typing import Any
+
+import orjson
+import pytest
+from django.test import Client
+
+from metrics_app.schema import validate_records
+from metrics_app.storage import store_metrics
+from tests.support.records import navigation, scheduler_run, scrape
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def reader(client: Client, django_user_model: Any) -> Client:
+    client.force_login(django_user_model.objects.create_user("reader", password="pw-123456!"))
+    return client
+
+
+def store(*records: dict[str, Any]) -> None:
+    store_metrics(validate_records(records))
+
+
+def test_recent_returns_the_last_n_of_a_source_oldest_first(reader: Client) -> None:
+    store(*(navigation(url=f"https://r/{i}", recordedAt=1_795_000_000_000 + i) for i in range(10)))
+    store(scrape(scraperSource="robinhood", recordedAt=1_795_000_000_020), scrape())
+    response = reader.get("/api/metrics/recent/", {"source": "robinhood", "limit": 3})
+    assert response.status_code == 200
+    metrics = response.json()["metrics"]
+    assert [m["recordedAt"] for m in metrics] == [1_795_000_000_008, 1_795_000_000_009, 1_795_000_000_020]
+    assert metrics[-1]["type"] == "page_scrape"
+    assert all(m["scraperSource"] == "robinhood" for m in metrics)
+
+
+def test_recent_includes_scheduler_runs_on_their_channel(reader: Client) -> None:
+    store(scheduler_run(schedulerName="hourly"), scheduler_run(schedulerName="daily", scraperSource="cnbc"))
+    hourly = reader.get("/api/metrics/recent/", {"source": "hourly"}).json()["metrics"]
+    cnbc = reader.get("/api/metrics/recent/", {"source": "cnbc"}).json()["metrics"]
+    assert [m["schedulerName"] for m in hourly] == ["hourly"]
+    assert [m["schedulerName"] for m in cnbc] == ["daily"]
+
+
+def test_recent_without_source_covers_every_source(reader: Client) -> None:
+    store(navigation(), scrape(), scheduler_run())
+    assert len(reader.get("/api/metrics/recent/").json()["metrics"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"limit": "ten"}, "limit"), ({"source": "Bad!"}, "source")],
+)
+def test_recent_rejects_bad_parameters(reader: Client, params: dict[str, Any], field: str) -> None:
+    response = reader.get("/api/metrics/recent/", params)
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+
+
+def test_summary_totals_per_source(reader: Client) -> None:
+    store(
+        navigation(navigationDurationMs=100), navigation(navigationDurationMs=300, success=False, error="x"),
+        scrape(itemsExtracted=7), scheduler_run(scraperSource="cnbc"),
+    )  # fmt: skip
+    data = reader.get("/api/metrics/summary/").json()
+    robinhood, cnbc = data["sources"]["robinhood"], data["sources"]["cnbc"]
+    assert (robinhood["records"], robinhood["successRate"], robinhood["avgNavigationDurationMs"]) == (2, 50.0, 200.0)
+    assert (cnbc["records"], cnbc["scrapes"], cnbc["schedulerRuns"], cnbc["itemsExtracted"]) == (2, 1, 1, 7)
+    assert data["totals"] == {
+        "records": 4, "successCount": 3, "successRate": 75.0, "itemsExtracted": 7, "activeSources": 2,
+    }  # fmt: skip
+
+
+def test_stats_report_counters_and_memory(reader: Client, api_key: str) -> None:
+    body = orjson.dumps({"metrics": [navigation()]})
+    reader.post("/api/metrics/", body, content_type="application/json", headers={"Authorization": f"Bearer {api_key}"})
+    stats = reader.get("/api/stats/").json()
+    assert stats["counters"]["records_stored"] >= 1
+    assert stats["rssBytes"] > 1_000_000
+    assert set(stats["collector"]) >= {"queued", "flushed", "dropped"}
+
+
+def test_readers_may_use_a_key(client: Client, api_key: str) -> None:
+    response = client.get("/api/metrics/summary/", headers={"Authorization": f"Bearer {api_key}"})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/metrics/recent/", "/api/metrics/summary/", "/api/stats/"])
+def test_strangers_are_refused(client: Client, path: str) -> None:
+    assert client.get(path).status_code == 401
+
+
+def test_inactive_users_are_refused(client: Client, django_user_model: Any) -> None:
+    client.force_login(django_user_model.objects.create_user("gone", password="pw-123456!", is_active=False))
+    assert client.get("/api/metrics/summary/").status_code == 401
+
+
+def test_websocket_health_is_public(client: Client) -> None:
+    data = client.get("/api/health/websocket").json()
+    assert set(data) == {"connected", "clients", "subscriptions", "uptime"}

@@ -1,0 +1,47 @@
+"""Settings come from the environment and a bad value stops start-up, naming the variable."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from tests.support.servers import ROOT
+from wealthmetrics.env import env_bool, env_int, env_list
+
+
+def test_env_int_reads_and_checks_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("X_MS", "250")
+    assert env_int("X_MS", 1000, minimum=100, maximum=5000) == 250
+    monkeypatch.setenv("X_MS", "50")
+    with pytest.raises(ImproperlyConfigured, match="X_MS must be at least 100"):
+        env_int("X_MS", 1000, minimum=100)
+    monkeypatch.setenv("X_MS", "fast")
+    with pytest.raises(ImproperlyConfigured, match="X_MS must be an integer"):
+        env_int("X_MS", 1000)
+    monkeypatch.delenv("X_MS")
+    assert env_int("X_MS", 1000) == 1000
+
+
+def test_env_bool_and_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLAG", "yes")
+    assert env_bool("FLAG", False) is True
+    monkeypatch.setenv("FLAG", "perhaps")
+    with pytest.raises(ImproperlyConfigured, match="FLAG"):
+        env_bool("FLAG", False)
+    monkeypatch.setenv("HOSTS", "a.example, b.example,")
+    assert env_list("HOSTS", []) == ["a.example", "b.example"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("METRICS_BATCH_INTERVAL_MS", "50"), ("METRICS_BATCH_INTERVAL_MS", "9000"),
+     ("METRICS_MAX_CLIENTS", "many"), ("DEBUG", "maybe"), ("DATABASE_URL", "nosuchdb://x")],
+)  # fmt: skip
+def test_bad_value_stops_start_up_naming_the_variable(name: str, value: str) -> None:
+    env = {**os.environ, name: value}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert result.returncode != 0
+    assert name in result.stderr
