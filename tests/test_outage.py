@@ -1,0 +1,128 @@
+"""A real database outage: the link to MariaDB is cut on the wire by a TCP proxy.
+
+Nothing accepted is lost: the collector re-queues and stores after recovery; the HTTP API
+answers 503 with Retry-After while the database is away and 202 again once it is back.
+"""
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import dj_database_url
+import httpx
+import MySQLdb
+import orjson
+import pytest
+from django.conf import settings
+
+from metrics_app.collector import MetricsCollector
+from tests.support.records import navigation
+from tests.support.servers import DaphneServer, TcpProxy, database_url_for_subprocess
+
+pytestmark = [pytest.mark.mysql, pytest.mark.django_db(transaction=True)]
+
+
+def count_rows(source: str) -> int:
+    """Counted over a direct connection of its own, never through the proxy."""
+    direct = dj_database_url.parse(os.environ["DATABASE_URL"])
+    conn = MySQLdb.connect(host=direct["HOST"] or "127.0.0.1", port=int(direct["PORT"] or 3306),
+                           user=direct["USER"] or "root", passwd=direct["PASSWORD"] or "",
+                           db=settings.DATABASES["default"]["NAME"])  # fmt: skip
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT COUNT(*) FROM scraper_page_performance WHERE scraper_source = %s", (source,))
+        return int(cursor.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.fixture
+def proxy() -> Iterator[TcpProxy]:
+    db = settings.DATABASES["default"]
+    with TcpProxy(db["HOST"] or "127.0.0.1", int(db["PORT"] or 3306)) as running:
+        yield running
+
+
+@pytest.fixture
+def database_through(proxy: TcpProxy) -> Iterator[None]:
+    """New connections of this process (such as the collector thread's) go through the proxy."""
+    db = settings.DATABASES["default"]
+    saved = db["HOST"], db["PORT"]
+    db["HOST"], db["PORT"] = "127.0.0.1", proxy.port
+    yield
+    db["HOST"], db["PORT"] = saved
+
+
+def test_collector_keeps_every_record_through_an_outage(proxy: TcpProxy, database_through: None) -> None:
+    collector = MetricsCollector(batch_size=10, interval_ms=200)
+    try:
+        for i in range(10):
+            collector.record_page_navigation(scraper_source="outage", url=f"u{i}", navigation_duration_ms=i)
+        assert wait_for(lambda: count_rows("outage") == 10)
+
+        proxy.cut()
+        for i in range(10, 40):
+            collector.record_page_navigation(scraper_source="outage", url=f"u{i}", navigation_duration_ms=i)
+        assert wait_for(lambda: collector.stats()["flushFailures"] >= 2)
+        assert count_rows("outage") == 10
+        assert collector.stats()["pending"] == 30
+
+        proxy.restore()
+        assert wait_for(lambda: count_rows("outage") == 40, timeout=15)
+        assert wait_for(lambda: collector.stats()["pending"] == 0 and collector.stats()["flushed"] == 40)
+        stats = collector.stats()
+        assert (stats["pending"], stats["dropped"], stats["flushed"]) == (0, 0, 40)
+    finally:
+        collector.close()
+
+
+@pytest.fixture
+def daphne_via_proxy(proxy: TcpProxy, live_server_env: dict[str, str]) -> Iterator[DaphneServer]:
+    env = {**live_server_env, "DATABASE_URL": database_url_for_subprocess(settings.DATABASES["default"],
+                                                                          port=proxy.port)}  # fmt: skip
+    server = DaphneServer(env)
+    server.start()
+    yield server
+    server.stop()
+
+
+def post_batch(server: DaphneServer, key: str, source: str, count: int) -> httpx.Response:
+    body = orjson.dumps({"metrics": [navigation(scraperSource=source, url=f"u{i}") for i in range(count)]})
+    return httpx.post(f"{server.url}/api/metrics/", content=body, timeout=30,
+                      headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})  # fmt: skip
+
+
+def test_api_answers_503_while_the_database_is_away(
+    proxy: TcpProxy, daphne_via_proxy: DaphneServer, committed_api_key: str
+) -> None:
+    assert post_batch(daphne_via_proxy, committed_api_key, "http-outage", 50).status_code == 202
+
+    proxy.cut()
+    for _ in range(3):
+        response = post_batch(daphne_via_proxy, committed_api_key, "http-outage", 50)
+        assert response.status_code == 503
+        assert int(response.headers["Retry-After"]) > 0
+        assert response.json()["error"] == "database_unavailable"
+
+    proxy.restore()
+    assert wait_for(lambda: post_batch(daphne_via_proxy, committed_api_key, "probe", 1).status_code == 202)
+    assert post_batch(daphne_via_proxy, committed_api_key, "http-outage", 50).status_code == 202
+    assert count_rows("http-outage") == 100
+
+
+def test_a_202_survives_the_server_being_killed(daphne_via_proxy: DaphneServer, committed_api_key: str) -> None:
+    assert post_batch(daphne_via_proxy, committed_api_key, "killed", 500).status_code == 202
+    assert daphne_via_proxy.process is not None
+    daphne_via_proxy.process.send_signal(signal.SIGKILL)
+    daphne_via_proxy.process.wait(10)
+    assert count_rows("killed") == 500
