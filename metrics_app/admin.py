@@ -10,7 +10,7 @@ from django.utils import timezone
 from metrics_app.models import ApiKey, DailySummary, PagePerformance, SchedulerMetric
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ReadOnlyAdmin(admin.ModelAdmin):
     """Metrics are facts recorded by scrapers: the admin shows them, it does not edit them."""
 
     list_per_page = 100
@@ -27,9 +27,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 @admin.register(PagePerformance)
 class PagePerformanceAdmin(ReadOnlyAdmin):
     list_display = (
-        "created_at", "scraper_source", "metric_type", "page_url", "navigation_duration_ms",
-        "retry_count", "scrape_duration_ms", "items_extracted", "data_size", "success", "error",
-    )  # fmt: skip
+        "created_at",
+        "scraper_source",
+        "metric_type",
+        "page_url",
+        "navigation_duration_ms",
+        "retry_count",
+        "scrape_duration_ms",
+        "items_extracted",
+        "data_size",
+        "success",
+        "error",
+    )
     list_filter = ("scraper_source", "metric_type", "success", "created_at")
     search_fields = ("page_url", "error", "scraper_source")
     ordering = ("-created_at", "-id")
@@ -38,9 +47,14 @@ class PagePerformanceAdmin(ReadOnlyAdmin):
 @admin.register(SchedulerMetric)
 class SchedulerMetricAdmin(ReadOnlyAdmin):
     list_display = (
-        "created_at", "scheduler_name", "scraper_source", "execution_duration_ms",
-        "items_processed", "success", "error",
-    )  # fmt: skip
+        "created_at",
+        "scheduler_name",
+        "scraper_source",
+        "execution_duration_ms",
+        "items_processed",
+        "success",
+        "error",
+    )
     list_filter = ("scheduler_name", "scraper_source", "success", "created_at")
     search_fields = ("scheduler_name", "scraper_source", "error")
     ordering = ("-created_at", "-id")
@@ -50,17 +64,23 @@ class SchedulerMetricAdmin(ReadOnlyAdmin):
 class DailySummaryAdmin(ReadOnlyAdmin):
     date_hierarchy = "metric_date"
     list_display = (
-        "metric_date", "scraper_source", "total_navigations", "successful_navigations",
-        "avg_navigation_duration_ms", "total_scrapes", "successful_scrapes",
-        "avg_scrape_duration_ms", "total_items_extracted",
-    )  # fmt: skip
+        "metric_date",
+        "scraper_source",
+        "total_navigations",
+        "successful_navigations",
+        "avg_navigation_duration_ms",
+        "total_scrapes",
+        "successful_scrapes",
+        "avg_scrape_duration_ms",
+        "total_items_extracted",
+    )
     list_filter = ("scraper_source", "metric_date")
     search_fields = ("scraper_source",)
     ordering = ("-metric_date", "scraper_source")
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ApiKeyAdmin(admin.ModelAdmin):
     """Keys are created here (the key is shown once, in a message) and revoked, never edited."""
 
     list_display = ("name", "prefix", "created_at", "last_used_at", "revoked_at", "active")

@@ -62,9 +62,9 @@ def require_reader(view: View) -> View:
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         user = request.user
-        if not (user.is_authenticated and user.is_active):
-            if find_api_key(bearer_token(request.headers.get("Authorization"))) is None:
-                return unauthorized("log in or send a valid API key")
+        person = user.is_authenticated and user.is_active
+        if not person and find_api_key(bearer_token(request.headers.get("Authorization"))) is None:
+            return unauthorized("log in or send a valid API key")
         return view(request, *args, **kwargs)
 
     return wrapper

@@ -217,9 +217,7 @@ class MetricsCollector:
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
                     self._stopping = False
-                    self._thread = threading.Thread(
-                        target=self._run, name="metrics-collector", daemon=True
-                    )
+                    self._thread = threading.Thread(target=self._run, name="metrics-collector", daemon=True)
                     self._thread.start()
 
     def _ready(self) -> bool:

@@ -41,9 +41,7 @@ class PagePerformance(models.Model):
             # recent records of one source: the dashboard's history and /api/metrics/recent/
             models.Index(fields=["scraper_source", "created_at"], name="idx_source_time"),
             # one type of one source over time: charts and daily aggregation
-            models.Index(
-                fields=["metric_type", "scraper_source", "created_at"], name="idx_type_source_time"
-            ),
+            models.Index(fields=["metric_type", "scraper_source", "created_at"], name="idx_type_source_time"),
             # retention deletes and "everything since" scans
             models.Index(fields=["created_at"], name="idx_page_created"),
         ]
@@ -52,24 +50,26 @@ class PagePerformance(models.Model):
         return f"{self.scraper_source} {self.metric_type} {self.created_at:%Y-%m-%d %H:%M:%S}"
 
     def to_metric(self) -> schema.PageNavigation | schema.PageScrape:
-        common = {
-            "scraper_source": self.scraper_source,
-            "url": self.page_url,
-            "success": self.success,
-            "error": self.error,
-            "recorded_at": schema.epoch_ms(self.created_at),
-        }
+        recorded_at = schema.epoch_ms(self.created_at)
         if self.metric_type == self.MetricType.NAVIGATION:
             return schema.PageNavigation(
+                scraper_source=self.scraper_source,
+                url=self.page_url,
                 navigation_duration_ms=self.navigation_duration_ms or 0,
                 retry_count=self.retry_count or 0,
-                **common,
+                success=self.success,
+                error=self.error,
+                recorded_at=recorded_at,
             )
         return schema.PageScrape(
+            scraper_source=self.scraper_source,
+            url=self.page_url,
             scrape_duration_ms=self.scrape_duration_ms or 0,
             items_extracted=self.items_extracted or 0,
             data_size=self.data_size or 0,
-            **common,
+            success=self.success,
+            error=self.error,
+            recorded_at=recorded_at,
         )
 
 
@@ -162,7 +162,9 @@ class ApiKey(models.Model):
     """A machine's credential. Only a hash is stored; the key itself is shown once."""
 
     name = models.CharField(max_length=100, help_text="Who uses it, e.g. 'robinhood scraper'.")
-    prefix = models.CharField(max_length=12, editable=False, help_text="First characters, to tell keys apart.")
+    prefix = models.CharField(
+        max_length=12, editable=False, help_text="First characters, to tell keys apart."
+    )
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -32,7 +32,10 @@ def recent_metrics(channel: str | None, limit: int) -> list[dict[str, Any]]:
     if channel is not None:
         pages = pages.filter(scraper_source=channel)
         runs = scheduler_runs_of(channel)
-    newest = [*pages.order_by("-created_at", "-id")[:limit], *runs.order_by("-created_at", "-id")[:limit]]
+    newest: list[PagePerformance | SchedulerMetric] = [
+        *pages.order_by("-created_at", "-id")[:limit],
+        *runs.order_by("-created_at", "-id")[:limit],
+    ]
     newest.sort(key=lambda row: (row.created_at, row.id), reverse=True)
     return [to_wire(row.to_metric()) for row in reversed(newest[:limit])]
 
@@ -100,10 +103,17 @@ def dashboard_summary() -> dict[str, Any]:
 
 def _empty_source() -> dict[str, Any]:
     return {
-        "records": 0, "successCount": 0, "navigations": 0, "scrapes": 0, "schedulerRuns": 0,
-        "avgNavigationDurationMs": None, "avgScrapeDurationMs": None, "itemsExtracted": 0,
-        "retries": 0, "lastRecordedAt": None,
-    }  # fmt: skip
+        "records": 0,
+        "successCount": 0,
+        "navigations": 0,
+        "scrapes": 0,
+        "schedulerRuns": 0,
+        "avgNavigationDurationMs": None,
+        "avgScrapeDurationMs": None,
+        "itemsExtracted": 0,
+        "retries": 0,
+        "lastRecordedAt": None,
+    }
 
 
 def _round(value: float | None) -> float | None:

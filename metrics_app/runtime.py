@@ -33,7 +33,7 @@ def server_stats() -> dict[str, Any]:
         "pid": os.getpid(),
         "uptime": uptime_seconds(),
         "rssBytes": _process.memory_info().rss,
-        "channelLayer": settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1],
+        "channelLayer": str(settings.CHANNEL_LAYERS["default"]["BACKEND"]).rsplit(".", 1)[-1],
         "counters": counters.snapshot(),
         "collector": collector.stats(),
     }

@@ -35,9 +35,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class _Record(
-    Struct, tag_field="type", rename="camel", forbid_unknown_fields=True, kw_only=True, frozen=True
-):
+class _Record(Struct, tag_field="type", rename="camel", forbid_unknown_fields=True, kw_only=True):
     success: bool = True
     error: ErrorText = None
     recorded_at: RecordedAt = msgspec.field(default_factory=now_ms)
@@ -231,7 +229,8 @@ def scheduler_row(record: SchedulerRun) -> tuple[Any, ...]:
 
 def to_wire(record: Metric) -> dict[str, Any]:
     """The JSON-ready shape of a record, as clients send it and the API returns it."""
-    return msgspec.to_builtins(record)  # type: ignore[no-any-return]
+    wire: dict[str, Any] = msgspec.to_builtins(record)
+    return wire
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

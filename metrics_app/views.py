@@ -83,8 +83,12 @@ def ingest(request: HttpRequest) -> HttpResponse:
         details = [e.as_dict() for e in exc.errors]
         return error(400, "invalid_metrics", "some records are invalid; none were stored", details=details)
     if not records:
-        return error(400, "invalid_metrics", "send 1 to 1000 records",
-                     details=[{"index": None, "field": "metrics", "message": "must not be empty"}])  # fmt: skip
+        return error(
+            400,
+            "invalid_metrics",
+            "send 1 to 1000 records",
+            details=[{"index": None, "field": "metrics", "message": "must not be empty"}],
+        )
     if len(records) > MAX_RECORDS_PER_REQUEST:
         return _too_large(f"{len(records)} records; at most {MAX_RECORDS_PER_REQUEST} per request")
     store_metrics(records)
@@ -130,4 +134,3 @@ def stats(request: HttpRequest) -> HttpResponse:
 @allow("GET")
 def websocket_health(request: HttpRequest) -> HttpResponse:
     return JsonResponse(runtime.websocket_health())
-

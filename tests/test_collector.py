@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -34,7 +35,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
 def make_collector() -> Iterator[Callable[..., MetricsCollector]]:
     made: list[MetricsCollector] = []
 
-    def make(**options: int) -> MetricsCollector:
+    def make(**options: Any) -> MetricsCollector:
         made.append(MetricsCollector(**options))
         return made[-1]
 
@@ -45,7 +46,9 @@ def make_collector() -> Iterator[Callable[..., MetricsCollector]]:
 
 def record_navigations(collector: MetricsCollector, count: int) -> None:
     for i in range(count):
-        collector.record_page_navigation(scraper_source="webull", url=f"https://w/{i}", navigation_duration_ms=i)
+        collector.record_page_navigation(
+            scraper_source="webull", url=f"https://w/{i}", navigation_duration_ms=i
+        )
 
 
 def test_validates_at_the_call(make_collector: Callable[..., MetricsCollector]) -> None:
@@ -86,7 +89,9 @@ def test_101st_record_waits_for_the_next_flush(make_collector: Callable[..., Met
 def test_every_record_type_is_stored(make_collector: Callable[..., MetricsCollector]) -> None:
     collector = make_collector(batch_size=1000, interval_ms=60_000)
     collector.record_page_navigation(scraper_source="cnbc", url="u", navigation_duration_ms=10, retry_count=2)
-    collector.record_page_scrape(scraper_source="cnbc", url="u", scrape_duration_ms=5, items_extracted=3, data_size=9)
+    collector.record_page_scrape(
+        scraper_source="cnbc", url="u", scrape_duration_ms=5, items_extracted=3, data_size=9
+    )
     collector.record_scheduler_metric(scheduler_name="hourly", execution_duration_ms=50, items_processed=4)
     assert collector.flush() == 3
     assert PagePerformance.objects.get(metric_type="page_navigation").retry_count == 2
@@ -100,7 +105,8 @@ def test_full_queue_drops_the_oldest_and_counts_them(make_collector: Callable[..
     stats = collector.stats()
     assert (stats["dropped"], stats["queued"]["page_navigation"]) == (3, 5)
     collector.flush()
-    assert sorted(PagePerformance.objects.values_list("navigation_duration_ms", flat=True)) == [3, 4, 5, 6, 7]
+    durations = PagePerformance.objects.values_list("navigation_duration_ms", flat=True)
+    assert sorted(d or 0 for d in durations) == [3, 4, 5, 6, 7]
 
 
 def test_queued_records_are_stored_at_normal_exit(live_server_env: dict[str, str]) -> None:
@@ -108,9 +114,14 @@ def test_queued_records_are_stored_at_normal_exit(live_server_env: dict[str, str
         "import django; django.setup()\n"
         "from metrics_app.collector import collector\n"
         "for i in range(5):\n"
-        "    collector.record_page_scrape(scraper_source='exit-test', url='u', scrape_duration_ms=i, items_extracted=1)\n"
+        "    collector.record_page_scrape(\n"
+        "        scraper_source='exit-test', url='u', scrape_duration_ms=i, items_extracted=1)\n"
     )
-    env = {**live_server_env, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "METRICS_FLUSH_INTERVAL_MS": "600000"}
+    env = {
+        **live_server_env,
+        "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings",
+        "METRICS_FLUSH_INTERVAL_MS": "600000",
+    }
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True, timeout=60)
     assert PagePerformance.objects.filter(scraper_source="exit-test").count() == 5
 

@@ -21,8 +21,9 @@ def test_create_api_key_prints_the_key_alone_on_the_last_line(client: Client) ->
     assert key.startswith("wm_") and " " not in key
     assert ApiKey.objects.get().name == "robinhood-scraper"
     body = orjson.dumps({"metrics": [navigation()]})
-    response = client.post("/api/metrics/", body, content_type="application/json",
-                           headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    response = client.post(
+        "/api/metrics/", body, content_type="application/json", headers={"Authorization": f"Bearer {key}"}
+    )
     assert response.status_code == 202
 
 

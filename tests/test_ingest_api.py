@@ -39,8 +39,11 @@ def test_stored_rows_hold_every_field(client: Client, api_key: str) -> None:
     post(client, {"metrics": [nav, scrape(), run]}, api_key)
     row = PagePerformance.objects.get(metric_type="page_navigation")
     assert (row.scraper_source, row.page_url, row.navigation_duration_ms, row.retry_count) == (
-        "robinhood", nav["url"], 420, 1,
-    )  # fmt: skip
+        "robinhood",
+        nav["url"],
+        420,
+        1,
+    )
     assert (row.success, row.error, row.scrape_duration_ms) == (False, "timeout after 30000 ms", None)
     assert int(row.created_at.timestamp() * 1000) == 1_795_000_000_123
     scraped = PagePerformance.objects.get(metric_type="page_scrape")
@@ -85,7 +88,9 @@ def test_body_over_the_limit_is_413(client: Client, api_key: str, settings: Any)
     assert stored() == 0
 
 
-@pytest.mark.parametrize("authorization", [None, "", "Bearer", "Bearer wm_wrong", "Basic dXNlcjpwYXNz", "wm_x"])
+@pytest.mark.parametrize(
+    "authorization", [None, "", "Bearer", "Bearer wm_wrong", "Basic dXNlcjpwYXNz", "wm_x"]
+)
 def test_without_a_valid_key_is_401(client: Client, authorization: str | None) -> None:
     headers = {} if authorization is None else {"Authorization": authorization}
     response = post(client, {"metrics": [navigation()]}, None, **headers)
@@ -121,15 +126,35 @@ def test_marks_key_last_used(client: Client, api_key: str) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
 record_keys = st.sampled_from(
-    ["type", "scraperSource", "url", "navigationDurationMs", "retryCount", "scrapeDurationMs",
-     "itemsExtracted", "dataSize", "schedulerName", "executionDurationMs", "itemsProcessed",
-     "success", "error", "recordedAt", "extra"]
-)  # fmt: skip
+    [
+        "type",
+        "scraperSource",
+        "url",
+        "navigationDurationMs",
+        "retryCount",
+        "scrapeDurationMs",
+        "itemsExtracted",
+        "dataSize",
+        "schedulerName",
+        "executionDurationMs",
+        "itemsProcessed",
+        "success",
+        "error",
+        "recordedAt",
+        "extra",
+    ]
+)
 mutated_records = st.builds(
     lambda base, changes: {**base, **changes},
     st.sampled_from([navigation(), scrape(), scheduler_run()]),
@@ -138,8 +163,13 @@ mutated_records = st.builds(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.one_of(st.binary(max_size=64), json_values.map(orjson.dumps),
-                      st.lists(mutated_records, max_size=5).map(lambda m: orjson.dumps({"metrics": m}))))  # fmt: skip
+@given(
+    body=st.one_of(
+        st.binary(max_size=64),
+        json_values.map(orjson.dumps),
+        st.lists(mutated_records, max_size=5).map(lambda m: orjson.dumps({"metrics": m})),
+    )
+)
 def test_never_answers_5xx(client: Client, api_key: str, body: bytes) -> None:
     before = stored()
     response = post(client, body, api_key)
@@ -152,8 +182,10 @@ def test_never_answers_5xx(client: Client, api_key: str, body: bytes) -> None:
 
 
 def test_huge_numbers_are_400_not_500(client: Client, api_key: str) -> None:
-    body = b'{"metrics":[{"type":"page_scrape","scraperSource":"x","url":"u","scrapeDurationMs":1,' \
-           b'"itemsExtracted":1,"dataSize":100000000000000000000000000000}]}'
+    body = (
+        b'{"metrics":[{"type":"page_scrape","scraperSource":"x","url":"u","scrapeDurationMs":1,'
+        b'"itemsExtracted":1,"dataSize":100000000000000000000000000000}]}'
+    )
     response = post(client, body, api_key)
     assert response.status_code == 400
     assert response.json()["details"][0]["field"] == "dataSize"

@@ -41,7 +41,9 @@ def test_ingest_stores_then_answers(daphne: DaphneServer, committed_api_key: str
 def test_malformed_input_is_a_4xx_with_a_message(
     daphne: DaphneServer, committed_api_key: str, body: bytes, status: int
 ) -> None:
-    response = httpx.post(f"{daphne.url}/api/metrics/", content=body, headers=auth(committed_api_key), timeout=30)
+    response = httpx.post(
+        f"{daphne.url}/api/metrics/", content=body, headers=auth(committed_api_key), timeout=30
+    )
     assert response.status_code == status
     assert response.json()["message"]
     assert PagePerformance.objects.count() == 0
@@ -62,11 +64,23 @@ def test_embedded_default_needs_no_service(tmp_path: Path, live_server_env: dict
     env["VAR_DIR"] = str(tmp_path)
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
-    first_run = subprocess.run([*manage, "first_run"], cwd=ROOT, env=env, check=True, capture_output=True,
-                               text=True, timeout=60).stdout  # fmt: skip
+    first_run = subprocess.run(
+        [*manage, "first_run"], cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=60
+    ).stdout
     username, password = first_run.split("Log in as: ", 1)[1].split("  ")[0].split(" / ")
-    key = subprocess.run([*manage, "create_api_key", "demo"], cwd=ROOT, env=env, check=True,
-                         capture_output=True, text=True, timeout=60).stdout.strip().splitlines()[-1]  # fmt: skip
+    key = (
+        subprocess.run(
+            [*manage, "create_api_key", "demo"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert (tmp_path / "wealthmetrics.sqlite3").exists()
 
     server = DaphneServer(env)
@@ -76,9 +90,14 @@ def test_embedded_default_needs_no_service(tmp_path: Path, live_server_env: dict
         assert httpx.post(f"{server.url}/api/metrics/", content=body, headers=auth(key)).status_code == 202
         with httpx.Client(base_url=server.url) as browser:
             browser.get("/accounts/login/")
-            login = browser.post("/accounts/login/", data={
-                "username": username, "password": password, "csrfmiddlewaretoken": browser.cookies["csrftoken"],
-            })  # fmt: skip
+            login = browser.post(
+                "/accounts/login/",
+                data={
+                    "username": username,
+                    "password": password,
+                    "csrfmiddlewaretoken": browser.cookies["csrftoken"],
+                },
+            )
             assert login.status_code == 302
             page = browser.get("/analytics/")
             assert page.status_code == 200

@@ -27,19 +27,43 @@ def index_columns(table: str) -> list[list[str]]:
 @pytest.mark.django_db
 def test_tables_have_the_contract_columns() -> None:
     assert columns("scraper_page_performance") >= {
-        "id", "scraper_source", "metric_type", "page_url", "navigation_duration_ms", "retry_count",
-        "scrape_duration_ms", "items_extracted", "data_size", "success", "error", "created_at",
-    }  # fmt: skip
+        "id",
+        "scraper_source",
+        "metric_type",
+        "page_url",
+        "navigation_duration_ms",
+        "retry_count",
+        "scrape_duration_ms",
+        "items_extracted",
+        "data_size",
+        "success",
+        "error",
+        "created_at",
+    }
     assert columns("scheduler_metrics") >= {
-        "id", "scheduler_name", "scraper_source", "execution_duration_ms", "items_processed",
-        "success", "error", "created_at",
-    }  # fmt: skip
+        "id",
+        "scheduler_name",
+        "scraper_source",
+        "execution_duration_ms",
+        "items_processed",
+        "success",
+        "error",
+        "created_at",
+    }
     assert columns("scraper_daily_summary") >= {
-        "scraper_source", "metric_date", "total_navigations", "successful_navigations",
-        "avg_navigation_duration_ms", "min_navigation_duration_ms", "max_navigation_duration_ms",
-        "avg_retry_count", "total_scrapes", "successful_scrapes", "avg_scrape_duration_ms",
+        "scraper_source",
+        "metric_date",
+        "total_navigations",
+        "successful_navigations",
+        "avg_navigation_duration_ms",
+        "min_navigation_duration_ms",
+        "max_navigation_duration_ms",
+        "avg_retry_count",
+        "total_scrapes",
+        "successful_scrapes",
+        "avg_scrape_duration_ms",
         "total_items_extracted",
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.django_db

@@ -26,9 +26,13 @@ pytestmark = [pytest.mark.mysql, pytest.mark.django_db(transaction=True)]
 def count_rows(source: str) -> int:
     """Counted over a direct connection of its own, never through the proxy."""
     direct = dj_database_url.parse(os.environ["DATABASE_URL"])
-    conn = MySQLdb.connect(host=direct["HOST"] or "127.0.0.1", port=int(direct["PORT"] or 3306),
-                           user=direct["USER"] or "root", passwd=direct["PASSWORD"] or "",
-                           db=settings.DATABASES["default"]["NAME"])  # fmt: skip
+    conn = MySQLdb.connect(
+        host=direct["HOST"] or "127.0.0.1",
+        port=int(direct["PORT"] or 3306),
+        user=direct["USER"] or "root",
+        passwd=direct["PASSWORD"] or "",
+        db=settings.DATABASES["default"]["NAME"],
+    )
     try:
         cursor = conn.cursor()
         cursor.execute("SELECT COUNT(*) FROM scraper_page_performance WHERE scraper_source = %s", (source,))
@@ -88,8 +92,10 @@ def test_collector_keeps_every_record_through_an_outage(proxy: TcpProxy, databas
 
 @pytest.fixture
 def daphne_via_proxy(proxy: TcpProxy, live_server_env: dict[str, str]) -> Iterator[DaphneServer]:
-    env = {**live_server_env, "DATABASE_URL": database_url_for_subprocess(settings.DATABASES["default"],
-                                                                          port=proxy.port)}  # fmt: skip
+    env = {
+        **live_server_env,
+        "DATABASE_URL": database_url_for_subprocess(settings.DATABASES["default"], port=proxy.port),
+    }
     server = DaphneServer(env)
     server.start()
     yield server
@@ -98,8 +104,12 @@ def daphne_via_proxy(proxy: TcpProxy, live_server_env: dict[str, str]) -> Iterat
 
 def post_batch(server: DaphneServer, key: str, source: str, count: int) -> httpx.Response:
     body = orjson.dumps({"metrics": [navigation(scraperSource=source, url=f"u{i}") for i in range(count)]})
-    return httpx.post(f"{server.url}/api/metrics/", content=body, timeout=30,
-                      headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})  # fmt: skip
+    return httpx.post(
+        f"{server.url}/api/metrics/",
+        content=body,
+        timeout=30,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
 
 
 def test_api_answers_503_while_the_database_is_away(
@@ -120,7 +130,9 @@ def test_api_answers_503_while_the_database_is_away(
     assert count_rows("http-outage") == 100
 
 
-def test_a_202_survives_the_server_being_killed(daphne_via_proxy: DaphneServer, committed_api_key: str) -> None:
+def test_a_202_survives_the_server_being_killed(
+    daphne_via_proxy: DaphneServer, committed_api_key: str
+) -> None:
     assert post_batch(daphne_via_proxy, committed_api_key, "killed", 500).status_code == 202
     assert daphne_via_proxy.process is not None
     daphne_via_proxy.process.send_signal(signal.SIGKILL)

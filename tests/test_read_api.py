@@ -26,7 +26,7 @@ def store(*records: dict[str, Any]) -> None:
 def test_recent_returns_the_last_n_of_a_source_oldest_first(reader: Client) -> None:
     store(*(navigation(url=f"https://r/{i}", recordedAt=1_795_000_000_000 + i) for i in range(10)))
     store(scrape(scraperSource="robinhood", recordedAt=1_795_000_000_020), scrape())
-    response = reader.get("/api/metrics/recent/", {"source": "robinhood", "limit": 3})
+    response = reader.get("/api/metrics/recent/", {"source": "robinhood", "limit": "3"})
     assert response.status_code == 200
     metrics = response.json()["metrics"]
     assert [m["recordedAt"] for m in metrics] == [1_795_000_000_008, 1_795_000_000_009, 1_795_000_000_020]
@@ -49,7 +49,12 @@ def test_recent_without_source_covers_every_source(reader: Client) -> None:
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"limit": "ten"}, "limit"), ({"source": "Bad!"}, "source")],
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"source": "Bad!"}, "source"),
+    ],
 )
 def test_recent_rejects_bad_parameters(reader: Client, params: dict[str, Any], field: str) -> None:
     response = reader.get("/api/metrics/recent/", params)
@@ -59,21 +64,33 @@ def test_recent_rejects_bad_parameters(reader: Client, params: dict[str, Any], f
 
 def test_summary_totals_per_source(reader: Client) -> None:
     store(
-        navigation(navigationDurationMs=100), navigation(navigationDurationMs=300, success=False, error="x"),
-        scrape(itemsExtracted=7), scheduler_run(scraperSource="cnbc"),
-    )  # fmt: skip
+        navigation(navigationDurationMs=100),
+        navigation(navigationDurationMs=300, success=False, error="x"),
+        scrape(itemsExtracted=7),
+        scheduler_run(scraperSource="cnbc"),
+    )
     data = reader.get("/api/metrics/summary/").json()
     robinhood, cnbc = data["sources"]["robinhood"], data["sources"]["cnbc"]
-    assert (robinhood["records"], robinhood["successRate"], robinhood["avgNavigationDurationMs"]) == (2, 50.0, 200.0)
+    assert (robinhood["records"], robinhood["successRate"], robinhood["avgNavigationDurationMs"]) == (
+        2,
+        50.0,
+        200.0,
+    )
     assert (cnbc["records"], cnbc["scrapes"], cnbc["schedulerRuns"], cnbc["itemsExtracted"]) == (2, 1, 1, 7)
     assert data["totals"] == {
-        "records": 4, "successCount": 3, "successRate": 75.0, "itemsExtracted": 7, "activeSources": 2,
-    }  # fmt: skip
+        "records": 4,
+        "successCount": 3,
+        "successRate": 75.0,
+        "itemsExtracted": 7,
+        "activeSources": 2,
+    }
 
 
 def test_stats_report_counters_and_memory(reader: Client, api_key: str) -> None:
     body = orjson.dumps({"metrics": [navigation()]})
-    reader.post("/api/metrics/", body, content_type="application/json", headers={"Authorization": f"Bearer {api_key}"})
+    reader.post(
+        "/api/metrics/", body, content_type="application/json", headers={"Authorization": f"Bearer {api_key}"}
+    )
     stats = reader.get("/api/stats/").json()
     assert stats["counters"]["records_stored"] >= 1
     assert stats["rssBytes"] > 1_000_000

@@ -36,12 +36,18 @@ def test_env_bool_and_list(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("METRICS_BATCH_INTERVAL_MS", "50"), ("METRICS_BATCH_INTERVAL_MS", "9000"),
-     ("METRICS_MAX_CLIENTS", "many"), ("DEBUG", "maybe"), ("DATABASE_URL", "nosuchdb://x")],
-)  # fmt: skip
+    [
+        ("METRICS_BATCH_INTERVAL_MS", "50"),
+        ("METRICS_BATCH_INTERVAL_MS", "9000"),
+        ("METRICS_MAX_CLIENTS", "many"),
+        ("DEBUG", "maybe"),
+        ("DATABASE_URL", "nosuchdb://x"),
+    ],
+)
 def test_bad_value_stops_start_up_naming_the_variable(name: str, value: str) -> None:
     env = {**os.environ, name: value}
-    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
     assert name in result.stderr

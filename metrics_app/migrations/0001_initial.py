@@ -4,96 +4,142 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text="Who uses it, e.g. 'robinhood scraper'.", max_length=100)),
-                ('prefix', models.CharField(editable=False, help_text='First characters, to tell keys apart.', max_length=12)),
-                ('key_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(help_text="Who uses it, e.g. 'robinhood scraper'.", max_length=100),
+                ),
+                (
+                    "prefix",
+                    models.CharField(
+                        editable=False, help_text="First characters, to tell keys apart.", max_length=12
+                    ),
+                ),
+                ("key_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("last_used_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'verbose_name': 'API key',
-                'db_table': 'api_keys',
-                'ordering': ['-created_at'],
+                "verbose_name": "API key",
+                "db_table": "api_keys",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='DailySummary',
+            name="DailySummary",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scraper_source', models.CharField(max_length=50)),
-                ('metric_date', models.DateField(help_text='The day, cut in TIME_ZONE.')),
-                ('total_navigations', models.IntegerField(default=0)),
-                ('successful_navigations', models.IntegerField(default=0)),
-                ('avg_navigation_duration_ms', models.FloatField(blank=True, null=True)),
-                ('min_navigation_duration_ms', models.IntegerField(blank=True, null=True)),
-                ('max_navigation_duration_ms', models.IntegerField(blank=True, null=True)),
-                ('avg_retry_count', models.FloatField(blank=True, null=True)),
-                ('total_scrapes', models.IntegerField(default=0)),
-                ('successful_scrapes', models.IntegerField(default=0)),
-                ('avg_scrape_duration_ms', models.FloatField(blank=True, null=True)),
-                ('total_items_extracted', models.BigIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("scraper_source", models.CharField(max_length=50)),
+                ("metric_date", models.DateField(help_text="The day, cut in TIME_ZONE.")),
+                ("total_navigations", models.IntegerField(default=0)),
+                ("successful_navigations", models.IntegerField(default=0)),
+                ("avg_navigation_duration_ms", models.FloatField(blank=True, null=True)),
+                ("min_navigation_duration_ms", models.IntegerField(blank=True, null=True)),
+                ("max_navigation_duration_ms", models.IntegerField(blank=True, null=True)),
+                ("avg_retry_count", models.FloatField(blank=True, null=True)),
+                ("total_scrapes", models.IntegerField(default=0)),
+                ("successful_scrapes", models.IntegerField(default=0)),
+                ("avg_scrape_duration_ms", models.FloatField(blank=True, null=True)),
+                ("total_items_extracted", models.BigIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'daily summary',
-                'verbose_name_plural': 'daily summaries',
-                'db_table': 'scraper_daily_summary',
-                'ordering': ['-metric_date', 'scraper_source'],
-                'constraints': [models.UniqueConstraint(fields=('scraper_source', 'metric_date'), name='uniq_summary_source_date')],
+                "verbose_name": "daily summary",
+                "verbose_name_plural": "daily summaries",
+                "db_table": "scraper_daily_summary",
+                "ordering": ["-metric_date", "scraper_source"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("scraper_source", "metric_date"), name="uniq_summary_source_date"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PagePerformance',
+            name="PagePerformance",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scraper_source', models.CharField(help_text='Scraper that recorded it.', max_length=50)),
-                ('metric_type', models.CharField(choices=[('page_navigation', 'page navigation'), ('page_scrape', 'page scrape')], max_length=50)),
-                ('page_url', models.CharField(blank=True, default='', max_length=500, verbose_name='URL')),
-                ('navigation_duration_ms', models.IntegerField(blank=True, null=True)),
-                ('retry_count', models.IntegerField(blank=True, null=True)),
-                ('scrape_duration_ms', models.IntegerField(blank=True, null=True)),
-                ('items_extracted', models.IntegerField(blank=True, null=True)),
-                ('data_size', models.BigIntegerField(blank=True, help_text='Bytes scraped.', null=True)),
-                ('success', models.BooleanField(default=True)),
-                ('error', models.CharField(blank=True, max_length=500, null=True)),
-                ('created_at', models.DateTimeField(help_text="The record's recordedAt, in UTC.")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("scraper_source", models.CharField(help_text="Scraper that recorded it.", max_length=50)),
+                (
+                    "metric_type",
+                    models.CharField(
+                        choices=[("page_navigation", "page navigation"), ("page_scrape", "page scrape")],
+                        max_length=50,
+                    ),
+                ),
+                ("page_url", models.CharField(blank=True, default="", max_length=500, verbose_name="URL")),
+                ("navigation_duration_ms", models.IntegerField(blank=True, null=True)),
+                ("retry_count", models.IntegerField(blank=True, null=True)),
+                ("scrape_duration_ms", models.IntegerField(blank=True, null=True)),
+                ("items_extracted", models.IntegerField(blank=True, null=True)),
+                ("data_size", models.BigIntegerField(blank=True, help_text="Bytes scraped.", null=True)),
+                ("success", models.BooleanField(default=True)),
+                ("error", models.CharField(blank=True, max_length=500, null=True)),
+                ("created_at", models.DateTimeField(help_text="The record's recordedAt, in UTC.")),
             ],
             options={
-                'verbose_name': 'page metric',
-                'db_table': 'scraper_page_performance',
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['scraper_source', 'created_at'], name='idx_source_time'), models.Index(fields=['metric_type', 'scraper_source', 'created_at'], name='idx_type_source_time'), models.Index(fields=['created_at'], name='idx_page_created')],
+                "verbose_name": "page metric",
+                "db_table": "scraper_page_performance",
+                "ordering": ["-created_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["scraper_source", "created_at"], name="idx_source_time"),
+                    models.Index(
+                        fields=["metric_type", "scraper_source", "created_at"], name="idx_type_source_time"
+                    ),
+                    models.Index(fields=["created_at"], name="idx_page_created"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='SchedulerMetric',
+            name="SchedulerMetric",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('scheduler_name', models.CharField(max_length=50)),
-                ('scraper_source', models.CharField(blank=True, max_length=50, null=True)),
-                ('execution_duration_ms', models.IntegerField()),
-                ('items_processed', models.IntegerField(default=0)),
-                ('success', models.BooleanField(default=True)),
-                ('error', models.CharField(blank=True, max_length=500, null=True)),
-                ('created_at', models.DateTimeField(help_text="The record's recordedAt, in UTC.")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("scheduler_name", models.CharField(max_length=50)),
+                ("scraper_source", models.CharField(blank=True, max_length=50, null=True)),
+                ("execution_duration_ms", models.IntegerField()),
+                ("items_processed", models.IntegerField(default=0)),
+                ("success", models.BooleanField(default=True)),
+                ("error", models.CharField(blank=True, max_length=500, null=True)),
+                ("created_at", models.DateTimeField(help_text="The record's recordedAt, in UTC.")),
             ],
             options={
-                'verbose_name': 'scheduler run',
-                'db_table': 'scheduler_metrics',
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['scheduler_name', 'created_at'], name='idx_scheduler_time'), models.Index(fields=['scraper_source', 'created_at'], name='idx_sched_source_time'), models.Index(fields=['created_at'], name='idx_sched_created')],
+                "verbose_name": "scheduler run",
+                "db_table": "scheduler_metrics",
+                "ordering": ["-created_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["scheduler_name", "created_at"], name="idx_scheduler_time"),
+                    models.Index(fields=["scraper_source", "created_at"], name="idx_sched_source_time"),
+                    models.Index(fields=["created_at"], name="idx_sched_created"),
+                ],
             },
         ),
     ]

@@ -3,13 +3,15 @@ collector, so a test can queue records inside a running daphne and then stop it.
 
 from typing import Any
 
-from wealthmetrics.asgi import application as wealthmetrics_application
 from metrics_app.collector import collector
+from wealthmetrics.asgi import application as wealthmetrics_application
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "http" and scope["path"] == "/test/record/":
-        collector.record_page_navigation(scraper_source="shutdown-test", url="https://x/", navigation_duration_ms=7)
+        collector.record_page_navigation(
+            scraper_source="shutdown-test", url="https://x/", navigation_duration_ms=7
+        )
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"queued"})
         return

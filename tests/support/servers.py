@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,9 @@ def redis_available() -> bool:
         return False
 
 
-def database_url_for_subprocess(db: dict[str, Any], *, host: str | None = None, port: int | None = None) -> str:
+def database_url_for_subprocess(
+    db: Mapping[str, Any], *, host: str | None = None, port: int | None = None
+) -> str:
     """A DATABASE_URL naming the (test) database this process uses, optionally via a proxy."""
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"

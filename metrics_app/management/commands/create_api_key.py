@@ -17,5 +17,7 @@ class Command(BaseCommand):
             raise CommandError("NAME must not be empty")
         api_key, key = ApiKey.issue(name.strip())
         self.stdout.write(f"Created API key #{api_key.pk} '{api_key.name}'.")
-        self.stdout.write("Send it as 'Authorization: Bearer <key>'. It is not stored and cannot be shown again:")
+        self.stdout.write(
+            "Send it as 'Authorization: Bearer <key>'. It is not stored and cannot be shown again:"
+        )
         self.stdout.write(key)

@@ -34,4 +34,6 @@ class Command(BaseCommand):
             if user is not None and user.check_password(password):
                 self.stdout.write(f"Log in as: {username} / {password}  (kept in {login_file})")
                 return
-        self.stdout.write("Log in with your account; create one with: .venv/bin/python manage.py createsuperuser")
+        self.stdout.write(
+            "Log in with your account; create one with: .venv/bin/python manage.py createsuperuser"
+        )
