@@ -37,14 +37,31 @@ def make_bodies(run: str, batches: int, size: int) -> list[bytes]:
         for i in range(size):
             source = f"bench-{run}-{i % 8}"
             if i % 2:
-                records.append({"type": "page_scrape", "scraperSource": source, "url": f"https://example.com/q/{b}/{i}",
-                                "scrapeDurationMs": 50 + i % 400, "itemsExtracted": i % 40, "dataSize": 20_000 + i,
-                                "success": i % 17 != 0, "error": None if i % 17 else "selector not found",
-                                "recordedAt": now + i})  # fmt: skip
+                records.append(
+                    {
+                        "type": "page_scrape",
+                        "scraperSource": source,
+                        "url": f"https://example.com/q/{b}/{i}",
+                        "scrapeDurationMs": 50 + i % 400,
+                        "itemsExtracted": i % 40,
+                        "dataSize": 20_000 + i,
+                        "success": i % 17 != 0,
+                        "error": None if i % 17 else "selector not found",
+                        "recordedAt": now + i,
+                    }
+                )
             else:
-                records.append({"type": "page_navigation", "scraperSource": source, "url": f"https://example.com/p/{b}/{i}",
-                                "navigationDurationMs": 200 + i % 900, "retryCount": i % 3, "success": True,
-                                "recordedAt": now + i})  # fmt: skip
+                records.append(
+                    {
+                        "type": "page_navigation",
+                        "scraperSource": source,
+                        "url": f"https://example.com/p/{b}/{i}",
+                        "navigationDurationMs": 200 + i % 900,
+                        "retryCount": i % 3,
+                        "success": True,
+                        "recordedAt": now + i,
+                    }
+                )
         bodies.append(orjson.dumps({"metrics": records}))
     return bodies
 
@@ -86,7 +103,9 @@ def count_rows(env: dict[str, str], run: str) -> int:
         "from metrics_app.models import PagePerformance as P\n"
         f"print(P.objects.filter(scraper_source__startswith='bench-{run}-').count())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
     return int(out.stdout.strip())
 
 
@@ -113,13 +132,21 @@ def machine() -> str:
     model = ""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                      if ln.startswith("model name")), "")  # fmt: skip
+        model = next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in cpuinfo.read_text().splitlines()
+                if ln.startswith("model name")
+            ),
+            "",
+        )
     return f"{os.cpu_count()} cores {model}, {platform.python_implementation()} {platform.python_version()}"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--servers", type=int, default=1, help="daphne processes to start (default 1)")
     parser.add_argument("--senders", type=int, default=4, help="concurrent sending threads (default 4)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of sending (default 20)")
@@ -131,8 +158,14 @@ def main() -> None:
     if not env.get("DATABASE_URL", "").startswith("mysql"):
         print("note: DATABASE_URL is not MySQL; the target is for MariaDB", file=sys.stderr)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    key_out = subprocess.run([sys.executable, "manage.py", "create_api_key", "bench-ingest"], cwd=ROOT, env=env,
-                             check=True, capture_output=True, text=True).stdout  # fmt: skip
+    key_out = subprocess.run(
+        [sys.executable, "manage.py", "create_api_key", "bench-ingest"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     key = key_out.strip().splitlines()[-1]
 
     servers = [DaphneServer(env) for _ in range(args.servers)]
@@ -142,11 +175,15 @@ def main() -> None:
     try:
         bodies = make_bodies(run, batches=40, size=args.batch)
         print(f"machine: {machine()}")
-        print(f"servers: {args.servers} daphne, senders: {args.senders}, batch: {args.batch}, "
-              f"duration: {args.duration:.0f}s, body: {len(bodies[0]) / 1024:.0f} KiB")  # fmt: skip
+        print(
+            f"servers: {args.servers} daphne, senders: {args.senders}, batch: {args.batch}, "
+            f"duration: {args.duration:.0f}s, body: {len(bodies[0]) / 1024:.0f} KiB"
+        )
         until = time.monotonic() + args.duration
-        senders = [Sender("127.0.0.1", servers[i % len(servers)].port, key, bodies, until)
-                   for i in range(args.senders)]  # fmt: skip
+        senders = [
+            Sender("127.0.0.1", servers[i % len(servers)].port, key, bodies, until)
+            for i in range(args.senders)
+        ]
         started = time.monotonic()
         for sender in senders:
             sender.start()
@@ -169,7 +206,8 @@ def main() -> None:
         p99 = latencies[int(len(latencies) * 0.99) - 1]
         print(f"request latency: p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
     print(f"accepted (202): {accepted} records in {elapsed:.1f}s = {accepted / elapsed:,.0f} records/s")
-    print(f"rows in database: {in_db}  lost: {accepted - in_db}  5xx: {sum(n for s, n in statuses.items() if s >= 500)}")
+    server_errors = sum(n for status, n in statuses.items() if status >= 500)
+    print(f"rows in database: {in_db}  lost: {accepted - in_db}  5xx: {server_errors}")
     if not args.keep:
         delete_rows(env, run)
     if in_db != accepted:
