@@ -104,3 +104,8 @@ def test_embedded_default_needs_no_service(tmp_path: Path, live_server_env: dict
             assert "embedded" in page.text
     finally:
         server.stop()
+
+
+def test_daphne_serves_static_files(daphne: DaphneServer) -> None:
+    for path in ("/static/css/site.css", "/static/admin/css/base.css"):
+        assert httpx.get(f"{daphne.url}{path}").status_code == 200

@@ -114,8 +114,16 @@ class TcpProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.cut()
+        self._call(self._cancel_relays())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+
+    async def _cancel_relays(self) -> None:
+        current = asyncio.current_task()
+        relays = [task for task in asyncio.all_tasks() if task is not current]
+        for task in relays:
+            task.cancel()
+        await asyncio.gather(*relays, return_exceptions=True)
 
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
