@@ -14,21 +14,13 @@ from metrics_app.collector import MetricsCollector
 from metrics_app.models import PagePerformance, SchedulerMetric
 from metrics_app.schema import InvalidMetrics
 from tests.support.servers import ROOT, DaphneServer
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def stored() -> int:
     return PagePerformance.objects.count() + SchedulerMetric.objects.count()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 @pytest.fixture

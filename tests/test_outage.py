@@ -6,8 +6,7 @@ answers 503 with Retry-After while the database is away and 202 again once it is
 
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import dj_database_url
 import httpx
@@ -19,6 +18,7 @@ from django.conf import settings
 from metrics_app.collector import MetricsCollector
 from tests.support.records import navigation
 from tests.support.servers import DaphneServer, TcpProxy, database_url_for_subprocess
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.mysql, pytest.mark.django_db(transaction=True)]
 
@@ -39,15 +39,6 @@ def count_rows(source: str) -> int:
         return int(cursor.fetchone()[0])
     finally:
         conn.close()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 @pytest.fixture
