@@ -1,5 +1,7 @@
-"""WebSocket routes. The /ws/metrics/ consumer is added by the streaming work (issue 3)."""
+from django.urls import URLPattern, URLResolver, path
 
-from django.urls import URLPattern, URLResolver
+from dashboard_app.consumers import MetricsConsumer
 
-websocket_urlpatterns: list[URLPattern | URLResolver] = []
+websocket_urlpatterns: list[URLPattern | URLResolver] = [
+    path("ws/metrics/", MetricsConsumer.as_asgi()),
+]

@@ -1,32 +1,34 @@
 """Pushing stored records to browsers: the one helper every sender calls after storing.
 
 `store_metrics(...)` then `broadcast_metrics(...)`: HTTP ingest and the in-process collector
-both end here, so a record reaches the live page the same way whichever path stored it.
+both end here, so a record reaches the live page the same way whichever path stored it. The
+batch is serialised once here and published once (metrics_app.bus); each process's hub
+(dashboard_app.live) fans it out to its own sockets.
 """
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+import orjson
 
 from metrics_app import counters
-from metrics_app.schema import Metric, to_wire
+from metrics_app.bus import get_bus
+from metrics_app.schema import Metric, channel_of, to_wire
 
 log = logging.getLogger(__name__)
 
-GROUP = "metrics"
 
-
-def broadcast_metrics(records: Sequence[Metric]) -> None:
-    """Publish stored records once to every process. Never raises: the records are stored,
-    and a broadcast failure (Redis away) must not turn a stored batch into an error."""
-    layer = get_channel_layer()
-    if layer is None or not records:
+def broadcast_metrics(records: Sequence[Metric], ids: Sequence[int]) -> None:
+    """Publish stored records. Never raises: they are stored, and a broadcast failure (Redis
+    away) must not turn a stored batch into an error. Browsers resync from the database when
+    they see the gap in sequence numbers this leaves."""
+    if not records:
         return
-    message = {"type": "metrics.stored", "metrics": [to_wire(r) for r in records]}
+    counts = Counter(channel_of(record) for record in records)
+    payload = orjson.dumps([to_wire(record, row_id) for record, row_id in zip(records, ids, strict=True)])
     try:
-        async_to_sync(layer.group_send)(GROUP, message)
+        get_bus().publish(dict(counts), payload)
     except Exception:
         counters.incr("broadcast_failures")
         log.exception("broadcast of %d stored records failed", len(records))

@@ -35,7 +35,8 @@ from metrics_app.storage import store_metrics
 
 log = logging.getLogger(__name__)
 
-Store = Callable[[Sequence[Metric]], None]
+Store = Callable[[Sequence[Metric]], list[int]]
+Broadcast = Callable[[Sequence[Metric], Sequence[int]], None]
 
 # One transaction stores at most this many records, so a large backlog after an outage
 # goes in as several ordinary multi-row inserts rather than one huge one.
@@ -50,7 +51,7 @@ class MetricsCollector:
         interval_ms: int | None = None,
         max_queue: int | None = None,
         store: Store = store_metrics,
-        broadcast: Store = broadcast_metrics,
+        broadcast: Broadcast = broadcast_metrics,
     ) -> None:
         self._batch_size = batch_size
         self._interval_ms = interval_ms
@@ -161,7 +162,7 @@ class MetricsCollector:
             stored = 0
             while batch := self._take(STORE_CHUNK):
                 try:
-                    self._store(batch)
+                    ids = self._store(batch)
                 except DatabaseError as exc:
                     self._requeue(batch, exc)
                     break
@@ -171,7 +172,7 @@ class MetricsCollector:
                     self._last_flush_ms = now_ms()
                     self._last_error = None
                 counters.incr("collector_flushed", len(batch))
-                self._broadcast(batch)
+                self._broadcast(batch, ids)
             return stored
 
     async def aflush(self) -> int:

@@ -1,17 +1,20 @@
 """Reading records back: recent records of a channel, and the dashboard summary."""
 
+import math
 import re
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
-from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
+from django.db.models import Case, Count, F, IntegerField, Max, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import Ceil, Coalesce, Least, Ln, TruncMinute
 from django.utils import timezone
 
+from metrics_app import histogram
+from metrics_app.livestats import WINDOW_MINUTES, LiveStats
 from metrics_app.models import PagePerformance, SchedulerMetric
 from metrics_app.schema import SOURCE_PATTERN, epoch_ms, to_wire
 
 _SOURCE = re.compile(SOURCE_PATTERN)
-SUMMARY_WINDOW = timedelta(hours=24)
 
 
 def is_source_name(value: str) -> bool:
@@ -37,84 +40,73 @@ def recent_metrics(channel: str | None, limit: int) -> list[dict[str, Any]]:
         *runs.order_by("-created_at", "-id")[:limit],
     ]
     newest.sort(key=lambda row: (row.created_at, row.id), reverse=True)
-    return [to_wire(row.to_metric()) for row in reversed(newest[:limit])]
+    return [to_wire(row.to_metric(), row.id) for row in reversed(newest[:limit])]
 
 
-def dashboard_summary() -> dict[str, Any]:
-    """Totals per source over the last 24 hours, from the database."""
-    since = timezone.now() - SUMMARY_WINDOW
-    sources: dict[str, dict[str, Any]] = {}
-    page_totals = (
+def _duration_bucket(duration: Any) -> Case:
+    """histogram.bucket_of, in SQL (Django provides LN and CEILING on SQLite too)."""
+    log_growth = math.log(histogram.GROWTH)
+    return Case(
+        When(**{f"{duration}__lte": 0}, then=Value(0)),
+        default=Least(
+            Value(histogram.BUCKETS - 1),
+            Value(1) + Ceil(Ln(F(duration)) / Value(log_growth) - Value(1e-9)),
+        ),
+        output_field=IntegerField(),
+    )
+
+
+def load_live_stats(stats: LiveStats) -> int:
+    """Fill a LiveStats with the last hour, aggregated in the database per source, type,
+    minute and duration bucket (a few thousand rows, however many records). Returns the
+    number of records it covers."""
+    since = timezone.now() - timedelta(minutes=WINDOW_MINUTES)
+    minute = TruncMinute("created_at", tzinfo=UTC)
+    pages = (
         PagePerformance.objects.filter(created_at__gte=since)
-        .values("scraper_source")
+        .annotate(duration=Coalesce("navigation_duration_ms", "scrape_duration_ms", 0))
+        .annotate(minute=minute, bucket=_duration_bucket("duration"))
+        .values("scraper_source", "metric_type", "minute", "bucket")
         .annotate(
-            records=Count("id"),
-            successes=Count("id", filter=Q(success=True)),
-            navigations=Count("id", filter=Q(metric_type=PagePerformance.MetricType.NAVIGATION)),
-            scrapes=Count("id", filter=Q(metric_type=PagePerformance.MetricType.SCRAPE)),
-            avg_navigation_ms=Avg("navigation_duration_ms"),
-            avg_scrape_ms=Avg("scrape_duration_ms"),
-            items=Sum("items_extracted"),
-            retries=Sum("retry_count"),
+            n=Count("id"),
+            ok=Count("id", filter=Q(success=True)),
+            total=Sum("duration"),
+            items=Coalesce(Sum("items_extracted"), 0),
+            retries=Coalesce(Sum("retry_count"), 0),
             last=Max("created_at"),
         )
     )
-    for row in page_totals:
-        sources[row["scraper_source"]] = {
-            "records": row["records"],
-            "successCount": row["successes"],
-            "navigations": row["navigations"],
-            "scrapes": row["scrapes"],
-            "schedulerRuns": 0,
-            "avgNavigationDurationMs": _round(row["avg_navigation_ms"]),
-            "avgScrapeDurationMs": _round(row["avg_scrape_ms"]),
-            "itemsExtracted": row["items"] or 0,
-            "retries": row["retries"] or 0,
-            "lastRecordedAt": epoch_ms(row["last"]),
-        }
-    run_totals = (
+    runs = (
         SchedulerMetric.objects.filter(created_at__gte=since)
-        .values("scraper_source", "scheduler_name")
-        .annotate(runs=Count("id"), successes=Count("id", filter=Q(success=True)), last=Max("created_at"))
+        .annotate(channel=Coalesce("scraper_source", "scheduler_name"))
+        .annotate(minute=minute, bucket=_duration_bucket("execution_duration_ms"))
+        .values("channel", "minute", "bucket")
+        .annotate(
+            n=Count("id"),
+            ok=Count("id", filter=Q(success=True)),
+            total=Sum("execution_duration_ms"),
+            items=Sum("items_processed"),
+            last=Max("created_at"),
+        )
     )
-    for row in run_totals:
-        channel = row["scraper_source"] or row["scheduler_name"]
-        entry = sources.setdefault(channel, _empty_source())
-        entry["records"] += row["runs"]
-        entry["schedulerRuns"] += row["runs"]
-        entry["successCount"] += row["successes"]
-        entry["lastRecordedAt"] = max(entry["lastRecordedAt"] or 0, epoch_ms(row["last"]))
-    for entry in sources.values():
-        entry["successRate"] = _round(100.0 * entry["successCount"] / entry["records"])
-    records = sum(e["records"] for e in sources.values())
-    successes = sum(e["successCount"] for e in sources.values())
-    return {
-        "windowSeconds": int(SUMMARY_WINDOW.total_seconds()),
-        "totals": {
-            "records": records,
-            "successCount": successes,
-            "successRate": _round(100.0 * successes / records) if records else None,
-            "itemsExtracted": sum(e["itemsExtracted"] for e in sources.values()),
-            "activeSources": len(sources),
-        },
-        "sources": dict(sorted(sources.items())),
-    }
+    covered = 0
+    for row in pages:
+        stats.add_aggregate(
+            row["scraper_source"], row["metric_type"], epoch_ms(row["minute"]) // 60_000, row["bucket"],
+            row["n"], row["ok"], row["total"], row["items"], row["retries"], epoch_ms(row["last"]),
+        )  # fmt: skip
+        covered += row["n"]
+    for row in runs:
+        stats.add_aggregate(
+            row["channel"], "scheduler_run", epoch_ms(row["minute"]) // 60_000, row["bucket"],
+            row["n"], row["ok"], row["total"], row["items"], 0, epoch_ms(row["last"]),
+        )  # fmt: skip
+        covered += row["n"]
+    return covered
 
 
-def _empty_source() -> dict[str, Any]:
-    return {
-        "records": 0,
-        "successCount": 0,
-        "navigations": 0,
-        "scrapes": 0,
-        "schedulerRuns": 0,
-        "avgNavigationDurationMs": None,
-        "avgScrapeDurationMs": None,
-        "itemsExtracted": 0,
-        "retries": 0,
-        "lastRecordedAt": None,
-    }
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
+def dashboard_snapshot() -> dict[str, Any]:
+    """The `metrics:update` data, computed from the database (GET /api/metrics/summary/)."""
+    stats = LiveStats()
+    load_live_stats(stats)
+    return stats.snapshot()

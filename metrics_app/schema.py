@@ -227,9 +227,13 @@ def scheduler_row(record: SchedulerRun) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def to_wire(record: Metric) -> dict[str, Any]:
-    """The JSON-ready shape of a record, as clients send it and the API returns it."""
+def to_wire(record: Metric, row_id: int | None = None) -> dict[str, Any]:
+    """The JSON-ready shape of a record, as clients send it; with its database id once stored.
+
+    Ids are per table, so a client tells records apart by (type is scheduler_run, id)."""
     wire: dict[str, Any] = msgspec.to_builtins(record)
+    if row_id is not None:
+        wire["id"] = row_id
     return wire
 
 

@@ -1,12 +1,13 @@
-"""Storing records: one transaction, one multi-row INSERT per table.
+"""Storing records: one transaction, one multi-row INSERT per table and 1000 rows.
 
-The INSERT text is kept to the plain `INSERT … VALUES (%s, …)` shape because mysqlclient only
-folds executemany into a single multi-row statement when it matches that pattern; with it a
-1000-record batch is one round trip instead of a thousand (about 61k rows/s against 3k/s for
-row-at-a-time autocommit on this kind of machine).
+A multi-row INSERT is one round trip instead of a thousand (about 61k rows/s against 3k/s
+for row-at-a-time autocommit on this kind of machine), and it gives the rows consecutive ids:
+MySQL reports the first (LAST_INSERT_ID), SQLite the last. Those ids go out with every live
+record, so a browser that re-reads history after a gap can drop what it already has.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -19,27 +20,46 @@ from metrics_app.schema import (
     scheduler_row,
 )
 
-
-def _insert_sql(table: str, columns: Sequence[str]) -> str:
-    placeholders = ", ".join(["%s"] * len(columns))
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
+ROWS_PER_STATEMENT = 1000  # SQLite allows 32766 parameters: 1000 rows of 11 columns fit
 
 
-PAGE_INSERT = _insert_sql("scraper_page_performance", PAGE_COLUMNS)
-SCHEDULER_INSERT = _insert_sql("scheduler_metrics", SCHEDULER_COLUMNS)
+def _insert_sql(table: str, columns: Sequence[str], rows: int) -> str:
+    one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one_row] * rows)
 
 
-def store_metrics(records: Sequence[Metric]) -> None:
-    """Store every record or none. Returns once the transaction is committed."""
-    page_rows = []
-    scheduler_rows = []
-    for record in records:
+def _insert(cursor: Any, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> list[int]:
+    ids: list[int] = []
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        cursor.execute(_insert_sql(table, columns, len(chunk)), [value for row in chunk for value in row])
+        last_id = int(cursor.lastrowid)
+        first_id = last_id if connection.vendor == "mysql" else last_id - len(chunk) + 1
+        ids.extend(range(first_id, first_id + len(chunk)))
+    return ids
+
+
+def store_metrics(records: Sequence[Metric]) -> list[int]:
+    """Store every record or none; returns their ids, in the order given, once committed."""
+    page_rows: list[tuple[Any, ...]] = []
+    scheduler_rows: list[tuple[Any, ...]] = []
+    page_at: list[int] = []
+    scheduler_at: list[int] = []
+    for index, record in enumerate(records):
         if isinstance(record, SchedulerRun):
             scheduler_rows.append(scheduler_row(record))
+            scheduler_at.append(index)
         else:
             page_rows.append(page_row(record))
+            page_at.append(index)
+    ids = [0] * len(records)
+    tables = (
+        ("scraper_page_performance", PAGE_COLUMNS, page_rows, page_at),
+        ("scheduler_metrics", SCHEDULER_COLUMNS, scheduler_rows, scheduler_at),
+    )
     with transaction.atomic(), connection.cursor() as cursor:
-        if page_rows:
-            cursor.executemany(PAGE_INSERT, page_rows)
-        if scheduler_rows:
-            cursor.executemany(SCHEDULER_INSERT, scheduler_rows)
+        for table, columns, rows, positions in tables:
+            if rows:
+                for index, row_id in zip(positions, _insert(cursor, table, columns, rows), strict=True):
+                    ids[index] = row_id
+    return ids

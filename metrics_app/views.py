@@ -91,9 +91,9 @@ def ingest(request: HttpRequest) -> HttpResponse:
         )
     if len(records) > MAX_RECORDS_PER_REQUEST:
         return _too_large(f"{len(records)} records; at most {MAX_RECORDS_PER_REQUEST} per request")
-    store_metrics(records)
+    ids = store_metrics(records)
     counters.incr("records_stored", len(records))
-    broadcast_metrics(records)
+    broadcast_metrics(records, ids)
     return JsonResponse({"accepted": len(records)}, status=202)
 
 
@@ -122,7 +122,7 @@ def recent(request: HttpRequest) -> HttpResponse:
 @database_errors_as_503
 @require_reader
 def summary(request: HttpRequest) -> HttpResponse:
-    return JsonResponse(queries.dashboard_summary())
+    return JsonResponse(queries.dashboard_snapshot())
 
 
 @allow("GET")

@@ -13,16 +13,16 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from dashboard_app.routing import websocket_urlpatterns  # noqa: E402
+from dashboard_app.security import BrowserOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # daphne serves static files itself (the admin's, the dashboard's, Chart.js), so one
         # process is the whole web tier; put a CDN or nginx in front if you like.
         "http": ASGIStaticFilesHandler(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

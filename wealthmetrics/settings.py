@@ -153,6 +153,10 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 METRICS_BATCH_INTERVAL_MS = env_int("METRICS_BATCH_INTERVAL_MS", 1000, minimum=100, maximum=5000)
 METRICS_MAX_BATCH_SIZE = env_int("METRICS_MAX_BATCH_SIZE", 100, minimum=1, maximum=10_000)
 METRICS_MAX_CLIENTS = env_int("METRICS_MAX_CLIENTS", 1000, minimum=1, maximum=100_000)
+# A socket whose unsent data passes this is a client that stopped reading: it is
+# disconnected and counted (clients_dropped_slow) rather than allowed to hold memory.
+METRICS_CLIENT_BUFFER_BYTES = env_int("METRICS_CLIENT_BUFFER_BYTES", 4 * 1024 * 1024, minimum=64 * 1024)
+METRICS_MAX_SUBSCRIPTIONS = env_int("METRICS_MAX_SUBSCRIPTIONS", 50, minimum=1, maximum=10_000)
 METRICS_HEARTBEAT_INTERVAL_MS = env_int(
     "METRICS_HEARTBEAT_INTERVAL_MS", 30_000, minimum=1000, maximum=300_000
 )
@@ -175,7 +179,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "metrics_app": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-        "dashboard_app": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+        "metrics_app": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO"), "propagate": False},
+        "dashboard_app": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO"), "propagate": False},
     },
 }

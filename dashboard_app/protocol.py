@@ -1,0 +1,82 @@
+"""What a browser may send on /ws/metrics/, checked before the consumer acts on it.
+
+Every bad message becomes a `ClientError` with a code the client can act on; the
+connection stays open.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from metrics_app.schema import SOURCE_PATTERN
+
+MAX_MESSAGE_BYTES: Final = 16 * 1024
+WILDCARD: Final = "*"
+_SOURCE: Final = re.compile(SOURCE_PATTERN)
+
+
+class ClientError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def as_message(self) -> dict[str, Any]:
+        return {"type": "error", "code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+Command = Subscribe | Unsubscribe | Ping
+
+
+def parse_command(text: str | None) -> Command:
+    if text is None:
+        raise ClientError("invalid_message", "send JSON text frames, not binary")
+    if len(text) > MAX_MESSAGE_BYTES:
+        raise ClientError("message_too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
+    try:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ClientError("invalid_json", "the message is not valid JSON") from None
+    if not isinstance(message, dict):
+        raise ClientError("invalid_message", "a message is a JSON object with a 'type'")
+    kind = message.get("type")
+    if kind == "ping":
+        return Ping()
+    if kind in ("subscribe", "unsubscribe"):
+        sources = _sources(message)
+        return Subscribe(sources) if kind == "subscribe" else Unsubscribe(sources)
+    raise ClientError("unknown_type", f"unknown type {kind!r}; use subscribe, unsubscribe or ping")
+
+
+def _sources(message: dict[str, Any]) -> tuple[str, ...]:
+    if "scraperSources" in message:
+        sources = message["scraperSources"]
+        if not isinstance(sources, list) or not sources:
+            raise ClientError("invalid_source", "scraperSources must be a non-empty list of source names")
+    elif "scraperSource" in message:
+        sources = [message["scraperSource"]]
+    else:
+        raise ClientError("invalid_source", "name a scraperSource (or scraperSources, or '*')")
+    for source in sources:
+        if not isinstance(source, str) or not (source == WILDCARD or _SOURCE.match(source)):
+            raise ClientError(
+                "invalid_source", f"{source!r} is not a source name (pattern {SOURCE_PATTERN}) or '*'"
+            )
+    return tuple(dict.fromkeys(sources))

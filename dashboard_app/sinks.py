@@ -1,0 +1,130 @@
+"""Writing one serialised message to many sockets.
+
+A batch is serialised once into a `Frame`. Under daphne the frame is also framed once as a
+WebSocket message (autobahn's PreparedMessage), and each socket gets the same bytes written
+straight to its transport: no per-socket ASGI message, re-encoding or framing. That is what
+keeps fan-out near the cost of a plain `websockets` broadcast server (README, Figures).
+
+Every socket's send buffer is bounded. A client that does not read fills it, and is then
+disconnected and counted instead of holding memory or anyone else up.
+
+Under another ASGI server (uvicorn, the test communicator) a sink falls back to the ASGI
+`send`, with the number of sends in flight bounded the same way.
+"""
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+from django.conf import settings
+
+AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
+
+MAX_SENDS_IN_FLIGHT = 256
+
+
+class Frame:
+    """One message, serialised once, sent to any number of sockets."""
+
+    __slots__ = ("_text", "_wire", "data")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._text: str | None = None
+        self._wire: bytes | None = None
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = self.data.decode()
+        return self._text
+
+    @property
+    def wire_bytes(self) -> bytes:
+        """The complete WebSocket frame: header and payload, unmasked as a server sends it."""
+        if self._wire is None:
+            self._wire = PreparedMessage(self.data, False, False, True).payloadHybi
+        return self._wire
+
+
+class DaphneSink:
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def send(self, frame: Frame) -> bool:
+        """Write the frame; False when the socket's buffer is full (a slow client)."""
+        protocol = self.protocol
+        if protocol.state != WebSocketProtocol.STATE_OPEN:
+            return True  # closing: daphne will tell the consumer; nothing to hold
+        transport = protocol.transport
+        if _buffered(transport) > settings.METRICS_CLIENT_BUFFER_BYTES:
+            return False
+        transport.write(frame.wire_bytes)
+        return True
+
+    def abort(self) -> None:
+        self.protocol.dropConnection(abort=True)
+
+    def close(self, code: int) -> None:
+        if self.protocol.state == WebSocketProtocol.STATE_OPEN:
+            self.protocol.sendClose(code=code)
+
+
+class AsgiSink:
+    __slots__ = ("_send", "in_flight")
+
+    def __init__(self, send: AsgiSend) -> None:
+        self._send = send
+        self.in_flight = 0
+
+    def send(self, frame: Frame) -> bool:
+        if self.in_flight >= MAX_SENDS_IN_FLIGHT:
+            return False
+        self.in_flight += 1
+        task = asyncio.ensure_future(self._send({"type": "websocket.send", "text": frame.text}))
+        task.add_done_callback(self._sent)
+        return True
+
+    def _sent(self, task: "asyncio.Future[None]") -> None:
+        self.in_flight -= 1
+        if not task.cancelled():
+            task.exception()  # a send to a closed socket is expected; don't log it as unhandled
+
+    def abort(self) -> None:
+        self.close(1013)
+
+    def close(self, code: int) -> None:
+        self.in_flight += 1
+        task = asyncio.ensure_future(self._send({"type": "websocket.close", "code": code}))
+        task.add_done_callback(self._sent)
+
+
+def sink_for(send: AsgiSend) -> DaphneSink | AsgiSink:
+    protocol = _daphne_protocol(send)
+    return DaphneSink(protocol) if protocol is not None else AsgiSink(send)
+
+
+def _daphne_protocol(send: Any) -> Any:
+    """daphne hands each app `partial(server.handle_reply, protocol)` as its send; Channels'
+    session middleware wraps it, keeping the original as `real_send`. Unwrap to the protocol."""
+    for _ in range(8):
+        if isinstance(send, functools.partial):
+            protocol = send.args[0] if send.args else None
+            return protocol if isinstance(protocol, WebSocketProtocol) else None
+        owner = getattr(send, "__self__", None)
+        send = getattr(owner, "real_send", None)
+        if send is None:
+            return None
+    return None
+
+
+def _buffered(transport: Any) -> int:
+    """Bytes written to a Twisted TCP transport and not yet handed to the kernel."""
+    try:
+        return int(len(transport.dataBuffer) - transport.offset + transport._tempDataLen)
+    except AttributeError:
+        return 0

@@ -1,0 +1,109 @@
+"""The live stream between processes: every stored batch is published once, to every process.
+
+With REDIS_URL it is one Redis channel. Publishing is a single Lua script call that numbers
+the batch's records per source (INCRBY) and PUBLISHes them, atomically: subscribers therefore
+see each source's sequence numbers in order, and a missing number is a lost message, never a
+late one. Each process subscribes once (dashboard_app.live) and fans out to its own sockets.
+
+channels-redis stays the Channels layer; the stream does not go through it because its
+pub/sub layer cannot number messages atomically, and its per-event-loop connections would
+be re-created by every publish from a worker thread. Measured alternatives are in the README.
+
+Without REDIS_URL the stream stays inside the process: the same numbering, no Redis.
+"""
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+import redis
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+CHANNEL: Final = "wealthmetrics:metrics"
+SEQ_KEY_PREFIX: Final = "wealthmetrics:seq:"
+
+# KEYS[1]: the sequence key prefix. ARGV: channel, payload, then (source, count, skip)
+# triples. `skip` burns numbers for records that were stored but could not be published, so
+# the loss shows as a gap. Publishes `{"source": firstSeq, …}\n<payload>`.
+_PUBLISH_SCRIPT: Final = """
+local header = {}
+for i = 3, #ARGV, 3 do
+  local count = tonumber(ARGV[i + 1])
+  local last = redis.call('INCRBY', KEYS[1] .. ARGV[i], count + tonumber(ARGV[i + 2]))
+  if count > 0 then header[ARGV[i]] = last - count + 1 end
+end
+return redis.call('PUBLISH', ARGV[1], cjson.encode(header) .. '\\n' .. ARGV[2])
+"""
+
+Listener = Callable[[dict[str, int], bytes], None]
+
+
+class LocalBus:
+    """The in-process stream: numbering under a lock, delivery to listeners in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seq: dict[str, int] = {}
+        self.listeners: list[Listener] = []
+
+    def publish(self, counts: dict[str, int], payload: bytes) -> None:
+        with self._lock:
+            header = {}
+            for source, count in counts.items():
+                header[source] = self._seq.get(source, 0) + 1
+                self._seq[source] = header[source] + count - 1
+            for listener in self.listeners:
+                listener(header, payload)
+
+
+class RedisBus:
+    def __init__(self, url: str) -> None:
+        # One pool per process, shared by request threads and the collector's thread.
+        self._client = redis.Redis.from_url(
+            url, max_connections=64, socket_timeout=2, socket_connect_timeout=2
+        )
+        self._script = self._client.register_script(_PUBLISH_SCRIPT)
+
+        self._lock = threading.Lock()
+        self._unpublished: Counter[str] = Counter()  # per source, since Redis was last reached
+
+    def publish(self, counts: dict[str, int], payload: bytes) -> None:
+        with self._lock:
+            skips = dict(self._unpublished)
+        args: list[Any] = [CHANNEL, payload]
+        for source in counts.keys() | skips.keys():
+            args += [source, counts.get(source, 0), skips.get(source, 0)]
+        try:
+            self._script(keys=[SEQ_KEY_PREFIX], args=args)
+        except redis.RedisError:
+            with self._lock:
+                self._unpublished.update(counts)
+            raise
+        if skips:
+            with self._lock:
+                self._unpublished.subtract(skips)
+                self._unpublished = +self._unpublished
+
+
+_bus: LocalBus | RedisBus | None = None
+_bus_lock = threading.Lock()
+
+
+def get_bus() -> LocalBus | RedisBus:
+    global _bus
+    if _bus is None:
+        with _bus_lock:
+            if _bus is None:
+                _bus = RedisBus(settings.REDIS_URL) if settings.REDIS_URL else LocalBus()
+    return _bus
+
+
+def parse(message: bytes) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Split a published message into its first-sequence header and its records."""
+    header, _, payload = message.partition(b"\n")
+    return orjson.loads(header), orjson.loads(payload)
