@@ -74,6 +74,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
                 self._check_limit(command.sources)
                 for source in command.sources:
                     hub.subscribe(self, source)
+                for source in command.sources:
                     self._reply(
                         {"type": "subscribed", "scraperSource": source, "subscriptions": self._listed()}
                     )

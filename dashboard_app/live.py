@@ -24,7 +24,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
-from dashboard_app.sinks import Frame
+from dashboard_app.sinks import DaphneSink, Frame
 from metrics_app import counters, queries
 from metrics_app.bus import CHANNEL, LocalBus, get_bus, parse
 from metrics_app.livestats import LiveStats
@@ -166,6 +166,7 @@ class Hub:
             if len(pending) >= settings.METRICS_MAX_BATCH_SIZE:
                 self._flush_channel(channel)
         self._changed = True
+        self._update = None
 
     def flush(self) -> None:
         for channel in list(self._pending):
@@ -207,7 +208,6 @@ class Hub:
         if not self._changed:
             return
         self._changed = False
-        self._update = None
         if self.clients:
             self._send(self.clients, self.update_frame())
 
@@ -258,10 +258,11 @@ class Hub:
 
     def health(self) -> dict[str, Any]:
         return {
-            "connected": self.bus_connected,
+            "connected": self._started is not None and self._started.done() and self.bus_connected,
             "clients": len(self.clients),
             "subscriptions": {source: len(clients) for source, clients in sorted(self.subscribers.items())},
             "uptime": round(time.monotonic() - self.started_at, 3),
+            "fastPathClients": sum(isinstance(getattr(c, "sink", None), DaphneSink) for c in self.clients),
         }
 
 

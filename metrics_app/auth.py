@@ -56,14 +56,18 @@ def require_api_key(view: View) -> View:
     return wrapper
 
 
-def require_reader(view: View) -> View:
+def is_reader(request: HttpRequest) -> bool:
     """People (logged-in, active) or machines (a valid key) may read."""
+    user = request.user
+    if user.is_authenticated and user.is_active:
+        return True
+    return find_api_key(bearer_token(request.headers.get("Authorization"))) is not None
 
+
+def require_reader(view: View) -> View:
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        user = request.user
-        person = user.is_authenticated and user.is_active
-        if not person and find_api_key(bearer_token(request.headers.get("Authorization"))) is None:
+        if not is_reader(request):
             return unauthorized("log in or send a valid API key")
         return view(request, *args, **kwargs)
 

@@ -32,7 +32,8 @@ class Slot:
 
     records: int = 0
     successes: int = 0
-    items: int = 0
+    items: int = 0  # extracted by scrapes
+    processed: int = 0  # processed by scheduler runs
     retries: int = 0
     count: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     duration_sum: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -47,7 +48,10 @@ class Slot:
         kind = _KIND[metric_type]
         self.records += count
         self.successes += successes
-        self.items += items
+        if kind == "execution":
+            self.processed += items
+        else:
+            self.items += items
         self.retries += retries
         self.count[kind] += count
         self.duration_sum[kind] += duration
@@ -137,6 +141,7 @@ def _summarise(slots: Any) -> dict[str, Any]:
         "scrapes": sum(s.count["scrape"] for s in slots),
         "schedulerRuns": sum(s.count["execution"] for s in slots),
         "itemsExtracted": sum(s.items for s in slots),
+        "itemsProcessed": sum(s.processed for s in slots),
         "retries": sum(s.retries for s in slots),
         "errors": records - successes,
         "lastRecordedAt": max((s.last_recorded_at for s in slots), default=None),

@@ -1,4 +1,7 @@
-"""What this server process reports about itself: /api/stats/ and /api/health/websocket."""
+"""What this server process reports about itself: /api/stats/ and /api/health/websocket.
+
+Both are read on the event loop, where the live hub lives, so the numbers are consistent.
+"""
 
 import os
 import time
@@ -13,27 +16,33 @@ STARTED = time.monotonic()
 _process = psutil.Process()
 
 
-def uptime_seconds() -> float:
-    return round(time.monotonic() - STARTED, 3)
+def serving() -> bool:
+    """True inside a running daphne, whose event loop outlives the request."""
+    try:
+        from twisted.internet import reactor
+    except ImportError:
+        return False
+    return bool(reactor.running)
 
 
-def websocket_health() -> dict[str, Any]:
-    return {
-        "connected": True,
-        "clients": 0,
-        "subscriptions": {},
-        "uptime": uptime_seconds(),
-    }
+async def websocket_health() -> dict[str, Any]:
+    from dashboard_app.live import get_hub
+
+    hub = get_hub()
+    if serving():
+        await hub.start()  # a health check is often a fresh process's first request
+    return hub.health()
 
 
-def server_stats() -> dict[str, Any]:
-    from metrics_app.collector import collector  # the collector imports storage and Django models
+async def server_stats() -> dict[str, Any]:
+    from metrics_app.collector import collector  # imports storage and the models
 
     return {
         "pid": os.getpid(),
-        "uptime": uptime_seconds(),
+        "uptime": round(time.monotonic() - STARTED, 3),
         "rssBytes": _process.memory_info().rss,
         "channelLayer": str(settings.CHANNEL_LAYERS["default"]["BACKEND"]).rsplit(".", 1)[-1],
+        "websocket": await websocket_health(),
         "counters": counters.snapshot(),
         "collector": collector.stats(),
     }

@@ -4,6 +4,7 @@ import functools
 import logging
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
@@ -11,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from metrics_app import counters, queries, runtime
-from metrics_app.auth import View, require_api_key, require_reader
+from metrics_app.auth import View, is_reader, require_api_key, require_reader, unauthorized
 from metrics_app.broadcast import broadcast_metrics
 from metrics_app.schema import SOURCE_PATTERN, InvalidMetrics, decode_batch
 from metrics_app.storage import store_metrics
@@ -125,12 +126,15 @@ def summary(request: HttpRequest) -> HttpResponse:
     return JsonResponse(queries.dashboard_snapshot())
 
 
-@allow("GET")
-@require_reader
-def stats(request: HttpRequest) -> HttpResponse:
-    return JsonResponse(runtime.server_stats())
+async def stats(request: HttpRequest) -> HttpResponse:
+    if request.method != "GET":
+        return error(405, "method_not_allowed", "use GET")
+    if not await sync_to_async(is_reader)(request):
+        return unauthorized("log in or send a valid API key")
+    return JsonResponse(await runtime.server_stats())
 
 
-@allow("GET")
-def websocket_health(request: HttpRequest) -> HttpResponse:
-    return JsonResponse(runtime.websocket_health())
+async def websocket_health(request: HttpRequest) -> HttpResponse:
+    if request.method != "GET":
+        return error(405, "method_not_allowed", "use GET")
+    return JsonResponse(await runtime.websocket_health())

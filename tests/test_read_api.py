@@ -67,23 +67,19 @@ def test_summary_totals_per_source(reader: Client) -> None:
         navigation(navigationDurationMs=100),
         navigation(navigationDurationMs=300, success=False, error="x"),
         scrape(itemsExtracted=7),
-        scheduler_run(scraperSource="cnbc"),
+        scheduler_run(scraperSource="cnbc", itemsProcessed=120),
     )
     data = reader.get("/api/metrics/summary/").json()
     robinhood, cnbc = data["sources"]["robinhood"], data["sources"]["cnbc"]
-    assert (robinhood["records"], robinhood["successRate"], robinhood["avgNavigationDurationMs"]) == (
-        2,
-        50.0,
-        200.0,
-    )
-    assert (cnbc["records"], cnbc["scrapes"], cnbc["schedulerRuns"], cnbc["itemsExtracted"]) == (2, 1, 1, 7)
-    assert data["totals"] == {
-        "records": 4,
-        "successCount": 3,
-        "successRate": 75.0,
-        "itemsExtracted": 7,
-        "activeSources": 2,
-    }
+    assert (robinhood["records"], robinhood["successRate"], robinhood["errors"]) == (2, 50.0, 1)
+    assert robinhood["avgNavigationDurationMs"] == 200.0
+    assert 300 <= robinhood["p95NavigationDurationMs"] <= 360  # histogram bucket edge, within 20 %
+    assert (cnbc["records"], cnbc["scrapes"], cnbc["schedulerRuns"]) == (2, 1, 1)
+    assert (cnbc["itemsExtracted"], cnbc["itemsProcessed"]) == (7, 120)
+    assert data["totals"]["records"] == 4
+    assert data["totals"]["successRate"] == 75.0
+    assert data["totals"]["activeSources"] == 2
+    assert data["trends"]["robinhood"]["records"]["direction"] == "up"
 
 
 def test_stats_report_counters_and_memory(reader: Client, api_key: str) -> None:
@@ -114,4 +110,4 @@ def test_inactive_users_are_refused(client: Client, django_user_model: Any) -> N
 
 def test_websocket_health_is_public(client: Client) -> None:
     data = client.get("/api/health/websocket").json()
-    assert set(data) == {"connected", "clients", "subscriptions", "uptime"}
+    assert set(data) >= {"connected", "clients", "subscriptions", "uptime"}

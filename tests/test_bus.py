@@ -1,0 +1,90 @@
+"""The stream between processes: batches numbered per source, gaps where records were lost."""
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+
+import orjson
+import pytest
+import redis
+
+from metrics_app.broadcast import broadcast_metrics
+from metrics_app.bus import CHANNEL, LocalBus, RedisBus, parse
+from metrics_app.schema import validate_records
+from tests.support.records import navigation, scheduler_run, scrape
+from tests.support.servers import TcpProxy
+
+
+def test_local_bus_numbers_records_per_source() -> None:
+    bus = LocalBus()
+    seen: list[dict[str, int]] = []
+    bus.listeners.append(lambda header, payload: seen.append(header))
+    bus.publish({"cnbc": 3, "webull": 1}, b"[]")
+    bus.publish({"cnbc": 2}, b"[]")
+    assert seen == [{"cnbc": 1, "webull": 1}, {"cnbc": 4}]
+
+
+def test_broadcast_publishes_each_record_once_with_its_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    bus = LocalBus()
+    received: list[tuple[dict[str, int], bytes]] = []
+    bus.listeners.append(lambda header, payload: received.append((header, payload)))
+    monkeypatch.setattr("metrics_app.broadcast.get_bus", lambda: bus)
+    records = validate_records([navigation(), scrape(), scheduler_run(), navigation()])
+    broadcast_metrics(records, [11, 12, 13, 14])
+    ((header, payload),) = received
+    assert header == {"robinhood": 1, "cnbc": 1, "nightly-prices": 1}
+    assert [m["id"] for m in orjson.loads(payload)] == [11, 12, 13, 14]
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL", "")
+
+
+@pytest.fixture
+def subscriber(redis_url: str) -> Iterator[redis.client.PubSub]:
+    pubsub = redis.Redis.from_url(redis_url).pubsub()
+    pubsub.subscribe(CHANNEL)
+    pubsub.get_message(timeout=2)  # the subscribe confirmation
+    yield pubsub
+    pubsub.close()
+
+
+def next_message(pubsub: redis.client.PubSub) -> tuple[dict[str, int], list[dict[str, object]]]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=1)
+        if message and message["type"] == "message":
+            return parse(message["data"])
+    raise AssertionError("nothing published")
+
+
+@pytest.mark.redis
+def test_redis_bus_numbers_atomically_and_publishes_once(
+    redis_url: str, subscriber: redis.client.PubSub
+) -> None:
+    source = f"bus-{uuid.uuid4().hex[:8]}"
+    bus = RedisBus(redis_url)
+    bus.publish({source: 2}, orjson.dumps([{"n": 1}, {"n": 2}]))
+    bus.publish({source: 1}, orjson.dumps([{"n": 3}]))
+    assert next_message(subscriber) == ({source: 1}, [{"n": 1}, {"n": 2}])
+    assert next_message(subscriber) == ({source: 3}, [{"n": 3}])
+
+
+@pytest.mark.redis
+def test_records_that_could_not_be_published_leave_a_gap(
+    redis_url: str, subscriber: redis.client.PubSub
+) -> None:
+    source = f"gap-{uuid.uuid4().hex[:8]}"
+    target = redis.Redis.from_url(redis_url).connection_pool.connection_kwargs
+    with TcpProxy(target.get("host", "127.0.0.1"), int(target.get("port", 6379))) as proxy:
+        bus = RedisBus(f"redis://127.0.0.1:{proxy.port}/0")
+        bus.publish({source: 1}, b"[1]")
+        proxy.cut()
+        with pytest.raises(redis.RedisError):
+            bus.publish({source: 5}, b"[2,3,4,5,6]")
+        proxy.restore()
+        bus.publish({source: 1}, b"[7]")
+    assert next_message(subscriber)[0] == {source: 1}
+    assert next_message(subscriber)[0] == {source: 7}  # 2–6 are missing, and it shows

@@ -1,0 +1,302 @@
+"""/ws/metrics/ (contract §6) over real sockets against a running daphne."""
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from django.test import Client
+from websockets.exceptions import InvalidStatus
+
+from tests.support.records import navigation, scheduler_run, scrape
+from tests.support.servers import DaphneServer
+from tests.support.ws import collect_batches, ingest, next_of, open_socket, records_in, send, subscribe
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def unique_source() -> str:
+    return f"ws-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def session(client: Client, django_user_model: Any) -> str:
+    """A logged-in browser session the daphne under test accepts."""
+    client.force_login(
+        django_user_model.objects.create_user(f"u{uuid.uuid4().hex[:6]}", password="pw-123456!")
+    )
+    return client.cookies["sessionid"].value
+
+
+@pytest.fixture
+def start_daphne(live_server_env: dict[str, str]) -> Iterator[Callable[..., DaphneServer]]:
+    started: list[DaphneServer] = []
+
+    def start(**env: str) -> DaphneServer:
+        server = DaphneServer({**live_server_env, **env})
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+# --- handshakes ------------------------------------------------------------------------
+
+
+def refused(server: DaphneServer, **options: Any) -> int:
+    async def attempt() -> int:
+        try:
+            ws = await open_socket(server, **options)
+        except InvalidStatus as exc:
+            return int(exc.response.status_code)
+        await ws.close()
+        return 101
+
+    return asyncio.run(attempt())
+
+
+def test_refuses_strangers(daphne: DaphneServer) -> None:
+    assert refused(daphne) == 403
+    assert refused(daphne, key="wm_not-a-key") == 403
+    assert refused(daphne, origin=daphne.url) == 403
+
+
+def test_accepts_a_key_without_origin(daphne: DaphneServer, committed_api_key: str) -> None:
+    assert refused(daphne, key=committed_api_key) == 101
+
+
+def test_accepts_a_session_from_our_origin(daphne: DaphneServer, session: str) -> None:
+    assert refused(daphne, session=session, origin="http://127.0.0.1") == 101
+
+
+def test_refuses_a_session_from_a_foreign_origin(daphne: DaphneServer, session: str) -> None:
+    assert refused(daphne, session=session, origin="https://evil.example") == 403
+    assert refused(daphne, session=session) == 403  # no Origin: not a browser, and no key
+
+
+def test_refuses_a_key_from_a_foreign_origin(daphne: DaphneServer, committed_api_key: str) -> None:
+    assert refused(daphne, key=committed_api_key, origin="https://evil.example") == 403
+
+
+def test_refuses_clients_beyond_the_limit(
+    start_daphne: Callable[..., DaphneServer], committed_api_key: str
+) -> None:
+    server = start_daphne(METRICS_MAX_CLIENTS="2")
+
+    async def scenario() -> None:
+        first = await open_socket(server, key=committed_api_key)
+        second = await open_socket(server, key=committed_api_key)
+        await next_of(second, "connected")
+        with pytest.raises(InvalidStatus):
+            await open_socket(server, key=committed_api_key)
+        await first.close()
+        await asyncio.sleep(0.3)
+        third = await open_socket(server, key=committed_api_key)  # room again
+        await next_of(third, "connected")
+        await asyncio.gather(second.close(), third.close())
+
+    asyncio.run(scenario())
+
+
+# --- the protocol ----------------------------------------------------------------------
+
+
+def test_connected_then_update_then_history(daphne: DaphneServer, committed_api_key: str) -> None:
+    source = unique_source()
+
+    async def scenario() -> None:
+        await ingest(
+            daphne, committed_api_key, [navigation(scraperSource=source, url=f"u{i}") for i in range(150)]
+        )
+        async with await open_socket(daphne, key=committed_api_key) as ws:
+            connected = orjson.loads(await ws.recv())
+            assert connected["type"] == "connected"
+            assert connected["clientId"].startswith("client-")
+            assert (connected["heartbeatIntervalMs"], connected["batchIntervalMs"]) == (30000, 1000)
+            update = orjson.loads(await ws.recv())
+            assert update["type"] == "metrics:update"
+            assert set(update["data"]) >= {"totals", "sources", "trends"}
+            await send(ws, {"type": "subscribe", "scraperSource": source})
+            subscribed = await next_of(ws, "subscribed")
+            assert subscribed == {"type": "subscribed", "scraperSource": source, "subscriptions": [source]}
+            history = await next_of(ws, "history")
+            assert history["scraperSource"] == source
+            assert [m["url"] for m in history["metrics"]] == [f"u{i}" for i in range(50, 150)]
+
+    asyncio.run(scenario())
+
+
+def test_subscribe_to_several_and_unsubscribe(daphne: DaphneServer, committed_api_key: str) -> None:
+    a, b = unique_source(), unique_source()
+
+    async def scenario() -> None:
+        async with await open_socket(daphne, key=committed_api_key) as ws:
+            await send(ws, {"type": "subscribe", "scraperSources": [a, b]})
+            assert (await next_of(ws, "subscribed"))["subscriptions"] == sorted([a, b])
+            await send(ws, {"type": "unsubscribe", "scraperSource": a})
+            assert (await next_of(ws, "unsubscribed")) == {
+                "type": "unsubscribed", "scraperSource": a, "subscriptions": [b],
+            }  # fmt: skip
+            await ingest(
+                daphne, committed_api_key, [navigation(scraperSource=a), navigation(scraperSource=b)]
+            )
+            (batch,) = await collect_batches(ws, lambda got: len(got) == 1)
+            assert batch["scraperSource"] == b
+            with pytest.raises(TimeoutError):
+                await next_of(ws, "metrics_batch", timeout=1.5)
+
+    asyncio.run(scenario())
+
+
+def test_ping_pong(daphne: DaphneServer, committed_api_key: str) -> None:
+    async def scenario() -> None:
+        async with await open_socket(daphne, key=committed_api_key) as ws:
+            await send(ws, {"type": "ping"})
+            assert (await next_of(ws, "pong"))["timestamp"] > 0
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ("not json", "invalid_json"),
+        ("[1, 2]", "invalid_message"),
+        ('{"type": "dance"}', "unknown_type"),
+        ('{"type": "subscribe"}', "invalid_source"),
+        ('{"type": "subscribe", "scraperSource": "Not Valid"}', "invalid_source"),
+        ('{"type": "subscribe", "scraperSources": []}', "invalid_source"),
+        ('{"type": "subscribe", "scraperSources": [' + ",".join(f'"s{i}"' for i in range(51)) + "]}", "too_many_subscriptions"),
+        ('{"type": "ping", "pad": "' + "x" * 20_000 + '"}', "message_too_large"),
+    ],
+)  # fmt: skip
+def test_bad_messages_get_an_error_and_the_socket_stays_open(
+    daphne: DaphneServer, committed_api_key: str, message: str, code: str
+) -> None:
+    async def scenario() -> None:
+        async with await open_socket(daphne, key=committed_api_key) as ws:
+            await ws.send(message)
+            error = await next_of(ws, "error")
+            assert error["code"] == code
+            assert error["message"]
+            await send(ws, {"type": "ping"})
+            await next_of(ws, "pong")
+
+    asyncio.run(scenario())
+
+
+def test_batches_carry_every_record_once_in_order(daphne: DaphneServer, committed_api_key: str) -> None:
+    source, other = unique_source(), unique_source()
+    base = 1_795_000_000_000
+
+    async def scenario() -> None:
+        async with (
+            await open_socket(daphne, key=committed_api_key) as both,
+            await open_socket(daphne, key=committed_api_key) as elsewhere,
+        ):
+            await send(both, {"type": "subscribe", "scraperSources": [source, "*"]})
+            await subscribe(elsewhere, other)
+            records = [
+                scrape(scraperSource=source, url=f"u{i}", recordedAt=base + (i * 7919) % 250)
+                for i in range(250)
+            ]
+            await ingest(daphne, committed_api_key, records[:120])
+            await ingest(daphne, committed_api_key, [*records[120:], scheduler_run(scraperSource=source)])
+            batches = await collect_batches(
+                both, lambda got: sum(b["count"] for b in got if b["scraperSource"] == source) >= 251
+            )
+            mine = [b for b in batches if b["scraperSource"] == source]
+            received = records_in(mine)
+            assert len(received) == 251
+            assert len({(m["type"], m["id"]) for m in received}) == 251  # once, though subscribed twice
+            assert all(b["count"] == len(b["metrics"]) <= 100 for b in mine)
+            for batch in mine:
+                times = [m["recordedAt"] for m in batch["metrics"]]
+                assert times == sorted(times)
+            expected_seq = mine[0]["seq"]
+            for batch in mine:  # contiguous numbering: no gap
+                assert batch["seq"] == expected_seq
+                expected_seq += batch["count"]
+            with pytest.raises(TimeoutError):
+                await next_of(elsewhere, "metrics_batch", timeout=1.5)
+
+    asyncio.run(scenario())
+
+
+def test_a_full_batch_goes_out_before_the_interval(
+    start_daphne: Callable[..., DaphneServer], committed_api_key: str
+) -> None:
+    server = start_daphne(METRICS_BATCH_INTERVAL_MS="5000", METRICS_MAX_BATCH_SIZE="10")
+    source = unique_source()
+
+    async def scenario() -> None:
+        async with await open_socket(server, key=committed_api_key) as ws:
+            await subscribe(ws, source)
+            await ingest(
+                server, committed_api_key, [navigation(scraperSource=source, url=f"u{i}") for i in range(25)]
+            )
+            first_two = await collect_batches(ws, lambda got: len(got) == 2, timeout=2)
+            assert [b["count"] for b in first_two] == [10, 10]
+            (rest,) = await collect_batches(ws, lambda got: len(got) == 1, timeout=7)
+            assert rest["count"] == 5
+
+    asyncio.run(scenario())
+
+
+def test_heartbeats_arrive(start_daphne: Callable[..., DaphneServer], committed_api_key: str) -> None:
+    server = start_daphne(METRICS_HEARTBEAT_INTERVAL_MS="1000")
+
+    async def scenario() -> None:
+        async with await open_socket(server, key=committed_api_key) as ws:
+            assert (await next_of(ws, "connected"))["heartbeatIntervalMs"] == 1000
+            assert (await next_of(ws, "heartbeat", timeout=3))["timestamp"] > 0
+
+    asyncio.run(scenario())
+
+
+def test_updates_follow_the_records(daphne: DaphneServer, committed_api_key: str) -> None:
+    source = unique_source()
+
+    async def scenario() -> None:
+        async with await open_socket(daphne, key=committed_api_key) as ws:
+            await next_of(ws, "metrics:update")
+            await ingest(
+                daphne, committed_api_key, [navigation(scraperSource=source, success=False, error="x")] * 4
+            )
+            while True:
+                update = await next_of(ws, "metrics:update", timeout=3)
+                if source in update["data"]["sources"]:
+                    break
+            mine = update["data"]["sources"][source]
+            assert (mine["records"], mine["successRate"], mine["errors"]) == (4, 0.0, 4)
+            assert update["data"]["trends"][source]["records"]["direction"] in {"up", "down", "stable"}
+            summary = httpx.get(
+                f"{daphne.url}/api/metrics/summary/", headers={"Authorization": f"Bearer {committed_api_key}"}
+            )
+            assert summary.json()["sources"][source] == mine
+
+    asyncio.run(scenario())
+
+
+def test_health_counts_clients_and_subscriptions(daphne: DaphneServer, committed_api_key: str) -> None:
+    source = unique_source()
+
+    async def scenario() -> None:
+        async with await open_socket(daphne, key=committed_api_key) as ws:
+            await subscribe(ws, source)
+            health = httpx.get(f"{daphne.url}/api/health/websocket").json()
+            assert health["connected"] is True
+            assert health["clients"] >= 1
+            assert health["subscriptions"][source] == 1
+            stats = httpx.get(
+                f"{daphne.url}/api/stats/", headers={"Authorization": f"Bearer {committed_api_key}"}
+            )
+            assert stats.json()["websocket"]["clients"] >= 1
+
+    asyncio.run(scenario())
