@@ -296,7 +296,10 @@ def _on_twisted_shutdown(action: Callable[[], None]) -> None:
         return
 
     def before_shutdown() -> Any:
-        action()
+        try:
+            action()
+        except Exception:  # Twisted would swallow it silently
+            log.exception("live hub shutdown failed")
         return deferLater(reactor, 0.5, lambda: None)
 
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[arg-type]

@@ -5,8 +5,10 @@ WebSocket message (autobahn's PreparedMessage), and each socket gets the same by
 straight to its transport: no per-socket ASGI message, re-encoding or framing. That is what
 keeps fan-out near the cost of a plain `websockets` broadcast server (README, Figures).
 
-Every socket's send buffer is bounded. A client that does not read fills it, and is then
-disconnected and counted instead of holding memory or anyone else up.
+Every socket's send buffer is bounded. A client whose unsent data stays above
+METRICS_CLIENT_BUFFER_BYTES for SLOW_AFTER_SECONDS has stopped reading: it is disconnected and
+counted instead of holding memory or anyone else up. (Above the bound for a moment is normal:
+one tick's batches are all written before the reactor hands them to the kernel.)
 
 Under another ASGI server (uvicorn, the test communicator) a sink falls back to the ASGI
 `send`, with the number of sends in flight bounded the same way.
@@ -14,6 +16,7 @@ Under another ASGI server (uvicorn, the test communicator) a sink falls back to 
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +26,7 @@ from django.conf import settings
 AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAX_SENDS_IN_FLIGHT = 256
+SLOW_AFTER_SECONDS = 2.0
 
 
 class Frame:
@@ -50,10 +54,11 @@ class Frame:
 
 
 class DaphneSink:
-    __slots__ = ("protocol",)
+    __slots__ = ("over_since", "protocol")
 
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
+        self.over_since = 0.0  # when the backlog went over the bound; 0 while under
 
     def send(self, frame: Frame) -> bool:
         """Write the frame; False when the socket's buffer is full (a slow client)."""
@@ -62,7 +67,13 @@ class DaphneSink:
             return True  # closing: daphne will tell the consumer; nothing to hold
         transport = protocol.transport
         if _buffered(transport) > settings.METRICS_CLIENT_BUFFER_BYTES:
-            return False
+            now = time.monotonic()
+            if not self.over_since:
+                self.over_since = now
+            elif now - self.over_since > SLOW_AFTER_SECONDS:
+                return False
+        else:
+            self.over_since = 0.0
         transport.write(frame.wire_bytes)
         return True
 
@@ -70,8 +81,10 @@ class DaphneSink:
         self.protocol.dropConnection(abort=True)
 
     def close(self, code: int) -> None:
+        # sendClose only lets an application say 1000 or 3000-4999; going away (1001) is the
+        # server's to say, so send the close frame directly.
         if self.protocol.state == WebSocketProtocol.STATE_OPEN:
-            self.protocol.sendClose(code=code)
+            self.protocol.sendCloseFrame(code=code, isReply=False)
 
 
 class AsgiSink:

@@ -14,6 +14,7 @@ Without REDIS_URL the stream stays inside the process: the same numbering, no Re
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Final
@@ -21,23 +22,32 @@ from typing import Any, Final
 import orjson
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
 CHANNEL: Final = "wealthmetrics:metrics"
 SEQ_KEY_PREFIX: Final = "wealthmetrics:seq:"
 
-# KEYS[1]: the sequence key prefix. ARGV: channel, payload, then (source, count, skip)
+# KEYS[1]: the sequence key prefix. ARGV: channel, payload, base, then (source, count, skip)
 # triples. `skip` burns numbers for records that were stored but could not be published, so
-# the loss shows as a gap. Publishes `{"source": firstSeq, …}\n<payload>`.
+# the loss shows as a gap. A source's counter starts at `base` (the time in µs) rather than 1:
+# after Redis restarts empty, numbering resumes far beyond where it was, and the jump shows
+# too. The header is built by hand because cjson prints such numbers with 14 digits.
+# Publishes `{"source": firstSeq, …}\n<payload>`.
 _PUBLISH_SCRIPT: Final = """
-local header = {}
-for i = 3, #ARGV, 3 do
+local parts = {}
+for i = 4, #ARGV, 3 do
+  local key = KEYS[1] .. ARGV[i]
   local count = tonumber(ARGV[i + 1])
-  local last = redis.call('INCRBY', KEYS[1] .. ARGV[i], count + tonumber(ARGV[i + 2]))
-  if count > 0 then header[ARGV[i]] = last - count + 1 end
+  redis.call('SET', key, ARGV[3], 'NX')
+  local last = redis.call('INCRBY', key, count + tonumber(ARGV[i + 2]))
+  if count > 0 then
+    table.insert(parts, cjson.encode(ARGV[i]) .. ':' .. string.format('%d', last - count + 1))
+  end
 end
-return redis.call('PUBLISH', ARGV[1], cjson.encode(header) .. '\\n' .. ARGV[2])
+return redis.call('PUBLISH', ARGV[1], '{' .. table.concat(parts, ',') .. '}\\n' .. ARGV[2])
 """
 
 Listener = Callable[[dict[str, int], bytes], None]
@@ -63,9 +73,11 @@ class LocalBus:
 
 class RedisBus:
     def __init__(self, url: str) -> None:
-        # One pool per process, shared by request threads and the collector's thread.
+        # One pool per process, shared by request threads and the collector's thread. One
+        # immediate retry replaces a connection Redis dropped (a restart); beyond that, fail
+        # fast: redis-py's default backoff would hold an ingest request for seconds.
         self._client = redis.Redis.from_url(
-            url, max_connections=64, socket_timeout=2, socket_connect_timeout=2
+            url, max_connections=64, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 1)
         )
         self._script = self._client.register_script(_PUBLISH_SCRIPT)
 
@@ -75,7 +87,7 @@ class RedisBus:
     def publish(self, counts: dict[str, int], payload: bytes) -> None:
         with self._lock:
             skips = dict(self._unpublished)
-        args: list[Any] = [CHANNEL, payload]
+        args: list[Any] = [CHANNEL, payload, time.time_ns() // 1000]
         for source in counts.keys() | skips.keys():
             args += [source, counts.get(source, 0), skips.get(source, 0)]
         try:
