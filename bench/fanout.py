@@ -18,7 +18,6 @@ import multiprocessing.connection
 import os
 import re
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -127,7 +126,9 @@ def listening_socket() -> socket.socket:
     return sock
 
 
-def start_shared(command: list[str], sock: socket.socket, count: int, env: dict[str, str], log: str) -> list[subprocess.Popen[bytes]]:
+def start_shared(
+    command: list[str], sock: socket.socket, count: int, env: dict[str, str], log: str
+) -> list[subprocess.Popen[bytes]]:
     out = open(ROOT / "var" / log, "wb")  # noqa: SIM115 - kept open for the children
     return [subprocess.Popen([*command], cwd=ROOT, env=env, pass_fds=[sock.fileno()], stdout=out, stderr=subprocess.STDOUT)
             for _ in range(count)]  # fmt: skip
@@ -171,8 +172,25 @@ class Sender(threading.Thread):
                 time.sleep(max(0.0, next_tick - time.monotonic()))
 
 
-def measure(name: str, ws_url: str, pids: list[int], args: argparse.Namespace, key: str, ingest_url: str) -> dict[str, Any]:
+def warm_up(ws_url: str, key: str, clients: int) -> None:
+    """Open and close a few sockets first, so one-time costs (imports, the hub's first load,
+    caches) are not counted as per-connection memory."""
+    parent, child = multiprocessing.Pipe()
+    proc = multiprocessing.Process(target=loadgen, args=(ws_url, key, clients, b"warm-up", child))
+    proc.start()
+    parent.recv()
+    time.sleep(2)
+    parent.send("stop")
+    parent.recv()
+    proc.join(30)
+    time.sleep(1)
+
+
+def measure(
+    name: str, ws_url: str, pids: list[int], args: argparse.Namespace, key: str, ingest_url: str
+) -> dict[str, Any]:
     prefix = f"fan-{uuid.uuid4().hex[:6]}-"
+    warm_up(ws_url, key, 50 * len(pids))
     idle_before = rss(pids)
     pipes = []
     procs = []
@@ -238,7 +256,9 @@ def measure(name: str, ws_url: str, pids: list[int], args: argparse.Namespace, k
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--rate", type=int, default=1000, help="records per second")
     parser.add_argument("--duration", type=float, default=30)
@@ -279,7 +299,9 @@ def main() -> None:
                 continue
             port = sock.getsockname()[1]
             path = "/ws/metrics/" if name == "wealthmetrics" else "/"
-            rows.append(measure(name, f"ws://127.0.0.1:{port}{path}", [p.pid for p in procs], args, key, ingest.url))
+            rows.append(
+                measure(name, f"ws://127.0.0.1:{port}{path}", [p.pid for p in procs], args, key, ingest.url)
+            )
         header = (f"{'target':<14}{'clients':>8}{'failed':>7}{'connect s':>10}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"
                   f"{'max ms':>8}{'lost':>6}{'dup':>5}{'msgs':>9}{'cpu ms/msg':>11}{'cpu %':>7}{'KB/conn':>9}")  # fmt: skip
         print(header)

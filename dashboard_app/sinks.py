@@ -59,6 +59,7 @@ class DaphneSink:
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
         self.over_since = 0.0  # when the backlog went over the bound; 0 while under
+        _release_handshake(protocol)
 
     def send(self, frame: Frame) -> bool:
         """Write the frame; False when the socket's buffer is full (a slow client)."""
@@ -133,6 +134,19 @@ def _daphne_protocol(send: Any) -> Any:
         if send is None:
             return None
     return None
+
+
+def _release_handshake(protocol: Any) -> None:
+    """Once a socket is open, autobahn and daphne still hold its request headers several
+    times over (raw bytes, a parsed dict, daphne's list, the response): a few KB a socket
+    that nothing reads again. Channels has already built the consumer's scope from them."""
+    for name in ("http_request_data", "http_response_data"):
+        if hasattr(protocol, name):
+            setattr(protocol, name, None)
+    for name in ("http_headers", "clean_headers"):
+        headers = getattr(protocol, name, None)
+        if isinstance(headers, dict | list):
+            headers.clear()
 
 
 def _buffered(transport: Any) -> int:
