@@ -66,8 +66,14 @@ async def run_clients(url: str, key: str, count: int, prefix: bytes, conn: Any) 
         async with gate:
             started = time.perf_counter()
             try:
-                ws = await connect(url, additional_headers={"Authorization": f"Bearer {key}"}, compression=None,
-                                   max_size=None, open_timeout=60, ping_interval=None)  # fmt: skip
+                ws = await connect(
+                    url,
+                    additional_headers={"Authorization": f"Bearer {key}"},
+                    compression=None,
+                    max_size=None,
+                    open_timeout=60,
+                    ping_interval=None,
+                )
                 await ws.send('{"type":"subscribe","scraperSource":"*"}')
             except Exception:
                 result.failed += 1
@@ -130,8 +136,12 @@ def start_shared(
     command: list[str], sock: socket.socket, count: int, env: dict[str, str], log: str
 ) -> list[subprocess.Popen[bytes]]:
     out = open(ROOT / "var" / log, "wb")  # noqa: SIM115 - kept open for the children
-    return [subprocess.Popen([*command], cwd=ROOT, env=env, pass_fds=[sock.fileno()], stdout=out, stderr=subprocess.STDOUT)
-            for _ in range(count)]  # fmt: skip
+    return [
+        subprocess.Popen(
+            [*command], cwd=ROOT, env=env, pass_fds=[sock.fileno()], stdout=out, stderr=subprocess.STDOUT
+        )
+        for _ in range(count)
+    ]
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -161,11 +171,21 @@ class Sender(threading.Thread):
             next_tick = time.monotonic()
             while not self.stop.is_set():
                 now = int(time.time() * 1000)
-                records = [{"type": "page_navigation", "scraperSource": f"{self.prefix}{(self.sent + i) % self.sources}",
-                            "url": f"https://example.com/{self.sent + i}", "navigationDurationMs": 100 + i % 700,
-                            "recordedAt": now} for i in range(per_tick)]  # fmt: skip
-                response = client.post("/api/metrics/", content=orjson.dumps({"metrics": records}),
-                                       headers={"Authorization": f"Bearer {self.key}"})  # fmt: skip
+                records = [
+                    {
+                        "type": "page_navigation",
+                        "scraperSource": f"{self.prefix}{(self.sent + i) % self.sources}",
+                        "url": f"https://example.com/{self.sent + i}",
+                        "navigationDurationMs": 100 + i % 700,
+                        "recordedAt": now,
+                    }
+                    for i in range(per_tick)
+                ]
+                response = client.post(
+                    "/api/metrics/",
+                    content=orjson.dumps({"metrics": records}),
+                    headers={"Authorization": f"Bearer {self.key}"},
+                )
                 if response.status_code == 202:
                     self.sent += per_tick
                 next_tick += 0.1
@@ -245,14 +265,16 @@ def measure(
         "sent": sender.sent,
         "lost": expected - received,
         "duplicates": sum(r.duplicates for r in results),
-        "p50": pct(latencies, 0.5), "p95": pct(latencies, 0.95), "p99": pct(latencies, 0.99),
+        "p50": pct(latencies, 0.5),
+        "p95": pct(latencies, 0.95),
+        "p99": pct(latencies, 0.99),
         "max": latencies[-1] if latencies else float("nan"),
         "messages": messages,
         "cpu_s": cpu_used,
         "cpu_ms_per_message": 1000 * cpu_used / messages if messages else float("nan"),
         "cpu_share": cpu_used / window,
         "rss_per_conn_kb": (idle_after - idle_before) / max(1, connected) / 1024,
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -270,28 +292,60 @@ def main() -> None:
     if not os.environ.get("REDIS_URL"):
         sys.exit("bench/fanout.py needs REDIS_URL (the stream between processes)")
 
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "PYTHONUNBUFFERED": "1",
-           "METRICS_BATCH_INTERVAL_MS": str(args.batch_interval_ms), "METRICS_MAX_CLIENTS": "100000"}  # fmt: skip
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings",
+        "PYTHONUNBUFFERED": "1",
+        "METRICS_BATCH_INTERVAL_MS": str(args.batch_interval_ms),
+        "METRICS_MAX_CLIENTS": "100000",
+    }
     (ROOT / "var").mkdir(exist_ok=True)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    key = subprocess.run([sys.executable, "manage.py", "create_api_key", "bench-fanout"], cwd=ROOT, env=env,
-                         check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]  # fmt: skip
+    key = (
+        subprocess.run(
+            [sys.executable, "manage.py", "create_api_key", "bench-fanout"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
 
     ingest = DaphneServer(env)
     ingest.start()
     ours_sock, base_sock = listening_socket(), listening_socket()
-    daphne = [sys.executable, "-m", "daphne", "--fd", str(ours_sock.fileno()), "--access-log", "/dev/null",
-              "wealthmetrics.asgi:application"]  # fmt: skip
-    baseline = [sys.executable, "bench/baseline_server.py", "--fd", str(base_sock.fileno()),
-                "--interval-ms", str(args.batch_interval_ms)]  # fmt: skip
+    daphne = [
+        sys.executable,
+        "-m",
+        "daphne",
+        "--fd",
+        str(ours_sock.fileno()),
+        "--access-log",
+        "/dev/null",
+        "wealthmetrics.asgi:application",
+    ]
+    baseline = [
+        sys.executable,
+        "bench/baseline_server.py",
+        "--fd",
+        str(base_sock.fileno()),
+        "--interval-ms",
+        str(args.batch_interval_ms),
+    ]
     ours = start_shared(daphne, ours_sock, args.servers, env, "fanout-daphne.log")
     base = start_shared(baseline, base_sock, args.servers, env, "fanout-baseline.log")
     time.sleep(3)
     try:
         print(f"machine: {machine()}")
-        print(f"clients: {args.clients} subscribed to '*', rate: {args.rate} records/s over {args.sources} sources, "
-              f"duration: {args.duration:.0f}s, batch interval: {args.batch_interval_ms} ms, "
-              f"{args.servers} process(es) per target, load generator on the same machine")  # fmt: skip
+        print(
+            f"clients: {args.clients} subscribed to '*', "
+            f"rate: {args.rate} records/s over {args.sources} sources, "
+            f"duration: {args.duration:.0f}s, batch interval: {args.batch_interval_ms} ms, "
+            f"{args.servers} process(es) per target, load generator on the same machine"
+        )
         rows = []
         targets = [("wealthmetrics", ours, ours_sock), ("baseline", base, base_sock)]
         for name, procs, sock in targets:
@@ -302,14 +356,19 @@ def main() -> None:
             rows.append(
                 measure(name, f"ws://127.0.0.1:{port}{path}", [p.pid for p in procs], args, key, ingest.url)
             )
-        header = (f"{'target':<14}{'clients':>8}{'failed':>7}{'connect s':>10}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"
-                  f"{'max ms':>8}{'lost':>6}{'dup':>5}{'msgs':>9}{'cpu ms/msg':>11}{'cpu %':>7}{'KB/conn':>9}")  # fmt: skip
+        header = (
+            f"{'target':<14}{'clients':>8}{'failed':>7}{'connect s':>10}{'p50 ms':>8}{'p95 ms':>8}"
+            f"{'p99 ms':>8}{'max ms':>8}{'lost':>6}{'dup':>5}{'msgs':>9}{'cpu ms/msg':>11}"
+            f"{'cpu %':>7}{'KB/conn':>9}"
+        )
         print(header)
         for r in rows:
-            print(f"{r['name']:<14}{r['clients']:>8}{r['failed']:>7}{r['connect_wall_s']:>10.1f}{r['p50']:>8.0f}"
-                  f"{r['p95']:>8.0f}{r['p99']:>8.0f}{r['max']:>8.0f}{r['lost']:>6}{r['duplicates']:>5}"
-                  f"{r['messages']:>9}{r['cpu_ms_per_message']:>11.4f}{100 * r['cpu_share']:>7.0f}"
-                  f"{r['rss_per_conn_kb']:>9.1f}")  # fmt: skip
+            print(
+                f"{r['name']:<14}{r['clients']:>8}{r['failed']:>7}{r['connect_wall_s']:>10.1f}{r['p50']:>8.0f}"
+                f"{r['p95']:>8.0f}{r['p99']:>8.0f}{r['max']:>8.0f}{r['lost']:>6}{r['duplicates']:>5}"
+                f"{r['messages']:>9}{r['cpu_ms_per_message']:>11.4f}{100 * r['cpu_share']:>7.0f}"
+                f"{r['rss_per_conn_kb']:>9.1f}"
+            )
         if len(rows) == 2:
             ratio = rows[0]["cpu_ms_per_message"] / rows[1]["cpu_ms_per_message"]
             print(f"CPU per delivered message, wealthmetrics / baseline: {ratio:.2f}x")
