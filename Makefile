@@ -8,14 +8,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test lint typecheck pytest deps dev-deps system-deps frontend stack bench-ingest clean
+.PHONY: run test lint typecheck jstest pytest deps dev-deps system-deps frontend stack bench-ingest clean
 
 run: deps frontend
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py first_run --url http://$(HOST):$(PORT)/
 	exec $(BIN)/daphne -b $(HOST) -p $(PORT) wealthmetrics.asgi:application
 
-test: dev-deps frontend lint typecheck pytest
+test: dev-deps frontend lint typecheck jstest pytest
 
 lint: dev-deps
 	$(BIN)/ruff check .
@@ -23,6 +23,9 @@ lint: dev-deps
 
 typecheck: dev-deps
 	$(BIN)/mypy
+
+jstest:
+	node --test tests/js/
 
 pytest: dev-deps frontend
 	$(BIN)/pytest $(PYTEST_ARGS)

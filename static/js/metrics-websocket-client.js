@@ -1,0 +1,256 @@
+// The dashboard's connection to /ws/metrics/: subscribe, keep the last records per source,
+// notice gaps and resync, reconnect with backoff, and fall back to polling the HTTP API.
+//
+// Everything the outside world provides (WebSocket, fetch, timers, randomness) is injected,
+// so the state machine runs under node's test runner exactly as in the browser.
+
+export const State = Object.freeze({
+  CONNECTING: "connecting",
+  LIVE: "live",
+  RECONNECTING: "reconnecting",
+  POLLING: "polling",
+  CLOSED: "closed",
+});
+
+// Exponential backoff with full jitter: a uniform delay in [0, min(max, base * 2^attempt)],
+// so a restarted server is not met by every browser at the same instant.
+export function backoffDelay(attempt, { baseMs = 1000, maxMs = 30000, random = Math.random } = {}) {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** attempt);
+  return Math.floor(random() * ceiling);
+}
+
+export function recordKey(record) {
+  return `${record.type === "scheduler_run" ? "s" : "p"}${record.id}`;
+}
+
+const DEFAULTS = {
+  maxReconnectAttempts: 10,
+  heartbeatTimeoutMs: 60000,
+  pollIntervalMs: 30000,
+  slowRetryMs: 60000,
+  recentLimit: 100,
+  recentUrl: "/api/metrics/recent/",
+};
+
+export class MetricsWebSocketClient {
+  constructor(url, options = {}) {
+    this.url = url;
+    this.options = { ...DEFAULTS, ...options };
+    this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    this.fetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
+    this.timers = options.timers ?? globalThis;
+    this.random = options.random ?? Math.random;
+    this.state = State.CLOSED;
+    this.subscriptions = new Set();
+    this.handlers = new Map();
+    this.buffers = new Map(); // source -> last records, oldest first
+    this.seen = new Map(); // source -> Set of record keys in its buffer
+    this.nextSeq = new Map(); // source -> the seq its next batch should have
+    this.attempts = 0;
+    this.socket = null;
+    this.stopped = true;
+    this.heartbeatTimer = null;
+    this.reconnectTimer = null;
+    this.pollTimer = null;
+  }
+
+  // --- events ---------------------------------------------------------------------------
+
+  on(event, handler) {
+    if (!this.handlers.has(event)) this.handlers.set(event, new Set());
+    this.handlers.get(event).add(handler);
+    return () => this.handlers.get(event)?.delete(handler);
+  }
+
+  emit(event, payload) {
+    for (const handler of this.handlers.get(event) ?? []) handler(payload);
+  }
+
+  setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this.emit("status", { state, attempts: this.attempts });
+  }
+
+  // --- connection -----------------------------------------------------------------------
+
+  connect() {
+    this.stopped = false;
+    this.open();
+  }
+
+  disconnect() {
+    this.stopped = true;
+    this.clearTimers();
+    this.socket?.close(1000);
+    this.socket = null;
+    this.setState(State.CLOSED);
+  }
+
+  open() {
+    this.clearTimer("reconnectTimer");
+    if (this.state !== State.RECONNECTING && this.state !== State.POLLING) this.setState(State.CONNECTING);
+    const socket = new this.WebSocket(this.url);
+    this.socket = socket;
+    socket.onopen = () => this.opened(socket);
+    socket.onmessage = (event) => this.received(socket, event.data);
+    socket.onclose = () => this.closed(socket);
+    socket.onerror = () => this.emit("error", { code: "socket_error", message: "WebSocket error" });
+  }
+
+  opened(socket) {
+    if (socket !== this.socket) return;
+    this.attempts = 0;
+    this.clearTimer("pollTimer");
+    this.setState(State.LIVE);
+    this.emit("connect", {});
+    this.resetHeartbeat();
+    // Every reconnect is a resync: history comes back for each subscription.
+    for (const source of this.subscriptions) this.nextSeq.delete(source);
+    if (this.subscriptions.size) this.send({ type: "subscribe", scraperSources: [...this.subscriptions] });
+  }
+
+  closed(socket) {
+    if (socket !== this.socket) return;
+    this.socket = null;
+    this.clearTimer("heartbeatTimer");
+    this.emit("disconnect", {});
+    if (this.stopped) return;
+    this.attempts += 1;
+    const slow = this.attempts > this.options.maxReconnectAttempts;
+    this.setState(slow ? State.POLLING : State.RECONNECTING);
+    this.startPolling();
+    const delay = slow
+      ? this.options.slowRetryMs
+      : backoffDelay(this.attempts - 1, { random: this.random });
+    this.reconnectTimer = this.timers.setTimeout(() => this.open(), delay);
+  }
+
+  resetHeartbeat() {
+    this.clearTimer("heartbeatTimer");
+    // Silence for this long means a dead link the browser has not noticed: start over.
+    this.heartbeatTimer = this.timers.setTimeout(() => this.socket?.close(), this.options.heartbeatTimeoutMs);
+  }
+
+  send(message) {
+    if (this.socket && this.state === State.LIVE) this.socket.send(JSON.stringify(message));
+  }
+
+  // --- subscriptions ----------------------------------------------------------------------
+
+  subscribe(source) {
+    this.subscriptions.add(source);
+    this.nextSeq.delete(source);
+    this.send({ type: "subscribe", scraperSource: source });
+  }
+
+  unsubscribe(source) {
+    this.subscriptions.delete(source);
+    this.send({ type: "unsubscribe", scraperSource: source });
+  }
+
+  recent(source) {
+    return this.buffers.get(source) ?? [];
+  }
+
+  // --- messages ---------------------------------------------------------------------------
+
+  received(socket, text) {
+    if (socket !== this.socket) return;
+    this.resetHeartbeat();
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      this.emit("error", { code: "invalid_json", message: "the server sent invalid JSON" });
+      return;
+    }
+    switch (message.type) {
+      case "metrics_batch":
+        return this.batch(message);
+      case "history":
+        return this.history(message);
+      case "metrics:update":
+        return this.emit("update", message.data);
+      case "subscribed":
+      case "unsubscribed":
+        return this.emit("subscription", message);
+      case "error":
+        return this.emit("error", message);
+      default:
+        return undefined; // connected, heartbeat, pong: keeping the link alive is enough
+    }
+  }
+
+  batch(message) {
+    const source = message.scraperSource;
+    const expected = this.nextSeq.get(source);
+    this.nextSeq.set(source, message.seq + message.count);
+    if (expected !== undefined && message.seq !== expected) {
+      // Records were lost between the database and us: take history again.
+      this.emit("error", { code: "gap", message: `missed records of ${source}; resyncing` });
+      this.nextSeq.delete(source);
+      this.send({ type: "subscribe", scraperSource: source });
+    }
+    this.deliver(message.metrics, "live");
+  }
+
+  history(message) {
+    this.nextSeq.delete(message.scraperSource);
+    this.deliver(message.metrics, "history");
+  }
+
+  // Keep the last records per source, once each, and pass on only the new ones.
+  deliver(records, origin) {
+    const fresh = [];
+    for (const record of records) {
+      const source = record.scraperSource ?? record.schedulerName;
+      const key = recordKey(record);
+      let seen = this.seen.get(source);
+      if (!seen) {
+        seen = new Set();
+        this.seen.set(source, seen);
+        this.buffers.set(source, []);
+      }
+      if (seen.has(key)) continue;
+      const buffer = this.buffers.get(source);
+      buffer.push(record);
+      seen.add(key);
+      if (buffer.length > this.options.recentLimit) seen.delete(recordKey(buffer.shift()));
+      fresh.push(record);
+    }
+    if (fresh.length) this.emit("metrics", { metrics: fresh, origin });
+  }
+
+  // --- polling fallback -------------------------------------------------------------------
+
+  startPolling() {
+    if (this.pollTimer || !this.fetch) return;
+    const poll = async () => {
+      for (const source of this.subscriptions.size ? this.subscriptions : ["*"]) {
+        const query = source === "*" ? "" : `source=${encodeURIComponent(source)}&`;
+        try {
+          const response = await this.fetch(`${this.options.recentUrl}?${query}limit=${this.options.recentLimit}`, {
+            credentials: "same-origin",
+          });
+          if (response.ok) this.deliver((await response.json()).metrics, "poll");
+        } catch {
+          // the server is down as well; the next poll will tell
+        }
+      }
+    };
+    this.pollTimer = this.timers.setInterval(poll, this.options.pollIntervalMs);
+    poll();
+  }
+
+  clearTimer(name) {
+    if (!this[name]) return;
+    this.timers.clearTimeout(this[name]);
+    this.timers.clearInterval(this[name]);
+    this[name] = null;
+  }
+
+  clearTimers() {
+    for (const name of ["heartbeatTimer", "reconnectTimer", "pollTimer"]) this.clearTimer(name);
+  }
+}

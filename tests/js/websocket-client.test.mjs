@@ -1,0 +1,176 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { MetricsWebSocketClient, State, backoffDelay } from "../../static/js/metrics-websocket-client.js";
+
+// A scripted WebSocket and a manual clock, so every transition is deterministic.
+class FakeSocket {
+  static all = [];
+  constructor(url) {
+    this.url = url;
+    this.sent = [];
+    this.closed = false;
+    FakeSocket.all.push(this);
+  }
+  send(text) {
+    this.sent.push(JSON.parse(text));
+  }
+  close() {
+    this.closed = true;
+    this.onclose?.();
+  }
+  open() {
+    this.onopen?.();
+  }
+  message(data) {
+    this.onmessage?.({ data: JSON.stringify(data) });
+  }
+}
+
+function clock() {
+  let now = 0;
+  let nextId = 1;
+  const timers = new Map();
+  return {
+    setTimeout(fn, ms) {
+      const id = nextId++;
+      timers.set(id, { fn, at: now + ms });
+      return id;
+    },
+    setInterval(fn, ms) {
+      const id = nextId++;
+      timers.set(id, { fn, at: now + ms, every: ms });
+      return id;
+    },
+    clearTimeout: (id) => timers.delete(id),
+    clearInterval: (id) => timers.delete(id),
+    advance(ms) {
+      const end = now + ms;
+      for (;;) {
+        const due = [...timers.entries()].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+        if (!due) break;
+        const [id, timer] = due;
+        now = timer.at;
+        if (timer.every) timer.at += timer.every;
+        else timers.delete(id);
+        timer.fn();
+      }
+      now = end;
+    },
+  };
+}
+
+function makeClient(options = {}) {
+  FakeSocket.all = [];
+  const timers = clock();
+  const polls = [];
+  const fetch = async (url) => {
+    polls.push(url);
+    return { ok: true, json: async () => ({ metrics: [] }) };
+  };
+  const client = new MetricsWebSocketClient("ws://x/ws/metrics/", { WebSocket: FakeSocket, timers, fetch, random: () => 0.5, ...options });
+  const states = [];
+  client.on("status", ({ state }) => states.push(state));
+  return { client, timers, polls, states, socket: () => FakeSocket.all.at(-1) };
+}
+
+const batch = (seq, ids, source = "cnbc") => ({
+  type: "metrics_batch", scraperSource: source, seq, count: ids.length, timestamp: 0,
+  metrics: ids.map((id) => ({ type: "page_navigation", scraperSource: source, id, recordedAt: id, navigationDurationMs: 1, success: true })),
+});
+
+test("backoff is exponential with full jitter and capped", () => {
+  assert.equal(backoffDelay(0, { random: () => 0.999 }), 999);
+  assert.equal(backoffDelay(3, { random: () => 0.5 }), 4000);
+  assert.equal(backoffDelay(20, { random: () => 0.5 }), 15000);
+  assert.equal(backoffDelay(5, { random: () => 0 }), 0);
+});
+
+test("goes live, subscribes, and keeps the last records once each", () => {
+  const { client, socket, states } = makeClient({ recentLimit: 3 });
+  const seen = [];
+  client.on("metrics", ({ metrics }) => seen.push(...metrics.map((m) => m.id)));
+  client.connect();
+  socket().open();
+  assert.equal(client.state, State.LIVE);
+  client.subscribe("cnbc");
+  assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "cnbc" }]);
+  socket().message({ type: "history", scraperSource: "cnbc", metrics: batch(1, [1, 2]).metrics });
+  socket().message(batch(10, [2, 3, 4]));
+  assert.deepEqual(seen, [1, 2, 3, 4]);
+  assert.deepEqual(client.recent("cnbc").map((m) => m.id), [2, 3, 4]);
+  assert.deepEqual(states, [State.CONNECTING, State.LIVE]);
+});
+
+test("a gap in sequence numbers asks for history again", () => {
+  const { client, socket } = makeClient();
+  const errors = [];
+  client.on("error", (e) => errors.push(e.code));
+  client.connect();
+  socket().open();
+  client.subscribe("cnbc");
+  socket().message(batch(1, [1, 2]));
+  socket().message(batch(3, [3]));
+  assert.equal(socket().sent.length, 1);
+  socket().message(batch(9, [9]));
+  assert.deepEqual(errors, ["gap"]);
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "cnbc" });
+});
+
+test("reconnects with backoff, polls meanwhile, then returns to live and resubscribes", () => {
+  const { client, socket, timers, polls, states } = makeClient();
+  client.connect();
+  socket().open();
+  client.subscribe("cnbc");
+  socket().close();
+  assert.equal(client.state, State.RECONNECTING);
+  assert.equal(polls.length, 1);
+  assert.match(polls[0], /source=cnbc/);
+  timers.advance(500); // backoffDelay(0) with random 0.5
+  assert.equal(FakeSocket.all.length, 2);
+  socket().open();
+  assert.equal(client.state, State.LIVE);
+  assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSources: ["cnbc"] }]);
+  timers.advance(50000);
+  assert.equal(polls.length, 1, "no polling while live");
+  assert.deepEqual(states, [State.CONNECTING, State.LIVE, State.RECONNECTING, State.LIVE]);
+});
+
+test("after the attempts run out it keeps polling and retries slowly", () => {
+  const { client, socket, timers, polls } = makeClient({ maxReconnectAttempts: 2, slowRetryMs: 60000, pollIntervalMs: 30000 });
+  client.connect();
+  socket().open();
+  for (let i = 0; i < 3; i++) {
+    socket().close();
+    timers.advance(30000);
+  }
+  assert.equal(client.state, State.POLLING);
+  const before = FakeSocket.all.length; // 30 s of the 60 s slow retry have passed
+  timers.advance(29000);
+  assert.equal(FakeSocket.all.length, before, "waits the slow retry");
+  timers.advance(2000);
+  assert.equal(FakeSocket.all.length, before + 1);
+  assert.ok(polls.length >= 3);
+});
+
+test("silence longer than the heartbeat timeout closes and reconnects", () => {
+  const { client, socket, timers } = makeClient({ heartbeatTimeoutMs: 60000 });
+  client.connect();
+  socket().open();
+  timers.advance(59000);
+  socket().message({ type: "heartbeat", timestamp: 1 });
+  timers.advance(59000);
+  assert.equal(client.state, State.LIVE);
+  timers.advance(2000);
+  assert.equal(client.state, State.RECONNECTING);
+});
+
+test("disconnect() stops everything", () => {
+  const { client, socket, timers } = makeClient();
+  client.connect();
+  socket().open();
+  client.disconnect();
+  timers.advance(600000);
+  assert.equal(FakeSocket.all.length, 1);
+  assert.equal(client.state, State.CLOSED);
+});
