@@ -2,11 +2,11 @@
 
 import math
 import re
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Case, Count, F, IntegerField, Max, Q, QuerySet, Sum, Value, When
-from django.db.models.functions import Ceil, Coalesce, Least, Ln, TruncMinute
+from django.db.models.functions import Ceil, Coalesce, Least, Ln, Trunc, TruncMinute
 from django.utils import timezone
 
 from metrics_app import histogram
@@ -23,9 +23,11 @@ def is_source_name(value: str) -> bool:
 
 def scheduler_runs_of(channel: str) -> QuerySet[SchedulerMetric]:
     """Scheduler runs broadcast on a channel: those of the source, or a bare scheduler's own."""
-    return SchedulerMetric.objects.filter(
-        Q(scraper_source=channel) | Q(scraper_source__isnull=True, scheduler_name=channel)
-    )
+    return SchedulerMetric.objects.filter(_on_channel(channel))
+
+
+def _on_channel(channel: str) -> Q:
+    return Q(scraper_source=channel) | Q(scraper_source__isnull=True, scheduler_name=channel)
 
 
 def recent_metrics(channel: str | None, limit: int) -> list[dict[str, Any]]:
@@ -110,3 +112,73 @@ def dashboard_snapshot() -> dict[str, Any]:
     stats = LiveStats()
     load_live_stats(stats)
     return stats.snapshot()
+
+
+HISTORY_BUCKETS = {"minute": "minute", "hour": "hour", "day": "day"}
+MAX_HISTORY_BUCKETS = 20_000
+
+
+def history(
+    channel: str | None, metric_type: str | None, start: datetime, end: datetime, bucket: str
+) -> list[dict[str, Any]]:
+    """Counts, success, average and p95 duration and items per time bucket, oldest first.
+
+    Read from the detailed rows, aggregated in the database per bucket and duration histogram
+    bucket; days are cut in TIME_ZONE, minutes and hours in UTC."""
+    tz = timezone.get_current_timezone() if bucket == "day" else UTC
+    slot = Trunc("created_at", HISTORY_BUCKETS[bucket], tzinfo=tz)
+    merged: dict[datetime, dict[str, Any]] = {}
+
+    def add(rows: Any) -> None:
+        for row in rows:
+            entry = merged.setdefault(
+                row["slot"], {"count": 0, "ok": 0, "total": 0, "items": 0, "histogram": {}}
+            )
+            entry["count"] += row["n"]
+            entry["ok"] += row["ok"]
+            entry["total"] += row["total"] or 0
+            entry["items"] += row["items"] or 0
+            entry["histogram"][row["hb"]] = entry["histogram"].get(row["hb"], 0) + row["n"]
+
+    if metric_type != "scheduler_run":
+        pages = PagePerformance.objects.filter(created_at__gte=start, created_at__lt=end)
+        if channel is not None:
+            pages = pages.filter(scraper_source=channel)
+        if metric_type is not None:
+            pages = pages.filter(metric_type=metric_type)
+        add(
+            pages.annotate(duration=Coalesce("navigation_duration_ms", "scrape_duration_ms", 0))
+            .annotate(slot=slot, hb=_duration_bucket("duration"))
+            .values("slot", "hb")
+            .annotate(
+                n=Count("id"),
+                ok=Count("id", filter=Q(success=True)),
+                total=Sum("duration"),
+                items=Sum("items_extracted"),
+            )
+        )
+    if metric_type in (None, "scheduler_run"):
+        runs = SchedulerMetric.objects.filter(created_at__gte=start, created_at__lt=end)
+        if channel is not None:
+            runs = runs.filter(_on_channel(channel))
+        add(
+            runs.annotate(slot=slot, hb=_duration_bucket("execution_duration_ms"))
+            .values("slot", "hb")
+            .annotate(
+                n=Count("id"),
+                ok=Count("id", filter=Q(success=True)),
+                total=Sum("execution_duration_ms"),
+                items=Sum("items_processed"),
+            )
+        )
+    return [
+        {
+            "start": slot_start.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "count": entry["count"],
+            "successCount": entry["ok"],
+            "avgDurationMs": round(entry["total"] / entry["count"], 1),
+            "p95DurationMs": histogram.percentile(entry["histogram"], 0.95),
+            "itemsExtracted": entry["items"],
+        }
+        for slot_start, entry in sorted(merged.items())
+    ]

@@ -6,6 +6,7 @@ urlpatterns = [
     path("metrics/", views.ingest, name="metrics-ingest"),
     path("metrics/recent/", views.recent, name="metrics-recent"),
     path("metrics/summary/", views.summary, name="metrics-summary"),
+    path("metrics/history/", views.history, name="metrics-history"),
     path("stats/", views.stats, name="stats"),
     path("health/websocket", views.websocket_health, name="health-websocket"),
 ]

@@ -2,6 +2,7 @@
 
 import functools
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -9,12 +10,14 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
 from metrics_app import counters, queries, runtime
 from metrics_app.auth import View, is_reader, require_api_key, require_reader, unauthorized
 from metrics_app.broadcast import broadcast_metrics
-from metrics_app.schema import SOURCE_PATTERN, InvalidMetrics, decode_batch
+from metrics_app.schema import METRIC_TYPES, SOURCE_PATTERN, InvalidMetrics, decode_batch
 from metrics_app.storage import store_metrics
 
 log = logging.getLogger(__name__)
@@ -117,6 +120,56 @@ def recent(request: HttpRequest) -> HttpResponse:
     if not 1 <= limit <= MAX_RECORDS_PER_REQUEST:
         return error(400, "invalid_request", "limit must be between 1 and 1000", field="limit")
     return JsonResponse({"metrics": queries.recent_metrics(source, limit)})
+
+
+@allow("GET")
+@database_errors_as_503
+@require_reader
+def history(request: HttpRequest) -> HttpResponse:
+    params = request.GET
+    source = params.get("source") or None
+    if source is not None and not queries.is_source_name(source):
+        return error(400, "invalid_request", f"source must match {SOURCE_PATTERN}", field="source")
+    metric_type = params.get("type") or None
+    if metric_type is not None and metric_type not in METRIC_TYPES:
+        return error(400, "invalid_request", f"type must be one of {', '.join(METRIC_TYPES)}", field="type")
+    bucket = params.get("bucket", "hour")
+    if bucket not in queries.HISTORY_BUCKETS:
+        return error(400, "invalid_request", "bucket must be minute, hour or day", field="bucket")
+    now = timezone.now()
+    try:
+        end = _instant(params, "to", now)
+        start = _instant(params, "from", end - timedelta(hours=24))
+    except ValueError as exc:
+        return error(400, "invalid_request", exc.args[0], field=exc.args[1])
+    if start >= end:
+        return error(400, "invalid_request", "from must be before to", field="from")
+    if (end - start) / BUCKET_LENGTH[bucket] > queries.MAX_HISTORY_BUCKETS:
+        return error(400, "invalid_request", f"too many {bucket} buckets; use a wider bucket", field="bucket")
+    return JsonResponse({"buckets": queries.history(source, metric_type, start, end, bucket)})
+
+
+BUCKET_LENGTH = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
+
+
+def _instant(params: Any, name: str, default: datetime) -> datetime:
+    """An ISO 8601 time from the query string; without an offset it is taken as UTC.
+    A '+' in an offset arrives as a space when the client did not encode it."""
+    value = params.get(name)
+    if not value:
+        return default
+    try:
+        parsed = parse_datetime(value.replace(" ", "+")) or _date(value)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ValueError(f"{name} must be an ISO 8601 time, got {value!r}", name)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _date(value: str) -> datetime | None:
+    day = parse_date(value)
+    return None if day is None else datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 @allow("GET")

@@ -1,0 +1,110 @@
+"""GET /api/metrics/history/ (contract §5): buckets of counts, success, durations and items."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from metrics_app.schema import validate_records
+from metrics_app.storage import store_metrics
+from tests.support.records import navigation, scheduler_run, scrape
+
+pytestmark = pytest.mark.django_db
+
+T0 = int(datetime(2026, 11, 20, 10, 0, tzinfo=UTC).timestamp() * 1000)
+MINUTE = 60_000
+
+
+@pytest.fixture
+def reader(client: Client, django_user_model: Any) -> Client:
+    client.force_login(django_user_model.objects.create_user("reader", password="pw-123456!"))
+    return client
+
+
+@pytest.fixture
+def stored() -> None:
+    store_metrics(
+        validate_records(
+            [
+                navigation(navigationDurationMs=100, recordedAt=T0 + 1),
+                navigation(navigationDurationMs=300, success=False, error="x", recordedAt=T0 + 5 * MINUTE),
+                scrape(
+                    scraperSource="robinhood",
+                    scrapeDurationMs=50,
+                    itemsExtracted=9,
+                    recordedAt=T0 + 61 * MINUTE,
+                ),
+                navigation(scraperSource="cnbc", navigationDurationMs=999, recordedAt=T0 + 2 * MINUTE),
+                scheduler_run(
+                    schedulerName="hourly",
+                    executionDurationMs=2000,
+                    itemsProcessed=4,
+                    recordedAt=T0 + 3 * MINUTE,
+                ),
+            ]
+        )
+    )
+
+
+def get(reader: Client, **params: str) -> Any:
+    return reader.get(
+        "/api/metrics/history/", {"from": "2026-11-20T09:00:00Z", "to": "2026-11-20T12:00:00Z", **params}
+    )
+
+
+def test_hourly_buckets_of_one_source(reader: Client, stored: None) -> None:
+    response = get(reader, source="robinhood", bucket="hour")
+    assert response.status_code == 200
+    first, second = response.json()["buckets"]
+    assert first["start"] == "2026-11-20T10:00:00Z"
+    assert (first["count"], first["successCount"], first["avgDurationMs"], first["itemsExtracted"]) == (
+        2,
+        1,
+        200.0,
+        0,
+    )
+    assert 300 <= first["p95DurationMs"] <= 360
+    assert second["start"] == "2026-11-20T11:00:00Z"
+    assert (second["count"], second["itemsExtracted"]) == (1, 9)
+
+
+def test_minute_buckets_type_filter_and_scheduler_channel(reader: Client, stored: None) -> None:
+    minutes = get(reader, source="robinhood", type="page_navigation", bucket="minute").json()["buckets"]
+    assert [b["start"] for b in minutes] == ["2026-11-20T10:00:00Z", "2026-11-20T10:05:00Z"]
+    hourly = get(reader, source="hourly").json()["buckets"]
+    assert [(b["count"], b["itemsExtracted"]) for b in hourly] == [(1, 4)]
+
+
+def test_all_sources_by_day(reader: Client, stored: None) -> None:
+    (day,) = get(reader, bucket="day").json()["buckets"]
+    assert day["start"] == "2026-11-20T00:00:00Z"
+    assert day["count"] == 5
+
+
+def test_defaults_to_the_last_24_hours(reader: Client) -> None:
+    store_metrics(validate_records([navigation()]))
+    buckets = reader.get("/api/metrics/history/").json()["buckets"]
+    assert sum(b["count"] for b in buckets) == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"source": "Bad!"}, "source"),
+        ({"type": "page_view"}, "type"),
+        ({"bucket": "week"}, "bucket"),
+        ({"from": "yesterday"}, "from"),
+        ({"to": "2026-13-45"}, "to"),
+        ({"from": "2026-11-21T00:00:00Z", "to": "2026-11-20T00:00:00Z"}, "from"),
+        ({"from": "2000-01-01T00:00:00Z", "bucket": "minute"}, "bucket"),
+    ],
+)
+def test_rejects_bad_parameters(reader: Client, params: dict[str, str], field: str) -> None:
+    response = reader.get("/api/metrics/history/", params)
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+
+
+def test_strangers_are_refused(client: Client) -> None:
+    assert client.get("/api/metrics/history/").status_code == 401
