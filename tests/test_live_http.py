@@ -99,9 +99,8 @@ def test_embedded_default_needs_no_service(tmp_path: Path, live_server_env: dict
                 },
             )
             assert login.status_code == 302
-            page = browser.get("/analytics/")
-            assert page.status_code == 200
-            assert "embedded" in page.text
+            assert browser.get("/analytics/").status_code == 200
+            assert "embedded" in browser.get("/api/metrics/summary/").json()["sources"]
     finally:
         server.stop()
 

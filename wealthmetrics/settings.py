@@ -146,7 +146,10 @@ USE_TZ = True
 
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS: list[Path | tuple[str, Path]] = [BASE_DIR / "static"]
+# Chart.js comes from the npm registry (package.json); `make run` and `make test` install it.
+if (BASE_DIR / "node_modules" / "chart.js" / "dist").is_dir():
+    STATICFILES_DIRS.append(("vendor/chart.js", BASE_DIR / "node_modules" / "chart.js" / "dist"))
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # --- wealthmetrics knobs (contract §2) ------------------------------------------------------

@@ -51,10 +51,16 @@ def database_url_for_subprocess(
 class DaphneServer:
     """`daphne wealthmetrics.asgi:application` as a child process, stopped with SIGTERM."""
 
-    def __init__(self, env: dict[str, str], *, application: str = "wealthmetrics.asgi:application") -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        application: str = "wealthmetrics.asgi:application",
+        port: int | None = None,
+    ) -> None:
         self.env = env
         self.application = application
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = ROOT / "var" / f"daphne-test-{self.port}.log"

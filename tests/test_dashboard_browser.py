@@ -1,0 +1,166 @@
+"""/analytics/ in a real headless Chromium (Debian's package, driven by Playwright)."""
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from django.test import Client
+
+from tests.conftest import REQUIRE_SERVICES
+from tests.support.records import navigation, scrape
+from tests.support.servers import ROOT, DaphneServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        if REQUIRE_SERVICES:
+            pytest.fail(f"REQUIRE_SERVICES=1 but {CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; Django's ORM, used by the
+    # fixtures, refuses to run beside one unless told it is deliberate (as Django's docs say).
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture
+def login(client: Client, django_user_model: Any) -> dict[str, str]:
+    user = django_user_model.objects.create_user(f"viewer{uuid.uuid4().hex[:6]}", password="pw-123456!")
+    return {"username": user.username, "password": "pw-123456!"}
+
+
+def open_dashboard(
+    browser: Any, server: DaphneServer, login: dict[str, str], **context: Any
+) -> tuple[Any, list[str]]:
+    page = browser.new_context(**context).new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{server.url}/analytics/")
+    page.fill("#id_username", login["username"])
+    page.fill("#id_password", login["password"])
+    page.click("button[type=submit]")
+    page.wait_for_url("**/analytics/")
+    return page, errors
+
+
+def ingest(server: DaphneServer, key: str, records: list[dict[str, Any]]) -> None:
+    response = httpx.post(f"{server.url}/api/metrics/", content=orjson.dumps({"metrics": records}),
+                          headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    assert response.status_code == 202
+
+
+def state_of(page: Any) -> str:
+    return str(page.get_attribute("#connection", "data-connection-state"))
+
+
+def screenshot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_goes_live_and_shows_records_as_text(
+    browser: Any, daphne: DaphneServer, login: dict[str, str], committed_api_key: str
+) -> None:
+    source = f"br-{uuid.uuid4().hex[:8]}"
+    ingest(daphne, committed_api_key, [scrape(scraperSource=source)])
+    page, errors = open_dashboard(browser, daphne, login)
+    started = time.monotonic()
+    page.wait_for_selector('#connection[data-connection-state="live"]', timeout=5000)
+    assert time.monotonic() - started < 2
+
+    hostile = '<img src=x onerror="window.__xss=1"><b>bold</b>'
+    ingest(
+        daphne,
+        committed_api_key,
+        [navigation(scraperSource=source, success=False, error=hostile, url="https://x/" + hostile)],
+    )
+    page.wait_for_function(
+        f"document.querySelector('#scraper-grid').textContent.includes('{source}')", timeout=5000
+    )
+    page.click('[data-tab="alerts"]')
+    page.wait_for_selector("#alerts li", timeout=5000)
+    alert_text = page.inner_text("#alerts")
+    assert hostile in alert_text  # shown as text...
+    assert page.evaluate("window.__xss") is None  # ...never run
+    assert page.query_selector("#alerts img") is None
+    assert page.locator("canvas").count() >= 10
+    screenshot(page, "dashboard-alerts")
+    page.click('[data-tab="overview"]')
+    screenshot(page, "dashboard-overview")
+    assert errors == []
+
+
+def test_every_tab_draws_its_charts(browser: Any, daphne: DaphneServer, login: dict[str, str]) -> None:
+    page, errors = open_dashboard(browser, daphne, login)
+    page.wait_for_selector('#connection[data-connection-state="live"]')
+    for tab in ("scrapers", "navigation", "scraping", "scheduler", "alerts", "overview"):
+        page.click(f'[data-tab="{tab}"]')
+        page.wait_for_function(
+            f"[...document.querySelectorAll('#tab-{tab} canvas')].every(c => c.width > 0)", timeout=5000
+        )
+    for choice in ("1h", "24h", "7d", "live"):
+        page.select_option("#range", choice)
+        page.wait_for_timeout(300)
+    assert errors == []
+
+
+def test_mobile_layout_has_no_horizontal_scroll(
+    browser: Any, daphne: DaphneServer, login: dict[str, str]
+) -> None:
+    page, errors = open_dashboard(
+        browser, daphne, login, viewport={"width": 375, "height": 740}, is_mobile=True
+    )
+    page.wait_for_selector('#connection[data-connection-state="live"]')
+    for tab in ("overview", "scrapers", "alerts"):
+        page.click(f'[data-tab="{tab}"]')
+        page.wait_for_timeout(200)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), tab
+    screenshot(page, "dashboard-mobile")
+    assert errors == []
+
+
+def test_survives_a_server_restart(
+    browser: Any, live_server_env: dict[str, str], login: dict[str, str], committed_api_key: str
+) -> None:
+    server = DaphneServer(live_server_env)
+    server.start()
+    try:
+        page, errors = open_dashboard(browser, server, login)
+        page.wait_for_selector('#connection[data-connection-state="live"]')
+        server.stop()
+        page.wait_for_function(
+            "['reconnecting', 'polling'].includes(document.querySelector('#connection').dataset.connectionState)",
+            timeout=10000,
+        )
+        server = DaphneServer(live_server_env, port=server.port)
+        server.start()
+        page.wait_for_selector('#connection[data-connection-state="live"]', timeout=40000)
+        source = f"back-{uuid.uuid4().hex[:6]}"
+        ingest(server, committed_api_key, [navigation(scraperSource=source)])
+        page.wait_for_function(
+            f"document.querySelector('#scraper-grid').textContent.includes('{source}')", timeout=10000
+        )
+        # The browser reports the refused reconnects itself; nothing else may go wrong.
+        assert [e for e in errors if "WebSocket" not in e and "Failed to load resource" not in e] == []
+    finally:
+        server.stop()
