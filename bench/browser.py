@@ -1,0 +1,142 @@
+"""Browser benchmark: a real Chromium on /analytics/ while records flow at --rate per second.
+
+    REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=mysql://root@127.0.0.1:3306/wealthmetrics \\
+        .venv/bin/python bench/browser.py --rate 1000 --duration 180
+
+Prints how soon the page is live, script time per animation frame (Chrome's own
+ScriptDuration over the frames drawn), long tasks, the JS heap after a warm-up and at the end
+(both after a forced GC), and console errors. Debian's chromium at /usr/bin/chromium.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.fanout import Sender  # noqa: E402
+from bench.ingest import machine  # noqa: E402
+from tests.support.servers import DaphneServer  # noqa: E402
+
+COUNT_FRAMES = """
+window.__frames = 0;
+window.__longTasks = [];
+(function tick() { window.__frames += 1; requestAnimationFrame(tick); })();
+new PerformanceObserver((list) => window.__longTasks.push(...list.getEntries().map((e) => e.duration)))
+  .observe({ type: "longtask", buffered: true });
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=int, default=1000, help="records per second")
+    parser.add_argument("--duration", type=float, default=180, help="seconds measured after a 30 s warm-up")
+    parser.add_argument("--sources", type=int, default=6)
+    args = parser.parse_args()
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "PYTHONUNBUFFERED": "1"}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    manage = [sys.executable, "manage.py"]
+    key = (
+        subprocess.run(
+            [*manage, "create_api_key", "bench-browser"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    username, password = f"bench{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    create_user = (
+        "from django.contrib.auth.models import User; "
+        f"User.objects.create_user({username!r}, password={password!r})"
+    )
+    subprocess.run([*manage, "shell", "-c", create_user], cwd=ROOT, env=env, check=True)
+
+    server = DaphneServer(env)
+    server.start()
+    from playwright.sync_api import sync_playwright
+
+    sender = Sender(server.url, key, args.rate, f"browser-{uuid.uuid4().hex[:4]}-", args.sources)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--enable-precise-memory-info",
+                ],
+            )
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{server.url}/accounts/login/")
+            page.fill("#id_username", username)
+            page.fill("#id_password", password)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/analytics/")
+            page.wait_for_selector('#connection[data-connection-state="live"]')
+            live_ms = page.evaluate(
+                "performance.getEntriesByType('navigation')[0] && "
+                "performance.now() - performance.getEntriesByType('navigation')[0].startTime"
+            )
+            page.add_script_tag(content=COUNT_FRAMES)
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Performance.enable")
+            sender.start()
+            time.sleep(30)  # warm-up: buffers fill to their bounds
+
+            def metrics() -> dict[str, float]:
+                cdp.send("HeapProfiler.collectGarbage")
+                return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+
+            before, frames_before = metrics(), page.evaluate("window.__frames")
+            time.sleep(args.duration)
+            after, frames_after = metrics(), page.evaluate("window.__frames")
+            long_tasks = page.evaluate("window.__longTasks")
+            browser.close()
+    finally:
+        sender.stop.set()
+        server.stop()
+
+    frames = frames_after - frames_before
+    script_ms = 1000 * (after["ScriptDuration"] - before["ScriptDuration"])
+    heap_start, heap_end = before["JSHeapUsedSize"], after["JSHeapUsedSize"]
+    print(f"machine: {machine()}, Chromium headless, server and sender on the same machine")
+    print(
+        f"rate: {args.rate} records/s over {args.sources} sources, "
+        f"measured {args.duration:.0f}s after a 30 s warm-up"
+    )
+    print(f"page live after load: {live_ms:.0f} ms")
+    print(
+        f"frames: {frames} ({frames / args.duration:.0f}/s), "
+        f"script per frame: {script_ms / max(1, frames):.2f} ms"
+    )
+    print(f"long tasks (>50 ms): {len(long_tasks)}, longest {max(long_tasks, default=0):.0f} ms")
+    print(
+        f"JS heap: {heap_start / 1e6:.1f} MB -> {heap_end / 1e6:.1f} MB "
+        f"({100 * (heap_end - heap_start) / heap_start:+.1f} %)"
+    )
+    print(f"records sent: {sender.sent}, console errors: {len(errors)}")
+    for error in errors[:5]:
+        print(f"  {error}")
+
+
+if __name__ == "__main__":
+    main()
