@@ -100,10 +100,14 @@ function minuteLabels() {
   return minutes;
 }
 
+// Formatters are built once: toLocale*String with options builds a new one on every call.
+const MINUTE = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
+const DAY_MINUTE = new Intl.DateTimeFormat([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+const SECOND = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+const NUMBER = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+
 function timeLabel(ms, withDay = false) {
-  const date = new Date(ms);
-  const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  return withDay ? `${date.toLocaleDateString([], { month: "short", day: "numeric" })} ${time}` : time;
+  return (withDay ? DAY_MINUTE : MINUTE).format(ms);
 }
 
 function liveSeries(value) {
@@ -205,7 +209,7 @@ function renderCharts() {
 
 function formatNumber(value, unit = "") {
   if (value === null || value === undefined) return "–";
-  return `${Number(value).toLocaleString(undefined, { maximumFractionDigits: 1 })}${unit}`;
+  return `${NUMBER.format(value)}${unit}`;
 }
 
 function renderSummary() {
@@ -247,7 +251,7 @@ function renderAlerts() {
   const items = state.alerts.map((record) => {
     const item = els.alertTemplate.content.firstElementChild.cloneNode(true);
     const fields = {
-      time: new Date(record.recordedAt).toLocaleTimeString(),
+      time: SECOND.format(record.recordedAt),
       source: channelOf(record),
       type: record.type.replace("_", " "),
       url: record.url ?? record.schedulerName ?? "",
