@@ -10,7 +10,6 @@ ScriptDuration over the frames drawn), long tasks, the JS heap after a warm-up a
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -19,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import machine, manage, prepare  # noqa: E402
 from bench.fanout import Sender  # noqa: E402
-from bench.ingest import machine  # noqa: E402
 from tests.support.servers import DaphneServer  # noqa: E402
 
 COUNT_FRAMES = """
@@ -49,26 +48,13 @@ def main() -> None:
     args = parser.parse_args()
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "PYTHONUNBUFFERED": "1"}
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    manage = [sys.executable, "manage.py"]
-    key = (
-        subprocess.run(
-            [*manage, "create_api_key", "bench-browser"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    key = prepare(env, "bench-browser")
     username, password = f"bench{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
     create_user = (
         "from django.contrib.auth.models import User; "
         f"User.objects.create_user({username!r}, password={password!r})"
     )
-    subprocess.run([*manage, "shell", "-c", create_user], cwd=ROOT, env=env, check=True)
+    manage(env, "shell", "-c", create_user)
 
     server = DaphneServer(env)
     server.start()

@@ -34,7 +34,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest import machine  # noqa: E402
+from bench.common import machine, prepare  # noqa: E402
 from tests.support.servers import DaphneServer, free_port  # noqa: E402
 
 COUNT = re.compile(rb'"count":(\d+)')
@@ -299,20 +299,7 @@ def main() -> None:
         "METRICS_BATCH_INTERVAL_MS": str(args.batch_interval_ms),
         "METRICS_MAX_CLIENTS": "100000",
     }
-    (ROOT / "var").mkdir(exist_ok=True)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    key = (
-        subprocess.run(
-            [sys.executable, "manage.py", "create_api_key", "bench-fanout"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    key = prepare(env, "bench-fanout")
 
     ingest = DaphneServer(env)
     ingest.start()

@@ -11,7 +11,6 @@ means stored, so the two must agree (0 lost). Run it several times; the machine 
 import argparse
 import http.client
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import machine, prepare  # noqa: E402
 from tests.support.servers import DaphneServer  # noqa: E402
 
 
@@ -128,21 +128,6 @@ def delete_rows(env: dict[str, str], run: str) -> None:
     subprocess.run([sys.executable, "-c", DELETE_SCRIPT, f"bench-{run}-%"], cwd=ROOT, env=env, check=True)
 
 
-def machine() -> str:
-    model = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        model = next(
-            (
-                ln.split(":", 1)[1].strip()
-                for ln in cpuinfo.read_text().splitlines()
-                if ln.startswith("model name")
-            ),
-            "",
-        )
-    return f"{os.cpu_count()} cores {model}, {platform.python_implementation()} {platform.python_version()}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -157,16 +142,7 @@ def main() -> None:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "PYTHONUNBUFFERED": "1"}
     if not env.get("DATABASE_URL", "").startswith("mysql"):
         print("note: DATABASE_URL is not MySQL; the target is for MariaDB", file=sys.stderr)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    key_out = subprocess.run(
-        [sys.executable, "manage.py", "create_api_key", "bench-ingest"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    key = key_out.strip().splitlines()[-1]
+    key = prepare(env, "bench-ingest")
 
     servers = [DaphneServer(env) for _ in range(args.servers)]
     for server in servers:

@@ -5,7 +5,7 @@ REQUIRE_SERVICES=1 (CI), where a missing service is a failure.
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.conf import settings
@@ -53,6 +53,22 @@ def live_server_env(django_db_setup: None, django_db_blocker: object) -> dict[st
     env["DATABASE_URL"] = database_url_for_subprocess(settings.DATABASES["default"])
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@pytest.fixture
+def start_daphne(live_server_env: dict[str, str]) -> Iterator[Callable[..., DaphneServer]]:
+    """Start daphnes with settings of the test's own; all are stopped afterwards."""
+    started: list[DaphneServer] = []
+
+    def start(**env: str) -> DaphneServer:
+        server = DaphneServer({**live_server_env, **env})
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 import asyncio
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,28 +14,18 @@ from websockets.exceptions import ConnectionClosed
 from tests.support.records import navigation, scrape
 from tests.support.servers import DaphneServer, free_port
 from tests.support.waiting import wait_for
-from tests.support.ws import collect_batches, ingest, next_of, open_socket, records_in, send, subscribe
+from tests.support.ws import (
+    collect_batches,
+    ingest,
+    next_of,
+    open_socket,
+    records_in,
+    send,
+    subscribe,
+    unique_source,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def unique_source() -> str:
-    return f"rs-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def start_daphne(live_server_env: dict[str, str]) -> Iterator[Callable[..., DaphneServer]]:
-    started: list[DaphneServer] = []
-
-    def start(**env: str) -> DaphneServer:
-        server = DaphneServer({**live_server_env, **env})
-        server.start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def stats(server: DaphneServer, key: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,13 +13,18 @@ from websockets.exceptions import InvalidStatus
 
 from tests.support.records import navigation, scheduler_run, scrape
 from tests.support.servers import DaphneServer
-from tests.support.ws import collect_batches, ingest, next_of, open_socket, records_in, send, subscribe
+from tests.support.ws import (
+    collect_batches,
+    ingest,
+    next_of,
+    open_socket,
+    records_in,
+    send,
+    subscribe,
+    unique_source,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def unique_source() -> str:
-    return f"ws-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
@@ -29,21 +34,6 @@ def session(client: Client, django_user_model: Any) -> str:
         django_user_model.objects.create_user(f"u{uuid.uuid4().hex[:6]}", password="pw-123456!")
     )
     return client.cookies["sessionid"].value
-
-
-@pytest.fixture
-def start_daphne(live_server_env: dict[str, str]) -> Iterator[Callable[..., DaphneServer]]:
-    started: list[DaphneServer] = []
-
-    def start(**env: str) -> DaphneServer:
-        server = DaphneServer({**live_server_env, **env})
-        server.start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 # --- handshakes ------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,11 @@ from websockets.typing import Origin
 from tests.support.servers import DaphneServer
 
 Message = dict[str, Any]
+
+
+def unique_source() -> str:
+    """A source name no other test uses, so tests sharing a server cannot see each other."""
+    return f"t-{uuid.uuid4().hex[:12]}"
 
 
 def ws_url(server: DaphneServer) -> str:

@@ -1,0 +1,33 @@
+"""What the benchmarks share: the machine's description and a migrated database with a key."""
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine() -> str:
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        lines = cpuinfo.read_text().splitlines()
+        model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+    return f"{os.cpu_count()} cores {model}, {platform.python_implementation()} {platform.python_version()}"
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run a management command against the benchmark's database; returns its output."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    return result.stdout
+
+
+def prepare(env: dict[str, str], key_name: str) -> str:
+    """Migrate, then create an API key for the run; returns the key."""
+    (ROOT / "var").mkdir(exist_ok=True)
+    manage(env, "migrate", "-v0")
+    return manage(env, "create_api_key", key_name).strip().splitlines()[-1]
