@@ -33,6 +33,7 @@ const state = {
   minutes: new Map(), // minute start (ms) -> Map(source -> aggregate)
   history: null, // {labels, bySourceType: Map("source|kind" -> buckets)}
   alerts: [],
+  seededBefore: Math.floor(Date.now() / 60000) * 60000,
   dirty: new Set(),
   frame: 0,
 };
@@ -45,7 +46,9 @@ function emptyAggregate() {
 
 function addRecord(record) {
   const minute = Math.floor(record.recordedAt / 60000) * 60000;
-  if (minute < Date.now() - LIVE_MINUTES * 60000) return;
+  // Earlier minutes come whole from the history API (seedMinutes); counting a record there
+  // too would count it twice.
+  if (minute < state.seededBefore) return;
   let sources = state.minutes.get(minute);
   if (!sources) {
     sources = new Map();
@@ -87,10 +90,12 @@ function onRecords({ metrics }) {
 
 // --- series for the charts ------------------------------------------------------------------
 
+// The most recently active sources, so the charts follow what is running now.
 function chartedSources() {
-  const fromSummary = Object.keys(state.summary?.sources ?? {});
-  const sources = state.source === "*" ? fromSummary : [state.source];
-  return sources.slice(0, MAX_SOURCES_CHARTED);
+  if (state.source !== "*") return [state.source];
+  const sources = Object.entries(state.summary?.sources ?? {});
+  sources.sort((a, b) => (b[1].lastRecordedAt ?? 0) - (a[1].lastRecordedAt ?? 0));
+  return sources.slice(0, MAX_SOURCES_CHARTED).map(([name]) => name);
 }
 
 function minuteLabels() {
@@ -281,6 +286,35 @@ async function loadSummary() {
   invalidate("summary");
 }
 
+// The live half hour before the page loaded, per source and type, from the database.
+async function seedMinutes() {
+  const from = new Date(state.seededBefore - LIVE_MINUTES * 60000).toISOString();
+  const to = new Date(state.seededBefore).toISOString();
+  const requests = [];
+  for (const source of chartedSources()) {
+    for (const [type, kind] of Object.entries(KIND)) {
+      const url = `/api/metrics/history/?from=${from}&to=${to}&bucket=minute&type=${type}&source=${encodeURIComponent(source)}`;
+      requests.push(getJSON(url).then(({ buckets }) => {
+        for (const b of buckets) {
+          const minute = Date.parse(b.start);
+          let sources = state.minutes.get(minute);
+          if (!sources) state.minutes.set(minute, (sources = new Map()));
+          let agg = sources.get(source);
+          if (!agg) sources.set(source, (agg = emptyAggregate()));
+          agg.count += b.count;
+          agg.ok += b.successCount;
+          agg.sum[kind] += b.avgDurationMs * b.count;
+          agg.n[kind] += b.count;
+          if (kind === "execution") agg.processed += b.itemsExtracted;
+          else agg.items += b.itemsExtracted;
+        }
+      }));
+    }
+  }
+  await Promise.all(requests);
+  invalidate("charts");
+}
+
 // Live mode starts from the database too, so a refreshed page is never blank. Passed through
 // the client, which drops what the socket's own history already delivered.
 async function loadRecent(client) {
@@ -359,6 +393,8 @@ function main() {
     state.source = els.source.value;
     state.minutes.clear();
     state.alerts = [];
+    state.seededBefore = Math.floor(Date.now() / 60000) * 60000;
+    seedMinutes().catch(console.warn);
     loadRecent(null).catch(console.warn);
     if (state.range !== "live") loadHistory().catch(console.warn);
     invalidate("charts", "alerts");
@@ -371,7 +407,7 @@ function main() {
     invalidate("charts");
   }, 60000);
 
-  loadSummary().catch(console.warn);
+  loadSummary().then(seedMinutes).catch(console.warn);
   loadRecent(client).catch(console.warn);
 }
 
