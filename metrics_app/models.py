@@ -127,6 +127,12 @@ class DailySummary(models.Model):
     successful_scrapes = models.IntegerField(default=0)
     avg_scrape_duration_ms = models.FloatField(null=True, blank=True)
     total_items_extracted = models.BigIntegerField(default=0)
+    p95_navigation_duration_ms = models.FloatField("p95 navigation duration (ms)", null=True, blank=True)
+    min_scrape_duration_ms = models.IntegerField(null=True, blank=True)
+    max_scrape_duration_ms = models.IntegerField(null=True, blank=True)
+    p95_scrape_duration_ms = models.FloatField("p95 scrape duration (ms)", null=True, blank=True)
+    total_data_size = models.BigIntegerField(default=0, help_text="Bytes scraped.")
+    error_count = models.IntegerField(default=0, help_text="Navigations and scrapes that failed.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -143,6 +149,97 @@ class DailySummary(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scraper_source} {self.metric_date}"
+
+
+class SchedulerDailySummary(models.Model):
+    """One scheduler's day, rolled up from its runs. Kept forever."""
+
+    scheduler_name = models.CharField(max_length=50)
+    metric_date = models.DateField(help_text="The day, cut in TIME_ZONE.")
+    total_runs = models.IntegerField(default=0)
+    successful_runs = models.IntegerField(default=0)
+    error_count = models.IntegerField(default=0, help_text="Runs that failed.")
+    avg_execution_duration_ms = models.FloatField(null=True, blank=True)
+    min_execution_duration_ms = models.IntegerField(null=True, blank=True)
+    max_execution_duration_ms = models.IntegerField(null=True, blank=True)
+    p95_execution_duration_ms = models.FloatField("p95 execution duration (ms)", null=True, blank=True)
+    total_items_processed = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "scheduler_daily_summary"
+        verbose_name = "scheduler daily summary"
+        verbose_name_plural = "scheduler daily summaries"
+        ordering: ClassVar = ["-metric_date", "scheduler_name"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["scheduler_name", "metric_date"], name="uniq_sched_summary_name_date"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scheduler_name} {self.metric_date}"
+
+
+class HourlyRollup(models.Model):
+    """Records of one channel, type (and scheduler) and hour that fell in one duration bucket.
+
+    Kept current by the same transaction that stores the records (metrics_app.rollups), and
+    kept forever: hour and day history read these rows, and the daily summaries are built from
+    them. One row per histogram bucket (metrics_app.histogram) is what lets percentiles be
+    merged across hours and days. Hours are cut in TIME_ZONE, so its days are whole hours.
+    """
+
+    hour = models.DateTimeField(help_text="Start of the hour, in TIME_ZONE's hours.")
+    scraper_source = models.CharField(
+        max_length=50, help_text="The channel: the source, or a bare scheduler's own name."
+    )
+    metric_type = models.CharField(max_length=20)
+    scheduler_name = models.CharField(max_length=50, default="", blank=True)
+    duration_bucket = models.SmallIntegerField()
+    records = models.IntegerField()
+    successes = models.IntegerField()
+    duration_sum = models.BigIntegerField()
+    duration_min = models.IntegerField()
+    duration_max = models.IntegerField()
+    retry_sum = models.BigIntegerField()
+    items_sum = models.BigIntegerField()
+    bytes_sum = models.BigIntegerField()
+
+    class Meta:
+        db_table = "scraper_metrics_hourly"
+        verbose_name = "hourly rollup"
+        ordering: ClassVar = ["-hour", "scraper_source"]
+        constraints: ClassVar = [
+            # the upsert's key, and the index of one channel's history over time
+            models.UniqueConstraint(
+                fields=["scraper_source", "hour", "metric_type", "scheduler_name", "duration_bucket"],
+                name="uniq_hourly_key",
+            ),
+        ]
+        indexes: ClassVar = [
+            # every source's history, and the daily summaries
+            models.Index(fields=["hour"], name="idx_hourly_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scraper_source} {self.metric_type} {self.hour:%Y-%m-%d %H:%M}"
+
+
+class AggregatedDay(models.Model):
+    """A day whose summaries were built, so the nightly task can catch up on missed nights."""
+
+    metric_date = models.DateField(unique=True)
+    sources = models.IntegerField(help_text="Sources and schedulers summarised.")
+    aggregated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "metrics_aggregated_days"
+        verbose_name = "aggregated day"
+        ordering: ClassVar = ["-metric_date"]
+
+    def __str__(self) -> str:
+        return str(self.metric_date)
 
 
 KEY_PREFIX = "wm_"

@@ -2,16 +2,17 @@
 
 import math
 import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Case, Count, F, IntegerField, Max, Q, QuerySet, Sum, Value, When
-from django.db.models.functions import Ceil, Coalesce, Least, Ln, Trunc, TruncMinute
+from django.db.models.functions import Ceil, Coalesce, Least, Ln, TruncMinute
 from django.utils import timezone
 
-from metrics_app import histogram
+from metrics_app import histogram, rollups
 from metrics_app.livestats import WINDOW_MINUTES, LiveStats
-from metrics_app.models import PagePerformance, SchedulerMetric
+from metrics_app.models import HourlyRollup, PagePerformance, SchedulerMetric
 from metrics_app.schema import SOURCE_PATTERN, epoch_ms, to_wire
 
 _SOURCE = re.compile(SOURCE_PATTERN)
@@ -114,7 +115,7 @@ def dashboard_snapshot() -> dict[str, Any]:
     return stats.snapshot()
 
 
-HISTORY_BUCKETS = {"minute": "minute", "hour": "hour", "day": "day"}
+HISTORY_BUCKETS = ("minute", "hour", "day")
 MAX_HISTORY_BUCKETS = 20_000
 
 
@@ -123,22 +124,84 @@ def history(
 ) -> list[dict[str, Any]]:
     """Counts, success, average and p95 duration and items per time bucket, oldest first.
 
-    Read from the detailed rows, aggregated in the database per bucket and duration histogram
-    bucket; days are cut in TIME_ZONE, minutes and hours in UTC."""
-    tz = timezone.get_current_timezone() if bucket == "day" else UTC
-    slot = Trunc("created_at", HISTORY_BUCKETS[bucket], tzinfo=tz)
-    merged: dict[datetime, dict[str, Any]] = {}
+    Hour and day buckets read the hourly rollups (whole buckets that overlap start … end; days
+    and hours cut in TIME_ZONE). Minute buckets read the detailed rows, so they exist only
+    inside retention; they are cut in UTC."""
+    if bucket == "minute":
+        slots = _minute_history(channel, metric_type, start, end)
+    else:
+        slots = _rollup_history(channel, metric_type, start, end, by_day=bucket == "day")
+    return [
+        {
+            "start": slot_start.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "count": slot.count,
+            "successCount": slot.ok,
+            "avgDurationMs": round(slot.total / slot.count, 1),
+            "p95DurationMs": histogram.percentile(slot.histogram, 0.95),
+            "itemsExtracted": slot.items,
+        }
+        for slot_start, slot in sorted(slots.items())
+    ]
+
+
+@dataclass
+class _Slot:
+    count: int = 0
+    ok: int = 0
+    total: int = 0
+    items: int = 0
+    histogram: dict[int, int] = field(default_factory=dict)
+
+    def add(self, n: int, ok: int, total: int | None, items: int | None, bucket: int) -> None:
+        self.count += n
+        self.ok += ok
+        self.total += total or 0
+        self.items += items or 0
+        self.histogram[bucket] = self.histogram.get(bucket, 0) + n
+
+
+def _rollup_history(
+    channel: str | None, metric_type: str | None, start: datetime, end: datetime, by_day: bool
+) -> dict[datetime, _Slot]:
+    shift_ms = rollups.hour_shift_seconds() * 1000
+    first_hour = rollups.hour_start_ms(epoch_ms(start), shift_ms)
+    if by_day:
+        local_start = timezone.localtime(start)
+        first_hour = min(first_hour, epoch_ms(local_start.replace(hour=0, minute=0, second=0, microsecond=0)))
+    rows = HourlyRollup.objects.filter(hour__gte=datetime.fromtimestamp(first_hour / 1000, UTC), hour__lt=end)
+    if channel is not None:
+        rows = rows.filter(scraper_source=channel)
+    if metric_type is not None:
+        rows = rows.filter(metric_type=metric_type)
+    slots: dict[datetime, _Slot] = {}
+    day_of: dict[datetime, datetime] = {}
+    for row in (
+        rows.order_by()
+        .values("hour", "duration_bucket")
+        .annotate(n=Sum("records"), ok=Sum("successes"), total=Sum("duration_sum"), items=Sum("items_sum"))
+    ):
+        slot_start = row["hour"]
+        if by_day:
+            if slot_start not in day_of:
+                local = timezone.localtime(slot_start)
+                day_of[slot_start] = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            slot_start = day_of[slot_start]
+        slot = slots.setdefault(slot_start, _Slot())
+        slot.add(row["n"], row["ok"], row["total"], row["items"], row["duration_bucket"])
+    return slots
+
+
+def _minute_history(
+    channel: str | None, metric_type: str | None, start: datetime, end: datetime
+) -> dict[datetime, _Slot]:
+    minute = TruncMinute("created_at", tzinfo=UTC)
+    slots: dict[datetime, _Slot] = {}
 
     def add(rows: Any) -> None:
         for row in rows:
-            entry = merged.setdefault(
-                row["slot"], {"count": 0, "ok": 0, "total": 0, "items": 0, "histogram": {}}
+            slots.setdefault(row["slot"], _Slot()).add(
+                row["n"], row["ok"], row["total"], row["items"], row["hb"]
             )
-            entry["count"] += row["n"]
-            entry["ok"] += row["ok"]
-            entry["total"] += row["total"] or 0
-            entry["items"] += row["items"] or 0
-            entry["histogram"][row["hb"]] = entry["histogram"].get(row["hb"], 0) + row["n"]
 
     if metric_type != "scheduler_run":
         pages = PagePerformance.objects.filter(created_at__gte=start, created_at__lt=end)
@@ -148,7 +211,7 @@ def history(
             pages = pages.filter(metric_type=metric_type)
         add(
             pages.annotate(duration=Coalesce("navigation_duration_ms", "scrape_duration_ms", 0))
-            .annotate(slot=slot, hb=_duration_bucket("duration"))
+            .annotate(slot=minute, hb=_duration_bucket("duration"))
             .values("slot", "hb")
             .annotate(
                 n=Count("id"),
@@ -162,7 +225,7 @@ def history(
         if channel is not None:
             runs = runs.filter(_on_channel(channel))
         add(
-            runs.annotate(slot=slot, hb=_duration_bucket("execution_duration_ms"))
+            runs.annotate(slot=minute, hb=_duration_bucket("execution_duration_ms"))
             .values("slot", "hb")
             .annotate(
                 n=Count("id"),
@@ -171,14 +234,4 @@ def history(
                 items=Sum("items_processed"),
             )
         )
-    return [
-        {
-            "start": slot_start.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "count": entry["count"],
-            "successCount": entry["ok"],
-            "avgDurationMs": round(entry["total"] / entry["count"], 1),
-            "p95DurationMs": histogram.percentile(entry["histogram"], 0.95),
-            "itemsExtracted": entry["items"],
-        }
-        for slot_start, entry in sorted(merged.items())
-    ]
+    return slots

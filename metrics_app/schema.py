@@ -204,6 +204,16 @@ def db_datetime(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def db_hour(ms: int) -> str:
+    """A rollup hour's start in the same text form, whole seconds (SQLite compares text)."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def db_instant(value: datetime) -> str:
+    """An aware datetime as a naive-UTC bound for raw SQL on either database."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def page_row(record: PageNavigation | PageScrape) -> tuple[Any, ...]:
     created = db_datetime(record.recorded_at)
     if isinstance(record, PageNavigation):

@@ -1,0 +1,199 @@
+"""Retention: detailed rows older than METRICS_RETENTION_DAYS go; rollups and summaries stay.
+
+On MySQL/MariaDB the detailed tables are partitioned by UTC day (migration 0003), so an
+expired day leaves with `ALTER TABLE … DROP PARTITION`: a few milliseconds whatever its size,
+where deleting ten million rows one chunk at a time takes minutes of I/O and holds row locks
+throughout. Rows older than the cutoff in the partition that straddles it, and every expired
+row on SQLite, are deleted in bounded chunks so inserts keep flowing.
+
+Partitions for the coming days are added ahead (ADD_DAYS_AHEAD) from the empty catch-all
+partition `p_future`, whenever the cleanup or the migration runs.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final
+
+from django.conf import settings
+from django.db import connection
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils import timezone
+
+from metrics_app.schema import db_datetime, epoch_ms
+
+DETAILED_TABLES: Final = ("scraper_page_performance", "scheduler_metrics")
+CHUNK_ROWS: Final = 10_000
+ADD_DAYS_AHEAD: Final = 7
+FUTURE: Final = "p_future"
+PAST: Final = "p_past"
+# MySQL's TO_DAYS(d) is the proleptic Gregorian ordinal of d plus 365 (it counts a year 0).
+_TO_DAYS_OFFSET: Final = 365
+_LOCK: Final = "wealthmetrics.retention"
+
+
+@dataclass
+class TableCleanup:
+    table: str
+    dropped_partitions: list[str] = field(default_factory=list)
+    rows_in_dropped_partitions: int = 0
+    rows_deleted_in_chunks: int = 0
+
+    @property
+    def deleted(self) -> int:
+        return self.rows_in_dropped_partitions + self.rows_deleted_in_chunks
+
+    def __str__(self) -> str:
+        how = f"{self.rows_deleted_in_chunks} in chunks"
+        if self.dropped_partitions:
+            how = f"{self.rows_in_dropped_partitions} by dropping {', '.join(self.dropped_partitions)}; {how}"
+        return f"{self.table}: {self.deleted} rows deleted ({how})"
+
+
+@dataclass
+class CleanupReport:
+    cutoff: datetime
+    tables: list[TableCleanup]
+
+    @property
+    def deleted(self) -> int:
+        return sum(table.deleted for table in self.tables)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cutoff": self.cutoff.isoformat(),
+            "deleted": {table.table: table.deleted for table in self.tables},
+            "droppedPartitions": {table.table: table.dropped_partitions for table in self.tables},
+        }
+
+
+def to_days(day: date) -> int:
+    return day.toordinal() + _TO_DAYS_OFFSET
+
+
+def partition_name(day: date) -> str:
+    return f"p{day:%Y%m%d}"
+
+
+def partitioning_sql(table: str, today: date) -> str:
+    """The ALTER that partitions a detailed table by day. MySQL wants the partitioning column
+    in every unique key, so the primary key becomes (id, created_at); ids stay unique, being
+    auto-increment values."""
+    return (
+        f"ALTER TABLE {table} DROP PRIMARY KEY, ADD PRIMARY KEY (id, created_at) "
+        f"PARTITION BY RANGE (TO_DAYS(created_at)) ("
+        f"PARTITION {PAST} VALUES LESS THAN ({to_days(today)}), "
+        f"PARTITION {FUTURE} VALUES LESS THAN MAXVALUE)"
+    )
+
+
+def _partitions(db: BaseDatabaseWrapper, table: str) -> list[tuple[str, int | None]]:
+    """(name, upper bound in TO_DAYS or None for MAXVALUE) in order; empty if unpartitioned."""
+    if db.vendor != "mysql":
+        return []
+    with db.cursor() as cursor:
+        cursor.execute(
+            "SELECT PARTITION_NAME, PARTITION_DESCRIPTION FROM information_schema.PARTITIONS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND PARTITION_NAME IS NOT NULL "
+            "ORDER BY PARTITION_ORDINAL_POSITION",
+            [table],
+        )
+        return [(name, None if bound == "MAXVALUE" else int(bound)) for name, bound in cursor.fetchall()]
+
+
+def add_partitions(db: BaseDatabaseWrapper | None = None, today: date | None = None) -> list[str]:
+    """Split day partitions off `p_future` up to ADD_DAYS_AHEAD days ahead; returns them.
+
+    `p_future` normally holds no rows, so the split moves nothing."""
+    db = db or connection
+    today = today or datetime.now(UTC).date()
+    added: list[str] = []
+    for table in DETAILED_TABLES:
+        partitions = _partitions(db, table)
+        if not partitions:
+            continue
+        bounds = [bound for _, bound in partitions if bound is not None]
+        next_day = date.fromordinal(max(bounds) - _TO_DAYS_OFFSET) if bounds else today
+        days = [next_day + timedelta(days=n) for n in range((today - next_day).days + ADD_DAYS_AHEAD + 1)]
+        if not days:
+            continue
+        new = ", ".join(
+            f"PARTITION {partition_name(day)} VALUES LESS THAN ({to_days(day + timedelta(days=1))})"
+            for day in days
+        )
+        with db.cursor() as cursor:
+            cursor.execute(
+                f"ALTER TABLE {table} REORGANIZE PARTITION {FUTURE} INTO "
+                f"({new}, PARTITION {FUTURE} VALUES LESS THAN MAXVALUE)"
+            )
+        added += [f"{table}.{partition_name(day)}" for day in days]
+    return added
+
+
+def cleanup(
+    days: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    now: datetime | None = None,
+) -> CleanupReport:
+    """Delete detailed rows recorded more than `days` (default METRICS_RETENTION_DAYS) before
+    now: a row recorded exactly at the cutoff stays."""
+    days = settings.METRICS_RETENTION_DAYS if days is None else days
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    say = progress or (lambda _: None)
+    with _exclusive():
+        add_partitions()
+        report = CleanupReport(cutoff, [_cleanup_table(table, cutoff, say) for table in DETAILED_TABLES])
+    return report
+
+
+def _cleanup_table(table: str, cutoff: datetime, say: Callable[[str], None]) -> TableCleanup:
+    result = TableCleanup(table)
+    expired = [
+        name
+        for name, bound in _partitions(connection, table)
+        if bound is not None and bound <= to_days(cutoff.astimezone(UTC).date())
+    ]
+    if expired:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM {table} PARTITION ({', '.join(expired)})")
+            result.rows_in_dropped_partitions = int(cursor.fetchone()[0])
+            cursor.execute(f"ALTER TABLE {table} DROP PARTITION {', '.join(expired)}")
+        result.dropped_partitions = expired
+        say(f"{table}: dropped {', '.join(expired)} ({result.rows_in_dropped_partitions} rows)")
+    while (deleted := _delete_chunk(table, cutoff)) > 0:
+        result.rows_deleted_in_chunks += deleted
+        if deleted == CHUNK_ROWS:
+            say(f"{table}: {result.rows_deleted_in_chunks} rows deleted so far")
+    return result
+
+
+def _delete_chunk(table: str, cutoff: datetime) -> int:
+    """Delete up to CHUNK_ROWS expired rows in a transaction of their own."""
+    before = db_datetime(epoch_ms(cutoff))
+    with connection.cursor() as cursor:
+        if connection.vendor == "mysql":
+            cursor.execute(f"DELETE FROM {table} WHERE created_at < %s LIMIT {CHUNK_ROWS}", [before])
+        else:
+            cursor.execute(
+                f"DELETE FROM {table} WHERE id IN "
+                f"(SELECT id FROM {table} WHERE created_at < %s LIMIT {CHUNK_ROWS})",
+                [before],
+            )
+        return int(cursor.rowcount)
+
+
+class _exclusive:
+    """One cleanup at a time across processes (two beats, a duplicate delivery): on MySQL a
+    named lock, so partition changes never race; SQLite serialises writers itself."""
+
+    def __enter__(self) -> None:
+        if connection.vendor == "mysql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT GET_LOCK(%s, 600)", [_LOCK])
+                if cursor.fetchone()[0] != 1:
+                    raise TimeoutError("another cleanup has held the retention lock for 10 minutes")
+
+    def __exit__(self, *exc: object) -> None:
+        if connection.vendor == "mysql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT RELEASE_LOCK(%s)", [_LOCK])

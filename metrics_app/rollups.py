@@ -1,0 +1,163 @@
+"""Hourly rollups (table scraper_metrics_hourly): kept current by the transaction that stores
+the records, rebuilt from the detailed rows on demand.
+
+A rollup row counts the records of one channel, type (and scheduler), hour and duration
+bucket. Adding a batch is one multi-row upsert that adds to the counters, in the same
+transaction as the detailed rows, so the rollups hold exactly what was stored, late records
+(an old recordedAt) included, without a job that could fall behind or run twice.
+
+Hours are cut in TIME_ZONE: a local hour starts HOUR_SHIFT seconds after a UTC hour, where
+the shift is the zone's offset modulo one hour (0 in most zones, 1800 in India or Adelaide,
+2700 in Nepal). Whole local days are then whole rollup hours, daylight saving time included,
+and the SQL needs no time zone tables (MySQL's CONVERT_TZ returns NULL without them).
+"""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from metrics_app.histogram import BUCKETS, GROWTH, bucket_of
+from metrics_app.schema import Metric, PageNavigation, PageScrape, channel_of, db_hour, db_instant, epoch_ms
+from metrics_app.sql import Merge, upsert_clause
+
+HOUR_MS: Final = 3_600_000
+TABLE: Final = "scraper_metrics_hourly"
+KEY: Final = ("scraper_source", "hour", "metric_type", "scheduler_name", "duration_bucket")
+COLUMNS: Final = (
+    "hour", "scraper_source", "metric_type", "scheduler_name", "duration_bucket",
+    "records", "successes", "duration_sum", "duration_min", "duration_max",
+    "retry_sum", "items_sum", "bytes_sum",
+)  # fmt: skip
+# How each counter merges with the row already there: sums add, extremes compare.
+_MERGE: Final[dict[str, Merge]] = {
+    "records": "sum", "successes": "sum", "duration_sum": "sum", "duration_min": "min",
+    "duration_max": "max", "retry_sum": "sum", "items_sum": "sum", "bytes_sum": "sum",
+}  # fmt: skip
+
+
+def hour_shift_seconds() -> int:
+    """Seconds from a UTC hour to the start of a TIME_ZONE hour."""
+    offset = timezone.get_current_timezone().utcoffset(datetime.now(UTC).replace(tzinfo=None))
+    return int(offset.total_seconds()) % 3600 if offset is not None else 0
+
+
+def hour_start_ms(recorded_at: int, shift_ms: int) -> int:
+    return (recorded_at - shift_ms) // HOUR_MS * HOUR_MS + shift_ms
+
+
+def _measures(record: Metric) -> tuple[str, str, int, int, int, int]:
+    """type, scheduler name, duration, retries, items, bytes."""
+    if isinstance(record, PageNavigation):
+        return "page_navigation", "", record.navigation_duration_ms, record.retry_count, 0, 0
+    if isinstance(record, PageScrape):
+        return "page_scrape", "", record.scrape_duration_ms, 0, record.items_extracted, record.data_size
+    return "scheduler_run", record.scheduler_name, record.execution_duration_ms, 0, record.items_processed, 0
+
+
+def rollup_rows(records: Sequence[Metric]) -> list[tuple[Any, ...]]:
+    """The records summed per rollup key, in key order (concurrent upserts then take their
+    row locks in the same order, which keeps them from deadlocking each other)."""
+    shift_ms = hour_shift_seconds() * 1000
+    sums: dict[tuple[str, str, int, str, str], list[int]] = {}
+    for record in records:
+        metric_type, scheduler, duration, retries, items, size = _measures(record)
+        hour = hour_start_ms(record.recorded_at, shift_ms)
+        key = (channel_of(record), db_hour(hour), bucket_of(duration), metric_type, scheduler)
+        ok = 1 if record.success else 0
+        counters = sums.get(key)
+        if counters is None:
+            sums[key] = [1, ok, duration, duration, duration, retries, items, size]
+            continue
+        counters[0] += 1
+        counters[1] += ok
+        counters[2] += duration
+        counters[3] = min(counters[3], duration)
+        counters[4] = max(counters[4], duration)
+        counters[5] += retries
+        counters[6] += items
+        counters[7] += size
+    return [
+        (hour, channel, metric_type, scheduler, bucket, *counters)
+        for (channel, hour, bucket, metric_type, scheduler), counters in sorted(sums.items())
+    ]
+
+
+def add_to_rollups(cursor: Any, records: Sequence[Metric], rows_per_statement: int = 1000) -> None:
+    """Add stored records to their rollups; call inside the transaction that stored them."""
+    rows = rollup_rows(records)
+    one_row = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
+    for start in range(0, len(rows), rows_per_statement):
+        chunk = rows[start : start + rows_per_statement]
+        cursor.execute(
+            f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES {', '.join([one_row] * len(chunk))} "
+            + upsert_clause(KEY, _MERGE),
+            [value for row in chunk for value in row],
+        )
+
+
+# --- Rebuilding from the detailed rows ------------------------------------------------------
+
+
+def _hour_sql(column: str, shift: int) -> str:
+    if connection.vendor == "mysql":
+        return (
+            f"TIMESTAMPADD(SECOND, {shift}, "
+            f"DATE_FORMAT(TIMESTAMPADD(SECOND, {-shift}, {column}), '%%Y-%%m-%%d %%H:00:00'))"
+        )
+    return f"datetime(strftime('%%Y-%%m-%%d %%H:00:00', {column}, '{-shift} seconds'), '{shift} seconds')"
+
+
+def _bucket_sql(duration: str) -> str:
+    """histogram.bucket_of in SQL."""
+    raw = f"1 + CEILING(LN({duration}) / LN({GROWTH}) - 1e-9)"
+    return f"CASE WHEN {duration} <= 0 THEN 0 WHEN {raw} > {BUCKETS - 1} THEN {BUCKETS - 1} ELSE {raw} END"
+
+
+def rebuild(start: datetime, end: datetime) -> int:
+    """Recompute the rollups of [start, end) from the detailed rows, in one transaction.
+
+    For repairs and for records stored before rollups existed; only hours still inside
+    retention can be rebuilt (older rollups are kept as they are). start and end should fall on
+    rollup hours. Returns the number of records rolled up."""
+    shift = hour_shift_seconds()
+    page_source = f"""
+        SELECT {_hour_sql("created_at", shift)} AS hour, scraper_source, metric_type,
+               '' AS scheduler_name, success,
+               COALESCE(navigation_duration_ms, scrape_duration_ms, 0) AS duration,
+               COALESCE(retry_count, 0) AS retries, COALESCE(items_extracted, 0) AS items,
+               COALESCE(data_size, 0) AS size
+        FROM scraper_page_performance WHERE created_at >= %s AND created_at < %s"""
+    scheduler_source = f"""
+        SELECT {_hour_sql("created_at", shift)} AS hour,
+               COALESCE(scraper_source, scheduler_name) AS scraper_source,
+               'scheduler_run' AS metric_type, scheduler_name, success,
+               execution_duration_ms AS duration, 0 AS retries, items_processed AS items, 0 AS size
+        FROM scheduler_metrics WHERE created_at >= %s AND created_at < %s"""
+    bounds = [db_instant(start), db_instant(end)]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {TABLE} WHERE hour >= %s AND hour < %s", bounds)
+        for source in (page_source, scheduler_source):
+            cursor.execute(
+                f"""INSERT INTO {TABLE} ({", ".join(COLUMNS)})
+                SELECT hour, scraper_source, metric_type, scheduler_name, bucket,
+                       COUNT(*), SUM(CASE WHEN success THEN 1 ELSE 0 END), SUM(duration), MIN(duration),
+                       MAX(duration), SUM(retries), SUM(items), SUM(size)
+                FROM (SELECT r.*, {_bucket_sql("r.duration")} AS bucket FROM ({source}) AS r) AS b
+                GROUP BY hour, scraper_source, metric_type, scheduler_name, bucket""",
+                bounds,
+            )
+        cursor.execute(
+            f"SELECT COALESCE(SUM(records), 0) FROM {TABLE} WHERE hour >= %s AND hour < %s", bounds
+        )
+        return int(cursor.fetchone()[0] or 0)
+
+
+def rebuild_span(first: datetime, last: datetime) -> int:
+    """rebuild() over the whole rollup hours that hold first … last."""
+    shift_ms = hour_shift_seconds() * 1000
+    start = hour_start_ms(epoch_ms(first), shift_ms)
+    end = hour_start_ms(epoch_ms(last), shift_ms) + HOUR_MS
+    return rebuild(datetime.fromtimestamp(start / 1000, UTC), datetime.fromtimestamp(end / 1000, UTC))

@@ -1,0 +1,33 @@
+"""The few SQL spellings MySQL/MariaDB and SQLite disagree on, for the raw statements of
+rollups, aggregation and retention."""
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from django.db import connection
+
+Merge = Literal["replace", "sum", "min", "max"]
+
+_MYSQL: Mapping[Merge, str] = {
+    "replace": "{0} = VALUES({0})",
+    "sum": "{0} = {0} + VALUES({0})",
+    "min": "{0} = LEAST({0}, VALUES({0}))",
+    "max": "{0} = GREATEST({0}, VALUES({0}))",
+}
+_SQLITE: Mapping[Merge, str] = {
+    "replace": "{0} = excluded.{0}",
+    "sum": "{0} = {0} + excluded.{0}",
+    "min": "{0} = MIN({0}, excluded.{0})",
+    "max": "{0} = MAX({0}, excluded.{0})",
+}
+
+
+def upsert_clause(key: Sequence[str], merges: Mapping[str, Merge]) -> str:
+    """What follows an INSERT so a row whose key exists is merged into it instead.
+
+    With INSERT … SELECT on SQLite the SELECT needs a WHERE clause (`WHERE true` will do), or
+    the parser takes ON CONFLICT for a join constraint."""
+    if connection.vendor == "mysql":
+        return "ON DUPLICATE KEY UPDATE " + ", ".join(_MYSQL[how].format(c) for c, how in merges.items())
+    assignments = ", ".join(_SQLITE[how].format(c) for c, how in merges.items())
+    return f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {assignments}"

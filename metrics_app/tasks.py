@@ -1,0 +1,24 @@
+"""Celery tasks: each calls one plain function, which the management commands call too.
+
+Both are idempotent (the aggregation upserts, the cleanup deletes what is expired), so a
+second beat or a duplicate delivery does no harm; a deadlock with a concurrent run is retried.
+"""
+
+from typing import Any
+
+from celery import shared_task
+from django.db import OperationalError
+
+from metrics_app import aggregation, retention
+
+
+@shared_task(autoretry_for=(OperationalError,), max_retries=3, retry_backoff=True)
+def aggregate_daily() -> list[str]:
+    """Summarise yesterday and every earlier day that has no summary yet."""
+    return [str(result) for result in aggregation.catch_up()]
+
+
+@shared_task(autoretry_for=(OperationalError,), max_retries=3, retry_backoff=True)
+def cleanup_metrics() -> dict[str, Any]:
+    """Delete detailed rows older than METRICS_RETENTION_DAYS."""
+    return retention.cleanup().as_dict()
