@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+WEB ?= 1
 export HOST PORT
 
 .PHONY: run test lint typecheck jstest pytest deps dev-deps system-deps frontend stack bench-ingest clean
@@ -14,6 +15,14 @@ run: deps frontend
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py first_run --url http://$(HOST):$(PORT)/
 	exec $(BIN)/daphne -b $(HOST) -p $(PORT) wealthmetrics.asgi:application
+
+# daphne, a celery worker and beat under honcho (Procfile), against DATABASE_URL and REDIS_URL.
+stack: deps frontend
+	@test -n "$$REDIS_URL" || { echo "make stack runs several processes that talk through Redis: set REDIS_URL (and DATABASE_URL)"; exit 1; }
+	@test -n "$$DATABASE_URL" || echo "DATABASE_URL is not set: using SQLite under var/ (fine to try, not for production)"
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py first_run --url http://$(HOST):$(PORT)/
+	exec $(BIN)/honcho start -f Procfile -p $(PORT) -c web=$(WEB)
 
 test: dev-deps frontend lint typecheck jstest pytest
 

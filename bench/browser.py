@@ -15,6 +15,9 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
+import orjson
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -31,6 +34,33 @@ new PerformanceObserver((list) => window.__longTasks.push(...list.getEntries().m
 """
 
 
+def backfill(url: str, key: str, prefix: str, args: argparse.Namespace) -> None:
+    """Store the last --backfill-minutes of records, spread evenly, like the sender's."""
+    total = args.rate * 60 * args.backfill_minutes
+    start = int(time.time() * 1000) - args.backfill_minutes * 60_000
+    step = args.backfill_minutes * 60_000 / max(1, total)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for first in range(0, total, 1000):
+            records = [
+                {
+                    "type": "page_navigation",
+                    "scraperSource": f"{prefix}{i % args.sources}",
+                    "url": f"https://example.com/{i}",
+                    "navigationDurationMs": 100 + i % 700,
+                    "recordedAt": start + int(i * step),
+                }
+                for i in range(first, min(total, first + 1000))
+            ]
+            response = client.post(
+                "/api/metrics/",
+                content=orjson.dumps({"metrics": records}),
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            response.raise_for_status()
+    if total:
+        print(f"backfilled {total} records over the last {args.backfill_minutes} minutes", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -45,6 +75,14 @@ def main() -> None:
         "which otherwise shows as heap growth (a heap-snapshot diff found no data growing)",
     )
     parser.add_argument("--sources", type=int, default=6)
+    parser.add_argument(
+        "--backfill-minutes",
+        type=int,
+        default=30,
+        help="store this many minutes of records at --rate before the page opens (default 30), so "
+        "the page starts with its 30-minute window full, as on a server that has been running; "
+        "with 0 the heap also grows while the window fills, by design",
+    )
     args = parser.parse_args()
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "PYTHONUNBUFFERED": "1"}
@@ -60,7 +98,9 @@ def main() -> None:
     server.start()
     from playwright.sync_api import sync_playwright
 
-    sender = Sender(server.url, key, args.rate, f"browser-{uuid.uuid4().hex[:4]}-", args.sources)
+    prefix = f"browser-{uuid.uuid4().hex[:4]}-"
+    backfill(server.url, key, prefix, args)
+    sender = Sender(server.url, key, args.rate, prefix, args.sources)
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(

@@ -7,7 +7,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from metrics_app.models import ApiKey, DailySummary, PagePerformance, SchedulerMetric
+from metrics_app.models import (
+    ApiKey,
+    DailySummary,
+    HourlyRollup,
+    PagePerformance,
+    SchedulerDailySummary,
+    SchedulerMetric,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -72,11 +79,51 @@ class DailySummaryAdmin(ReadOnlyAdmin):
         "total_scrapes",
         "successful_scrapes",
         "avg_scrape_duration_ms",
+        "p95_navigation_duration_ms",
+        "p95_scrape_duration_ms",
         "total_items_extracted",
+        "error_count",
     )
     list_filter = ("scraper_source", "metric_date")
     search_fields = ("scraper_source",)
     ordering = ("-metric_date", "scraper_source")
+
+
+@admin.register(SchedulerDailySummary)
+class SchedulerDailySummaryAdmin(ReadOnlyAdmin):
+    date_hierarchy = "metric_date"
+    list_display = (
+        "metric_date",
+        "scheduler_name",
+        "total_runs",
+        "successful_runs",
+        "error_count",
+        "avg_execution_duration_ms",
+        "p95_execution_duration_ms",
+        "total_items_processed",
+    )
+    list_filter = ("scheduler_name", "metric_date")
+    search_fields = ("scheduler_name",)
+    ordering = ("-metric_date", "scheduler_name")
+
+
+@admin.register(HourlyRollup)
+class HourlyRollupAdmin(ReadOnlyAdmin):
+    date_hierarchy = "hour"
+    list_display = (
+        "hour",
+        "scraper_source",
+        "metric_type",
+        "scheduler_name",
+        "duration_bucket",
+        "records",
+        "successes",
+        "duration_sum",
+        "items_sum",
+    )
+    list_filter = ("metric_type", "scraper_source")
+    search_fields = ("scraper_source", "scheduler_name")
+    ordering = ("-hour", "scraper_source")
 
 
 @admin.register(ApiKey)

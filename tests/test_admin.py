@@ -26,6 +26,8 @@ def staff(client: Client, admin_user: Any) -> Client:
         "/admin/metrics_app/pageperformance/?scraper_source=robinhood&success__exact=0&q=timeout",
         "/admin/metrics_app/schedulermetric/?q=nightly",
         "/admin/metrics_app/dailysummary/",
+        "/admin/metrics_app/schedulerdailysummary/?q=nightly",
+        "/admin/metrics_app/hourlyrollup/?metric_type=page_scrape",
         "/admin/metrics_app/apikey/",
     ],
 )
