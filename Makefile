@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WEB ?= 1
+# The demo scrapers run beside `make run` on the embedded default, never against a DATABASE_URL.
+DEMO ?= $(if $(DATABASE_URL),0,1)
 export HOST PORT
 
 .PHONY: run test lint typecheck jstest pytest deps dev-deps system-deps frontend stack bench-ingest clean
@@ -14,6 +16,10 @@ export HOST PORT
 run: deps frontend
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py first_run --url http://$(HOST):$(PORT)/
+	@if [ "$(DEMO)" = 1 ]; then \
+	  echo "Demo: simulated scrapers send live traffic (DEMO=0 turns them off)"; \
+	  $(BIN)/python manage.py simulate_scrapers --url http://$(HOST):$(PORT)/ --wait-for-server 60 >/dev/null & \
+	fi
 	exec $(BIN)/daphne -b $(HOST) -p $(PORT) wealthmetrics.asgi:application
 
 # daphne, a celery worker and beat under honcho (Procfile), against DATABASE_URL and REDIS_URL.

@@ -34,6 +34,29 @@ new PerformanceObserver((list) => window.__longTasks.push(...list.getEntries().m
 """
 
 
+def live_sizes(snapshot: str) -> dict[str, float]:
+    """Bytes of the live objects in a heap snapshot: in all, and V8's compiled code apart."""
+    data = orjson.loads(snapshot)
+    meta = data["snapshot"]["meta"]
+    fields = meta["node_fields"]
+    width, type_at, size_at = len(fields), fields.index("type"), fields.index("self_size")
+    type_names = meta["node_types"][0]
+    nodes = data["nodes"]
+    sizes: dict[str, float] = {}
+    for i in range(0, len(nodes), width):
+        kind = type_names[nodes[i + type_at]]
+        sizes[kind] = sizes.get(kind, 0) + nodes[i + size_at]
+    total = sum(sizes.values())
+    return {"LiveTotal": total, "LiveCode": sizes.get("code", 0), "LiveObjects": total - sizes.get("code", 0)}
+
+
+def heap_line(values: dict[str, float]) -> str:
+    return (
+        f"JSHeapUsedSize {values['JSHeapUsedSize'] / 1e6:.2f} MB, live objects "
+        f"{values['LiveObjects'] / 1e6:.2f} MB + compiled code {values['LiveCode'] / 1e6:.2f} MB"
+    )
+
+
 def backfill(url: str, key: str, prefix: str, args: argparse.Namespace) -> None:
     """Store the last --backfill-minutes of records, spread evenly, like the sender's."""
     total = args.rate * 60 * args.backfill_minutes
@@ -136,17 +159,23 @@ def main() -> None:
             time.sleep(args.warm_up)
 
             cdp.send("HeapProfiler.enable")
-            cdp.on("HeapProfiler.addHeapSnapshotChunk", lambda chunk: None)
+            chunks: list[str] = []
+            cdp.on("HeapProfiler.addHeapSnapshotChunk", lambda event: chunks.append(event["chunk"]))
 
             def metrics() -> dict[str, float]:
                 # A heap snapshot collects garbage the way DevTools does before it reports
-                # retained memory; a plain collectGarbage leaves compiled code and caches that
-                # made the heap look like it grew (+19-33 %) while no object did.
+                # retained memory; the snapshot itself says what the live objects are.
+                chunks.clear()
                 cdp.send("HeapProfiler.takeHeapSnapshot", {"reportProgress": False})
-                return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+                values = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+                return values | live_sizes("".join(chunks))
 
             before, frames_before = metrics(), page.evaluate("window.__frames")
-            time.sleep(args.duration)
+            print(f"minute 0: {heap_line(before)}", flush=True)
+            for minute in range(1, int(args.duration // 60) + 1):
+                time.sleep(60)
+                print(f"minute {minute}: {heap_line(metrics())}", flush=True)
+            time.sleep(args.duration % 60)
             after, frames_after = metrics(), page.evaluate("window.__frames")
             long_tasks = page.evaluate("window.__longTasks")
             browser.close()
@@ -169,8 +198,13 @@ def main() -> None:
     )
     print(f"long tasks (>50 ms): {len(long_tasks)}, longest {max(long_tasks, default=0):.0f} ms")
     print(
-        f"JS heap: {heap_start / 1e6:.1f} MB -> {heap_end / 1e6:.1f} MB "
+        f"JS heap (JSHeapUsedSize after GC): {heap_start / 1e6:.1f} MB -> {heap_end / 1e6:.1f} MB "
         f"({100 * (heap_end - heap_start) / heap_start:+.1f} %)"
+    )
+    objects_start, objects_end = before["LiveObjects"], after["LiveObjects"]
+    print(
+        f"live objects in the heap snapshot, without compiled code: {objects_start / 1e6:.2f} MB -> "
+        f"{objects_end / 1e6:.2f} MB ({100 * (objects_end - objects_start) / objects_start:+.1f} %)"
     )
     print(f"records sent: {sender.sent}, console errors: {len(errors)}")
     for error in errors[:5]:

@@ -1,0 +1,258 @@
+"""MetricsClient: records from scrapers in other processes or hosts, batched to the HTTP API.
+
+Recording only appends to a bounded buffer under a lock, so it never blocks a scraper, from a
+thread or from an event loop. A background thread sends the buffer to `POST /api/metrics/`
+in batches, every `flush_interval` seconds or as soon as `batch_size` records wait.
+
+A batch the server did not answer with 2xx stays at the front of the buffer and is sent again
+after an exponential backoff with full jitter (or the server's Retry-After): on 5xx, 429 and
+connection errors. A 4xx other than 429 means the batch itself is wrong, so it is dropped and
+counted in `stats()["rejected"]`, never retried. When the buffer is full the oldest records
+are dropped and counted in `stats()["dropped"]`. What is buffered is sent at interpreter exit.
+
+Delivery is at least once: if the server stored a batch but the answer was lost on the way
+back, the batch is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import logging
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from typing import Any
+
+log = logging.getLogger("wealthmetrics_client")
+
+MAX_BATCH = 1000  # the server takes at most this many records per request
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class MetricsClient:
+    """The three record methods match the in-process collector's, so either can be a sink."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 1.0,
+        max_buffer: int = 10_000,
+        timeout: float = 10.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        flush_at_exit: bool = True,
+    ) -> None:
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
+        self.endpoint = url.rstrip("/") + "/api/metrics/"
+        self.api_key = api_key
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.timeout = timeout
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._buffer: deque[dict[str, Any]] = deque(maxlen=max_buffer)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Condition(self._lock)
+        self._closed = False
+        self._sending = 0  # records taken from the buffer and not yet answered
+        self._counts = {"recorded": 0, "sent": 0, "dropped": 0, "rejected": 0, "retries": 0}
+        self._failures = 0  # consecutive failed sends, for the backoff
+        self._retry_at = 0.0
+        self._last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="wealthmetrics-client", daemon=True)
+        self._thread.start()
+        if flush_at_exit:
+            atexit.register(self.close)
+
+    # --- recording ------------------------------------------------------------------------
+
+    def record_page_navigation(
+        self,
+        *,
+        scraper_source: str,
+        url: str,
+        navigation_duration_ms: int,
+        retry_count: int = 0,
+        success: bool = True,
+        error: str | None = None,
+    ) -> None:
+        self.record({
+            "type": "page_navigation", "scraperSource": scraper_source, "url": url,
+            "navigationDurationMs": navigation_duration_ms, "retryCount": retry_count,
+            "success": success, "error": error,
+        })  # fmt: skip
+
+    def record_page_scrape(
+        self,
+        *,
+        scraper_source: str,
+        url: str,
+        scrape_duration_ms: int,
+        items_extracted: int,
+        data_size: int = 0,
+        success: bool = True,
+        error: str | None = None,
+    ) -> None:
+        self.record({
+            "type": "page_scrape", "scraperSource": scraper_source, "url": url,
+            "scrapeDurationMs": scrape_duration_ms, "itemsExtracted": items_extracted,
+            "dataSize": data_size, "success": success, "error": error,
+        })  # fmt: skip
+
+    def record_scheduler_metric(
+        self,
+        *,
+        scheduler_name: str,
+        execution_duration_ms: int,
+        items_processed: int = 0,
+        scraper_source: str | None = None,
+        success: bool = True,
+        error: str | None = None,
+    ) -> None:
+        self.record({
+            "type": "scheduler_run", "schedulerName": scheduler_name,
+            "executionDurationMs": execution_duration_ms, "itemsProcessed": items_processed,
+            "scraperSource": scraper_source, "success": success, "error": error,
+        })  # fmt: skip
+
+    def record(self, metric: dict[str, Any]) -> None:
+        """Buffer one record in the API's JSON shape; recordedAt defaults to now."""
+        metric.setdefault("recordedAt", _now_ms())
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this MetricsClient is closed")
+            if len(self._buffer) == self._buffer.maxlen:
+                self._counts["dropped"] += 1
+            self._buffer.append(metric)
+            self._counts["recorded"] += 1
+            full = len(self._buffer) >= self.batch_size
+        if full:
+            self._wake.set()
+
+    # --- sending --------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send everything buffered now; True once the server has it all, False on timeout
+        (the records stay buffered and are retried)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._retry_at = 0.0  # the caller wants it now: skip the current backoff
+            self._wake.set()
+            while self._buffer or self._sending:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(min(0.1, remaining) if remaining is not None else 0.1)
+                self._wake.set()
+            return True
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """flush() for asyncio code: waits in a worker thread, not on the event loop."""
+        return await asyncio.to_thread(self.flush, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Send what is buffered (waiting at most `timeout` seconds), then stop."""
+        with self._lock:
+            if self._closed:
+                return
+        delivered = self.flush(timeout)
+        with self._lock:
+            self._closed = True
+            if not delivered:
+                lost = len(self._buffer) + self._sending
+                self._counts["dropped"] += lost
+                log.warning("wealthmetrics: %d records not delivered at close (%s)", lost, self._last_error)
+        self._wake.set()
+        self._thread.join(timeout=1)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                **self._counts,
+                "buffered": len(self._buffer) + self._sending,
+                "maxBuffer": self._buffer.maxlen,
+                "lastError": self._last_error,
+            }
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            with self._lock:
+                if self._closed:
+                    return
+            while self._send_one_batch():
+                pass
+
+    def _send_one_batch(self) -> bool:
+        """Send the oldest batch; True if there is more to send right away."""
+        with self._lock:
+            wait = self._retry_at - time.monotonic()
+            if not self._buffer or wait > 0:
+                return False
+            batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+            self._sending = len(batch)
+        outcome, retry_after = self._post(batch)
+        with self._lock:
+            self._sending = 0
+            if outcome == "retry":
+                # back to the front, in order; what no longer fits is the oldest, so it goes
+                room = (self._buffer.maxlen or 0) - len(self._buffer)
+                if room < len(batch):
+                    self._counts["dropped"] += len(batch) - room
+                    batch = batch[len(batch) - room :]
+                self._buffer.extendleft(reversed(batch))
+                self._failures += 1
+                self._counts["retries"] += 1
+                backoff = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**self._failures))
+                self._retry_at = time.monotonic() + max(backoff, retry_after)
+            else:
+                self._failures = 0
+                self._counts["sent" if outcome == "sent" else "rejected"] += len(batch)
+            self._idle.notify_all()
+            return bool(self._buffer) and outcome != "retry"
+
+    def _post(self, batch: list[dict[str, Any]]) -> tuple[str, float]:
+        """("sent" | "rejected" | "retry", seconds the server asked us to wait)."""
+        request = urllib.request.Request(
+            self.endpoint,
+            data=json.dumps({"metrics": batch}).encode(),
+            headers={"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                response.read()
+            return "sent", 0.0
+        except urllib.error.HTTPError as exc:
+            body = exc.read(2000).decode(errors="replace")
+            self._last_error = f"HTTP {exc.code}: {body}"
+            if exc.code == 429 or exc.code >= 500:
+                return "retry", _retry_after(exc.headers.get("Retry-After"))
+            log.error(
+                "wealthmetrics rejected %d records (not retried): HTTP %d %s", len(batch), exc.code, body
+            )
+            return "rejected", 0.0
+        except (OSError, TimeoutError) as exc:  # refused, reset, DNS, timeout
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            return "retry", 0.0
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return min(300.0, float(value)) if value else 0.0
+    except ValueError:
+        return 0.0

@@ -1,0 +1,325 @@
+"""Tracking helpers: time a navigation, a scrape or a scheduler run and record it, in a few lines.
+
+Every helper records through a sink: anything with the collector's three record methods.
+Pass `sink=` explicitly, or leave it out and the default sink is used: the one given to
+set_sink(); else a MetricsClient built from WEALTHMETRICS_URL and WEALTHMETRICS_API_KEY; else,
+inside a wealthmetrics process (metrics_app.tracking), the in-process collector.
+
+A helper that sees an exception records the failure with the exception as its error and
+re-raises it: tracking never swallows a scraper's errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sized
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from wealthmetrics_client.client import MetricsClient
+
+T = TypeVar("T")
+MAX_ERROR = 500
+
+
+class Sink(Protocol):
+    def record_page_navigation(
+        self, *, scraper_source: str, url: str, navigation_duration_ms: int, retry_count: int = 0,
+        success: bool = True, error: str | None = None,
+    ) -> Any: ...  # fmt: skip
+
+    def record_page_scrape(
+        self, *, scraper_source: str, url: str, scrape_duration_ms: int, items_extracted: int,
+        data_size: int = 0, success: bool = True, error: str | None = None,
+    ) -> Any: ...  # fmt: skip
+
+    def record_scheduler_metric(
+        self, *, scheduler_name: str, execution_duration_ms: int, items_processed: int = 0,
+        scraper_source: str | None = None, success: bool = True, error: str | None = None,
+    ) -> Any: ...  # fmt: skip
+
+
+# --- choosing the sink ------------------------------------------------------------------------
+
+_sink: Sink | None = None
+_fallback: Sink | None = None
+_sink_lock = threading.Lock()
+
+
+def set_sink(sink: Sink | None) -> None:
+    """Record through this sink from now on (None: back to configuration)."""
+    global _sink
+    _sink = sink
+
+
+def set_fallback_sink(sink: Sink) -> None:
+    """The sink used when nothing else is configured (wealthmetrics sets its collector)."""
+    global _fallback
+    _fallback = sink
+
+
+def get_sink() -> Sink:
+    global _sink
+    with _sink_lock:
+        if _sink is not None:
+            return _sink
+        url, key = os.environ.get("WEALTHMETRICS_URL"), os.environ.get("WEALTHMETRICS_API_KEY")
+        if url and key:
+            _sink = MetricsClient(url, key)
+            return _sink
+        if _fallback is not None:
+            return _fallback
+    raise RuntimeError(
+        "no metrics sink: set WEALTHMETRICS_URL and WEALTHMETRICS_API_KEY, call set_sink(), or pass sink="
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as a record's error: its type and message, cut to the API's 500 chars."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:MAX_ERROR]
+
+
+def _elapsed_ms(started: float) -> int:
+    return max(0, round((time.perf_counter() - started) * 1000))
+
+
+# --- context managers -------------------------------------------------------------------------
+
+
+@dataclass
+class Navigation:
+    url: str
+    retries: int = 0
+
+    def retry(self) -> None:
+        """Count one more attempt (call it before each retry)."""
+        self.retries += 1
+
+
+@dataclass
+class Scrape:
+    url: str
+    items: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class SchedulerRun:
+    items_processed: int = 0
+
+
+@contextmanager
+def track_navigation(scraper_source: str, url: str, *, sink: Sink | None = None) -> Iterator[Navigation]:
+    """Time the block as one navigation of `url`; count retries on the handle."""
+    sink = sink or get_sink()
+    navigation = Navigation(url)
+    started = time.perf_counter()
+    try:
+        yield navigation
+    except Exception as exc:
+        sink.record_page_navigation(
+            scraper_source=scraper_source, url=navigation.url, navigation_duration_ms=_elapsed_ms(started),
+            retry_count=navigation.retries, success=False, error=describe(exc),
+        )  # fmt: skip
+        raise
+    sink.record_page_navigation(
+        scraper_source=scraper_source, url=navigation.url, navigation_duration_ms=_elapsed_ms(started),
+        retry_count=navigation.retries,
+    )  # fmt: skip
+
+
+@contextmanager
+def track_scrape(scraper_source: str, url: str, *, sink: Sink | None = None) -> Iterator[Scrape]:
+    """Time the block as one scrape of `url`; set `items` and `bytes` on the handle."""
+    sink = sink or get_sink()
+    scrape = Scrape(url)
+    started = time.perf_counter()
+    try:
+        yield scrape
+    except Exception as exc:
+        sink.record_page_scrape(
+            scraper_source=scraper_source, url=scrape.url, scrape_duration_ms=_elapsed_ms(started),
+            items_extracted=scrape.items, data_size=scrape.bytes, success=False, error=describe(exc),
+        )  # fmt: skip
+        raise
+    sink.record_page_scrape(
+        scraper_source=scraper_source, url=scrape.url, scrape_duration_ms=_elapsed_ms(started),
+        items_extracted=scrape.items, data_size=scrape.bytes,
+    )  # fmt: skip
+
+
+@contextmanager
+def track_scheduler_run(
+    scheduler_name: str, *, scraper_source: str | None = None, sink: Sink | None = None
+) -> Iterator[SchedulerRun]:
+    """Time the block as one run of a scheduled job; set `items_processed` on the handle."""
+    sink = sink or get_sink()
+    run = SchedulerRun()
+    started = time.perf_counter()
+    try:
+        yield run
+    except Exception as exc:
+        sink.record_scheduler_metric(
+            scheduler_name=scheduler_name, scraper_source=scraper_source,
+            execution_duration_ms=_elapsed_ms(started), items_processed=run.items_processed,
+            success=False, error=describe(exc),
+        )  # fmt: skip
+        raise
+    sink.record_scheduler_metric(
+        scheduler_name=scheduler_name, scraper_source=scraper_source,
+        execution_duration_ms=_elapsed_ms(started), items_processed=run.items_processed,
+    )  # fmt: skip
+
+
+# --- decorators -------------------------------------------------------------------------------
+
+
+Decorator = Callable[[Callable[..., T]], Callable[..., T]]
+
+
+def tracked_scrape(scraper_source: str, *, sink: Sink | None = None) -> Decorator[T]:
+    """Decorate `parse(url, content, ...)`: one scrape per call; items are len(result), bytes
+    len(content)."""
+
+    def decorate(parse: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(parse)
+        def wrapper(url: str, content: str | bytes, *args: Any, **kwargs: Any) -> T:
+            with track_scrape(scraper_source, url, sink=sink) as scrape:
+                scrape.bytes = _size_of(content)
+                result = parse(url, content, *args, **kwargs)
+                scrape.items = _count_of(result)
+            return result
+
+        return wrapper
+
+    return decorate
+
+
+def tracked_scheduler_run(
+    scheduler_name: str, *, scraper_source: str | None = None, sink: Sink | None = None
+) -> Decorator[T]:
+    """Decorate a job: one scheduler run per call; items processed are the int it returns or
+    len() of what it returns."""
+
+    def decorate(job: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(job)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            with track_scheduler_run(scheduler_name, scraper_source=scraper_source, sink=sink) as run:
+                result = job(*args, **kwargs)
+                run.items_processed = _count_of(result)
+            return result
+
+        return wrapper
+
+    return decorate
+
+
+# --- a navigation with retries, for any client --------------------------------------------------
+
+
+class NavigationFailed(Exception):
+    """A navigation answered with an HTTP error status."""
+
+
+def _open(target: Any, url: str, kwargs: dict[str, Any]) -> Any:
+    if hasattr(target, "goto"):  # a Playwright (or Pyppeteer) page
+        return target.goto(url, **kwargs)
+    if hasattr(target, "get"):  # an httpx or requests client/session
+        return target.get(url, **kwargs)
+    if callable(target):
+        return target(url, **kwargs)
+    raise TypeError(f"cannot navigate with {type(target).__name__}: give a page, a session or a callable")
+
+
+def _check(response: Any) -> Any:
+    status = getattr(response, "status_code", None)
+    if not isinstance(status, int):
+        status = getattr(response, "status", None)
+    if isinstance(status, int) and status >= 400:
+        raise NavigationFailed(f"HTTP {status}")
+    return response
+
+
+def goto_with_retries(
+    target: Any,
+    url: str,
+    *,
+    scraper_source: str,
+    retries: int = 2,
+    backoff: float = 0.5,
+    sink: Sink | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Open `url` with a Playwright page (`goto`), an httpx/requests session (`get`) or any
+    callable taking the URL, up to `retries` more times on an exception or HTTP status ≥ 400
+    (waiting backoff, twice that, …). Records one navigation with the retry count and returns
+    the response; after the last failure records it and re-raises."""
+    with track_navigation(scraper_source, url, sink=sink) as navigation:
+        for attempt in range(retries + 1):
+            try:
+                return _check(_open(target, url, kwargs))
+            except Exception:
+                if attempt == retries:
+                    raise
+                navigation.retry()
+                time.sleep(backoff * 2**attempt)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+async def goto_with_retries_async(
+    target: Any,
+    url: str,
+    *,
+    scraper_source: str,
+    retries: int = 2,
+    backoff: float = 0.5,
+    sink: Sink | None = None,
+    **kwargs: Any,
+) -> Any:
+    """goto_with_retries for async Playwright pages and httpx.AsyncClient (or any coroutine
+    function taking the URL)."""
+    with track_navigation(scraper_source, url, sink=sink) as navigation:
+        for attempt in range(retries + 1):
+            try:
+                return _check(await _open(target, url, kwargs))
+            except Exception:
+                if attempt == retries:
+                    raise
+                navigation.retry()
+                await asyncio.sleep(backoff * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def scrape_page(
+    scraper_source: str,
+    url: str,
+    content: str | bytes,
+    parse: Callable[[str | bytes], T],
+    *,
+    sink: Sink | None = None,
+) -> T:
+    """Run `parse(content)` as one tracked scrape: its time, len() of what it returns as the
+    items, the content's size in bytes. Returns what parse returned."""
+    with track_scrape(scraper_source, url, sink=sink) as scrape:
+        scrape.bytes = _size_of(content)
+        result = parse(content)
+        scrape.items = _count_of(result)
+    return result
+
+
+def _size_of(content: str | bytes) -> int:
+    return len(content.encode()) if isinstance(content, str) else len(content)
+
+
+def _count_of(result: Any) -> int:
+    if isinstance(result, bool):
+        return 0
+    if isinstance(result, int):
+        return max(0, result)
+    return len(result) if isinstance(result, Sized) else 0

@@ -1,0 +1,197 @@
+import math
+import os
+import random
+import signal
+import time
+import urllib.error
+import urllib.request
+from argparse import ArgumentParser
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from wealthmetrics_client import MetricsClient
+
+from metrics_app.models import ApiKey
+from metrics_app.queries import is_source_name
+
+DEFAULT_SOURCES = "robinhood,cnbc,webull,marketbeat,yahoo-finance,seeking-alpha"
+NAVIGATION_ERRORS = (
+    "net::ERR_TIMED_OUT",
+    "net::ERR_CONNECTION_RESET",
+    "Timeout 30000ms exceeded",
+    "HTTP 503 Service Unavailable",
+    "HTTP 429 Too Many Requests",
+)
+TICKERS = ("AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "GOOGL")
+SCRAPE_ERRORS = ("selector 'table.quotes' not found", "JSONDecodeError: Expecting value")
+
+
+@dataclass
+class SimulatedSource:
+    """One scraper's behaviour: lognormal timings of its own, and episodes of trouble."""
+
+    name: str
+    navigation_ms: float  # median
+    scrape_ms: float
+    spread: float  # sigma of the lognormal
+    items: int  # items on a typical page
+    failing_until: float = 0.0  # a failure burst: most navigations fail
+    slow_until: float = 0.0  # a slowdown: everything takes several times longer
+    pages: int = 0
+
+    def visit(self, rng: random.Random, now: float, client: MetricsClient) -> int:
+        """One page: a navigation with retries, then a scrape if it loaded. Returns records sent."""
+        if now > self.failing_until and rng.random() < 1 / 3000:
+            self.failing_until = now + rng.uniform(30, 90)
+        if now > self.slow_until and rng.random() < 1 / 2000:
+            self.slow_until = now + rng.uniform(60, 180)
+        slow = 3.5 if now < self.slow_until else 1.0
+        fail = 0.55 if now < self.failing_until else 0.03
+        self.pages += 1
+        url = f"https://{self.name}.example.com/quotes/{rng.choice(TICKERS)}"
+        attempts = 1
+        while attempts < 3 and rng.random() < fail:
+            attempts += 1
+        loaded = attempts < 3 or rng.random() >= fail
+        navigation_ms = sum(self._lognormal(rng, self.navigation_ms * slow) for _ in range(attempts))
+        client.record_page_navigation(
+            scraper_source=self.name, url=url, navigation_duration_ms=navigation_ms,
+            retry_count=attempts - 1, success=loaded,
+            error=None if loaded else rng.choice(NAVIGATION_ERRORS),
+        )  # fmt: skip
+        if not loaded:
+            return 1
+        parsed = rng.random() >= 0.01
+        client.record_page_scrape(
+            scraper_source=self.name, url=url, scrape_duration_ms=self._lognormal(rng, self.scrape_ms * slow),
+            items_extracted=max(0, round(rng.gauss(self.items, self.items / 4))) if parsed else 0,
+            data_size=self._lognormal(rng, 60_000), success=parsed,
+            error=None if parsed else rng.choice(SCRAPE_ERRORS),
+        )  # fmt: skip
+        return 2
+
+    def _lognormal(self, rng: random.Random, median: float) -> int:
+        return max(1, round(rng.lognormvariate(math.log(median), self.spread)))
+
+
+class Command(BaseCommand):
+    help = (
+        "Send realistic scraper traffic through the HTTP ingestion API (the remote client): "
+        "several sources with their own lognormal timings, failure bursts, retries, slowdowns, "
+        "and a scheduler that runs every minute."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
+        parser.add_argument("--rate", type=float, default=20, help="records per second (default 20)")
+        parser.add_argument(
+            "--duration", type=float, default=0, help="seconds to run (default: until stopped)"
+        )
+        parser.add_argument("--sources", default=DEFAULT_SOURCES, help=f"comma-separated ({DEFAULT_SOURCES})")
+        parser.add_argument("--url", default=f"http://{host}:{port}/", help="the server (from HOST/PORT)")
+        parser.add_argument(
+            "--api-key", help="the key to send with (default: a new one, 'simulate_scrapers')"
+        )
+        parser.add_argument("--wait-for-server", type=float, default=0, help="seconds to wait for the server")
+        parser.add_argument("--seed", type=int, help="random seed, for repeatable traffic")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        sources = [name.strip() for name in options["sources"].split(",") if name.strip()]
+        bad = [name for name in sources if not is_source_name(name)]
+        if not sources or bad:
+            named = ", ".join(bad) or "none given"
+            raise CommandError(f"--sources must be source names (a-z, 0-9, _ . -): {named}")
+        if not 0 < options["rate"] <= 10_000:
+            raise CommandError("--rate must be between 0 and 10000 records per second")
+        url = options["url"]
+        if options["wait_for_server"]:
+            self._wait_for(url, options["wait_for_server"])
+        own_key, key = (None, options["api_key"]) if options["api_key"] else ApiKey.issue("simulate_scrapers")
+        rng = random.Random(options["seed"])
+        simulated = [
+            SimulatedSource(
+                name,
+                navigation_ms=rng.uniform(250, 1500),
+                scrape_ms=rng.uniform(40, 400),
+                spread=rng.uniform(0.3, 0.7),
+                items=rng.randint(5, 60),
+            )
+            for name in sources
+        ]
+        client = MetricsClient(url, key, flush_interval=0.5, flush_at_exit=False)
+        signal.signal(signal.SIGTERM, _stop)  # a supervisor's stop flushes like Ctrl-C does
+        self.stdout.write(
+            f"Simulating {len(sources)} scrapers at ~{options['rate']:g} records/s into {url}api/metrics/ "
+            "(Ctrl-C stops)"
+        )
+        try:
+            self._run(simulated, client, rng, options["rate"], options["duration"])
+        except KeyboardInterrupt:
+            pass
+        finally:
+            client.close(timeout=10)
+            if own_key is not None:
+                own_key.revoke()  # a key of its own is good for this run only
+            stats = client.stats()
+            self.stdout.write(
+                f"Sent {stats['sent']} records ({stats['rejected']} rejected, {stats['dropped']} dropped)."
+            )
+
+    def _run(
+        self,
+        sources: list[SimulatedSource],
+        client: MetricsClient,
+        rng: random.Random,
+        rate: float,
+        duration: float,
+    ) -> None:
+        started = time.monotonic()
+        next_minute = started + 60
+        next_report = started + 10
+        records = 0.0
+        tick = 0.1
+        while not duration or time.monotonic() - started < duration:
+            now = time.monotonic()
+            budget = rate * tick  # records this tick; a visit is about two
+            records += budget
+            while records >= 1:
+                records -= sources[rng.randrange(len(sources))].visit(rng, now, client)
+            if now >= next_minute:
+                next_minute += 60
+                self._scheduler_run(sources, client, rng)
+            if now >= next_report:
+                next_report += 10
+                stats = client.stats()
+                problem = f", last error: {stats['lastError']}" if stats["lastError"] else ""
+                self.stdout.write(f"  sent {stats['sent']}, buffered {stats['buffered']}{problem}")
+            time.sleep(max(0.0, tick - (time.monotonic() - now)))
+
+    def _scheduler_run(
+        self, sources: list[SimulatedSource], client: MetricsClient, rng: random.Random
+    ) -> None:
+        pages = sum(source.pages for source in sources)
+        for source in sources:
+            source.pages = 0
+        ok = rng.random() >= 0.05
+        client.record_scheduler_metric(
+            scheduler_name="quotes-refresh",
+            execution_duration_ms=round(rng.lognormvariate(math.log(4000), 0.4)),
+            items_processed=pages if ok else 0, success=ok,
+            error=None if ok else "some sources did not answer in time",
+        )  # fmt: skip
+
+    def _wait_for(self, url: str, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                urllib.request.urlopen(url.rstrip("/") + "/api/health/websocket", timeout=2).close()
+                return
+            except (OSError, urllib.error.URLError):
+                if time.monotonic() > deadline:
+                    raise CommandError(f"the server at {url} did not answer within {seconds:g} s") from None
+                time.sleep(0.5)
+
+
+def _stop(*_: object) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,46 @@
+"""Tracking helpers for scrapers running inside a wealthmetrics process.
+
+They are the scraper kit's (wealthmetrics_client.tracking); importing them from here makes the
+in-process collector their default sink, unless WEALTHMETRICS_URL and WEALTHMETRICS_API_KEY
+point them at a server over HTTP, or set_sink() chose another.
+
+    from metrics_app.tracking import goto_with_retries, track_scrape
+
+    page = goto_with_retries(session, url, scraper_source="cnbc")
+    with track_scrape("cnbc", url) as scrape:
+        quotes = parse(page.text)
+        scrape.items, scrape.bytes = len(quotes), len(page.content)
+"""
+
+from wealthmetrics_client.tracking import (
+    NavigationFailed,
+    get_sink,
+    goto_with_retries,
+    goto_with_retries_async,
+    scrape_page,
+    set_fallback_sink,
+    set_sink,
+    track_navigation,
+    track_scheduler_run,
+    track_scrape,
+    tracked_scheduler_run,
+    tracked_scrape,
+)
+
+from metrics_app.collector import collector
+
+set_fallback_sink(collector)
+
+__all__ = [
+    "NavigationFailed",
+    "get_sink",
+    "goto_with_retries",
+    "goto_with_retries_async",
+    "scrape_page",
+    "set_sink",
+    "track_navigation",
+    "track_scheduler_run",
+    "track_scrape",
+    "tracked_scheduler_run",
+    "tracked_scrape",
+]
