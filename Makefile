@@ -16,11 +16,14 @@ export HOST PORT
 run: deps frontend
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py first_run --url http://$(HOST):$(PORT)/
+	@# One shell: the demo's parent becomes daphne (exec), and the demo stops when daphne does.
 	@if [ "$(DEMO)" = 1 ]; then \
 	  echo "Demo: simulated scrapers send live traffic (DEMO=0 turns them off)"; \
-	  $(BIN)/python manage.py simulate_scrapers --url http://$(HOST):$(PORT)/ --wait-for-server 60 >/dev/null & \
-	fi
-	exec $(BIN)/daphne -b $(HOST) -p $(PORT) wealthmetrics.asgi:application
+	  $(BIN)/python manage.py simulate_scrapers --url http://$(HOST):$(PORT)/ --wait-for-server 60 \
+	    --exit-with-parent >/dev/null & \
+	fi; \
+	echo "HTTP access log: $${VAR_DIR:-var}/access.log"; \
+	exec $(BIN)/daphne -b $(HOST) -p $(PORT) --access-log $${VAR_DIR:-var}/access.log wealthmetrics.asgi:application
 
 # daphne, a celery worker and beat under honcho (Procfile), against DATABASE_URL and REDIS_URL.
 stack: deps frontend

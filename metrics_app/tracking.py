@@ -12,6 +12,7 @@ point them at a server over HTTP, or set_sink() chose another.
         scrape.items, scrape.bytes = len(quotes), len(page.content)
 """
 
+from metrics_app.collector import collector
 from wealthmetrics_client.tracking import (
     NavigationFailed,
     get_sink,
@@ -26,8 +27,6 @@ from wealthmetrics_client.tracking import (
     tracked_scheduler_run,
     tracked_scrape,
 )
-
-from metrics_app.collector import collector
 
 set_fallback_sink(collector)
 

@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable, Iterator, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from wealthmetrics_client.client import MetricsClient
 
 T = TypeVar("T")
+P = ParamSpec("P")
 MAX_ERROR = 500
 
 
@@ -130,7 +131,7 @@ def track_navigation(scraper_source: str, url: str, *, sink: Sink | None = None)
         raise
     sink.record_page_navigation(
         scraper_source=scraper_source, url=navigation.url, navigation_duration_ms=_elapsed_ms(started),
-        retry_count=navigation.retries,
+        retry_count=navigation.retries, success=True, error=None,
     )  # fmt: skip
 
 
@@ -150,7 +151,7 @@ def track_scrape(scraper_source: str, url: str, *, sink: Sink | None = None) -> 
         raise
     sink.record_page_scrape(
         scraper_source=scraper_source, url=scrape.url, scrape_duration_ms=_elapsed_ms(started),
-        items_extracted=scrape.items, data_size=scrape.bytes,
+        items_extracted=scrape.items, data_size=scrape.bytes, success=True, error=None,
     )  # fmt: skip
 
 
@@ -174,16 +175,16 @@ def track_scheduler_run(
     sink.record_scheduler_metric(
         scheduler_name=scheduler_name, scraper_source=scraper_source,
         execution_duration_ms=_elapsed_ms(started), items_processed=run.items_processed,
+        success=True, error=None,
     )  # fmt: skip
 
 
 # --- decorators -------------------------------------------------------------------------------
 
 
-Decorator = Callable[[Callable[..., T]], Callable[..., T]]
-
-
-def tracked_scrape(scraper_source: str, *, sink: Sink | None = None) -> Decorator[T]:
+def tracked_scrape(
+    scraper_source: str, *, sink: Sink | None = None
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
     """Decorate `parse(url, content, ...)`: one scrape per call; items are len(result), bytes
     len(content)."""
 
@@ -203,13 +204,13 @@ def tracked_scrape(scraper_source: str, *, sink: Sink | None = None) -> Decorato
 
 def tracked_scheduler_run(
     scheduler_name: str, *, scraper_source: str | None = None, sink: Sink | None = None
-) -> Decorator[T]:
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
     """Decorate a job: one scheduler run per call; items processed are the int it returns or
     len() of what it returns."""
 
-    def decorate(job: Callable[..., T]) -> Callable[..., T]:
+    def decorate(job: Callable[P, T]) -> Callable[P, T]:
         @functools.wraps(job)
-        def wrapper(*args: Any, **kwargs: Any) -> T:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             with track_scheduler_run(scheduler_name, scraper_source=scraper_source, sink=sink) as run:
                 result = job(*args, **kwargs)
                 run.items_processed = _count_of(result)

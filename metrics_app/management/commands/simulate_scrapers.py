@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from wealthmetrics_client import MetricsClient
 
 from metrics_app.models import ApiKey
 from metrics_app.queries import is_source_name
+from wealthmetrics_client import MetricsClient
 
 DEFAULT_SOURCES = "robinhood,cnbc,webull,marketbeat,yahoo-finance,seeking-alpha"
 NAVIGATION_ERRORS = (
@@ -76,6 +76,7 @@ class SimulatedSource:
 
 
 class Command(BaseCommand):
+    _parent: int | None = None
     help = (
         "Send realistic scraper traffic through the HTTP ingestion API (the remote client): "
         "several sources with their own lognormal timings, failure bursts, retries, slowdowns, "
@@ -95,6 +96,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--wait-for-server", type=float, default=0, help="seconds to wait for the server")
         parser.add_argument("--seed", type=int, help="random seed, for repeatable traffic")
+        parser.add_argument(
+            "--exit-with-parent", action="store_true", help="stop when the process that started it ends"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         sources = [name.strip() for name in options["sources"].split(",") if name.strip()]
@@ -120,7 +124,10 @@ class Command(BaseCommand):
             for name in sources
         ]
         client = MetricsClient(url, key, flush_interval=0.5, flush_at_exit=False)
+        # A shell starts background jobs with SIGINT ignored; Ctrl-C should stop the demo too.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _stop)  # a supervisor's stop flushes like Ctrl-C does
+        self._parent = os.getppid() if options["exit_with_parent"] else None
         self.stdout.write(
             f"Simulating {len(sources)} scrapers at ~{options['rate']:g} records/s into {url}api/metrics/ "
             "(Ctrl-C stops)"
@@ -152,6 +159,8 @@ class Command(BaseCommand):
         records = 0.0
         tick = 0.1
         while not duration or time.monotonic() - started < duration:
+            if self._parent is not None and os.getppid() != self._parent:
+                return  # make run's daphne has stopped
             now = time.monotonic()
             budget = rate * tick  # records this tick; a visit is about two
             records += budget

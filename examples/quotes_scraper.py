@@ -1,0 +1,60 @@
+"""A complete scraper instrumented with wealthmetrics: fetch quote pages with httpx, parse
+them, and record every navigation (with its retries), every scrape (items and bytes) and the
+run itself, through the batching client.
+
+    python examples/quotes_site.py &
+    WEALTHMETRICS_URL=http://127.0.0.1:8000 WEALTHMETRICS_API_KEY=wm_… \\
+        python examples/quotes_scraper.py --site http://127.0.0.1:8765
+"""
+
+import argparse
+import os
+import re
+import sys
+
+import httpx
+
+from wealthmetrics_client import MetricsClient, goto_with_retries, scrape_page, set_sink, track_scheduler_run
+
+SOURCE = "example-quotes"
+ROW = re.compile(r"<tr><td>(?P<symbol>[A-Z]+)</td><td>(?P<price>[0-9.]+)</td></tr>")
+
+
+def parse_quotes(html: str | bytes) -> dict[str, float]:
+    text = html.decode() if isinstance(html, bytes) else html
+    return {match["symbol"]: float(match["price"]) for match in ROW.finditer(text)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--site", default="http://127.0.0.1:8765")
+    parser.add_argument("--pages", type=int, default=5)
+    args = parser.parse_args()
+
+    metrics = MetricsClient(os.environ["WEALTHMETRICS_URL"], os.environ["WEALTHMETRICS_API_KEY"])
+    set_sink(metrics)  # every helper below records through it
+
+    quotes: dict[str, float] = {}
+    with (
+        track_scheduler_run("example-quotes-run", scraper_source=SOURCE) as run,
+        httpx.Client(timeout=10) as web,
+    ):
+        for page in range(1, args.pages + 1):
+            url = f"{args.site}/quotes?page={page}"
+            try:
+                response = goto_with_retries(web, url, scraper_source=SOURCE, retries=2, backoff=0.2)
+            except Exception as exc:  # recorded as a failed navigation; carry on with the next page
+                print(f"gave up on {url}: {exc}", file=sys.stderr)
+                continue
+            quotes |= scrape_page(SOURCE, url, response.text, parse_quotes)
+        run.items_processed = len(quotes)
+
+    metrics.close()  # sends what is buffered
+    print(f"scraped {len(quotes)} quotes; sent {metrics.stats()['sent']} records")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The remote client (wealthmetrics_client.MetricsClient) against a real daphne."""
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.conf import settings
+
+from metrics_app.models import PagePerformance
+from tests.support.servers import DaphneServer, TcpProxy, database_url_for_subprocess, free_port
+from tests.support.waiting import wait_for
+from wealthmetrics_client import MetricsClient
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def make_client() -> Iterator[Callable[..., MetricsClient]]:
+    made: list[MetricsClient] = []
+
+    def make(url: str, key: str, **options: object) -> MetricsClient:
+        options = {
+            "flush_interval": 0.1,
+            "backoff_base": 0.05,
+            "backoff_max": 0.5,
+            "flush_at_exit": False,
+        } | options
+        client = MetricsClient(url, key, **options)  # type: ignore[arg-type]
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close(timeout=0)
+
+
+def navigate(client: MetricsClient, source: str, count: int, start: int = 0) -> None:
+    for i in range(start, start + count):
+        client.record_page_navigation(scraper_source=source, url=f"https://x/{i}", navigation_duration_ms=i)
+
+
+def urls(source: str) -> list[str]:
+    return list(PagePerformance.objects.filter(scraper_source=source).values_list("page_url", flat=True))
+
+
+def test_records_arrive_in_batches(
+    daphne: DaphneServer, committed_api_key: str, make_client: Callable[..., MetricsClient]
+) -> None:
+    client = make_client(daphne.url, committed_api_key, batch_size=100)
+    navigate(client, "remote", 250)
+    assert client.flush(timeout=20)
+    assert sorted(urls("remote")) == sorted(f"https://x/{i}" for i in range(250))
+    stats = client.stats()
+    assert (stats["sent"], stats["buffered"], stats["rejected"], stats["dropped"]) == (250, 0, 0, 0)
+
+
+def test_server_down_then_up_delivers_everything_once(
+    live_server_env: dict[str, str], committed_api_key: str, make_client: Callable[..., MetricsClient]
+) -> None:
+    port = free_port()
+    client = make_client(f"http://127.0.0.1:{port}", committed_api_key, batch_size=20)
+    navigate(client, "outage", 50)
+    assert wait_for(lambda: client.stats()["retries"] >= 3)
+    assert client.stats()["buffered"] == 50 and "Connection" in (client.stats()["lastError"] or "")
+
+    server = DaphneServer(live_server_env, port=port)
+    server.start()
+    try:
+        navigate(client, "outage", 10, start=50)
+        assert client.flush(timeout=30)
+    finally:
+        server.stop()
+    assert sorted(urls("outage")) == sorted(f"https://x/{i}" for i in range(60))  # none twice
+    assert client.stats()["sent"] == 60
+
+
+def test_4xx_is_not_retried(
+    daphne: DaphneServer, committed_api_key: str, make_client: Callable[..., MetricsClient]
+) -> None:
+    client = make_client(daphne.url, committed_api_key)
+    client.record_page_navigation(scraper_source="Not A Source!", url="https://x/", navigation_duration_ms=1)
+    assert client.flush(timeout=10)
+    assert (client.stats()["rejected"], client.stats()["retries"], client.stats()["sent"]) == (1, 0, 0)
+    assert "scraperSource" in client.stats()["lastError"]
+
+    unauthorised = make_client(daphne.url, "wm_wrong")
+    navigate(unauthorised, "nokey", 3)
+    assert unauthorised.flush(timeout=10)
+    assert (unauthorised.stats()["rejected"], unauthorised.stats()["retries"]) == (3, 0)
+
+    navigate(client, "after-reject", 2)
+    assert client.flush(timeout=10)
+    assert len(urls("after-reject")) == 2
+
+
+def test_the_buffer_is_bounded_and_counts_what_it_drops(make_client: Callable[..., MetricsClient]) -> None:
+    client = make_client(f"http://127.0.0.1:{free_port()}", "wm_x", max_buffer=10, batch_size=5)
+    navigate(client, "bounded", 25)
+    stats = client.stats()
+    assert stats["buffered"] == 10 and stats["dropped"] == 15
+    assert not client.flush(timeout=0.3)
+
+
+def test_asyncio_code_awaits_the_flush(
+    daphne: DaphneServer, committed_api_key: str, make_client: Callable[..., MetricsClient]
+) -> None:
+    client = make_client(daphne.url, committed_api_key)
+
+    async def scraper() -> bool:
+        navigate(client, "async", 5)  # recording never blocks the loop
+        return await client.aflush(timeout=10)
+
+    assert asyncio.run(scraper())
+    assert len(urls("async")) == 5
+
+
+@pytest.mark.mysql
+def test_a_503_during_a_database_outage_is_retried(
+    live_server_env: dict[str, str], committed_api_key: str, make_client: Callable[..., MetricsClient]
+) -> None:
+    db = settings.DATABASES["default"]
+    with TcpProxy(db["HOST"] or "127.0.0.1", int(db["PORT"] or 3306)) as proxy:
+        env = {
+            **live_server_env,
+            "DATABASE_URL": database_url_for_subprocess(db, host="127.0.0.1", port=proxy.port),
+        }
+        server = DaphneServer(env)
+        server.start()
+        try:
+            client = make_client(server.url, committed_api_key, batch_size=10)
+            proxy.cut()
+            navigate(client, "db-outage", 10)
+            assert wait_for(lambda: "HTTP 503" in (client.stats()["lastError"] or ""), timeout=20)
+            assert client.stats()["buffered"] == 10
+            proxy.restore()
+            assert client.flush(timeout=30)
+        finally:
+            server.stop()
+    assert sorted(urls("db-outage")) == sorted(f"https://x/{i}" for i in range(10))
