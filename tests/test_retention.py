@@ -122,12 +122,18 @@ def test_on_mysql_an_expired_day_leaves_by_dropping_its_partition() -> None:
     store([scheduler_run(recordedAt=ms(t)) for t in noon for _ in range(3)])
     store([scheduler_run(recordedAt=ms(NOW - timedelta(days=8)))])  # expired, in a straddling partition
     store([scheduler_run(recordedAt=ms(NOW))])
+    with connection.cursor() as cursor:  # what a cleanup interrupted after its swap leaves behind
+        cursor.execute(f"CREATE TABLE {table}_expired_p20200101 (id int)")
+        cursor.execute(f"INSERT INTO {table}_expired_p20200101 VALUES (1), (2)")
 
     report = retention.cleanup(7)
 
     result = report.tables[1]
     assert result.dropped_partitions == ["p_older", *map(retention.partition_name, old_days)]
-    assert result.rows_in_dropped_partitions == 9
+    assert result.rows_in_dropped_partitions == 9 + 2
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW TABLES LIKE '%%expired%%'")
+        assert cursor.fetchall() == ()
     assert result.rows_deleted_in_chunks == 1
     assert SchedulerMetric.objects.count() == 1
     assert retention.partition_name(today + timedelta(days=retention.ADD_DAYS_AHEAD)) in partitions(table)
