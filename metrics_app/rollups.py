@@ -6,10 +6,10 @@ bucket. Adding a batch is one multi-row upsert that adds to the counters, in the
 transaction as the detailed rows, so the rollups hold exactly what was stored, late records
 (an old recordedAt) included, without a job that could fall behind or run twice.
 
-Hours are cut in TIME_ZONE: a local hour starts HOUR_SHIFT seconds after a UTC hour, where
-the shift is the zone's offset modulo one hour (0 in most zones, 1800 in India or Adelaide,
-2700 in Nepal). Whole local days are then whole rollup hours, daylight saving time included,
-and the SQL needs no time zone tables (MySQL's CONVERT_TZ returns NULL without them).
+Hours are cut in TIME_ZONE: a local hour starts hour_shift_seconds() after a UTC hour (0 in
+most zones, 1800 in India or Adelaide, 900 in Nepal, which is UTC+5:45). Whole local days are
+then whole rollup hours, daylight saving time included, and the SQL needs no time zone tables
+(MySQL's CONVERT_TZ returns NULL without them).
 """
 
 from collections.abc import Sequence
@@ -39,9 +39,13 @@ _MERGE: Final[dict[str, Merge]] = {
 
 
 def hour_shift_seconds() -> int:
-    """Seconds from a UTC hour to the start of a TIME_ZONE hour."""
+    """Seconds from a UTC hour to the start of a TIME_ZONE hour: local time is UTC plus the
+    offset, so local hours start where UTC time is a whole hour minus the offset.
+
+    Taken from the zone's current offset. Zones whose offset changes by part of an hour
+    (Australia/Lord_Howe: 30 minutes) would cut summer and winter hours differently."""
     offset = timezone.get_current_timezone().utcoffset(datetime.now(UTC).replace(tzinfo=None))
-    return int(offset.total_seconds()) % 3600 if offset is not None else 0
+    return int(-offset.total_seconds()) % 3600 if offset is not None else 0
 
 
 def hour_start_ms(recorded_at: int, shift_ms: int) -> int:

@@ -17,7 +17,14 @@ from django.views.decorators.csrf import csrf_exempt
 from metrics_app import counters, queries, runtime
 from metrics_app.auth import View, is_reader, require_api_key, require_reader, unauthorized
 from metrics_app.broadcast import broadcast_metrics
-from metrics_app.schema import METRIC_TYPES, SOURCE_PATTERN, InvalidMetrics, decode_batch
+from metrics_app.schema import (
+    MAX_RECORDED_AT,
+    METRIC_TYPES,
+    MIN_RECORDED_AT,
+    SOURCE_PATTERN,
+    InvalidMetrics,
+    decode_batch,
+)
 from metrics_app.storage import store_metrics
 
 log = logging.getLogger(__name__)
@@ -164,7 +171,15 @@ def _instant(params: Any, name: str, default: datetime) -> datetime:
         parsed = None
     if parsed is None:
         raise ValueError(f"{name} must be an ISO 8601 time, got {value!r}", name)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    # the years records may carry (schema.RecordedAt); beyond them time zone arithmetic overflows
+    if not HISTORY_FIRST <= parsed <= HISTORY_LAST:
+        raise ValueError(f"{name} must be between 2000 and 2100, got {value!r}", name)
+    return parsed
+
+
+HISTORY_FIRST = datetime.fromtimestamp(MIN_RECORDED_AT / 1000, UTC)
+HISTORY_LAST = datetime.fromtimestamp(MAX_RECORDED_AT / 1000, UTC)
 
 
 def _date(value: str) -> datetime | None:

@@ -163,6 +163,20 @@ def test_days_are_cut_in_time_zone(settings: Any) -> None:
     assert DailySummary.objects.get(metric_date=DAY).max_navigation_duration_ms == 500
 
 
+def test_a_quarter_hour_zone_cuts_its_own_days(settings: Any) -> None:
+    settings.TIME_ZONE = "Asia/Kathmandu"  # UTC+5:45: local hours start at UTC :15
+    assert rollups.hour_shift_seconds() == 900
+    store(
+        [
+            navigation(recordedAt=at(DAY, 0, 10, "Asia/Kathmandu")),
+            navigation(recordedAt=at(DAY, 23, 59, "Asia/Kathmandu")),
+            navigation(recordedAt=at(DAY, 0, 0, "Asia/Kathmandu") - 1),
+        ]
+    )
+    assert aggregation.aggregate_day(DAY).records == 2
+    assert {hour.minute for hour in HourlyRollup.objects.values_list("hour", flat=True)} == {15}
+
+
 def test_a_daylight_saving_day_has_its_23_hours(settings: Any) -> None:
     settings.TIME_ZONE = "America/New_York"
     spring = date(2026, 3, 8)  # clocks go from 02:00 to 03:00
@@ -213,7 +227,8 @@ def test_missed_nights_are_caught_up() -> None:
     assert DailySummary.objects.count() == 3
 
 
-def test_aggregate_daily_command() -> None:
+def test_aggregate_daily_command(settings: Any) -> None:
+    settings.METRICS_RETENTION_DAYS = (timezone.localdate() - DAY).days + 2
     store([navigation(recordedAt=at(DAY, 12)), navigation(recordedAt=at(DAY + timedelta(days=1), 12))])
     out = StringIO()
     call_command("aggregate_daily", "--date", "2026-11-20", stdout=out)

@@ -98,6 +98,8 @@ def test_defaults_to_the_last_24_hours(reader: Client) -> None:
         ({"to": "2026-13-45"}, "to"),
         ({"from": "2026-11-21T00:00:00Z", "to": "2026-11-20T00:00:00Z"}, "from"),
         ({"from": "2000-01-01T00:00:00Z", "bucket": "minute"}, "bucket"),
+        ({"from": "0001-01-01", "bucket": "day"}, "from"),
+        ({"to": "9999-12-31T23:59:59+14:00"}, "to"),
     ],
 )
 def test_rejects_bad_parameters(reader: Client, params: dict[str, str], field: str) -> None:

@@ -74,23 +74,39 @@ def test_server_down_then_up_delivers_everything_once(
     assert client.stats()["sent"] == 60
 
 
-def test_4xx_is_not_retried(
+def test_4xx_is_not_retried_and_only_the_named_records_are_dropped(
     daphne: DaphneServer, committed_api_key: str, make_client: Callable[..., MetricsClient]
 ) -> None:
     client = make_client(daphne.url, committed_api_key)
+    navigate(client, "mixed", 2)
     client.record_page_navigation(scraper_source="Not A Source!", url="https://x/", navigation_duration_ms=1)
+    navigate(client, "mixed", 2, start=2)
     assert client.flush(timeout=10)
-    assert (client.stats()["rejected"], client.stats()["retries"], client.stats()["sent"]) == (1, 0, 0)
-    assert "scraperSource" in client.stats()["lastError"]
+    stats = client.stats()
+    assert (stats["rejected"], stats["sent"], stats["retries"]) == (1, 4, 0)
+    assert "scraperSource" in stats["lastError"]
+    assert sorted(urls("mixed")) == [f"https://x/{i}" for i in range(4)]
 
     unauthorised = make_client(daphne.url, "wm_wrong")
     navigate(unauthorised, "nokey", 3)
     assert unauthorised.flush(timeout=10)
     assert (unauthorised.stats()["rejected"], unauthorised.stats()["retries"]) == (3, 0)
 
-    navigate(client, "after-reject", 2)
-    assert client.flush(timeout=10)
-    assert len(urls("after-reject")) == 2
+
+def test_what_json_cannot_carry_fails_in_the_scraper(make_client: Callable[..., MetricsClient]) -> None:
+    client = make_client(f"http://127.0.0.1:{free_port()}", "wm_x")
+    with pytest.raises(TypeError):
+        client.record({"type": "page_navigation", "url": object()})
+    client.close(timeout=0)
+    with pytest.raises(RuntimeError, match="closed"):
+        navigate(client, "late", 1)
+
+
+def test_close_counts_what_it_could_not_deliver(make_client: Callable[..., MetricsClient]) -> None:
+    client = make_client(f"http://127.0.0.1:{free_port()}", "wm_x")
+    navigate(client, "undelivered", 7)
+    client.close(timeout=0.3)
+    assert (client.stats()["dropped"], client.stats()["buffered"], client.stats()["sent"]) == (7, 0, 0)
 
 
 def test_the_buffer_is_bounded_and_counts_what_it_drops(make_client: Callable[..., MetricsClient]) -> None:

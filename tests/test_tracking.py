@@ -177,6 +177,13 @@ def test_scheduler_runs(sink: ListSink) -> None:
     assert sink.runs[1]["error"] == "RuntimeError: lock held"
 
 
+def test_a_failure_to_record_never_hides_the_scrapers_own_exception() -> None:
+    closed = MetricsClient("http://127.0.0.1:9", "wm_x", flush_at_exit=False)
+    closed.close(timeout=0)
+    with pytest.raises(KeyError, match="price"), tracking.track_scrape("cnbc", "https://x/", sink=closed):
+        raise KeyError("price")
+
+
 def test_errors_are_cut_to_the_api_limit(sink: ListSink) -> None:
     with pytest.raises(ValueError), tracking.track_navigation("cnbc", "https://x/"):
         raise ValueError("x" * 2000)

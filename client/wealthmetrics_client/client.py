@@ -6,8 +6,9 @@ in batches, every `flush_interval` seconds or as soon as `batch_size` records wa
 
 A batch the server did not answer with 2xx stays at the front of the buffer and is sent again
 after an exponential backoff with full jitter (or the server's Retry-After): on 5xx, 429 and
-connection errors. A 4xx other than 429 means the batch itself is wrong, so it is dropped and
-counted in `stats()["rejected"]`, never retried. When the buffer is full the oldest records
+connection errors. A 4xx other than 429 is never retried: the records a 400 names as invalid
+are dropped and counted in `stats()["rejected"]` and the rest of the batch goes again; other
+4xx (a bad key) reject the whole batch. When the buffer is full the oldest records
 are dropped and counted in `stats()["dropped"]`. What is buffered is sent at interpreter exit.
 
 Delivery is at least once: if the server stored a batch but the answer was lost on the way
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import http.client
 import json
 import logging
 import random
@@ -62,11 +64,12 @@ class MetricsClient:
         self.timeout = timeout
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
-        self._buffer: deque[dict[str, Any]] = deque(maxlen=max_buffer)
+        self._buffer: deque[str] = deque(maxlen=max_buffer)  # records, JSON-encoded
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._idle = threading.Condition(self._lock)
-        self._closed = False
+        self._closing = False  # close() has begun: no new records
+        self._closed = False  # the sending thread is to stop
         self._sending = 0  # records taken from the buffer and not yet answered
         self._counts = {"recorded": 0, "sent": 0, "dropped": 0, "rejected": 0, "retries": 0}
         self._failures = 0  # consecutive failed sends, for the backoff
@@ -129,14 +132,17 @@ class MetricsClient:
         })  # fmt: skip
 
     def record(self, metric: dict[str, Any]) -> None:
-        """Buffer one record in the API's JSON shape; recordedAt defaults to now."""
+        """Buffer one record in the API's JSON shape; recordedAt defaults to now.
+
+        It is encoded here, so what JSON cannot carry raises TypeError in the scraper."""
         metric.setdefault("recordedAt", _now_ms())
+        encoded = json.dumps(metric, separators=(",", ":"))
         with self._lock:
-            if self._closed:
+            if self._closing:
                 raise RuntimeError("this MetricsClient is closed")
             if len(self._buffer) == self._buffer.maxlen:
                 self._counts["dropped"] += 1
-            self._buffer.append(metric)
+            self._buffer.append(encoded)
             self._counts["recorded"] += 1
             full = len(self._buffer) >= self.batch_size
         if full:
@@ -145,13 +151,17 @@ class MetricsClient:
     # --- sending --------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Send everything buffered now; True once the server has it all, False on timeout
-        (the records stay buffered and are retried)."""
+        """Send everything recorded until now; True once the server has answered for all of it
+        (stored, or rejected as invalid), False on timeout (the records stay buffered and are
+        retried). Records made meanwhile by other threads are not waited for."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
+            target = self._counts["recorded"]
             self._retry_at = 0.0  # the caller wants it now: skip the current backoff
             self._wake.set()
-            while self._buffer or self._sending:
+            # Records leave the buffer in order, so once this many have been dealt with, every
+            # record made before the call has been.
+            while self._counts["sent"] + self._counts["rejected"] + self._counts["dropped"] < target:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -164,19 +174,22 @@ class MetricsClient:
         return await asyncio.to_thread(self.flush, timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Send what is buffered (waiting at most `timeout` seconds), then stop."""
+        """Refuse new records, send what is buffered (waiting at most `timeout` seconds), stop."""
         with self._lock:
-            if self._closed:
+            if self._closing:
                 return
-        delivered = self.flush(timeout)
+            self._closing = True
+        self.flush(timeout)
         with self._lock:
             self._closed = True
-            if not delivered:
-                lost = len(self._buffer) + self._sending
-                self._counts["dropped"] += lost
-                log.warning("wealthmetrics: %d records not delivered at close (%s)", lost, self._last_error)
         self._wake.set()
         self._thread.join(timeout=1)
+        with self._lock:
+            lost = len(self._buffer)
+            self._buffer.clear()
+            self._counts["dropped"] += lost
+        if lost:
+            log.warning("wealthmetrics: %d records not delivered at close (%s)", lost, self._last_error)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -200,55 +213,68 @@ class MetricsClient:
     def _send_one_batch(self) -> bool:
         """Send the oldest batch; True if there is more to send right away."""
         with self._lock:
-            wait = self._retry_at - time.monotonic()
-            if not self._buffer or wait > 0:
+            if not self._buffer or self._retry_at > time.monotonic():
                 return False
             batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
             self._sending = len(batch)
-        outcome, retry_after = self._post(batch)
+        try:
+            outcome, retry_after, invalid = self._post(batch)
+        except Exception as exc:  # whatever went wrong, the batch is kept and the thread lives on
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            outcome, retry_after, invalid = "retry", 0.0, set()
         with self._lock:
             self._sending = 0
-            if outcome == "retry":
-                # back to the front, in order; what no longer fits is the oldest, so it goes
-                room = (self._buffer.maxlen or 0) - len(self._buffer)
-                if room < len(batch):
-                    self._counts["dropped"] += len(batch) - room
-                    batch = batch[len(batch) - room :]
-                self._buffer.extendleft(reversed(batch))
+            if outcome == "sent":
+                self._failures = 0
+                self._counts["sent"] += len(batch)
+            elif outcome == "rejected":
+                # Only the records the server named are bad; the rest go again, first.
+                self._failures = 0
+                rejected = invalid if invalid and len(invalid) < len(batch) else set(range(len(batch)))
+                self._counts["rejected"] += len(rejected)
+                self._requeue([record for i, record in enumerate(batch) if i not in rejected])
+            else:
+                self._requeue(batch)
                 self._failures += 1
                 self._counts["retries"] += 1
                 backoff = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**self._failures))
                 self._retry_at = time.monotonic() + max(backoff, retry_after)
-            else:
-                self._failures = 0
-                self._counts["sent" if outcome == "sent" else "rejected"] += len(batch)
             self._idle.notify_all()
             return bool(self._buffer) and outcome != "retry"
 
-    def _post(self, batch: list[dict[str, Any]]) -> tuple[str, float]:
-        """("sent" | "rejected" | "retry", seconds the server asked us to wait)."""
+    def _requeue(self, batch: list[str]) -> None:
+        """Put records back at the front, in order; with the lock held. What no longer fits
+        is the oldest, so it goes, counted."""
+        room = (self._buffer.maxlen or 0) - len(self._buffer)
+        if room < len(batch):
+            self._counts["dropped"] += len(batch) - room
+            batch = batch[len(batch) - room :]
+        self._buffer.extendleft(reversed(batch))
+
+    def _post(self, batch: list[str]) -> tuple[str, float, set[int]]:
+        """("sent" | "rejected" | "retry", seconds the server asked us to wait, indices of the
+        records a 400 named as invalid)."""
         request = urllib.request.Request(
             self.endpoint,
-            data=json.dumps({"metrics": batch}).encode(),
+            data=('{"metrics":[' + ",".join(batch) + "]}").encode(),
             headers={"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"},
             method="POST",
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 response.read()
-            return "sent", 0.0
+            return "sent", 0.0, set()
         except urllib.error.HTTPError as exc:
-            body = exc.read(2000).decode(errors="replace")
-            self._last_error = f"HTTP {exc.code}: {body}"
+            body = exc.read(20_000).decode(errors="replace")
+            self._last_error = f"HTTP {exc.code}: {body[:2000]}"
             if exc.code == 429 or exc.code >= 500:
-                return "retry", _retry_after(exc.headers.get("Retry-After"))
-            log.error(
-                "wealthmetrics rejected %d records (not retried): HTTP %d %s", len(batch), exc.code, body
-            )
-            return "rejected", 0.0
-        except (OSError, TimeoutError) as exc:  # refused, reset, DNS, timeout
+                return "retry", _retry_after(exc.headers.get("Retry-After")), set()
+            invalid = _invalid_indices(body) if exc.code == 400 else set()
+            log.error("wealthmetrics rejected records, not retried: HTTP %d %s", exc.code, body[:2000])
+            return "rejected", 0.0, invalid
+        except (OSError, http.client.HTTPException) as exc:  # refused, reset, timeout, bad reply
             self._last_error = f"{type(exc).__name__}: {exc}"
-            return "retry", 0.0
+            return "retry", 0.0, set()
 
 
 def _retry_after(value: str | None) -> float:
@@ -256,3 +282,12 @@ def _retry_after(value: str | None) -> float:
         return min(300.0, float(value)) if value else 0.0
     except ValueError:
         return 0.0
+
+
+def _invalid_indices(body: str) -> set[int]:
+    """The records a 400 named (`details[].index`); empty when it named none."""
+    try:
+        details = json.loads(body).get("details") or []
+        return {int(d["index"]) for d in details if isinstance(d, dict) and d.get("index") is not None}
+    except (ValueError, AttributeError, TypeError, KeyError):
+        return set()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from wealthmetrics_client.client import MetricsClient
 
+log = logging.getLogger("wealthmetrics_client")
 T = TypeVar("T")
 P = ParamSpec("P")
 MAX_ERROR = 500
@@ -86,6 +88,16 @@ def describe(exc: BaseException) -> str:
     return text[:MAX_ERROR]
 
 
+@contextmanager
+def _kept_quiet() -> Iterator[None]:
+    """While a scraper's exception is on its way up, a failure to record it (a bad source
+    name, a closed client) is logged instead of replacing it."""
+    try:
+        yield
+    except Exception:
+        log.exception("wealthmetrics: could not record a failure")
+
+
 def _elapsed_ms(started: float) -> int:
     return max(0, round((time.perf_counter() - started) * 1000))
 
@@ -124,10 +136,12 @@ def track_navigation(scraper_source: str, url: str, *, sink: Sink | None = None)
     try:
         yield navigation
     except Exception as exc:
-        sink.record_page_navigation(
-            scraper_source=scraper_source, url=navigation.url, navigation_duration_ms=_elapsed_ms(started),
-            retry_count=navigation.retries, success=False, error=describe(exc),
-        )  # fmt: skip
+        with _kept_quiet():
+            sink.record_page_navigation(
+                scraper_source=scraper_source, url=navigation.url,
+                navigation_duration_ms=_elapsed_ms(started), retry_count=navigation.retries,
+                success=False, error=describe(exc),
+            )  # fmt: skip
         raise
     sink.record_page_navigation(
         scraper_source=scraper_source, url=navigation.url, navigation_duration_ms=_elapsed_ms(started),
@@ -144,10 +158,11 @@ def track_scrape(scraper_source: str, url: str, *, sink: Sink | None = None) -> 
     try:
         yield scrape
     except Exception as exc:
-        sink.record_page_scrape(
-            scraper_source=scraper_source, url=scrape.url, scrape_duration_ms=_elapsed_ms(started),
-            items_extracted=scrape.items, data_size=scrape.bytes, success=False, error=describe(exc),
-        )  # fmt: skip
+        with _kept_quiet():
+            sink.record_page_scrape(
+                scraper_source=scraper_source, url=scrape.url, scrape_duration_ms=_elapsed_ms(started),
+                items_extracted=scrape.items, data_size=scrape.bytes, success=False, error=describe(exc),
+            )  # fmt: skip
         raise
     sink.record_page_scrape(
         scraper_source=scraper_source, url=scrape.url, scrape_duration_ms=_elapsed_ms(started),
@@ -166,11 +181,12 @@ def track_scheduler_run(
     try:
         yield run
     except Exception as exc:
-        sink.record_scheduler_metric(
-            scheduler_name=scheduler_name, scraper_source=scraper_source,
-            execution_duration_ms=_elapsed_ms(started), items_processed=run.items_processed,
-            success=False, error=describe(exc),
-        )  # fmt: skip
+        with _kept_quiet():
+            sink.record_scheduler_metric(
+                scheduler_name=scheduler_name, scraper_source=scraper_source,
+                execution_duration_ms=_elapsed_ms(started), items_processed=run.items_processed,
+                success=False, error=describe(exc),
+            )  # fmt: skip
         raise
     sink.record_scheduler_metric(
         scheduler_name=scheduler_name, scraper_source=scraper_source,

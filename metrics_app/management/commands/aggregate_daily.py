@@ -3,6 +3,7 @@ from argparse import ArgumentParser
 from datetime import date, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -40,6 +41,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         days = self._days(options)
+        if options["rebuild_rollups"]:
+            self._check_inside_retention(days)
         if not days:
             self.stdout.write("Nothing to aggregate.")
             return
@@ -53,6 +56,17 @@ class Command(BaseCommand):
             self.stdout.write(f"{result} ({time.perf_counter() - began:.2f} s)")
         if len(days) > 1:
             self.stdout.write(f"Aggregated {len(days)} days, {days[0]} to {days[-1]}.")
+
+    def _check_inside_retention(self, days: list[date]) -> None:
+        """Rebuilding replaces a day's rollups with what its detailed rows say; past retention
+        (or across the cutoff) those rows are gone, and so would the rollups be."""
+        cutoff = timezone.now() - timedelta(days=settings.METRICS_RETENTION_DAYS)
+        too_old = [day for day in days if aggregation.day_bounds(day)[0] < cutoff]
+        if too_old:
+            raise CommandError(
+                f"--rebuild-rollups works on days whose detailed rows are all still kept "
+                f"(from {timezone.localtime(cutoff):%Y-%m-%d %H:%M} on); {too_old[0]} is older"
+            )
 
     def _days(self, options: dict[str, Any]) -> list[date]:
         yesterday = timezone.localdate() - timedelta(days=1)
