@@ -32,6 +32,7 @@ from metrics_app import counters
 from metrics_app.broadcast import broadcast_metrics
 from metrics_app.schema import METRIC_TYPES, Metric, now_ms, validate_record
 from metrics_app.storage import store_metrics
+from wealthmetrics_client.recorder import MetricRecorder
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ Broadcast = Callable[[Sequence[Metric], Sequence[int]], None]
 STORE_CHUNK = 1000
 
 
-class MetricsCollector:
+class MetricsCollector(MetricRecorder[Metric]):
     def __init__(
         self,
         *,
@@ -86,60 +87,12 @@ class MetricsCollector:
 
     # --- recording -----------------------------------------------------------------------
 
-    def record_page_navigation(
-        self,
-        *,
-        scraper_source: str,
-        url: str,
-        navigation_duration_ms: int,
-        retry_count: int = 0,
-        success: bool = True,
-        error: str | None = None,
-    ) -> Metric:
-        return self._record({
-            "type": "page_navigation", "scraperSource": scraper_source, "url": url,
-            "navigationDurationMs": navigation_duration_ms, "retryCount": retry_count,
-            "success": success, "error": error,
-        })  # fmt: skip
-
-    def record_page_scrape(
-        self,
-        *,
-        scraper_source: str,
-        url: str,
-        scrape_duration_ms: int,
-        items_extracted: int,
-        data_size: int = 0,
-        success: bool = True,
-        error: str | None = None,
-    ) -> Metric:
-        return self._record({
-            "type": "page_scrape", "scraperSource": scraper_source, "url": url,
-            "scrapeDurationMs": scrape_duration_ms, "itemsExtracted": items_extracted,
-            "dataSize": data_size, "success": success, "error": error,
-        })  # fmt: skip
-
-    def record_scheduler_metric(
-        self,
-        *,
-        scheduler_name: str,
-        execution_duration_ms: int,
-        items_processed: int = 0,
-        scraper_source: str | None = None,
-        success: bool = True,
-        error: str | None = None,
-    ) -> Metric:
-        return self._record({
-            "type": "scheduler_run", "schedulerName": scheduler_name,
-            "executionDurationMs": execution_duration_ms, "itemsProcessed": items_processed,
-            "scraperSource": scraper_source, "success": success, "error": error,
-        })  # fmt: skip
-
-    def _record(self, data: dict[str, Any]) -> Metric:
-        record = validate_record(data)  # raises InvalidMetrics naming the field
+    def record(self, metric: dict[str, Any]) -> Metric:
+        """Validate and queue one record in the API's shape; the record_* methods come here."""
+        record = validate_record(metric)  # raises InvalidMetrics naming the field
         self._ensure_thread()
         with self._lock:
-            queue = self._queues[data["type"]]
+            queue = self._queues[metric["type"]]
             if len(queue) >= self.max_queue:
                 queue.popleft()
                 self._dropped(1)

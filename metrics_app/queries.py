@@ -194,44 +194,39 @@ def _rollup_history(
 def _minute_history(
     channel: str | None, metric_type: str | None, start: datetime, end: datetime
 ) -> dict[datetime, _Slot]:
-    minute = TruncMinute("created_at", tzinfo=UTC)
     slots: dict[datetime, _Slot] = {}
-
-    def add(rows: Any) -> None:
-        for row in rows:
-            slots.setdefault(row["slot"], _Slot()).add(
-                row["n"], row["ok"], row["total"], row["items"], row["hb"]
-            )
-
+    per_minute: list[Any] = []
     if metric_type != "scheduler_run":
         pages = PagePerformance.objects.filter(created_at__gte=start, created_at__lt=end)
         if channel is not None:
             pages = pages.filter(scraper_source=channel)
         if metric_type is not None:
             pages = pages.filter(metric_type=metric_type)
-        add(
-            pages.annotate(duration=Coalesce("navigation_duration_ms", "scrape_duration_ms", 0))
-            .annotate(slot=minute, hb=_duration_bucket("duration"))
-            .values("slot", "hb")
-            .annotate(
-                n=Count("id"),
-                ok=Count("id", filter=Q(success=True)),
-                total=Sum("duration"),
-                items=Sum("items_extracted"),
-            )
-        )
+        duration = Coalesce("navigation_duration_ms", "scrape_duration_ms", 0)
+        per_minute.append(_per_minute_and_bucket(pages, duration, "items_extracted"))
     if metric_type in (None, "scheduler_run"):
         runs = SchedulerMetric.objects.filter(created_at__gte=start, created_at__lt=end)
         if channel is not None:
             runs = runs.filter(_on_channel(channel))
-        add(
-            runs.annotate(slot=minute, hb=_duration_bucket("execution_duration_ms"))
-            .values("slot", "hb")
-            .annotate(
-                n=Count("id"),
-                ok=Count("id", filter=Q(success=True)),
-                total=Sum("execution_duration_ms"),
-                items=Sum("items_processed"),
+        per_minute.append(_per_minute_and_bucket(runs, F("execution_duration_ms"), "items_processed"))
+    for rows in per_minute:
+        for row in rows:
+            slots.setdefault(row["slot"], _Slot()).add(
+                row["n"], row["ok"], row["total"], row["items"], row["hb"]
             )
-        )
     return slots
+
+
+def _per_minute_and_bucket(rows: QuerySet[Any], duration: Any, items: str) -> QuerySet[Any]:
+    """Count, successes, total duration and items per UTC minute and duration bucket."""
+    return (
+        rows.annotate(duration=duration)
+        .annotate(slot=TruncMinute("created_at", tzinfo=UTC), hb=_duration_bucket("duration"))
+        .values("slot", "hb")
+        .annotate(
+            n=Count("id"),
+            ok=Count("id", filter=Q(success=True)),
+            total=Sum("duration"),
+            items=Sum(items),
+        )
+    )

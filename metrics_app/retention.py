@@ -11,7 +11,8 @@ Partitions for the coming days are added ahead (ADD_DAYS_AHEAD) from the empty c
 partition `p_future`, whenever the cleanup or the migration runs.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -215,18 +216,19 @@ def _delete_chunk(table: str, cutoff: datetime) -> int:
         return int(cursor.rowcount)
 
 
-class _exclusive:
+@contextmanager
+def _exclusive() -> Iterator[None]:
     """One cleanup at a time across processes (two beats, a duplicate delivery): on MySQL a
     named lock, so partition changes never race; SQLite serialises writers itself."""
-
-    def __enter__(self) -> None:
-        if connection.vendor == "mysql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT GET_LOCK(%s, 600)", [_LOCK])
-                if cursor.fetchone()[0] != 1:
-                    raise TimeoutError("another cleanup has held the retention lock for 10 minutes")
-
-    def __exit__(self, *exc: object) -> None:
-        if connection.vendor == "mysql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT RELEASE_LOCK(%s)", [_LOCK])
+    if connection.vendor != "mysql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT GET_LOCK(%s, 600)", [_LOCK])
+        if cursor.fetchone()[0] != 1:
+            raise TimeoutError("another cleanup has held the retention lock for 10 minutes")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT RELEASE_LOCK(%s)", [_LOCK])

@@ -12,6 +12,7 @@ then whole rollup hours, daylight saving time included, and the SQL needs no tim
 (MySQL's CONVERT_TZ returns NULL without them).
 """
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -21,7 +22,7 @@ from django.utils import timezone
 
 from metrics_app.histogram import BUCKETS, GROWTH, bucket_of
 from metrics_app.schema import Metric, PageNavigation, PageScrape, channel_of, db_hour, db_instant, epoch_ms
-from metrics_app.sql import Merge, upsert_clause
+from metrics_app.sql import Merge, insert_sql, upsert_clause
 
 HOUR_MS: Final = 3_600_000
 TABLE: Final = "scraper_metrics_hourly"
@@ -99,14 +100,18 @@ def rollup_rows(records: Sequence[Metric]) -> list[tuple[Any, ...]]:
 def add_to_rollups(cursor: Any, records: Sequence[Metric], rows_per_statement: int = 1000) -> None:
     """Add stored records to their rollups; call inside the transaction that stored them."""
     rows = rollup_rows(records)
-    one_row = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
     for start in range(0, len(rows), rows_per_statement):
         chunk = rows[start : start + rows_per_statement]
         cursor.execute(
-            f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES {', '.join([one_row] * len(chunk))} "
-            + upsert_clause(KEY, _MERGE),
+            insert_sql(TABLE, COLUMNS, len(chunk)) + " " + _merge_clause(connection.vendor),
             [value for row in chunk for value in row],
         )
+
+
+@functools.cache
+def _merge_clause(vendor: str) -> str:
+    """upsert_clause for the rollups, built once per database vendor (the cache key)."""
+    return upsert_clause(KEY, _MERGE)
 
 
 # --- Rebuilding from the detailed rows ------------------------------------------------------

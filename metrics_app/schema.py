@@ -204,14 +204,15 @@ def db_datetime(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def db_hour(ms: int) -> str:
-    """A rollup hour's start in the same text form, whole seconds (SQLite compares text)."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def db_instant(value: datetime) -> str:
-    """An aware datetime as a naive-UTC bound for raw SQL on either database."""
+    """An aware datetime as a naive-UTC bound for raw SQL on either database, whole seconds:
+    the form rollup hours are stored in (SQLite compares them as text)."""
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def db_hour(ms: int) -> str:
+    """A rollup hour's start, given in ms since the epoch, as db_instant writes it."""
+    return db_instant(datetime.fromtimestamp(ms / 1000, UTC))
 
 
 def page_row(record: PageNavigation | PageScrape) -> tuple[Any, ...]:

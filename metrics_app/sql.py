@@ -1,6 +1,7 @@
 """The few SQL spellings MySQL/MariaDB and SQLite disagree on, for the raw statements of
 rollups, aggregation and retention."""
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -20,6 +21,14 @@ _SQLITE: Mapping[Merge, str] = {
     "min": "{0} = MIN({0}, excluded.{0})",
     "max": "{0} = MAX({0}, excluded.{0})",
 }
+
+
+@functools.cache
+def insert_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
+    """A multi-row INSERT with placeholders: one round trip for many rows. Cached, since
+    batches come in few sizes."""
+    one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one_row] * rows)
 
 
 def upsert_clause(key: Sequence[str], merges: Mapping[str, Merge]) -> str:

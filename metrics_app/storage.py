@@ -23,6 +23,7 @@ from metrics_app.schema import (
     page_row,
     scheduler_row,
 )
+from metrics_app.sql import insert_sql
 
 ROWS_PER_STATEMENT = 1000  # SQLite allows 32766 parameters: 1000 rows of 11 columns fit
 # InnoDB may pick a transaction as a deadlock victim when two batches upsert the same rollup
@@ -31,16 +32,11 @@ DEADLOCK_ATTEMPTS = 3
 _RETRYABLE_MYSQL_ERRORS = {1213, 1205}  # deadlock found, lock wait timeout
 
 
-def _insert_sql(table: str, columns: Sequence[str], rows: int) -> str:
-    one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one_row] * rows)
-
-
-def _insert(cursor: Any, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> list[int]:
+def _insert(cursor: Any, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[int]:
     ids: list[int] = []
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start : start + ROWS_PER_STATEMENT]
-        cursor.execute(_insert_sql(table, columns, len(chunk)), [value for row in chunk for value in row])
+        cursor.execute(insert_sql(table, columns, len(chunk)), [value for row in chunk for value in row])
         last_id = int(cursor.lastrowid)
         first_id = last_id if connection.vendor == "mysql" else last_id - len(chunk) + 1
         ids.extend(range(first_id, first_id + len(chunk)))
@@ -60,26 +56,27 @@ def store_metrics(records: Sequence[Metric]) -> list[int]:
         else:
             page_rows.append(page_row(record))
             page_at.append(index)
-    ids = [0] * len(records)
     tables = (
         ("scraper_page_performance", PAGE_COLUMNS, page_rows, page_at),
         ("scheduler_metrics", SCHEDULER_COLUMNS, scheduler_rows, scheduler_at),
     )
-    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+
+    def store_once() -> list[int]:
+        ids = [0] * len(records)
+        with transaction.atomic(), connection.cursor() as cursor:
+            for table, columns, rows, positions in tables:
+                for index, row_id in zip(positions, _insert(cursor, table, columns, rows), strict=True):
+                    ids[index] = row_id
+            add_to_rollups(cursor, records)
+        return ids
+
+    for _ in range(DEADLOCK_ATTEMPTS - 1):
         try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                for table, columns, rows, positions in tables:
-                    if rows:
-                        for index, row_id in zip(
-                            positions, _insert(cursor, table, columns, rows), strict=True
-                        ):
-                            ids[index] = row_id
-                add_to_rollups(cursor, records)
-            return ids
+            return store_once()
         except OperationalError as exc:
-            if attempt == DEADLOCK_ATTEMPTS or not _is_retryable(exc):
+            if not _is_retryable(exc):
                 raise
-    return ids
+    return store_once()
 
 
 def _is_retryable(exc: OperationalError) -> bool:

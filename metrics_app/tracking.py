@@ -13,33 +13,9 @@ point them at a server over HTTP, or set_sink() chose another.
 """
 
 from metrics_app.collector import collector
-from wealthmetrics_client.tracking import (
-    NavigationFailed,
-    get_sink,
-    goto_with_retries,
-    goto_with_retries_async,
-    scrape_page,
-    set_fallback_sink,
-    set_sink,
-    track_navigation,
-    track_scheduler_run,
-    track_scrape,
-    tracked_scheduler_run,
-    tracked_scrape,
-)
+from wealthmetrics_client import tracking
+from wealthmetrics_client.tracking import *  # noqa: F403  (the helpers, as tracking.__all__ lists them)
 
-set_fallback_sink(collector)
+tracking.set_fallback_sink(collector)
 
-__all__ = [
-    "NavigationFailed",
-    "get_sink",
-    "goto_with_retries",
-    "goto_with_retries_async",
-    "scrape_page",
-    "set_sink",
-    "track_navigation",
-    "track_scheduler_run",
-    "track_scrape",
-    "tracked_scheduler_run",
-    "tracked_scrape",
-]
+__all__ = tracking.__all__

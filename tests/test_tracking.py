@@ -12,11 +12,12 @@ import pytest
 from metrics_app import tracking
 from metrics_app.collector import collector
 from metrics_app.models import PagePerformance, SchedulerMetric
-from wealthmetrics_client import MetricsClient, NavigationFailed, get_sink, set_sink
+from tests.conftest import chromium
+from wealthmetrics_client import MetricRecorder, MetricsClient, NavigationFailed, get_sink, set_sink
 
 
-class ListSink:
-    """Keeps what the helpers record, as keyword dicts."""
+class ListSink(MetricRecorder[None]):
+    """Keeps what the helpers record, as the keyword arguments they passed."""
 
     def __init__(self) -> None:
         self.navigations: list[dict[str, Any]] = []
@@ -31,6 +32,9 @@ class ListSink:
 
     def record_scheduler_metric(self, **fields: Any) -> None:
         self.runs.append(fields)
+
+    def record(self, metric: dict[str, Any]) -> None:
+        raise AssertionError("the helpers record through the three record_* methods")
 
 
 @pytest.fixture
@@ -87,12 +91,14 @@ def test_a_navigation_that_never_succeeds_is_recorded_and_raised(sink: ListSink,
     assert navigation["error"] == "NavigationFailed: HTTP 503"
 
 
-def test_goto_takes_a_page_or_any_callable(sink: ListSink) -> None:
-    class Page:  # Playwright's Page has goto(url, **options)
-        def goto(self, url: str, wait_until: str) -> Any:
-            return type("Response", (), {"status": 200})()
-
-    tracking.goto_with_retries(Page(), "https://x/page", scraper_source="webull", wait_until="load")
+def test_goto_takes_a_page_or_any_callable(sink: ListSink, site: str) -> None:
+    FlakySite.failures["/page"] = 1  # a real Chromium page: goto() answers 503 once, then 200
+    with chromium() as browser:  # its own, so its event loop is gone before the asyncio tests
+        page = browser.new_page()
+        response = tracking.goto_with_retries(
+            page, f"{site}/page", scraper_source="webull", backoff=0.01, wait_until="load"
+        )
+        assert response.status == 200 and "AAPL" in page.content()
     calls: Iterator[Exception | str] = iter([ConnectionError("reset"), "ok"])
 
     def fetch(url: str) -> str:
@@ -103,7 +109,7 @@ def test_goto_takes_a_page_or_any_callable(sink: ListSink) -> None:
 
     assert tracking.goto_with_retries(fetch, "https://x/fn", scraper_source="webull", backoff=0) == "ok"
     assert [(n["url"], n["retry_count"], n["success"]) for n in sink.navigations] == [
-        ("https://x/page", 0, True),
+        (f"{site}/page", 1, True),
         ("https://x/fn", 1, True),
     ]
     with pytest.raises(TypeError, match="cannot navigate"):

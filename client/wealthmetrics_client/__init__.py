@@ -7,34 +7,9 @@ response = goto_with_retries(session, url, scraper_source="cnbc")
 quotes = scrape_page("cnbc", url, response.text, parse_quotes)
 """
 
+from wealthmetrics_client import tracking
 from wealthmetrics_client.client import MetricsClient
-from wealthmetrics_client.tracking import (
-    NavigationFailed,
-    Sink,
-    get_sink,
-    goto_with_retries,
-    goto_with_retries_async,
-    scrape_page,
-    set_sink,
-    track_navigation,
-    track_scheduler_run,
-    track_scrape,
-    tracked_scheduler_run,
-    tracked_scrape,
-)
+from wealthmetrics_client.recorder import MetricRecorder
+from wealthmetrics_client.tracking import *  # noqa: F403  (the helpers, as tracking.__all__ lists them)
 
-__all__ = [
-    "MetricsClient",
-    "NavigationFailed",
-    "Sink",
-    "get_sink",
-    "goto_with_retries",
-    "goto_with_retries_async",
-    "scrape_page",
-    "set_sink",
-    "track_navigation",
-    "track_scheduler_run",
-    "track_scrape",
-    "tracked_scheduler_run",
-    "tracked_scrape",
-]
+__all__ = ["MetricRecorder", "MetricsClient", *tracking.__all__]

@@ -30,6 +30,8 @@ import urllib.request
 from collections import deque
 from typing import Any
 
+from wealthmetrics_client.recorder import MetricRecorder
+
 log = logging.getLogger("wealthmetrics_client")
 
 MAX_BATCH = 1000  # the server takes at most this many records per request
@@ -39,8 +41,8 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class MetricsClient:
-    """The three record methods match the in-process collector's, so either can be a sink."""
+class MetricsClient(MetricRecorder[None]):
+    """A sink like the in-process collector: the same record methods (MetricRecorder)."""
 
     def __init__(
         self,
@@ -81,55 +83,6 @@ class MetricsClient:
             atexit.register(self.close)
 
     # --- recording ------------------------------------------------------------------------
-
-    def record_page_navigation(
-        self,
-        *,
-        scraper_source: str,
-        url: str,
-        navigation_duration_ms: int,
-        retry_count: int = 0,
-        success: bool = True,
-        error: str | None = None,
-    ) -> None:
-        self.record({
-            "type": "page_navigation", "scraperSource": scraper_source, "url": url,
-            "navigationDurationMs": navigation_duration_ms, "retryCount": retry_count,
-            "success": success, "error": error,
-        })  # fmt: skip
-
-    def record_page_scrape(
-        self,
-        *,
-        scraper_source: str,
-        url: str,
-        scrape_duration_ms: int,
-        items_extracted: int,
-        data_size: int = 0,
-        success: bool = True,
-        error: str | None = None,
-    ) -> None:
-        self.record({
-            "type": "page_scrape", "scraperSource": scraper_source, "url": url,
-            "scrapeDurationMs": scrape_duration_ms, "itemsExtracted": items_extracted,
-            "dataSize": data_size, "success": success, "error": error,
-        })  # fmt: skip
-
-    def record_scheduler_metric(
-        self,
-        *,
-        scheduler_name: str,
-        execution_duration_ms: int,
-        items_processed: int = 0,
-        scraper_source: str | None = None,
-        success: bool = True,
-        error: str | None = None,
-    ) -> None:
-        self.record({
-            "type": "scheduler_run", "schedulerName": scheduler_name,
-            "executionDurationMs": execution_duration_ms, "itemsProcessed": items_processed,
-            "scraperSource": scraper_source, "success": success, "error": error,
-        })  # fmt: skip
 
     def record(self, metric: dict[str, Any]) -> None:
         """Buffer one record in the API's JSON shape; recordedAt defaults to now.

@@ -1,6 +1,6 @@
 """Tracking helpers: time a navigation, a scrape or a scheduler run and record it, in a few lines.
 
-Every helper records through a sink: anything with the collector's three record methods.
+Every helper records through a sink: a MetricRecorder, such as the collector or a MetricsClient.
 Pass `sink=` explicitly, or leave it out and the default sink is used: the one given to
 set_sink(); else a MetricsClient built from WEALTHMETRICS_URL and WEALTHMETRICS_API_KEY; else,
 inside a wealthmetrics process (metrics_app.tracking), the in-process collector.
@@ -20,9 +20,26 @@ import time
 from collections.abc import Callable, Iterator, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from wealthmetrics_client.client import MetricsClient
+from wealthmetrics_client.recorder import MetricRecorder
+
+__all__ = [
+    "NavigationFailed",
+    "Sink",
+    "get_sink",
+    "goto_with_retries",
+    "goto_with_retries_async",
+    "scrape_page",
+    "set_fallback_sink",
+    "set_sink",
+    "track_navigation",
+    "track_scheduler_run",
+    "track_scrape",
+    "tracked_scheduler_run",
+    "tracked_scrape",
+]
 
 log = logging.getLogger("wealthmetrics_client")
 T = TypeVar("T")
@@ -30,21 +47,8 @@ P = ParamSpec("P")
 MAX_ERROR = 500
 
 
-class Sink(Protocol):
-    def record_page_navigation(
-        self, *, scraper_source: str, url: str, navigation_duration_ms: int, retry_count: int = 0,
-        success: bool = True, error: str | None = None,
-    ) -> Any: ...  # fmt: skip
-
-    def record_page_scrape(
-        self, *, scraper_source: str, url: str, scrape_duration_ms: int, items_extracted: int,
-        data_size: int = 0, success: bool = True, error: str | None = None,
-    ) -> Any: ...  # fmt: skip
-
-    def record_scheduler_metric(
-        self, *, scheduler_name: str, execution_duration_ms: int, items_processed: int = 0,
-        scraper_source: str | None = None, success: bool = True, error: str | None = None,
-    ) -> Any: ...  # fmt: skip
+# Anything with the three record methods: the collector, a MetricsClient, or your own.
+Sink = MetricRecorder[Any]
 
 
 # --- choosing the sink ------------------------------------------------------------------------
@@ -128,25 +132,33 @@ class SchedulerRun:
 
 
 @contextmanager
+def _timed(record: Callable[[int, bool, str | None], object]) -> Iterator[None]:
+    """Time the block, then record(duration_ms, success, error); an exception is recorded as
+    the failure and raised again."""
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception as exc:
+        with _kept_quiet():
+            record(_elapsed_ms(started), False, describe(exc))
+        raise
+    record(_elapsed_ms(started), True, None)
+
+
+@contextmanager
 def track_navigation(scraper_source: str, url: str, *, sink: Sink | None = None) -> Iterator[Navigation]:
     """Time the block as one navigation of `url`; count retries on the handle."""
     sink = sink or get_sink()
     navigation = Navigation(url)
-    started = time.perf_counter()
-    try:
+
+    def record(duration_ms: int, success: bool, error: str | None) -> object:
+        return sink.record_page_navigation(
+            scraper_source=scraper_source, url=navigation.url, navigation_duration_ms=duration_ms,
+            retry_count=navigation.retries, success=success, error=error,
+        )  # fmt: skip
+
+    with _timed(record):
         yield navigation
-    except Exception as exc:
-        with _kept_quiet():
-            sink.record_page_navigation(
-                scraper_source=scraper_source, url=navigation.url,
-                navigation_duration_ms=_elapsed_ms(started), retry_count=navigation.retries,
-                success=False, error=describe(exc),
-            )  # fmt: skip
-        raise
-    sink.record_page_navigation(
-        scraper_source=scraper_source, url=navigation.url, navigation_duration_ms=_elapsed_ms(started),
-        retry_count=navigation.retries, success=True, error=None,
-    )  # fmt: skip
 
 
 @contextmanager
@@ -154,20 +166,15 @@ def track_scrape(scraper_source: str, url: str, *, sink: Sink | None = None) -> 
     """Time the block as one scrape of `url`; set `items` and `bytes` on the handle."""
     sink = sink or get_sink()
     scrape = Scrape(url)
-    started = time.perf_counter()
-    try:
+
+    def record(duration_ms: int, success: bool, error: str | None) -> object:
+        return sink.record_page_scrape(
+            scraper_source=scraper_source, url=scrape.url, scrape_duration_ms=duration_ms,
+            items_extracted=scrape.items, data_size=scrape.bytes, success=success, error=error,
+        )  # fmt: skip
+
+    with _timed(record):
         yield scrape
-    except Exception as exc:
-        with _kept_quiet():
-            sink.record_page_scrape(
-                scraper_source=scraper_source, url=scrape.url, scrape_duration_ms=_elapsed_ms(started),
-                items_extracted=scrape.items, data_size=scrape.bytes, success=False, error=describe(exc),
-            )  # fmt: skip
-        raise
-    sink.record_page_scrape(
-        scraper_source=scraper_source, url=scrape.url, scrape_duration_ms=_elapsed_ms(started),
-        items_extracted=scrape.items, data_size=scrape.bytes, success=True, error=None,
-    )  # fmt: skip
 
 
 @contextmanager
@@ -177,22 +184,16 @@ def track_scheduler_run(
     """Time the block as one run of a scheduled job; set `items_processed` on the handle."""
     sink = sink or get_sink()
     run = SchedulerRun()
-    started = time.perf_counter()
-    try:
+
+    def record(duration_ms: int, success: bool, error: str | None) -> object:
+        return sink.record_scheduler_metric(
+            scheduler_name=scheduler_name, scraper_source=scraper_source,
+            execution_duration_ms=duration_ms, items_processed=run.items_processed,
+            success=success, error=error,
+        )  # fmt: skip
+
+    with _timed(record):
         yield run
-    except Exception as exc:
-        with _kept_quiet():
-            sink.record_scheduler_metric(
-                scheduler_name=scheduler_name, scraper_source=scraper_source,
-                execution_duration_ms=_elapsed_ms(started), items_processed=run.items_processed,
-                success=False, error=describe(exc),
-            )  # fmt: skip
-        raise
-    sink.record_scheduler_metric(
-        scheduler_name=scheduler_name, scraper_source=scraper_source,
-        execution_duration_ms=_elapsed_ms(started), items_processed=run.items_processed,
-        success=True, error=None,
-    )  # fmt: skip
 
 
 # --- decorators -------------------------------------------------------------------------------
