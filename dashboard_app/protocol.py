@@ -4,17 +4,15 @@ Every bad message becomes a `ClientError` with a code the client can act on; the
 connection stays open.
 """
 
-import re
 from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
-from metrics_app.schema import SOURCE_PATTERN
+from metrics_app.schema import SOURCE_PATTERN, is_source_name
 
 MAX_MESSAGE_BYTES: Final = 16 * 1024
 WILDCARD: Final = "*"
-_SOURCE: Final = re.compile(SOURCE_PATTERN)
 
 
 class ClientError(Exception):
@@ -75,7 +73,7 @@ def _sources(message: dict[str, Any]) -> tuple[str, ...]:
     else:
         raise ClientError("invalid_source", "name a scraperSource (or scraperSources, or '*')")
     for source in sources:
-        if not isinstance(source, str) or not (source == WILDCARD or _SOURCE.match(source)):
+        if not isinstance(source, str) or not (source == WILDCARD or is_source_name(source)):
             raise ClientError(
                 "invalid_source", f"{source!r} is not a source name (pattern {SOURCE_PATTERN}) or '*'"
             )

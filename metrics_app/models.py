@@ -117,14 +117,14 @@ class DailySummary(models.Model):
 
     scraper_source = models.CharField(max_length=50)
     metric_date = models.DateField(help_text="The day, cut in TIME_ZONE.")
-    total_navigations = models.IntegerField(default=0)
-    successful_navigations = models.IntegerField(default=0)
+    total_navigations = models.BigIntegerField(default=0)
+    successful_navigations = models.BigIntegerField(default=0)
     avg_navigation_duration_ms = models.FloatField(null=True, blank=True)
     min_navigation_duration_ms = models.IntegerField(null=True, blank=True)
     max_navigation_duration_ms = models.IntegerField(null=True, blank=True)
     avg_retry_count = models.FloatField(null=True, blank=True)
-    total_scrapes = models.IntegerField(default=0)
-    successful_scrapes = models.IntegerField(default=0)
+    total_scrapes = models.BigIntegerField(default=0)
+    successful_scrapes = models.BigIntegerField(default=0)
     avg_scrape_duration_ms = models.FloatField(null=True, blank=True)
     total_items_extracted = models.BigIntegerField(default=0)
     p95_navigation_duration_ms = models.FloatField("p95 navigation duration (ms)", null=True, blank=True)
@@ -132,7 +132,7 @@ class DailySummary(models.Model):
     max_scrape_duration_ms = models.IntegerField(null=True, blank=True)
     p95_scrape_duration_ms = models.FloatField("p95 scrape duration (ms)", null=True, blank=True)
     total_data_size = models.BigIntegerField(default=0, help_text="Bytes scraped.")
-    error_count = models.IntegerField(default=0, help_text="Navigations and scrapes that failed.")
+    error_count = models.BigIntegerField(default=0, help_text="Navigations and scrapes that failed.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -156,9 +156,9 @@ class SchedulerDailySummary(models.Model):
 
     scheduler_name = models.CharField(max_length=50)
     metric_date = models.DateField(help_text="The day, cut in TIME_ZONE.")
-    total_runs = models.IntegerField(default=0)
-    successful_runs = models.IntegerField(default=0)
-    error_count = models.IntegerField(default=0, help_text="Runs that failed.")
+    total_runs = models.BigIntegerField(default=0)
+    successful_runs = models.BigIntegerField(default=0)
+    error_count = models.BigIntegerField(default=0, help_text="Runs that failed.")
     avg_execution_duration_ms = models.FloatField(null=True, blank=True)
     min_execution_duration_ms = models.IntegerField(null=True, blank=True)
     max_execution_duration_ms = models.IntegerField(null=True, blank=True)
@@ -197,8 +197,10 @@ class HourlyRollup(models.Model):
     metric_type = models.CharField(max_length=20)
     scheduler_name = models.CharField(max_length=50, default="", blank=True)
     duration_bucket = models.SmallIntegerField()
-    records = models.IntegerField()
-    successes = models.IntegerField()
+    # Counters are BIGINT: with every record's values bounded (metrics_app.schema), no number
+    # of valid records can overflow a row and make later batches fail.
+    records = models.BigIntegerField()
+    successes = models.BigIntegerField()
     duration_sum = models.BigIntegerField()
     duration_min = models.IntegerField()
     duration_max = models.IntegerField()

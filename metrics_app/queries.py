@@ -1,7 +1,6 @@
 """Reading records back: recent records of a channel, and the dashboard summary."""
 
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,13 +12,7 @@ from django.utils import timezone
 from metrics_app import histogram, rollups
 from metrics_app.livestats import WINDOW_MINUTES, LiveStats
 from metrics_app.models import HourlyRollup, PagePerformance, SchedulerMetric
-from metrics_app.schema import SOURCE_PATTERN, epoch_ms, to_wire
-
-_SOURCE = re.compile(SOURCE_PATTERN)
-
-
-def is_source_name(value: str) -> bool:
-    return _SOURCE.match(value) is not None
+from metrics_app.schema import epoch_ms, to_wire
 
 
 def scheduler_runs_of(channel: str) -> QuerySet[SchedulerMetric]:

@@ -16,23 +16,37 @@ from typing import Annotated, Any, Final
 import msgspec
 from msgspec import Meta, Struct
 
-SOURCE_PATTERN: Final = r"^[a-z0-9][a-z0-9_.-]{0,49}$"
-MAX_INT: Final = 2**31 - 1  # the INT columns' range; a bigger value is a 400, not a 500.
+SOURCE_NAME: Final = r"[a-z0-9][a-z0-9_.-]{0,49}"
+SOURCE_PATTERN: Final = f"^{SOURCE_NAME}$"  # as the docs (and JavaScript) write it
+# Python's `$` also matches before a final newline ("abc\n"): match the whole string instead.
+_WHOLE_SOURCE_NAME: Final = rf"\A{SOURCE_NAME}\Z"
+_SOURCE_RE: Final = re.compile(_WHOLE_SOURCE_NAME)
+# Every count and duration fits the INT columns. Sums live in BIGINT columns, so with values
+# this size a rollup row would need 2^32 records in one hour and duration bucket to overflow.
+MAX_INT: Final = 2**31 - 1
+# A scraped page larger than this is a unit mistake or an attack, not a page.
+MAX_DATA_SIZE: Final = 2**30
+# Records dated further ahead than this are refused: they would fill future hours' rollups.
+MAX_CLOCK_AHEAD_MS: Final = 3_600_000
 # recordedAt is milliseconds since the epoch; anything outside 2000–2100 is a unit mistake
 # (seconds or microseconds), which would otherwise be stored silently.
 MIN_RECORDED_AT: Final = 946_684_800_000
 MAX_RECORDED_AT: Final = 4_102_444_800_000
 
-SourceName = Annotated[str, Meta(pattern=SOURCE_PATTERN)]
+SourceName = Annotated[str, Meta(pattern=_WHOLE_SOURCE_NAME)]
 Url = Annotated[str, Meta(min_length=1, max_length=500)]
 ErrorText = Annotated[str, Meta(max_length=500)] | None
 Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
-Bytes = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+Bytes = Annotated[int, Meta(ge=0, le=MAX_DATA_SIZE)]
 RecordedAt = Annotated[int, Meta(ge=MIN_RECORDED_AT, le=MAX_RECORDED_AT)]
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def is_source_name(value: str) -> bool:
+    return _SOURCE_RE.match(value) is not None
 
 
 class _Record(Struct, tag_field="type", rename="camel", forbid_unknown_fields=True, kw_only=True):
@@ -131,14 +145,18 @@ _generic_decoder = msgspec.json.Decoder()
 def decode_batch(body: bytes) -> list[Metric]:
     """Parse and validate a POST body. Raises InvalidMetrics naming every bad record."""
     try:
-        return _decoder.decode(body).metrics
+        records = _decoder.decode(body).metrics
     except msgspec.ValidationError:
         pass  # slow path below: find every bad record, not just the first
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise _malformed(exc) from None
+    else:
+        if errors := _future_dates(records):
+            raise InvalidMetrics(errors)
+        return records
     try:
         raw = _generic_decoder.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         # The typed decoder can fail on the first value before it reaches a syntax error.
         raise _malformed(exc) from None
     if not isinstance(raw, dict) or not isinstance(raw.get("metrics"), list):
@@ -147,22 +165,41 @@ def decode_batch(body: bytes) -> list[Metric]:
     errors = [FieldError(None, name, "unknown field") for name in extra]
     for index, item in enumerate(raw["metrics"]):
         try:
-            msgspec.convert(item, Metric)
+            record = msgspec.convert(item, Metric)
         except msgspec.ValidationError as exc:
             errors.append(_field_error(exc, index))
+        else:
+            errors += _future_dates([record], first_index=index)
     raise InvalidMetrics(errors)
 
 
 def _malformed(exc: Exception) -> InvalidMetrics:
+    if isinstance(exc, RecursionError):  # msgspec's C decoder stops at its depth limit
+        return InvalidMetrics([FieldError(None, "body", "JSON nested too deeply")])
     return InvalidMetrics([FieldError(None, "body", f"malformed JSON: {exc}")])
+
+
+def _future_dates(records: list[Metric], first_index: int = 0) -> list[FieldError]:
+    """recordedAt may not lie more than MAX_CLOCK_AHEAD_MS ahead of the server's clock: a bound
+    that moves with time, so it cannot be part of the static schema."""
+    now = now_ms()
+    latest = now + MAX_CLOCK_AHEAD_MS
+    return [
+        FieldError(index, "recordedAt", f"is more than an hour ahead of the server's clock ({now} ms)")
+        for index, record in enumerate(records, start=first_index)
+        if record.recorded_at > latest
+    ]
 
 
 def validate_record(data: dict[str, Any]) -> Metric:
     """Validate one record given as a wire-shaped dict (camelCase keys)."""
     try:
-        return msgspec.convert(data, Metric)
+        record = msgspec.convert(data, Metric)
     except msgspec.ValidationError as exc:
         raise InvalidMetrics([_field_error(exc, None)]) from None
+    if errors := _future_dates([record]):
+        raise InvalidMetrics([FieldError(None, e.field, e.message) for e in errors])
+    return record
 
 
 def validate_records(items: Iterable[dict[str, Any]]) -> list[Metric]:

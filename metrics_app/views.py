@@ -24,6 +24,7 @@ from metrics_app.schema import (
     SOURCE_PATTERN,
     InvalidMetrics,
     decode_batch,
+    is_source_name,
 )
 from metrics_app.storage import store_metrics
 
@@ -118,7 +119,7 @@ def _too_large(message: str) -> JsonResponse:
 @require_reader
 def recent(request: HttpRequest) -> HttpResponse:
     source = request.GET.get("source") or None
-    if source is not None and not queries.is_source_name(source):
+    if source is not None and not is_source_name(source):
         return error(400, "invalid_request", f"source must match {SOURCE_PATTERN}", field="source")
     try:
         limit = int(request.GET.get("limit", "100"))
@@ -135,7 +136,7 @@ def recent(request: HttpRequest) -> HttpResponse:
 def history(request: HttpRequest) -> HttpResponse:
     params = request.GET
     source = params.get("source") or None
-    if source is not None and not queries.is_source_name(source):
+    if source is not None and not is_source_name(source):
         return error(400, "invalid_request", f"source must match {SOURCE_PATTERN}", field="source")
     metric_type = params.get("type") or None
     if metric_type is not None and metric_type not in METRIC_TYPES:

@@ -1,14 +1,17 @@
 """POST /api/metrics/ (contract §5): stored on 202, nothing stored on any 4xx, never a 5xx."""
 
 from typing import Any
+from unittest.mock import ANY
 
 import orjson
 import pytest
+from django.db.models import Sum
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metrics_app.models import ApiKey, PagePerformance, SchedulerMetric
+from metrics_app.models import ApiKey, HourlyRollup, PagePerformance, SchedulerMetric
+from metrics_app.schema import now_ms
 from tests.support.records import navigation, scheduler_run, scrape
 
 pytestmark = pytest.mark.django_db
@@ -189,3 +192,23 @@ def test_huge_numbers_are_400_not_500(client: Client, api_key: str) -> None:
     response = post(client, body, api_key)
     assert response.status_code == 400
     assert response.json()["details"][0]["field"] == "dataSize"
+
+
+def test_no_valid_record_can_make_a_later_batch_fail(client: Client, api_key: str) -> None:
+    """Every value at its maximum, many times over, into one hour and duration bucket: the
+    rollup sums hold, and a later mixed batch for the same hour is stored."""
+    hour = now_ms() // 3_600_000 * 3_600_000
+    for poison, field in [(scrape(dataSize=2**62, recordedAt=hour), "dataSize"),
+                          (scrape(recordedAt=4_000_000_000_000), "recordedAt")]:  # fmt: skip
+        response = post(client, {"metrics": [poison, scrape()]}, api_key)
+        assert response.status_code == 400
+        assert response.json()["details"] == [{"index": 0, "field": field, "message": ANY}]
+    biggest = scrape(scraperSource="poison", scrapeDurationMs=2**31 - 1, itemsExtracted=2**31 - 1,
+                     dataSize=2**30, recordedAt=hour)  # fmt: skip
+    for _ in range(5):
+        assert post(client, orjson.dumps({"metrics": [biggest] * 1000}), api_key).status_code == 202
+    mixed = [biggest] + [scrape(scraperSource="bystander", recordedAt=hour)] * 999
+    assert post(client, orjson.dumps({"metrics": mixed}), api_key).status_code == 202
+    assert HourlyRollup.objects.filter(scraper_source="poison").aggregate(Sum("bytes_sum"))[
+        "bytes_sum__sum"
+    ] == (5001 * 2**30)

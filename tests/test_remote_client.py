@@ -1,7 +1,9 @@
 """The remote client (wealthmetrics_client.MetricsClient) against a real daphne."""
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.conf import settings
@@ -9,7 +11,8 @@ from django.conf import settings
 from metrics_app.models import PagePerformance
 from tests.support.servers import DaphneServer, TcpProxy, database_url_for_subprocess, free_port
 from tests.support.waiting import wait_for
-from wealthmetrics_client import MetricsClient
+from wealthmetrics_client import InvalidRecord, MetricsClient
+from wealthmetrics_client import client as client_module
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -75,11 +78,15 @@ def test_server_down_then_up_delivers_everything_once(
 
 
 def test_4xx_is_not_retried_and_only_the_named_records_are_dropped(
-    daphne: DaphneServer, committed_api_key: str, make_client: Callable[..., MetricsClient]
-) -> None:
+    daphne: DaphneServer, committed_api_key: str, make_client: Callable[..., MetricsClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     client = make_client(daphne.url, committed_api_key)
     navigate(client, "mixed", 2)
+    # A record the client cannot foresee being refused (a server with stricter rules).
+    monkeypatch.setattr(client_module, "checked", lambda metric: metric)
     client.record_page_navigation(scraper_source="Not A Source!", url="https://x/", navigation_duration_ms=1)
+    monkeypatch.undo()
     navigate(client, "mixed", 2, start=2)
     assert client.flush(timeout=10)
     stats = client.stats()
@@ -93,10 +100,12 @@ def test_4xx_is_not_retried_and_only_the_named_records_are_dropped(
     assert (unauthorised.stats()["rejected"], unauthorised.stats()["retries"]) == (3, 0)
 
 
-def test_what_json_cannot_carry_fails_in_the_scraper(make_client: Callable[..., MetricsClient]) -> None:
+def test_what_the_server_would_refuse_fails_in_the_scraper(make_client: Callable[..., MetricsClient]) -> None:
     client = make_client(f"http://127.0.0.1:{free_port()}", "wm_x")
-    with pytest.raises(TypeError):
-        client.record({"type": "page_navigation", "url": object()})
+    with pytest.raises(InvalidRecord, match="url"):
+        client.record(
+            {"type": "page_navigation", "scraperSource": "x", "url": object(), "navigationDurationMs": 1}
+        )
     client.close(timeout=0)
     with pytest.raises(RuntimeError, match="closed"):
         navigate(client, "late", 1)
@@ -153,3 +162,56 @@ def test_a_503_during_a_database_outage_is_retried(
         finally:
             server.stop()
     assert sorted(urls("db-outage")) == sorted(f"https://x/{i}" for i in range(10))
+
+
+class StubServer(BaseHTTPRequestHandler):
+    """Stands in for a server that fails: answers `statuses` in turn (202 once they run out),
+    and always 500 to a batch from the source `poison`."""
+
+    statuses: list[int] = []
+    posts: list[bytes] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.posts.append(body)
+        status = 500 if b'"poison"' in body else (self.statuses.pop(0) if self.statuses else 202)
+        self.send_response(status)
+        self.send_header("Retry-After", "0")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def stub() -> Iterator[str]:
+    StubServer.statuses, StubServer.posts = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StubServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_batch_that_keeps_failing_with_500_is_given_up_and_counted(
+    stub: str, make_client: Callable[..., MetricsClient]
+) -> None:
+    client = make_client(stub, "wm_x", batch_size=2, max_server_errors=3)
+    navigate(client, "poison", 2)
+    navigate(client, "fine", 2)
+    assert client.flush(timeout=10)
+    stats = client.stats()
+    assert (stats["failed"], stats["sent"], stats["buffered"]) == (2, 2, 0)
+    assert sum(b'"poison"' in body for body in StubServer.posts) == 3
+
+
+def test_503_and_429_are_retried_for_as_long_as_it_takes(
+    stub: str, make_client: Callable[..., MetricsClient]
+) -> None:
+    StubServer.statuses = [503, 429, 503, 503, 429, 503, 502, 504]
+    client = make_client(stub, "wm_x", max_server_errors=3)
+    navigate(client, "patient", 5)
+    assert client.flush(timeout=20)
+    stats = client.stats()
+    assert (stats["sent"], stats["failed"], stats["retries"]) == (5, 0, 8)

@@ -11,6 +11,7 @@ from metrics_app.schema import (
     SchedulerRun,
     channel_of,
     decode_batch,
+    now_ms,
     to_wire,
     validate_record,
 )
@@ -73,6 +74,9 @@ def test_defaults_success_error_and_recorded_at() -> None:
         (navigation(colour="red"), "colour"),
         (scrape(itemsExtracted=-1), "itemsExtracted"),
         (scrape(dataSize=-1), "dataSize"),
+        (scrape(dataSize=2**30 + 1), "dataSize"),  # no page is a gigabyte: the sums stay safe
+        (navigation(scraperSource="abc\n"), "scraperSource"),  # the whole string must match
+        (navigation(recordedAt=now_ms() + 3_600_000 + 60_000), "recordedAt"),  # ahead of the clock
         ({k: v for k, v in scrape().items() if k != "itemsExtracted"}, "itemsExtracted"),
         ({k: v for k, v in scrape().items() if k != "scrapeDurationMs"}, "scrapeDurationMs"),
         ({k: v for k, v in scheduler_run().items() if k != "schedulerName"}, "schedulerName"),
@@ -111,12 +115,25 @@ def test_reports_every_bad_record_with_its_index() -> None:
         (b'{"metrics": {}}', "metrics"),
         (b'{"metrics": [1]}', "metrics"),
         (b'{"metrics": [], "extra": 1}', "extra"),
+        (b'{"metrics": ' + b"[" * 5000 + b"]" * 5000 + b"}", "body"),
+        (b'{"a":' * 50_000 + b"1" + b"}" * 50_000, "body"),
     ],
 )
 def test_rejects_malformed_bodies(body: bytes, field: str) -> None:
     with pytest.raises(InvalidMetrics) as caught:
         decode_batch(body)
     assert caught.value.errors[0].field == field
+
+
+def test_deep_nesting_is_named_as_such() -> None:
+    with pytest.raises(InvalidMetrics, match="nested too deeply"):
+        decode_batch(b'{"metrics": ' + b"[" * 5000 + b"]" * 5000 + b"}")
+
+
+def test_the_in_process_path_refuses_future_records_too() -> None:
+    with pytest.raises(InvalidMetrics, match="recordedAt"):
+        validate_record(navigation(recordedAt=now_ms() + 2 * 3_600_000))
+    validate_record(navigation(recordedAt=now_ms() + 3_600_000 - 1000))
 
 
 def test_channel_is_source_or_bare_scheduler_name() -> None:

@@ -46,14 +46,17 @@ def sink() -> Iterator[ListSink]:
 
 
 class FlakySite(BaseHTTPRequestHandler):
-    """Answers 503 to the first `failures` requests of a path, then a page."""
+    """Answers an error (503 unless `errors` says otherwise) to the first `failures` requests
+    of a path, then a page."""
 
     failures: dict[str, int] = {}
+    errors: dict[str, int] = {}
 
     def do_GET(self) -> None:
         left = self.failures.get(self.path, 0)
         self.failures[self.path] = left - 1
-        status, body = (503, b"busy") if left > 0 else (200, b"<table><tr><td>AAPL</td></tr></table>")
+        page = b"<table><tr><td>AAPL</td></tr></table>"
+        status, body = (self.errors.get(self.path, 503), b"no") if left > 0 else (200, page)
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -74,12 +77,27 @@ def site() -> Iterator[str]:
 def test_a_navigation_that_succeeds_after_retries(sink: ListSink, site: str) -> None:
     FlakySite.failures["/twice"] = 2
     with httpx.Client() as session:
-        response = tracking.goto_with_retries(session, f"{site}/twice", scraper_source="cnbc", backoff=0.01)
+        response = tracking.goto_with_retries(session, f"{site}/twice", scraper_source="cnbc", backoff=0.25)
     assert response.status_code == 200
     [navigation] = sink.navigations
     assert navigation["scraper_source"] == "cnbc" and navigation["url"] == f"{site}/twice"
     assert (navigation["retry_count"], navigation["success"], navigation["error"]) == (2, True, None)
-    assert navigation["navigation_duration_ms"] >= 30  # three attempts and two waits of 10 and 20 ms
+    # three quick attempts; the waits between them (250 and 500 ms) are not navigation time
+    assert navigation["navigation_duration_ms"] < 250
+
+
+@pytest.mark.parametrize(("status", "tries"), [(404, 1), (403, 1), (408, 2), (429, 2), (500, 2)])
+def test_only_errors_that_may_pass_are_retried(sink: ListSink, site: str, status: int, tries: int) -> None:
+    path = f"/status-{status}"
+    FlakySite.failures[path], FlakySite.errors[path] = 1, status
+    with httpx.Client() as session:
+        if tries == 1:
+            with pytest.raises(NavigationFailed, match=f"HTTP {status}"):
+                tracking.goto_with_retries(session, f"{site}{path}", scraper_source="cnbc", backoff=0.01)
+        else:
+            tracking.goto_with_retries(session, f"{site}{path}", scraper_source="cnbc", backoff=0.01)
+    [navigation] = sink.navigations
+    assert (navigation["retry_count"], navigation["success"]) == (tries - 1, tries > 1)
 
 
 def test_a_navigation_that_never_succeeds_is_recorded_and_raised(sink: ListSink, site: str) -> None:

@@ -10,6 +10,7 @@ quotes = scrape_page("cnbc", url, response.text, parse_quotes)
 from wealthmetrics_client import tracking
 from wealthmetrics_client.client import MetricsClient
 from wealthmetrics_client.recorder import MetricRecorder
+from wealthmetrics_client.records import InvalidRecord
 from wealthmetrics_client.tracking import *  # noqa: F403  (the helpers, as tracking.__all__ lists them)
 
-__all__ = ["MetricRecorder", "MetricsClient", *tracking.__all__]
+__all__ = ["InvalidRecord", "MetricRecorder", "MetricsClient", *tracking.__all__]

@@ -4,12 +4,18 @@ Recording only appends to a bounded buffer under a lock, so it never blocks a sc
 thread or from an event loop. A background thread sends the buffer to `POST /api/metrics/`
 in batches, every `flush_interval` seconds or as soon as `batch_size` records wait.
 
+Records are checked when recorded (wealthmetrics_client.records): what the server would
+refuse raises InvalidRecord in the scraper, naming the field.
+
 A batch the server did not answer with 2xx stays at the front of the buffer and is sent again
-after an exponential backoff with full jitter (or the server's Retry-After): on 5xx, 429 and
-connection errors. A 4xx other than 429 is never retried: the records a 400 names as invalid
-are dropped and counted in `stats()["rejected"]` and the rest of the batch goes again; other
-4xx (a bad key) reject the whole batch. When the buffer is full the oldest records
-are dropped and counted in `stats()["dropped"]`. What is buffered is sent at interpreter exit.
+after an exponential backoff with full jitter (or the server's Retry-After): on 502, 503, 504,
+429 and connection errors, for as long as the buffer holds it. A 500 says the server failed on
+this batch: after `max_server_errors` tries in a row it is given up and counted in
+`stats()["failed"]`, so one batch cannot stall a scraper's metrics. A 4xx other than 429 is
+never retried: the records a 400 names as invalid are dropped and counted in
+`stats()["rejected"]` and the rest of the batch goes again; other 4xx (a bad key) reject the
+whole batch. When the buffer is full the oldest records are dropped and counted in
+`stats()["dropped"]`. What is buffered is sent at interpreter exit.
 
 Delivery is at least once: if the server stored a batch but the answer was lost on the way
 back, the batch is sent again.
@@ -31,10 +37,13 @@ from collections import deque
 from typing import Any
 
 from wealthmetrics_client.recorder import MetricRecorder
+from wealthmetrics_client.records import checked
 
 log = logging.getLogger("wealthmetrics_client")
 
 MAX_BATCH = 1000  # the server takes at most this many records per request
+# Answers that say "later": the server, or a proxy in front of it, is away or busy.
+_TRANSIENT = {429, 502, 503, 504}
 
 
 def _now_ms() -> int:
@@ -55,6 +64,7 @@ class MetricsClient(MetricRecorder[None]):
         timeout: float = 10.0,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
+        max_server_errors: int = 5,
         flush_at_exit: bool = True,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
@@ -66,6 +76,7 @@ class MetricsClient(MetricRecorder[None]):
         self.timeout = timeout
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.max_server_errors = max_server_errors
         self._buffer: deque[str] = deque(maxlen=max_buffer)  # records, JSON-encoded
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -73,8 +84,9 @@ class MetricsClient(MetricRecorder[None]):
         self._closing = False  # close() has begun: no new records
         self._closed = False  # the sending thread is to stop
         self._sending = 0  # records taken from the buffer and not yet answered
-        self._counts = {"recorded": 0, "sent": 0, "dropped": 0, "rejected": 0, "retries": 0}
+        self._counts = {"recorded": 0, "sent": 0, "dropped": 0, "rejected": 0, "failed": 0, "retries": 0}
         self._failures = 0  # consecutive failed sends, for the backoff
+        self._server_errors = 0  # consecutive 500s for the batch at the front
         self._retry_at = 0.0
         self._last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="wealthmetrics-client", daemon=True)
@@ -87,8 +99,9 @@ class MetricsClient(MetricRecorder[None]):
     def record(self, metric: dict[str, Any]) -> None:
         """Buffer one record in the API's JSON shape; recordedAt defaults to now.
 
-        It is encoded here, so what JSON cannot carry raises TypeError in the scraper."""
-        metric.setdefault("recordedAt", _now_ms())
+        It is checked and encoded here, so a record the server would refuse raises
+        InvalidRecord, and what JSON cannot carry raises TypeError, in the scraper."""
+        metric = checked({"recordedAt": _now_ms(), **metric})
         encoded = json.dumps(metric, separators=(",", ":"))
         with self._lock:
             if self._closing:
@@ -114,13 +127,17 @@ class MetricsClient(MetricRecorder[None]):
             self._wake.set()
             # Records leave the buffer in order, so once this many have been dealt with, every
             # record made before the call has been.
-            while self._counts["sent"] + self._counts["rejected"] + self._counts["dropped"] < target:
+            while self._dealt_with() < target:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
                 self._idle.wait(min(0.1, remaining) if remaining is not None else 0.1)
                 self._wake.set()
             return True
+
+    def _dealt_with(self) -> int:
+        counts = self._counts
+        return counts["sent"] + counts["rejected"] + counts["failed"] + counts["dropped"]
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """flush() for asyncio code: waits in a worker thread, not on the event loop."""
@@ -177,6 +194,9 @@ class MetricsClient(MetricRecorder[None]):
             outcome, retry_after, invalid = "retry", 0.0, set()
         with self._lock:
             self._sending = 0
+            backing_off = False
+            if outcome != "server_error":
+                self._server_errors = 0
             if outcome == "sent":
                 self._failures = 0
                 self._counts["sent"] += len(batch)
@@ -186,14 +206,22 @@ class MetricsClient(MetricRecorder[None]):
                 rejected = invalid if invalid and len(invalid) < len(batch) else set(range(len(batch)))
                 self._counts["rejected"] += len(rejected)
                 self._requeue([record for i, record in enumerate(batch) if i not in rejected])
+            elif outcome == "server_error" and self._server_errors + 1 >= self.max_server_errors:
+                self._failures = self._server_errors = 0
+                self._counts["failed"] += len(batch)
+                log.error("wealthmetrics: gave up on %d records after %d server errors (%s)",
+                          len(batch), self.max_server_errors, self._last_error)  # fmt: skip
             else:
+                backing_off = True
+                if outcome == "server_error":
+                    self._server_errors += 1
                 self._requeue(batch)
                 self._failures += 1
                 self._counts["retries"] += 1
                 backoff = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**self._failures))
                 self._retry_at = time.monotonic() + max(backoff, retry_after)
             self._idle.notify_all()
-            return bool(self._buffer) and outcome != "retry"
+            return bool(self._buffer) and not backing_off
 
     def _requeue(self, batch: list[str]) -> None:
         """Put records back at the front, in order; with the lock held. What no longer fits
@@ -205,8 +233,8 @@ class MetricsClient(MetricRecorder[None]):
         self._buffer.extendleft(reversed(batch))
 
     def _post(self, batch: list[str]) -> tuple[str, float, set[int]]:
-        """("sent" | "rejected" | "retry", seconds the server asked us to wait, indices of the
-        records a 400 named as invalid)."""
+        """("sent" | "rejected" | "server_error" | "retry", seconds the server asked us to wait,
+        indices of the records a 400 named as invalid)."""
         request = urllib.request.Request(
             self.endpoint,
             data=('{"metrics":[' + ",".join(batch) + "]}").encode(),
@@ -220,8 +248,10 @@ class MetricsClient(MetricRecorder[None]):
         except urllib.error.HTTPError as exc:
             body = exc.read(20_000).decode(errors="replace")
             self._last_error = f"HTTP {exc.code}: {body[:2000]}"
-            if exc.code == 429 or exc.code >= 500:
+            if exc.code in _TRANSIENT:
                 return "retry", _retry_after(exc.headers.get("Retry-After")), set()
+            if exc.code >= 500:
+                return "server_error", _retry_after(exc.headers.get("Retry-After")), set()
             invalid = _invalid_indices(body) if exc.code == 400 else set()
             log.error("wealthmetrics rejected records, not retried: HTTP %d %s", exc.code, body[:2000])
             return "rejected", 0.0, invalid

@@ -113,6 +113,7 @@ def _elapsed_ms(started: float) -> int:
 class Navigation:
     url: str
     retries: int = 0
+    waited_ms: int = 0  # time between attempts, left out of the navigation's duration
 
     def retry(self) -> None:
         """Count one more attempt (call it before each retry)."""
@@ -153,7 +154,8 @@ def track_navigation(scraper_source: str, url: str, *, sink: Sink | None = None)
 
     def record(duration_ms: int, success: bool, error: str | None) -> object:
         return sink.record_page_navigation(
-            scraper_source=scraper_source, url=navigation.url, navigation_duration_ms=duration_ms,
+            scraper_source=scraper_source, url=navigation.url,
+            navigation_duration_ms=max(0, duration_ms - navigation.waited_ms),
             retry_count=navigation.retries, success=success, error=error,
         )  # fmt: skip
 
@@ -244,6 +246,20 @@ def tracked_scheduler_run(
 class NavigationFailed(Exception):
     """A navigation answered with an HTTP error status."""
 
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        """Server errors, timeouts (408) and rate limits (429) may pass; any other 4xx (404,
+        403, …) will be the same on the next try."""
+        return self.status >= 500 or self.status in (408, 429)
+
+
+def _worth_retrying(exc: Exception) -> bool:
+    return not isinstance(exc, NavigationFailed) or exc.retryable
+
 
 def _open(target: Any, url: str, kwargs: dict[str, Any]) -> Any:
     if hasattr(target, "goto"):  # a Playwright (or Pyppeteer) page
@@ -260,7 +276,7 @@ def _check(response: Any) -> Any:
     if not isinstance(status, int):
         status = getattr(response, "status", None)
     if isinstance(status, int) and status >= 400:
-        raise NavigationFailed(f"HTTP {status}")
+        raise NavigationFailed(status)
     return response
 
 
@@ -275,18 +291,21 @@ def goto_with_retries(
     **kwargs: Any,
 ) -> Any:
     """Open `url` with a Playwright page (`goto`), an httpx/requests session (`get`) or any
-    callable taking the URL, up to `retries` more times on an exception or HTTP status ≥ 400
-    (waiting backoff, twice that, …). Records one navigation with the retry count and returns
-    the response; after the last failure records it and re-raises."""
+    callable taking the URL, up to `retries` more times on an exception, a 5xx, 408 or 429
+    (waiting backoff, twice that, …; other 4xx fail at once). Records one navigation with the
+    retry count and the time spent navigating (not waiting between tries), and returns the
+    response; after the last failure records it and re-raises."""
     with track_navigation(scraper_source, url, sink=sink) as navigation:
         for attempt in range(retries + 1):
             try:
                 return _check(_open(target, url, kwargs))
-            except Exception:
-                if attempt == retries:
+            except Exception as exc:
+                if attempt == retries or not _worth_retrying(exc):
                     raise
                 navigation.retry()
+                started = time.perf_counter()
                 time.sleep(backoff * 2**attempt)
+                navigation.waited_ms += _elapsed_ms(started)
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
@@ -306,11 +325,13 @@ async def goto_with_retries_async(
         for attempt in range(retries + 1):
             try:
                 return _check(await _open(target, url, kwargs))
-            except Exception:
-                if attempt == retries:
+            except Exception as exc:
+                if attempt == retries or not _worth_retrying(exc):
                     raise
                 navigation.retry()
+                started = time.perf_counter()
                 await asyncio.sleep(backoff * 2**attempt)
+                navigation.waited_ms += _elapsed_ms(started)
     raise AssertionError("unreachable")
 
 

@@ -1,0 +1,87 @@
+"""The scraper kit checks records by the server's rules: what it lets through, the server
+accepts; what it refuses, the server would have refused."""
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metrics_app import schema
+from tests.support.records import navigation, scheduler_run, scrape
+from wealthmetrics_client import records as client_rules
+from wealthmetrics_client.records import InvalidRecord, checked
+
+
+def test_the_limits_are_the_servers() -> None:
+    assert client_rules.SOURCE_PATTERN == schema.SOURCE_PATTERN
+    assert client_rules.MAX_INT == schema.MAX_INT
+    assert client_rules.MAX_DATA_SIZE == schema.MAX_DATA_SIZE
+    assert client_rules.MAX_CLOCK_AHEAD_MS == schema.MAX_CLOCK_AHEAD_MS
+    assert client_rules.MIN_RECORDED_AT == schema.MIN_RECORDED_AT
+    assert client_rules.MAX_TEXT == 500
+
+
+def server_accepts(record: dict[str, Any]) -> bool:
+    try:
+        schema.decode_batch(orjson.dumps({"metrics": [record]}))
+    except schema.InvalidMetrics:
+        return False
+    return True
+
+
+names = st.sampled_from(["cnbc", "CNBC", "cnbc\n", "", "a" * 50, "a" * 51, "yahoo-finance", "x y"])
+numbers = st.one_of(
+    st.integers(-5, 2**31 + 5), st.sampled_from([2**30, 2**30 + 1, 2**31 - 1]),
+    st.floats(-2.0, 1e6, allow_nan=False), st.booleans(), st.none(),
+)  # fmt: skip
+texts = st.one_of(st.none(), st.text(max_size=3), st.text(min_size=498, max_size=502))
+fields = st.sampled_from(
+    ["scraperSource", "schedulerName", "url", "error", "navigationDurationMs", "retryCount",
+     "scrapeDurationMs", "itemsExtracted", "dataSize", "executionDurationMs", "itemsProcessed",
+     "recordedAt", "success", "extra"]
+)  # fmt: skip
+
+
+def value_for(field: str) -> st.SearchStrategy[Any]:
+    if field in ("scraperSource", "schedulerName"):
+        return names
+    if field in ("url", "error", "extra"):
+        return texts
+    if field == "success":
+        return st.one_of(st.booleans(), st.integers(0, 1))
+    if field == "recordedAt":
+        return st.one_of(st.integers(0, 2**43), st.just(schema.now_ms() + 2 * 3_600_000))
+    return numbers
+
+
+MISSING = object()
+changes = fields.flatmap(lambda field: st.tuples(st.just(field), value_for(field) | st.just(MISSING)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(base=st.sampled_from([navigation, scrape, scheduler_run]), change=changes)
+def test_the_client_refuses_exactly_what_the_server_refuses(base: Any, change: tuple[str, Any]) -> None:
+    field, value = change
+    record = {**base(), field: value}
+    if value is MISSING:
+        del record[field]
+    try:
+        cleaned = checked(record)
+    except InvalidRecord:
+        assert not server_accepts(record), record
+    else:
+        assert server_accepts(cleaned), (record, cleaned)
+
+
+@pytest.mark.parametrize(
+    ("change", "coerced"),
+    [
+        ({"navigationDurationMs": 412.6}, {"navigationDurationMs": 413}),
+        ({"url": "u" * 600}, {"url": "u" * 500}),
+        ({"error": "e" * 700}, {"error": "e" * 500}),
+    ],
+)
+def test_values_with_one_safe_reading_are_coerced(change: dict[str, Any], coerced: dict[str, Any]) -> None:
+    assert checked({**navigation(), **change}).items() >= coerced.items()
