@@ -9,7 +9,10 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wealthmetrics.settings")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    from wealthmetrics.env import bad_settings_in_one_line
+
+    with bad_settings_in_one_line():
+        execute_from_command_line(sys.argv)
 
 
 if __name__ == "__main__":

@@ -11,41 +11,46 @@ import secrets
 from typing import Any
 
 import orjson
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
 from dashboard_app.live import get_hub
 from dashboard_app.protocol import ClientError, Ping, Subscribe, parse_command
 from dashboard_app.sinks import AsgiSink, DaphneSink, Frame, sink_for
 from metrics_app import counters
-from metrics_app.auth import bearer_token, find_api_key
 from metrics_app.schema import now_ms
 
 log = logging.getLogger(__name__)
 
-CLOSE_TRY_AGAIN_LATER = 1013
-
 
 class MetricsConsumer(AsyncWebsocketConsumer):
+    """Only identified sockets get here (dashboard_app.security.IdentifiedSockets)."""
+
     channel_layer_alias = "no-layer"  # not configured on purpose: see the module docstring
 
-    client_id: str
-    subscriptions: set[str]
     sink: DaphneSink | AsgiSink
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.client_id = ""
+        self.subscriptions: set[str] = set()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # However the consumer ended: also when daphne killed it because its socket closed
+            # while it was awaiting something, and disconnect() never ran.
+            get_hub().remove(self)
 
     async def connect(self) -> None:
         hub = get_hub()
-        if not await self._authorised():
-            counters.incr("websocket_refused_auth")
-            await self.close()  # before accept: the handshake is answered 403
-            return
         if len(hub.clients) >= settings.METRICS_MAX_CLIENTS:
             counters.incr("websocket_refused_full")
             await self.close()
             return
         self.client_id = f"client-{now_ms()}-{secrets.token_hex(4)}"
-        self.subscriptions = set()
         await self.accept()
         self.sink = sink_for(self.base_send)
         self._reply(
@@ -78,7 +83,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
                     self._reply(
                         {"type": "subscribed", "scraperSource": source, "subscriptions": self._listed()}
                     )
-                    self.push(await hub.history(source))
+                    await self._send_history(source)
             else:
                 for source in command.sources:
                     hub.unsubscribe(self, source)
@@ -88,6 +93,13 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         except ClientError as error:
             counters.incr("websocket_client_errors")
             self._reply(error.as_message())
+
+    async def _send_history(self, source: str) -> None:
+        try:
+            self.push(await get_hub().history(source))
+        except DatabaseError:  # subscribed all the same: live batches come, history later
+            counters.incr("history_unavailable")
+            raise ClientError("history_unavailable", f"history of {source!r} cannot be read now") from None
 
     # --- what the hub calls --------------------------------------------------------------
 
@@ -112,12 +124,3 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         limit = settings.METRICS_MAX_SUBSCRIPTIONS
         if len(self.subscriptions | set(sources)) > limit:
             raise ClientError("too_many_subscriptions", f"at most {limit} subscriptions per connection")
-
-    async def _authorised(self) -> bool:
-        """A logged-in active user (the origin was checked by BrowserOriginValidator) or an API key."""
-        user = self.scope.get("user")
-        if user is not None and user.is_authenticated and user.is_active:
-            return True
-        headers = dict(self.scope.get("headers", []))
-        token = bearer_token(headers.get(b"authorization", b"").decode("latin1") or None)
-        return token is not None and await database_sync_to_async(find_api_key)(token) is not None

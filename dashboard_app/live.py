@@ -14,18 +14,17 @@ Redis restarted) knows it missed records and asks for history again.
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import orjson
 import redis.asyncio
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
 
 from dashboard_app.sinks import DaphneSink, Frame
-from metrics_app import counters, queries
+from metrics_app import counters, db, queries
 from metrics_app.bus import CHANNEL, LocalBus, get_bus, parse
 from metrics_app.livestats import LiveStats
 from metrics_app.schema import now_ms
@@ -34,7 +33,11 @@ log = logging.getLogger(__name__)
 
 WILDCARD = "*"
 HISTORY_SIZE = 100
-HISTORY_CACHE_SECONDS = 1.0  # a reconnect storm costs one query per source per second
+# Concurrent subscribers of a source share one load, and its result serves later ones for a
+# second: a reconnect storm costs one query per source per second. At most HISTORY_CACHE_SIZE
+# sources are kept, least recently used first out.
+HISTORY_CACHE_SECONDS = 1.0
+HISTORY_CACHE_SIZE = 256
 UPDATE_EVERY_SECONDS = 1.0
 
 
@@ -63,7 +66,11 @@ class Hub:
         self._pending: dict[str, list[dict[str, Any]]] = {}
         self._pending_seq: dict[str, int] = {}  # first sequence number of the pending batch
         self._next_seq: dict[str, int] = {}  # the number the source's next record should have
-        self._history: dict[str, tuple[float, Frame]] = {}
+        self._history: OrderedDict[str, tuple[float, Frame]] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[Frame]] = {}
+        # Channels with stored records (None until loaded): a name not among them has no
+        # history, and costs no query however many made-up names are subscribed to.
+        self.known: set[str] | None = None
         self._update: Frame | None = None
         self._changed = False
         self._started: asyncio.Task[None] | None = None
@@ -81,7 +88,8 @@ class Hub:
 
     async def _start(self) -> None:
         try:
-            loaded = await sync_to_async(_load_stats, thread_sensitive=False)(self.stats)
+            loaded = await db.run(queries.load_live_stats, self.stats)
+            self.known = await db.run(queries.known_channels)
             log.info("live hub started with the last hour's %d records", loaded)
         except DatabaseError as exc:  # totals fill from the live stream instead
             log.warning("live hub started without the last hour: %s", exc)
@@ -114,7 +122,8 @@ class Hub:
                 log.exception("live hub: %s failed", getattr(action, "__name__", action))
 
     async def _listen_redis(self, url: str) -> None:
-        """One subscription per process; reconnects with backoff and never gives up."""
+        """One subscription per process; reconnects with backoff and never gives up. A message
+        it cannot handle is logged and counted, and the next one is read."""
         backoff = 0.1
         while True:
             client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=5)
@@ -124,11 +133,14 @@ class Hub:
                     self.bus_connected, backoff = True, 0.1
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            self.receive(*parse(message["data"]))
+                            self._receive_message(message["data"])
             except (redis.RedisError, OSError) as exc:
                 if self.bus_connected:
                     log.warning("live hub lost Redis (%s); reconnecting", exc)
                     counters.incr("bus_disconnects")
+            except Exception:
+                log.exception("live hub's Redis subscriber failed; reconnecting")
+                counters.incr("bus_subscriber_errors")
             finally:
                 self.bus_connected = False
                 await client.aclose()
@@ -143,6 +155,13 @@ class Hub:
 
     # --- the stream ----------------------------------------------------------------------
 
+    def _receive_message(self, data: bytes) -> None:
+        try:
+            self.receive(*parse(data))
+        except Exception:
+            log.exception("live hub could not handle a published message (%d bytes)", len(data))
+            counters.incr("bus_bad_messages")
+
     def receive(self, header: dict[str, int], records: list[dict[str, Any]]) -> None:
         seqs = dict(header)
         wildcard = self.subscribers.get(WILDCARD)
@@ -151,6 +170,8 @@ class Hub:
             seq = seqs[channel]
             seqs[channel] = seq + 1
             self.stats.add(record, channel)
+            if self.known is not None:
+                self.known.add(channel)
             if not (wildcard or self.subscribers.get(channel)):
                 self._next_seq[channel] = seq + 1
                 continue
@@ -246,14 +267,34 @@ class Hub:
                 del self.subscribers[source]
 
     async def history(self, source: str) -> Frame:
-        """The ≤100 newest stored records of a source ('*': of all), oldest first; cached."""
+        """The ≤100 newest stored records of a source ('*': of all), oldest first. Raises
+        DatabaseError when they cannot be read."""
+        if source != WILDCARD and self.known is not None and source not in self.known:
+            return _frame({"type": "history", "scraperSource": source, "metrics": []})
         cached = self._history.get(source)
         if cached is not None and time.monotonic() - cached[0] < HISTORY_CACHE_SECONDS:
+            self._history.move_to_end(source)
             return cached[1]
+        loading = self._loading.get(source)
+        if loading is None:
+            loading = self._loading[source] = asyncio.ensure_future(self._load_history(source))
+            loading.add_done_callback(lambda done: self._loaded(source, done))
+        # shielded: one subscriber going away must not cancel the load the others wait for
+        return await asyncio.shield(loading)
+
+    def _loaded(self, source: str, done: "asyncio.Future[Frame]") -> None:
+        self._loading.pop(source, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here, so a failure no one waited for is not logged as lost
+
+    async def _load_history(self, source: str) -> Frame:
         channel = None if source == WILDCARD else source
-        metrics = await sync_to_async(_recent, thread_sensitive=False)(channel)
+        metrics = await db.run(queries.recent_metrics, channel, HISTORY_SIZE)
         frame = _frame({"type": "history", "scraperSource": source, "metrics": metrics})
         self._history[source] = (time.monotonic(), frame)
+        self._history.move_to_end(source)
+        while len(self._history) > HISTORY_CACHE_SIZE:
+            self._history.popitem(last=False)
         return frame
 
     def health(self) -> dict[str, Any]:
@@ -272,16 +313,6 @@ def _frame(message: dict[str, Any]) -> Frame:
 
 def _iso_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
-
-
-def _recent(channel: str | None) -> list[dict[str, Any]]:
-    close_old_connections()
-    return queries.recent_metrics(channel, HISTORY_SIZE)
-
-
-def _load_stats(stats: LiveStats) -> int:
-    close_old_connections()
-    return queries.load_live_stats(stats)
 
 
 def _on_twisted_shutdown(action: Callable[[], None]) -> None:

@@ -1,23 +1,123 @@
-"""Who may open /ws/metrics/: browsers from our own origin, and machines with a key."""
+"""Who may open /ws/metrics/, decided before the consumer starts.
 
-from typing import Any
+- A handshake without an Origin header is not from a browser: it must carry a valid API key,
+  and the socket acts as that key (a session cookie beside it counts for nothing).
+- A handshake with an Origin is from a browser: the Origin must be this site's own (scheme,
+  host and port, as the browser reached us) or listed in CSRF_TRUSTED_ORIGINS, and the
+  session must belong to an active user (or the request carry a valid key).
 
-from channels.security.websocket import AllowedHostsOriginValidator
+Anything else is refused with 403 before the consumer exists. When the database cannot say
+(an outage), the socket is accepted only to send an error and close with 1013 (try again
+later), which the page's client retries with backoff.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import orjson
+from channels.auth import get_user
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.db import DatabaseError
+from django.http.request import split_domain_port, validate_host
+
+from metrics_app import counters, db
+from metrics_app.auth import KeyInfo, bearer_token, keys
+
+log = logging.getLogger(__name__)
+
+CLOSE_TRY_AGAIN_LATER: Final = 1013
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
-class BrowserOriginValidator:
-    """Channels' AllowedHostsOriginValidator refuses a handshake without an Origin header.
-    Browsers always send one, so a missing Origin means a non-browser client: let it through
-    when it carries `Authorization: Bearer …` (the consumer checks the key). A foreign Origin
-    is refused whatever credentials come with it, so a logged-in session cannot be borrowed
-    by another site."""
+@dataclass(frozen=True)
+class Identity:
+    """The key or the person a socket acts for."""
+
+    key: KeyInfo | None = None
+    user: AbstractBaseUser | None = None
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an origin or URL, with the scheme's default port filled in."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return parts.scheme, parts.hostname.lower(), port
+
+
+def is_own_origin(origin: str, scope: dict[str, Any], host: str) -> bool:
+    """The page that opens the socket was served by us: same scheme, host and port as the
+    handshake reached (Host header, ws → http, wss → https), or a trusted origin."""
+    claimed = _origin(origin)
+    if claimed is None:
+        return False
+    if any(_origin(trusted) == claimed for trusted in settings.CSRF_TRUSTED_ORIGINS):
+        return True
+    scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
+    domain, _ = split_domain_port(host)
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        return False
+    return claimed == _origin(f"{scheme}://{host}")
+
+
+async def identify(scope: dict[str, Any]) -> Identity | None:
+    """The socket's identity, or None for a stranger. Raises DatabaseError in an outage."""
+    headers = dict(scope.get("headers", []))
+    token = bearer_token(headers.get(b"authorization", b"").decode("latin-1") or None)
+    key: KeyInfo | None = None
+    if token is not None:
+        peeked = keys.peek(token)
+        key = peeked if isinstance(peeked, KeyInfo) else await db.run(keys.lookup, token)
+    origin = headers.get(b"origin")
+    if origin is None:  # not a browser: a key or nothing
+        return Identity(key=key) if key else None
+    if not is_own_origin(origin.decode("latin-1"), scope, headers.get(b"host", b"").decode("latin-1")):
+        return None
+    if key:
+        return Identity(key=key)
+    user = await get_user(scope) if "session" in scope else None
+    if user is not None and user.is_authenticated and user.is_active:
+        return Identity(user=user)
+    return None
+
+
+class IdentifiedSockets:
+    """ASGI middleware: only identified sockets reach the application, with
+    scope["identity"] (and scope["user"]) set."""
 
     def __init__(self, application: Any) -> None:
         self.application = application
-        self.validated = AllowedHostsOriginValidator(application)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        headers = dict(scope.get("headers", []))
-        if b"origin" not in headers and headers.get(b"authorization", b"").lower().startswith(b"bearer "):
-            return await self.application(scope, receive, send)
-        return await self.validated(scope, receive, send)
+        try:
+            identity = await identify(scope)
+        except DatabaseError as exc:
+            counters.incr("websocket_refused_unavailable")
+            log.warning("refusing a socket while the database is away: %s", exc)
+            return await _try_again_later(receive, send)
+        if identity is None:
+            counters.incr("websocket_refused_auth")
+            await receive()  # websocket.connect
+            return await send({"type": "websocket.close"})  # before accept: 403
+        user = identity.user or AnonymousUser()
+        return await self.application({**scope, "identity": identity, "user": user}, receive, send)
+
+
+async def _try_again_later(receive: Any, send: Any) -> None:
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    message = {
+        "type": "error",
+        "code": "unavailable",
+        "message": "the database is unreachable; reconnect later",
+    }
+    await send({"type": "websocket.send", "text": orjson.dumps(message).decode()})
+    await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER})

@@ -5,7 +5,6 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
 from metrics_app.models import (
     ApiKey,
@@ -153,5 +152,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        messages.success(request, f"Revoked {count} key(s).")
+        active = list(queryset.filter(revoked_at__isnull=True))
+        for api_key in active:  # one by one, so this process's key cache hears of each
+            api_key.revoke()
+        messages.success(request, f"Revoked {len(active)} key(s).")

@@ -1,9 +1,19 @@
-"""Who may call the API: machines with a bearer key, people with a logged-in session."""
+"""Who may call the API: machines with a bearer key, people with a logged-in session.
+
+API keys are checked against a process-local copy of the active keys (`keys`), so a request
+costs no database round trip for its key; see KeyCache for how long a revocation takes.
+"""
 
 import functools
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
+from typing import Final
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
@@ -11,9 +21,90 @@ from metrics_app.models import ApiKey, hash_key
 
 View = Callable[..., HttpResponse]
 
+MISSING_KEY: Final = "send a valid API key as 'Authorization: Bearer <key>'"
 # last_used_at is a courtesy for the admin; writing it on every request would double the
-# writes of a busy scraper, so it is refreshed at most once a minute.
-_LAST_USED_RESOLUTION = timedelta(minutes=1)
+# writes of a busy scraper, so each process refreshes it at most once a minute per key.
+_LAST_USED_RESOLUTION: Final = timedelta(minutes=1)
+# A key missing from the copy may be new: the copy is reloaded, but for misses at most this
+# often, so made-up keys cannot become a stream of queries.
+MISS_RELOAD_SECONDS: Final = 0.25
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: int
+    name: str
+
+
+class Unknown(Enum):
+    UNKNOWN = "unknown"
+
+
+UNKNOWN: Final = Unknown.UNKNOWN
+
+
+class KeyCache:
+    """The active API keys of this process, by hash, reloaded from the database every
+    METRICS_KEY_CACHE_SECONDS (on the first lookup after that).
+
+    A revoked key stops working on every process within METRICS_KEY_CACHE_SECONDS (at once on
+    the process that revoked it). A key missing from the copy (new, or never issued) makes a
+    lookup wait for a reload that starts after it asked; such reloads happen at most every
+    MISS_RELOAD_SECONDS, shared by every lookup waiting."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, KeyInfo] = {}
+        self._loaded_at = float("-inf")  # monotonic time the copy's reload started
+        self._lock = threading.Lock()
+        self._used: dict[str, float] = {}  # key hash -> when this process last wrote last_used_at
+
+    def peek(self, token: str) -> KeyInfo | Unknown:
+        """Without the database: the key if the copy is fresh and holds it, else UNKNOWN (a
+        lookup must tell). Never None: a miss may be a key issued a moment ago."""
+        info = self._keys.get(hash_key(token))
+        fresh = time.monotonic() - self._loaded_at < settings.METRICS_KEY_CACHE_SECONDS
+        return info if info is not None and fresh else UNKNOWN
+
+    def lookup(self, token: str) -> KeyInfo | None:
+        """The active key for a plain token, or None. Blocks (database), so call it from a
+        thread. Raises DatabaseError when a reload is due and the database is away."""
+        asked = time.monotonic()
+        if asked - self._loaded_at >= settings.METRICS_KEY_CACHE_SECONDS:
+            self._reload(since=asked - settings.METRICS_KEY_CACHE_SECONDS)
+        key_hash = hash_key(token)
+        info = self._keys.get(key_hash)
+        if info is None:
+            self._reload(since=asked, spacing=MISS_RELOAD_SECONDS)
+            info = self._keys.get(key_hash)
+        if info is not None:
+            self._mark_used(key_hash, info, asked)
+        return info
+
+    def _reload(self, *, since: float, spacing: float = 0.0) -> None:
+        """Reload unless a reload that started after `since` has finished meanwhile."""
+        with self._lock:
+            if self._loaded_at >= since:
+                return
+            time.sleep(max(0.0, self._loaded_at + spacing - time.monotonic()))
+            started = time.monotonic()
+            rows = ApiKey.objects.active().values_list("key_hash", "id", "name")
+            self._keys = {key_hash: KeyInfo(pk, name) for key_hash, pk, name in rows}
+            self._loaded_at = started
+
+    def _mark_used(self, key_hash: str, info: KeyInfo, now: float) -> None:
+        if now - self._used.get(key_hash, float("-inf")) > _LAST_USED_RESOLUTION.total_seconds():
+            self._used[key_hash] = now
+            ApiKey.objects.filter(pk=info.id).update(last_used_at=timezone.now())
+
+    def saved(self, instance: ApiKey, **kwargs: object) -> None:
+        """post_save of ApiKey: a key issued or revoked by this process counts here at once."""
+        if instance.is_active:
+            self._keys[instance.key_hash] = KeyInfo(instance.pk, instance.name)
+        else:
+            self._keys.pop(instance.key_hash, None)
+
+
+keys = KeyCache()
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -25,17 +116,9 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def find_api_key(token: str | None) -> ApiKey | None:
-    """The active key matching a plain token, or None."""
-    if not token:
-        return None
-    api_key = ApiKey.objects.active().filter(key_hash=hash_key(token)).first()
-    if api_key is None:
-        return None
-    now = timezone.now()
-    if api_key.last_used_at is None or now - api_key.last_used_at > _LAST_USED_RESOLUTION:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-    return api_key
+def find_api_key(token: str | None) -> KeyInfo | None:
+    """The active key matching a plain token, or None (blocking: see KeyCache.lookup)."""
+    return keys.lookup(token) if token else None
 
 
 def unauthorized(message: str) -> JsonResponse:
@@ -50,7 +133,7 @@ def require_api_key(view: View) -> View:
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         if find_api_key(bearer_token(request.headers.get("Authorization"))) is None:
-            return unauthorized("send a valid API key as 'Authorization: Bearer <key>'")
+            return unauthorized(MISSING_KEY)
         return view(request, *args, **kwargs)
 
     return wrapper

@@ -32,5 +32,3 @@ def broadcast_metrics(records: Sequence[Metric], ids: Sequence[int]) -> None:
     except Exception:
         counters.incr("broadcast_failures")
         log.exception("broadcast of %d stored records failed", len(records))
-    else:
-        counters.incr("records_broadcast", len(records))

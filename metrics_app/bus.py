@@ -10,9 +10,17 @@ pub/sub layer cannot number messages atomically, and its per-event-loop connecti
 be re-created by every publish from a worker thread. Measured alternatives are in the README.
 
 Without REDIS_URL the stream stays inside the process: the same numbering, no Redis.
+
+Publishing to Redis happens out of band, on a thread of its own, so an ingest answer never
+waits on Redis (a frozen Redis held each request for seconds): publish() only queues. The
+queue is bounded (PUBLISH_QUEUE_RECORDS); a batch that does not fit, or that Redis refused, is
+counted (broadcast_dropped, broadcast_failures) and its sequence numbers are skipped at the
+next publish, so subscribers see the gap and reload from the database.
 """
 
+import atexit
 import logging
+import queue
 import threading
 import time
 from collections import Counter
@@ -24,6 +32,8 @@ import redis
 from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from metrics_app import counters
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +61,7 @@ return redis.call('PUBLISH', ARGV[1], '{' .. table.concat(parts, ',') .. '}\\n' 
 """
 
 Listener = Callable[[dict[str, int], bytes], None]
+PUBLISH_QUEUE_RECORDS: Final = 100_000
 
 
 class LocalBus:
@@ -69,22 +80,63 @@ class LocalBus:
                 self._seq[source] = header[source] + count - 1
             for listener in self.listeners:
                 listener(header, payload)
+        counters.incr("records_broadcast", sum(counts.values()))
 
 
 class RedisBus:
     def __init__(self, url: str) -> None:
-        # One pool per process, shared by request threads and the collector's thread. One
-        # immediate retry replaces a connection Redis dropped (a restart); beyond that, fail
-        # fast: redis-py's default backoff would hold an ingest request for seconds.
+        # One connection is enough: only the publishing thread talks to Redis. One immediate
+        # retry replaces a connection Redis dropped (a restart); beyond that, fail fast.
         self._client = redis.Redis.from_url(
-            url, max_connections=64, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 1)
+            url, max_connections=4, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 1)
         )
         self._script = self._client.register_script(_PUBLISH_SCRIPT)
-
+        self._queue: queue.SimpleQueue[tuple[dict[str, int], bytes] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._queued_records = 0  # queued or being published
         self._unpublished: Counter[str] = Counter()  # per source, since Redis was last reached
+        self._thread = threading.Thread(target=self._run, name="wealthmetrics-publish", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
 
     def publish(self, counts: dict[str, int], payload: bytes) -> None:
+        """Queue a batch for publishing; never waits on Redis."""
+        size = sum(counts.values())
+        with self._lock:
+            if self._queued_records + size > PUBLISH_QUEUE_RECORDS:
+                self._unpublished.update(counts)
+                counters.incr("broadcast_dropped", size)
+                return
+            self._queued_records += size
+        self._queue.put((counts, payload))
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until everything queued has been published (or has failed)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._queued_records == 0, timeout)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Publish what is queued (waiting at most `timeout`), then stop."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            counts, payload = item
+            size = sum(counts.values())
+            try:
+                self._publish_now(counts, payload)
+            except Exception as exc:  # Redis away or frozen: the records are stored, so carry on
+                counters.incr("broadcast_failures")
+                log.warning("publishing %d records failed: %s", size, exc)
+            else:
+                counters.incr("records_broadcast", size)
+            with self._idle:
+                self._queued_records -= size
+                self._idle.notify_all()
+
+    def _publish_now(self, counts: dict[str, int], payload: bytes) -> None:
         with self._lock:
             skips = dict(self._unpublished)
         args: list[Any] = [CHANNEL, payload, time.time_ns() // 1000]
@@ -92,7 +144,7 @@ class RedisBus:
             args += [source, counts.get(source, 0), skips.get(source, 0)]
         try:
             self._script(keys=[SEQ_KEY_PREFIX], args=args)
-        except redis.RedisError:
+        except Exception:
             with self._lock:
                 self._unpublished.update(counts)
             raise

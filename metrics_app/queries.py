@@ -24,6 +24,11 @@ def _on_channel(channel: str) -> Q:
     return Q(scraper_source=channel) | Q(scraper_source__isnull=True, scheduler_name=channel)
 
 
+def known_channels() -> set[str]:
+    """Every channel that has ever stored a record (one index scan of the rollups' key)."""
+    return set(HourlyRollup.objects.order_by().values_list("scraper_source", flat=True).distinct())
+
+
 def recent_metrics(channel: str | None, limit: int) -> list[dict[str, Any]]:
     """The last `limit` records of a channel (every channel when None), oldest first."""
     pages = PagePerformance.objects.all()

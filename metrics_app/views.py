@@ -8,7 +8,6 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -31,7 +30,6 @@ from metrics_app.storage import store_metrics
 log = logging.getLogger(__name__)
 
 MAX_RECORDS_PER_REQUEST = 1000
-RETRY_AFTER_SECONDS = 5
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
@@ -55,26 +53,8 @@ def allow(*methods: str) -> Any:
     return decorator
 
 
-def database_errors_as_503(view: View) -> View:
-    """An unreachable database is the server's trouble, not the client's: ask it to retry."""
-
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        try:
-            return view(request, *args, **kwargs)
-        except (OperationalError, InterfaceError) as exc:
-            counters.incr("database_unavailable")
-            log.warning("database unavailable: %s", exc)
-            response = error(503, "database_unavailable", "the database is unreachable; retry later")
-            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-            return response
-
-    return wrapper
-
-
 @csrf_exempt
 @allow("POST")
-@database_errors_as_503
 @require_api_key
 def ingest(request: HttpRequest) -> HttpResponse:
     limit = settings.METRICS_MAX_BODY_BYTES
@@ -115,7 +95,6 @@ def _too_large(message: str) -> JsonResponse:
 
 
 @allow("GET")
-@database_errors_as_503
 @require_reader
 def recent(request: HttpRequest) -> HttpResponse:
     source = request.GET.get("source") or None
@@ -131,7 +110,6 @@ def recent(request: HttpRequest) -> HttpResponse:
 
 
 @allow("GET")
-@database_errors_as_503
 @require_reader
 def history(request: HttpRequest) -> HttpResponse:
     params = request.GET
@@ -189,7 +167,6 @@ def _date(value: str) -> datetime | None:
 
 
 @allow("GET")
-@database_errors_as_503
 @require_reader
 def summary(request: HttpRequest) -> HttpResponse:
     return JsonResponse(queries.dashboard_snapshot())

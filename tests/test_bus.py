@@ -9,6 +9,7 @@ import orjson
 import pytest
 import redis
 
+from metrics_app import counters
 from metrics_app.broadcast import broadcast_metrics
 from metrics_app.bus import CHANNEL, LocalBus, RedisBus, parse
 from metrics_app.schema import validate_records
@@ -82,10 +83,14 @@ def test_records_that_could_not_be_published_leave_a_gap(
     with TcpProxy(target.get("host", "127.0.0.1"), int(target.get("port", 6379))) as proxy:
         bus = RedisBus(f"redis://127.0.0.1:{proxy.port}/0")
         bus.publish({source: 1}, b"[1]")
+        assert bus.drain(5)
         proxy.cut()
-        with pytest.raises(redis.RedisError):
-            bus.publish({source: 5}, b"[2,3,4,5,6]")
+        failures = counters.snapshot().get("broadcast_failures", 0)
+        bus.publish({source: 5}, b"[2,3,4,5,6]")  # queued: publishing never raises in the request
+        assert bus.drain(5)
+        assert counters.snapshot()["broadcast_failures"] == failures + 1
         proxy.restore()
         bus.publish({source: 1}, b"[7]")
+        assert bus.drain(5)
     first = next_message(subscriber)[0][source]
     assert next_message(subscriber)[0] == {source: first + 6}  # 5 are missing, and it shows

@@ -76,7 +76,7 @@ def test_defaults_success_error_and_recorded_at() -> None:
         (scrape(dataSize=-1), "dataSize"),
         (scrape(dataSize=2**30 + 1), "dataSize"),  # no page is a gigabyte: the sums stay safe
         (navigation(scraperSource="abc\n"), "scraperSource"),  # the whole string must match
-        (navigation(recordedAt=now_ms() + 3_600_000 + 60_000), "recordedAt"),  # ahead of the clock
+        (navigation(recordedAt=now_ms() + 3 * 3_600_000), "recordedAt"),  # ahead of the clock
         ({k: v for k, v in scrape().items() if k != "itemsExtracted"}, "itemsExtracted"),
         ({k: v for k, v in scrape().items() if k != "scrapeDurationMs"}, "scrapeDurationMs"),
         ({k: v for k, v in scheduler_run().items() if k != "schedulerName"}, "schedulerName"),

@@ -62,12 +62,33 @@ def test_accepts_a_key_without_origin(daphne: DaphneServer, committed_api_key: s
 
 
 def test_accepts_a_session_from_our_origin(daphne: DaphneServer, session: str) -> None:
-    assert refused(daphne, session=session, origin="http://127.0.0.1") == 101
+    assert refused(daphne, session=session, origin=daphne.url) == 101
 
 
 def test_refuses_a_session_from_a_foreign_origin(daphne: DaphneServer, session: str) -> None:
     assert refused(daphne, session=session, origin="https://evil.example") == 403
     assert refused(daphne, session=session) == 403  # no Origin: not a browser, and no key
+
+
+def test_the_origin_must_match_scheme_host_and_port(daphne: DaphneServer, session: str) -> None:
+    assert refused(daphne, session=session, origin="http://127.0.0.1:9") == 403  # another port
+    assert refused(daphne, session=session, origin="http://127.0.0.1") == 403  # port 80
+    assert refused(daphne, session=session, origin=daphne.url.replace("http:", "https:")) == 403
+    assert refused(daphne, session=session, origin=daphne.url.replace("127.0.0.1", "localhost")) == 403
+
+
+def test_without_origin_only_a_valid_key_counts(
+    daphne: DaphneServer, session: str, committed_api_key: str
+) -> None:
+    # a session cookie with a made-up key is a browser's credentials without a browser's Origin
+    assert refused(daphne, session=session, key="wm_made-up") == 403
+    assert refused(daphne, session=session, key=committed_api_key) == 101
+
+
+def test_trusted_origins_are_accepted(start_daphne: Callable[..., DaphneServer], session: str) -> None:
+    server = start_daphne(CSRF_TRUSTED_ORIGINS="https://metrics.example.com")
+    assert refused(server, session=session, origin="https://metrics.example.com") == 101
+    assert refused(server, session=session, origin="https://metrics.example.com:8443") == 403
 
 
 def test_refuses_a_key_from_a_foreign_origin(daphne: DaphneServer, committed_api_key: str) -> None:

@@ -8,21 +8,31 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from wealthmetrics.env import bad_settings_in_one_line
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wealthmetrics.settings")
-django_asgi_app = get_asgi_application()
+with bad_settings_in_one_line():
+    django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter
+from channels.sessions import SessionMiddlewareStack
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-from dashboard_app.routing import websocket_urlpatterns  # noqa: E402
-from dashboard_app.security import BrowserOriginValidator  # noqa: E402
+from dashboard_app.routing import websocket_urlpatterns
+from dashboard_app.security import IdentifiedSockets
+from wealthmetrics import daphne_internals
+from wealthmetrics.limits import RequestLimit
+
+# Bodies are checked (size, key) before daphne reads them: wealthmetrics.daphne_internals.
+daphne_internals.install()
 
 application = ProtocolTypeRouter(
     {
         # daphne serves static files itself (the admin's, the dashboard's, Chart.js), so one
         # process is the whole web tier; put a CDN or nginx in front if you like.
-        "http": ASGIStaticFilesHandler(django_asgi_app),
-        "websocket": BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "http": ASGIStaticFilesHandler(RequestLimit(django_asgi_app)),  # type: ignore[arg-type]
+        # Origin, key and session are checked together, before the consumer: see
+        # dashboard_app.security (Channels' validator ignores scheme and port).
+        "websocket": SessionMiddlewareStack(IdentifiedSockets(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -1,12 +1,28 @@
 """Small typed readers for environment variables.
 
-Each one raises ImproperlyConfigured naming the variable, so a typo in a deployment stops
-start-up with a message instead of surfacing later as odd behaviour.
+Each one raises BadSetting naming the variable, so a typo in a deployment stops start-up with
+a message instead of surfacing later as odd behaviour. The entry points (manage.py, the ASGI
+and Celery apps) print that message as one line, without a traceback.
 """
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.core.exceptions import ImproperlyConfigured
+
+
+class BadSetting(ImproperlyConfigured):
+    """An environment variable with a value the service cannot use."""
+
+
+@contextmanager
+def bad_settings_in_one_line() -> Iterator[None]:
+    try:
+        yield
+    except BadSetting as exc:
+        raise SystemExit(f"wealthmetrics: {exc}") from None
+
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -25,7 +41,7 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+    raise BadSetting(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -36,11 +52,11 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
         try:
             value = int(raw.strip())
         except ValueError:
-            raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+            raise BadSetting(f"{name} must be an integer, got {raw!r}") from None
     if minimum is not None and value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+        raise BadSetting(f"{name} must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:
-        raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {value}")
+        raise BadSetting(f"{name} must be at most {maximum}, got {value}")
     return value
 
 

@@ -7,9 +7,8 @@ in-process channel layer. Both defaults need no running service.
 from pathlib import Path
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
 
-from wealthmetrics.env import env_bool, env_int, env_list, env_str
+from wealthmetrics.env import BadSetting, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Where the embedded SQLite database and first-run login live.
@@ -19,7 +18,7 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
-        raise ImproperlyConfigured("SECRET_KEY must be set")
+        raise BadSetting("SECRET_KEY must be set")
     # A development key, stable across restarts so sessions survive them. Production sets
     # SECRET_KEY (and REQUIRE_SECRET_KEY=1 to make forgetting it an error).
     SECRET_KEY = "wealthmetrics-development-key-not-for-production"
@@ -42,6 +41,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "wealthmetrics.middleware.DatabaseOutage",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -71,14 +71,20 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------------
 _DEFAULT_SQLITE = f"sqlite:///{VAR_DIR / 'wealthmetrics.sqlite3'}"
+_DATABASE_URL = env_str("DATABASE_URL", _DEFAULT_SQLITE)
+if _DATABASE_URL.partition("://")[0] not in ("mysql", "mysql2", "sqlite"):
+    raise BadSetting(
+        f"DATABASE_URL must be mysql://user:password@host:3306/name (MySQL or MariaDB) or "
+        f"sqlite:///path, got {_DATABASE_URL.partition('://')[0]}://…"
+    )
 try:
-    DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _DEFAULT_SQLITE))}
+    DATABASES = {"default": dj_database_url.parse(_DATABASE_URL)}
 except ValueError as exc:
-    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
-# Keep connections between requests (ingest is many small transactions); health checks
-# replace one that the server dropped instead of failing the next request.
-DATABASES["default"]["CONN_MAX_AGE"] = env_int("CONN_MAX_AGE", 60, minimum=0)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    raise BadSetting(f"DATABASE_URL is not a valid database URL: {exc}") from None
+# Under daphne every request runs in a thread of its own, so a connection kept after the
+# request would be left behind with its thread: close each at the end of its request. The
+# number open at once is bounded instead (METRICS_DB_CONNECTIONS, wealthmetrics.limits).
+DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASE_ENGINE = DATABASES["default"]["ENGINE"]
 if DATABASE_ENGINE.endswith("mysql"):
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -169,6 +175,13 @@ METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 7, minimum=1, maximum
 METRICS_MAX_BODY_BYTES = env_int(
     "METRICS_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=256 * 1024 * 1024
 )
+# Requests served at once per process, each with its own database connection; up to
+# METRICS_MAX_WAITING_REQUESTS more wait their turn, beyond that the answer is 503 at once.
+# With the live stream's and the collector's, a process holds at most this + 3 connections.
+METRICS_DB_CONNECTIONS = env_int("METRICS_DB_CONNECTIONS", 8, minimum=1, maximum=1000)
+METRICS_MAX_WAITING_REQUESTS = env_int("METRICS_MAX_WAITING_REQUESTS", 1000, minimum=0, maximum=100_000)
+# How long a process trusts its copy of the API keys: the bound on a revocation's delay.
+METRICS_KEY_CACHE_SECONDS = env_int("METRICS_KEY_CACHE_SECONDS", 2, minimum=1, maximum=300)
 # Records the in-process collector holds per record type while the database is away; beyond
 # this the oldest are dropped and counted (collector.stats()["dropped"]).
 METRICS_COLLECTOR_MAX_QUEUE = env_int("METRICS_COLLECTOR_MAX_QUEUE", 10_000, minimum=1)

@@ -1,0 +1,55 @@
+"""Database work started from the event loop, on a fixed number of threads and connections.
+
+Code on the event loop (the live hub, the WebSocket consumers, the request guard) may not
+block it, nor open a connection per call: a reconnect storm would open thousands. It hands
+its queries to `run()`, which runs them on BACKGROUND_THREADS threads. Each keeps its
+connection between jobs (checked when it has been idle, closed when a job broke it), so the
+process holds at most that many for this work, whatever the load.
+
+Requests served by Django have connections of their own, bounded by the request limit in
+front of Django (wealthmetrics.limits): README, "Database connections".
+"""
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final, TypeVar
+
+from django.db import DatabaseError, connection
+
+T = TypeVar("T")
+
+BACKGROUND_THREADS: Final = 2
+# A connection idle this long is pinged before use: the server may have dropped it
+# (wait_timeout) while nothing needed it.
+IDLE_CHECK_SECONDS: Final = 30.0
+
+_executor = ThreadPoolExecutor(max_workers=BACKGROUND_THREADS, thread_name_prefix="wealthmetrics-db")
+_last_used = threading.local()
+
+
+async def run(function: Callable[..., T], *args: Any) -> T:
+    """Run `function(*args)` on one of the background threads and return what it returns."""
+    return await asyncio.get_running_loop().run_in_executor(_executor, _call, function, args)
+
+
+def _call(function: Callable[..., T], args: tuple[Any, ...]) -> T:
+    idle = time.monotonic() - getattr(_last_used, "at", 0.0)
+    if idle > IDLE_CHECK_SECONDS and connection.connection is not None and not connection.is_usable():
+        close_connection()
+    try:
+        return function(*args)
+    except DatabaseError:
+        close_connection()  # the link may be broken: the next job opens a fresh one
+        raise
+    finally:
+        _last_used.at = time.monotonic()
+
+
+def close_connection() -> None:
+    """Close this thread's connection, even a broken one."""
+    with contextlib.suppress(DatabaseError):
+        connection.close()

@@ -1,0 +1,41 @@
+"""Django middleware of our own."""
+
+import logging
+from collections.abc import Callable
+from typing import Final
+
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from metrics_app import counters
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS: Final = 5
+
+
+class DatabaseOutage:
+    """An unreachable database is the server's trouble, not the client's: any view that meets
+    it answers 503 with Retry-After (JSON under /api/), never a 500 with a traceback."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        counters.incr("database_unavailable")
+        log.warning("database unavailable (%s %s): %s", request.method, request.path, exception)
+        message = "the database is unreachable; retry later"
+        response: HttpResponse
+        if request.path.startswith("/api/"):
+            response = JsonResponse({"error": "database_unavailable", "message": message}, status=503)
+        else:
+            response = HttpResponse(
+                f"Service unavailable: {message}.\n", status=503, content_type="text/plain"
+            )
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
