@@ -288,6 +288,7 @@ class Hub:
             done.exception()  # retrieved here, so a failure no one waited for is not logged as lost
 
     async def _load_history(self, source: str) -> Frame:
+        counters.incr("history_loads")
         channel = None if source == WILDCARD else source
         metrics = await db.run(queries.recent_metrics, channel, HISTORY_SIZE)
         frame = _frame({"type": "history", "scraperSource": source, "metrics": metrics})

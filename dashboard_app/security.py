@@ -24,6 +24,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError
 from django.http.request import split_domain_port, validate_host
 
+from dashboard_app.sinks import Frame, sink_for
 from metrics_app import counters, db
 from metrics_app.auth import KeyInfo, bearer_token, keys
 
@@ -100,8 +101,7 @@ class IdentifiedSockets:
         try:
             identity = await identify(scope)
         except DatabaseError as exc:
-            counters.incr("websocket_refused_unavailable")
-            log.warning("refusing a socket while the database is away: %s", exc)
+            counters.problem("websocket_refused_unavailable", log, "refusing sockets: database away: %s", exc)
             return await _try_again_later(receive, send)
         if identity is None:
             counters.incr("websocket_refused_auth")
@@ -114,10 +114,9 @@ class IdentifiedSockets:
 async def _try_again_later(receive: Any, send: Any) -> None:
     await receive()  # websocket.connect
     await send({"type": "websocket.accept"})
-    message = {
-        "type": "error",
-        "code": "unavailable",
-        "message": "the database is unreachable; reconnect later",
-    }
-    await send({"type": "websocket.send", "text": orjson.dumps(message).decode()})
-    await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER})
+    message = {"type": "error", "code": "unavailable", "message": "the database is unreachable; retry later"}
+    # Through a sink: daphne refuses to send 1013 for an application (autobahn allows only
+    # 1000 and 3000-4999 there); the sink writes the close frame itself.
+    sink = sink_for(send)
+    sink.send(Frame(orjson.dumps(message)))
+    sink.close(CLOSE_TRY_AGAIN_LATER)

@@ -1,3 +1,7 @@
+import math
+from typing import Any
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -6,3 +10,16 @@ from django.shortcuts import render
 @login_required
 def analytics(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/analytics.html", {"ws_path": "/ws/metrics/"})
+
+
+def locked_out(request: HttpRequest, original_response: Any = None, credentials: Any = None) -> HttpResponse:
+    """django-axes' answer to a login while locked out: what happened and for how long."""
+    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    context = {
+        "username": (credentials or {}).get("username", ""),
+        "failure_limit": settings.AXES_FAILURE_LIMIT,
+        "minutes": math.ceil(seconds / 60),
+    }
+    response = render(request, "registration/locked_out.html", context, status=429)
+    response["Retry-After"] = str(seconds)
+    return response

@@ -128,8 +128,7 @@ class RedisBus:
             try:
                 self._publish_now(counts, payload)
             except Exception as exc:  # Redis away or frozen: the records are stored, so carry on
-                counters.incr("broadcast_failures")
-                log.warning("publishing %d records failed: %s", size, exc)
+                counters.problem("broadcast_failures", log, "publishing to Redis failed: %s", exc)
             else:
                 counters.incr("records_broadcast", size)
             with self._idle:

@@ -8,16 +8,20 @@ process holds at most that many for this work, whatever the load.
 
 Requests served by Django have connections of their own, bounded by the request limit in
 front of Django (wealthmetrics.limits): README, "Database connections".
+
+Maintenance (management commands, Celery tasks) runs statements that take far longer than
+any request should: `long_queries()` gives its thread a connection with timeouts to match.
 """
 
 import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 
 T = TypeVar("T")
@@ -53,3 +57,26 @@ def close_connection() -> None:
     """Close this thread's connection, even a broken one."""
     with contextlib.suppress(DatabaseError):
         connection.close()
+
+
+@contextlib.contextmanager
+def long_queries() -> Iterator[None]:
+    """Run the block on a connection whose read and write timeouts are
+    METRICS_MAINTENANCE_TIMEOUT_S instead of the request paths' METRICS_DB_TIMEOUT_S (MySQL;
+    SQLite has no such timeouts). Inside a transaction the block keeps the connection it has,
+    whose work it must see."""
+    if connection.vendor != "mysql" or connection.in_atomic_block:
+        yield
+        return
+    usual = connection.settings_dict
+    timeout = settings.METRICS_MAINTENANCE_TIMEOUT_S
+    close_connection()
+    # A copy for this thread's connection object only: the dict itself is shared by all.
+    connection.settings_dict = {
+        **usual, "OPTIONS": {**usual["OPTIONS"], "read_timeout": timeout, "write_timeout": timeout}
+    }  # fmt: skip
+    try:
+        yield
+    finally:
+        close_connection()
+        connection.settings_dict = usual

@@ -36,12 +36,14 @@ async def websocket_health() -> dict[str, Any]:
 
 async def server_stats() -> dict[str, Any]:
     from metrics_app.collector import collector  # imports storage and the models
+    from wealthmetrics import daphne_internals
 
     return {
         "pid": os.getpid(),
         "uptime": round(time.monotonic() - STARTED, 3),
         "rssBytes": _process.memory_info().rss,
         "channelLayer": str(settings.CHANNEL_LAYERS["default"]["BACKEND"]).rsplit(".", 1)[-1],
+        "requestGuard": daphne_internals.active(),
         "websocket": await websocket_health(),
         "counters": counters.snapshot(),
         "collector": collector.stats(),

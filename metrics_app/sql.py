@@ -23,10 +23,11 @@ _SQLITE: Mapping[Merge, str] = {
 }
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)
 def insert_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
     """A multi-row INSERT with placeholders: one round trip for many rows. Cached, since
-    batches come in few sizes."""
+    batches come in few sizes; bounded, since the text of 1000 rows is tens of KB and a
+    fleet's batch sizes vary."""
     one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one_row] * rows)
 

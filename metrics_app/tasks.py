@@ -9,16 +9,18 @@ from typing import Any
 from celery import shared_task
 from django.db import OperationalError
 
-from metrics_app import aggregation, retention
+from metrics_app import aggregation, db, retention
 
 
 @shared_task(autoretry_for=(OperationalError,), max_retries=3, retry_backoff=True)
 def aggregate_daily() -> list[str]:
     """Summarise yesterday and every earlier day that has no summary yet."""
-    return [str(result) for result in aggregation.catch_up()]
+    with db.long_queries():
+        return [str(result) for result in aggregation.catch_up()]
 
 
 @shared_task(autoretry_for=(OperationalError,), max_retries=3, retry_backoff=True)
 def cleanup_metrics() -> dict[str, Any]:
     """Delete detailed rows older than METRICS_RETENTION_DAYS."""
-    return retention.cleanup().as_dict()
+    with db.long_queries():
+        return retention.cleanup().as_dict()

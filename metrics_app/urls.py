@@ -4,6 +4,8 @@ from metrics_app import views
 
 urlpatterns = [
     path("metrics/", views.ingest, name="metrics-ingest"),
+    # without the slash too: a redirect would drop a POST's body
+    path("metrics", views.ingest),
     path("metrics/recent/", views.recent, name="metrics-recent"),
     path("metrics/summary/", views.summary, name="metrics-summary"),
     path("metrics/history/", views.history, name="metrics-history"),

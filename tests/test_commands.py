@@ -6,6 +6,7 @@ import orjson
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 
 from metrics_app.models import ApiKey
@@ -37,3 +38,16 @@ def test_first_run_creates_a_login_once(settings: object, tmp_path: object) -> N
     assert get_user_model().objects.get(username=username).check_password(password)
     call_command("first_run", stdout=StringIO())
     assert get_user_model().objects.count() == 1
+
+
+def test_first_run_keeps_one_login_file_per_database(settings: object, tmp_path: object) -> None:
+    settings.VAR_DIR = tmp_path  # type: ignore[attr-defined]
+    other = tmp_path / "first-login-mysql-db.example-3306-wealthmetrics.txt"  # type: ignore[operator]
+    other.write_text("admin from-the-other-database\n")
+    out = StringIO()
+    call_command("first_run", stdout=out)
+    assert "from-the-other-database" not in out.getvalue()
+    assert other.read_text() == "admin from-the-other-database\n"
+    [mine] = [p for p in tmp_path.iterdir() if p != other]  # type: ignore[attr-defined]
+    assert mine.name.startswith(f"first-login-{connection.vendor}-")
+    assert mine.read_text().split()[1] in out.getvalue()

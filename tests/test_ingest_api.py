@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metrics_app.models import ApiKey, HourlyRollup, PagePerformance, SchedulerMetric
-from metrics_app.schema import now_ms
+from metrics_app.schema import PAGE_COLUMNS, now_ms
+from metrics_app.sql import insert_sql
 from tests.support.records import navigation, scheduler_run, scrape
 
 pytestmark = pytest.mark.django_db
@@ -212,3 +213,27 @@ def test_no_valid_record_can_make_a_later_batch_fail(client: Client, api_key: st
     assert HourlyRollup.objects.filter(scraper_source="poison").aggregate(Sum("bytes_sum"))[
         "bytes_sum__sum"
     ] == (5001 * 2**30)
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"metrics": ' + b"[" * 5000 + b"]" * 5000 + b"}", b'{"a":' * 50_000 + b"1" + b"}" * 50_000]
+)
+def test_deep_nesting_is_a_400_naming_the_body(client: Client, api_key: str, body: bytes) -> None:
+    response = post(client, body, api_key)
+    assert response.status_code == 400
+    assert response.json()["details"] == [
+        {"index": None, "field": "body", "message": "JSON nested too deeply"}
+    ]
+
+
+def test_the_endpoint_answers_without_its_trailing_slash(client: Client, api_key: str) -> None:
+    response = client.post("/api/metrics", data=orjson.dumps({"metrics": [navigation()]}),
+                           content_type="application/json", headers={"Authorization": f"Bearer {api_key}"})  # fmt: skip
+    assert response.status_code == 202
+    assert stored() == 1
+
+
+def test_the_insert_statements_kept_are_bounded() -> None:
+    for rows in range(1, 300):
+        insert_sql("scraper_page_performance", PAGE_COLUMNS, rows)
+    assert insert_sql.cache_info().currsize <= 64

@@ -4,9 +4,13 @@ Nothing accepted is lost: the collector re-queues and stores after recovery; the
 answers 503 with Retry-After while the database is away and 202 again once it is back.
 """
 
+import asyncio
 import os
 import signal
+import time
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import dj_database_url
 import httpx
@@ -14,11 +18,13 @@ import MySQLdb
 import orjson
 import pytest
 from django.conf import settings
+from websockets.exceptions import ConnectionClosed
 
 from metrics_app.collector import MetricsCollector
 from tests.support.records import navigation
 from tests.support.servers import DaphneServer, TcpProxy, database_url_for_subprocess
 from tests.support.waiting import wait_for
+from tests.support.ws import next_of, open_socket, send
 
 pytestmark = [pytest.mark.mysql, pytest.mark.django_db(transaction=True)]
 
@@ -129,3 +135,80 @@ def test_a_202_survives_the_server_being_killed(
     daphne_via_proxy.process.send_signal(signal.SIGKILL)
     daphne_via_proxy.process.wait(10)
     assert count_rows("killed") == 500
+
+
+def test_reads_pages_and_sockets_answer_503_or_1013_while_the_database_is_away(
+    proxy: TcpProxy,
+    daphne_via_proxy: DaphneServer,
+    committed_api_key: str,
+    client: Any,
+    django_user_model: Any,
+) -> None:
+    client.force_login(django_user_model.objects.create_user("outage-reader", password="pw-123456!"))
+    session = client.cookies["sessionid"].value
+    server = daphne_via_proxy
+    source = f"outage-{uuid.uuid4().hex[:8]}"
+    assert post_batch(server, committed_api_key, source, 1).status_code == 202
+
+    async def open_and_subscribe_then_cut() -> None:
+        async with await open_socket(server, key=committed_api_key) as ws:
+            await next_of(ws, "connected")
+            proxy.cut()
+            await send(ws, {"type": "subscribe", "scraperSource": source})
+            await next_of(ws, "subscribed")
+            error = await next_of(ws, "error", timeout=15)
+            assert error["code"] == "history_unavailable"
+            await send(ws, {"type": "ping"})
+            await next_of(ws, "pong")  # the socket stays open
+
+    asyncio.run(open_and_subscribe_then_cut())
+    time.sleep(3)  # past the key cache's freshness: the next handshake needs the database
+    auth = {"Authorization": f"Bearer {committed_api_key}"}
+    for path, headers in [("/api/stats/", auth), ("/analytics/", {"Cookie": f"sessionid={session}"}),
+                          ("/api/metrics/recent/?source=x", auth)]:  # fmt: skip
+        response = httpx.get(f"{server.url}{path}", headers=headers, timeout=30)
+        assert response.status_code == 503, (path, response.text)
+        assert int(response.headers["Retry-After"]) > 0
+
+    async def handshake_during_the_cut() -> None:
+        for options in ({"key": committed_api_key}, {"session": session, "origin": server.url}):
+            async with await open_socket(server, **options) as ws:
+                assert (await next_of(ws, "error", timeout=15))["code"] == "unavailable"
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+
+    asyncio.run(handshake_during_the_cut())
+    proxy.restore()
+    assert wait_for(lambda: server.health()["clients"] == 0)
+    assert "Traceback" not in server.log()
+
+
+def test_a_socket_that_closes_while_its_history_hangs_leaves_no_ghost(
+    proxy: TcpProxy, live_server_env: dict[str, str], committed_api_key: str
+) -> None:
+    env = {
+        **live_server_env,
+        "DATABASE_URL": database_url_for_subprocess(settings.DATABASES["default"], port=proxy.port),
+    }
+    # daphne kills a consumer that has not finished 1 s after its socket closed
+    server = DaphneServer(env, args=("--application-close-timeout", "1"))
+    server.start()
+    source = f"hang-{uuid.uuid4().hex[:8]}"
+    try:
+        assert post_batch(server, committed_api_key, source, 1).status_code == 202
+
+        async def subscribe_then_leave() -> None:
+            ws = await open_socket(server, key=committed_api_key)
+            await next_of(ws, "connected")
+            proxy.frozen = True  # queries hang now
+            await send(ws, {"type": "subscribe", "scraperSource": source})
+            await next_of(ws, "subscribed")
+            await ws.close()
+
+        asyncio.run(subscribe_then_leave())
+        assert wait_for(lambda: server.health()["clients"] == 0, 10), server.health()
+        assert server.health()["subscriptions"] == {}
+    finally:
+        proxy.frozen = False
+        server.stop()

@@ -42,12 +42,28 @@ def test_env_bool_and_list(monkeypatch: pytest.MonkeyPatch) -> None:
         ("METRICS_MAX_CLIENTS", "many"),
         ("DEBUG", "maybe"),
         ("DATABASE_URL", "nosuchdb://x"),
+        ("DATABASE_URL", "postgres://user@db.example/wealthmetrics"),
+        ("METRICS_DB_CONNECTIONS", "0"),
     ],
 )
-def test_bad_value_stops_start_up_naming_the_variable(name: str, value: str) -> None:
+def test_bad_value_stops_start_up_in_one_line_naming_the_variable(name: str, value: str) -> None:
     env = {**os.environ, name: value}
     result = subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode != 0
     assert name in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr  # one line, no traceback
+
+
+def test_the_database_url_names_what_is_supported() -> None:
+    env = {**os.environ, "DATABASE_URL": "postgres://user@db.example/wealthmetrics"}
+    for command in (
+        [sys.executable, "manage.py", "check"],
+        [sys.executable, "-m", "daphne", "wealthmetrics.asgi:application"],
+    ):
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert result.stderr.strip().splitlines()[-1] == (
+            "wealthmetrics: DATABASE_URL must be mysql://user:password@host:3306/name (MySQL or MariaDB) "
+            "or sqlite:///path, got postgres://…"
+        )

@@ -12,8 +12,9 @@ in, in `GuardedRequest`, daphne's request class with three refusals:
   is checked against the process's key cache (metrics_app.auth); when the cache cannot tell,
   the socket is paused (nothing more is read) while a database thread looks the key up.
 
-A refused request with a small declared body has its body read and thrown away before the
-connection closes, so a client that sends its body before reading the answer still reads it.
+After a refusal the body is read and thrown away (never kept) until it ends, for at most
+LINGER_SECONDS or METRICS_MAX_BODY_BYTES more bytes, then the connection closes: closing at
+once, with the client still sending, would reset the connection and could lose the answer.
 
 install() replaces daphne's WebRequest (daphne's HTTPFactory looks the name up each time it
 builds a connection) after checking that Twisted still calls the hooks used here: a request
@@ -24,6 +25,7 @@ one hop earlier (README, "Running behind a proxy").
 """
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -42,6 +44,7 @@ from metrics_app.auth import MISSING_KEY, UNKNOWN, bearer_token, keys
 log = logging.getLogger(__name__)
 
 INGEST_PATHS: Final = (b"/api/metrics/", b"/api/metrics")
+LINGER_SECONDS: Final = 2.0
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ def judge(
 
 class GuardedRequest(http_protocol.WebRequest):
     _refused = False
-    _received = 0
+    _received = 0  # body bytes so far
+    _linger_until = 0  # after a refusal: close once this many have come
     _wants_continue = False
 
     def gotLength(self, length: int | None) -> None:
@@ -103,27 +107,30 @@ class GuardedRequest(http_protocol.WebRequest):
         authorization = self.requestHeaders.getRawHeaders(b"authorization", [None])[0]
         verdict = judge(channel._command, channel._path, authorization, length)
         if isinstance(verdict, Refusal):
-            self._refuse(verdict, close=length is None or length > settings.METRICS_MAX_BODY_BYTES)
+            self._refuse(verdict)
         elif verdict is not None:
             self._look_up_key(verdict)
         super().gotLength(0 if self._refused else length)
 
     def handleContentChunk(self, data: bytes) -> None:
-        if self._refused:
-            return  # read and thrown away
         self._received += len(data)
+        if self._refused:  # read and thrown away, for a while
+            if self._received > self._linger_until:
+                self._close()
+            return
         if self._received > settings.METRICS_MAX_BODY_BYTES:
-            self._refuse(too_large(settings.METRICS_MAX_BODY_BYTES), close=True)
+            self._refuse(too_large(settings.METRICS_MAX_BODY_BYTES))
             return
         super().handleContentChunk(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        if self._refused:  # the answer is written; the body has been drained
-            self.channel.transport.loseConnection()
+        if self._refused:  # the answer is written; the body has been read
+            self._close()
             return
         super().requestReceived(command, path, version)
 
-    def _refuse(self, refusal: Refusal, *, close: bool) -> None:
+    def _refuse(self, refusal: Refusal, *, close: bool = False) -> None:
+        """Answer now; close now, or once the body has been read (within the linger bounds)."""
         if self._refused:
             return
         self._refused = True
@@ -131,7 +138,16 @@ class GuardedRequest(http_protocol.WebRequest):
         self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" after the answer
         self.channel.transport.write(refusal.response())
         if close:
-            self.channel.transport.loseConnection()
+            self._close()
+            return
+        self._linger_until = self._received + settings.METRICS_MAX_BODY_BYTES
+        with contextlib.suppress(RuntimeError):  # no loop: the start-up self-check, not a client
+            asyncio.get_running_loop().call_later(LINGER_SECONDS, self._close)
+
+    def _close(self) -> None:
+        transport = self.channel.transport if self.channel is not None else None
+        if transport is not None:
+            transport.loseConnection()
 
     def _look_up_key(self, token: str) -> None:
         """Stop reading until a database thread has looked the key up."""
@@ -211,6 +227,6 @@ def _self_check() -> str | None:
         return f"{type(exc).__name__}: {exc}"
     finally:
         counters.incr("requests_too_large", -1)  # the check's own refusal is not a client's
-    if not transport.value().startswith(b"HTTP/1.1 413") or not transport.disconnecting:
+    if not transport.value().startswith(b"HTTP/1.1 413"):
         return "an oversized body was not refused"
     return None

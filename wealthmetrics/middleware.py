@@ -27,8 +27,8 @@ class DatabaseOutage:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, OperationalError | InterfaceError):
             return None
-        counters.incr("database_unavailable")
-        log.warning("database unavailable (%s %s): %s", request.method, request.path, exception)
+        counters.problem("database_unavailable", log, "database unavailable (%s %s): %s",
+                         request.method, request.path, exception)  # fmt: skip
         message = "the database is unreachable; retry later"
         response: HttpResponse
         if request.path.startswith("/api/"):
@@ -38,4 +38,5 @@ class DatabaseOutage:
                 f"Service unavailable: {message}.\n", status=503, content_type="text/plain"
             )
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        response._has_been_logged = True  # type: ignore[attr-defined]  # by us: Django would add an ERROR line
         return response

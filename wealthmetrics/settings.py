@@ -4,6 +4,7 @@ With no DATABASE_URL the service runs on SQLite under var/; with no REDIS_URL it
 in-process channel layer. Both defaults need no running service.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -36,6 +37,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_celery_beat",
+    "axes",
     "metrics_app",
     "dashboard_app",
 ]
@@ -49,6 +51,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "wealthmetrics.urls"
@@ -91,9 +94,10 @@ if DATABASE_ENGINE.endswith("mysql"):
         {
             "charset": "utf8mb4",
             # Fail fast when the server is unreachable: the API answers 503 rather than hanging.
+            # Maintenance (commands, Celery tasks) gets longer timeouts: metrics_app.db.long_queries.
             "connect_timeout": 3,
-            "read_timeout": 30,
-            "write_timeout": 30,
+            "read_timeout": env_int("METRICS_DB_TIMEOUT_S", 30, minimum=1, maximum=3600),
+            "write_timeout": env_int("METRICS_DB_TIMEOUT_S", 30, minimum=1, maximum=3600),
             "init_command": "SET SESSION sql_mode='STRICT_TRANS_TABLES'",
         }
     )
@@ -140,6 +144,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Failed logins are throttled per username and per client address, before the password is
+# hashed (django-axes' backend comes first): LOGIN_FAILURE_LIMIT failures lock both out for
+# LOGIN_LOCKOUT_MINUTES, and each further try during the lock starts it again.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=24 * 60))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "dashboard_app.views.locked_out"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/analytics/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -180,6 +196,9 @@ METRICS_MAX_BODY_BYTES = env_int(
 # With the live stream's and the collector's, a process holds at most this + 3 connections.
 METRICS_DB_CONNECTIONS = env_int("METRICS_DB_CONNECTIONS", 8, minimum=1, maximum=1000)
 METRICS_MAX_WAITING_REQUESTS = env_int("METRICS_MAX_WAITING_REQUESTS", 1000, minimum=0, maximum=100_000)
+# Read and write timeout of the maintenance connections (daily aggregation, rollup repairs,
+# retention): a repair of a 10-million-record day runs for tens of seconds.
+METRICS_MAINTENANCE_TIMEOUT_S = env_int("METRICS_MAINTENANCE_TIMEOUT_S", 3600, minimum=1, maximum=86_400)
 # How long a process trusts its copy of the API keys: the bound on a revocation's delay.
 METRICS_KEY_CACHE_SECONDS = env_int("METRICS_KEY_CACHE_SECONDS", 2, minimum=1, maximum=300)
 # Records the in-process collector holds per record type while the database is away; beyond

@@ -57,9 +57,11 @@ class DaphneServer:
         *,
         application: str = "wealthmetrics.asgi:application",
         port: int | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.env = env
         self.application = application
+        self.args = args
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -69,7 +71,17 @@ class DaphneServer:
         self.log_path.parent.mkdir(exist_ok=True)
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.application],
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                *self.args,
+                self.application,
+            ],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -100,6 +112,67 @@ class DaphneServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def stats(self, key: str) -> dict[str, Any]:
+        """/api/stats/ of this process, read with an API key."""
+        response = httpx.get(f"{self.url}/api/stats/", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = httpx.get(f"{self.url}/api/health/websocket", timeout=10).json()
+        return result
+
+
+class RedisServer:
+    """A Redis of the test's own (redis-server on a free port, keeping nothing), which the
+    test may freeze (SIGSTOP) and thaw without touching the shared one."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> "RedisServer":
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        import redis
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping():
+                    return self
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process is not None
+        self.thaw()
+        self.process.kill()
+        self.process.wait(10)
+
+    def freeze(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
 
 class TcpProxy:
     """A TCP relay in a background thread: `cut()` drops every link and refuses new ones,
@@ -111,6 +184,7 @@ class TcpProxy:
         self.loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.frozen = False  # links stay open but nothing passes: a server that hangs
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def __enter__(self) -> "TcpProxy":
@@ -163,6 +237,8 @@ class TcpProxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    while self.frozen:
+                        await asyncio.sleep(0.02)
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from metrics_app import aggregation, rollups
+from metrics_app import aggregation, db, rollups
 
 
 def _day(value: str) -> date:
@@ -40,6 +40,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        with db.long_queries():
+            self._aggregate(options)
+
+    def _aggregate(self, options: dict[str, Any]) -> None:
         days = self._days(options)
         if options["rebuild_rollups"]:
             self._check_inside_retention(days)

@@ -4,7 +4,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from metrics_app import retention
+from metrics_app import db, retention
 
 
 class Command(BaseCommand):
@@ -24,7 +24,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, days: int | None, **options: Any) -> None:
         if days is not None and days < 1:
             raise CommandError("--days must be at least 1")
-        report = retention.cleanup(days, progress=self.stdout.write)
+        with db.long_queries():
+            report = retention.cleanup(days, progress=self.stdout.write)
         for table in report.tables:
             self.stdout.write(str(table))
         self.stdout.write(
