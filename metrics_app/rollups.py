@@ -137,8 +137,11 @@ def rebuild(start: datetime, end: datetime) -> int:
 
     For repairs and for records stored before rollups existed; only hours still inside
     retention can be rebuilt (older rollups are kept as they are). start and end should fall on
-    rollup hours. One statement per hour, so no statement runs long (a day of 10 million
-    records is 24 statements of a second or two). Returns the number of records rolled up."""
+    rollup hours. Returns the number of records rolled up.
+
+    A day of 10 million records is one statement of about half a minute on a 2-core machine
+    (one scan of the day's partition; per-hour statements through the index took twice as
+    long), so call it inside db.long_queries(), as aggregate_daily does."""
     shift = hour_shift_seconds()
     page_source = f"""
         SELECT {_hour_sql("created_at", shift)} AS hour, scraper_source, metric_type,
@@ -154,22 +157,18 @@ def rebuild(start: datetime, end: datetime) -> int:
                execution_duration_ms AS duration, 0 AS retries, items_processed AS items, 0 AS size
         FROM scheduler_metrics WHERE created_at >= %s AND created_at < %s"""
     bounds = [db_instant(start), db_instant(end)]
-    first, last = epoch_ms(start), epoch_ms(end)
-    hours = range(hour_start_ms(first, shift * 1000), last, HOUR_MS)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {TABLE} WHERE hour >= %s AND hour < %s", bounds)
-        for hour in hours:
-            hour_bounds = [db_hour(max(hour, first)), db_hour(min(hour + HOUR_MS, last))]
-            for source in (page_source, scheduler_source):
-                cursor.execute(
-                    f"""INSERT INTO {TABLE} ({", ".join(COLUMNS)})
-                    SELECT hour, scraper_source, metric_type, scheduler_name, bucket,
-                           COUNT(*), SUM(CASE WHEN success THEN 1 ELSE 0 END), SUM(duration),
-                           MIN(duration), MAX(duration), SUM(retries), SUM(items), SUM(size)
-                    FROM (SELECT r.*, {_bucket_sql("r.duration")} AS bucket FROM ({source}) AS r) AS b
-                    GROUP BY hour, scraper_source, metric_type, scheduler_name, bucket""",
-                    hour_bounds,
-                )
+        for source in (page_source, scheduler_source):
+            cursor.execute(
+                f"""INSERT INTO {TABLE} ({", ".join(COLUMNS)})
+                SELECT hour, scraper_source, metric_type, scheduler_name, bucket,
+                       COUNT(*), SUM(CASE WHEN success THEN 1 ELSE 0 END), SUM(duration), MIN(duration),
+                       MAX(duration), SUM(retries), SUM(items), SUM(size)
+                FROM (SELECT r.*, {_bucket_sql("r.duration")} AS bucket FROM ({source}) AS r) AS b
+                GROUP BY hour, scraper_source, metric_type, scheduler_name, bucket""",
+                bounds,
+            )
         cursor.execute(
             f"SELECT COALESCE(SUM(records), 0) FROM {TABLE} WHERE hour >= %s AND hour < %s", bounds
         )
