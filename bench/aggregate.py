@@ -77,7 +77,9 @@ def main() -> None:
 
 
 def measure(expired: date, recent: list[date], total: int, repeat: int) -> None:
-    from metrics_app import aggregation, queries, rollups
+    from metrics_app.history import reads as queries
+    from metrics_app.history import rollups
+    from metrics_app.history import summaries as aggregation
 
     timings: dict[str, Any] = {}
     start = datetime.combine(expired, datetime.min.time(), tzinfo=UTC)
@@ -200,8 +202,8 @@ class Inserter(threading.Thread):
     def run(self) -> None:
         from django.db import connection
 
-        from metrics_app.schema import now_ms, validate_records
-        from metrics_app.storage import store_metrics
+        from metrics_app.ingest.storage import store_metrics
+        from metrics_app.records import now_ms, validate_records
 
         try:
             while not self.stop.is_set():

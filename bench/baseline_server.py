@@ -1,6 +1,6 @@
 """The baseline for bench/fanout.py: a plain asyncio `websockets` broadcast server.
 
-It reads the same Redis stream as wealthmetrics' hub (metrics_app.bus), batches records per
+It reads the same Redis stream as wealthmetrics' hub (metrics_app.stream.bus), batches records per
 source on the same interval and size, serialises each batch once and sends it to every
 connected client with `websockets.broadcast`. No Django, no auth, no subscriptions: the
 least a server can do to deliver the same messages, so the comparison is fair to it.

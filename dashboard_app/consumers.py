@@ -1,9 +1,10 @@
-"""/ws/metrics/ (contract §6): authenticate, register with the hub, answer client messages.
+"""/ws/metrics/ (docs/websocket.md): register with the hub, answer client messages.
 
 The consumer holds a connection's small state (id, subscriptions, how to write to it) and
 nothing else: batches, heartbeats and updates are fanned out by the process's hub
-(dashboard_app.live), which writes to `push()`. It has no channel-layer channel of its own,
-which is what lets one process hold thousands of sockets.
+(metrics_app.stream.hub), which writes to the socket's `writer`. It has no channel-layer
+channel of its own, which is what lets one process hold thousands of sockets. Who may connect
+is decided before it exists (dashboard_app.security).
 """
 
 import logging
@@ -15,11 +16,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
 
-from dashboard_app.live import get_hub
 from dashboard_app.protocol import ClientError, Ping, Subscribe, parse_command
-from dashboard_app.sinks import AsgiSink, DaphneSink, Frame, sink_for
 from metrics_app import counters
-from metrics_app.schema import now_ms
+from metrics_app.records import now_ms
+from metrics_app.stream.hub import get_hub
+from metrics_app.stream.sockets import Frame, SocketWriter, writer_for
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
 
     channel_layer_alias = "no-layer"  # not configured on purpose: see the module docstring
 
-    sink: DaphneSink | AsgiSink
+    writer: SocketWriter
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -52,7 +53,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
             return
         self.client_id = f"client-{now_ms()}-{secrets.token_hex(4)}"
         await self.accept()
-        self.sink = sink_for(self.base_send)
+        self.writer = writer_for(self.base_send)
         self._reply(
             {
                 "type": "connected",
@@ -64,7 +65,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         )
         await hub.start()  # the first socket of a process waits for the hub's first load
         hub.add(self)
-        self.push(hub.update_frame())
+        self.writer.send(hub.update_frame())
 
     async def disconnect(self, code: int) -> None:
         get_hub().remove(self)
@@ -96,26 +97,15 @@ class MetricsConsumer(AsyncWebsocketConsumer):
 
     async def _send_history(self, source: str) -> None:
         try:
-            self.push(await get_hub().history(source))
+            self.writer.send(await get_hub().history(source))
         except DatabaseError:  # subscribed all the same: live batches come, history later
             counters.incr("history_unavailable")
             raise ClientError("history_unavailable", f"history of {source!r} cannot be read now") from None
 
-    # --- what the hub calls --------------------------------------------------------------
-
-    def push(self, frame: Frame) -> bool:
-        return self.sink.send(frame)
-
-    def drop(self) -> None:
-        self.sink.abort()
-
-    def close_going_away(self) -> None:
-        self.sink.close(1001)
-
     # --- helpers -------------------------------------------------------------------------
 
     def _reply(self, message: dict[str, Any]) -> None:
-        self.push(Frame(orjson.dumps(message)))
+        self.writer.send(Frame(orjson.dumps(message)))
 
     def _listed(self) -> list[str]:
         return sorted(self.subscriptions)

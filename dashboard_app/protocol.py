@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import orjson
 
-from metrics_app.schema import SOURCE_PATTERN, is_source_name
+from metrics_app.records import SOURCE_PATTERN, is_source_name
 
 MAX_MESSAGE_BYTES: Final = 16 * 1024
 WILDCARD: Final = "*"

@@ -24,9 +24,9 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError
 from django.http.request import split_domain_port, validate_host
 
-from dashboard_app.sinks import Frame, sink_for
 from metrics_app import counters, db
-from metrics_app.auth import KeyInfo, bearer_token, keys
+from metrics_app.api.auth import KeyInfo, bearer_token, keys
+from metrics_app.stream.sockets import Frame, writer_for
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,8 @@ async def _try_again_later(receive: Any, send: Any) -> None:
     await receive()  # websocket.connect
     await send({"type": "websocket.accept"})
     message = {"type": "error", "code": "unavailable", "message": "the database is unreachable; retry later"}
-    # Through a sink: daphne refuses to send 1013 for an application (autobahn allows only
-    # 1000 and 3000-4999 there); the sink writes the close frame itself.
-    sink = sink_for(send)
-    sink.send(Frame(orjson.dumps(message)))
-    sink.close(CLOSE_TRY_AGAIN_LATER)
+    # Through a socket writer: daphne refuses 1013 from an application (autobahn allows only
+    # 1000 and 3000-4999 there), its writer sends the close frame itself.
+    writer = writer_for(send)
+    writer.send(Frame(orjson.dumps(message)))
+    writer.close(CLOSE_TRY_AGAIN_LATER)

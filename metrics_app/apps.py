@@ -1,3 +1,5 @@
+import atexit
+
 from django.apps import AppConfig
 from django.db.models.signals import post_save
 
@@ -7,7 +9,15 @@ class MetricsAppConfig(AppConfig):
     verbose_name = "Scraper metrics"
 
     def ready(self) -> None:
-        from metrics_app.auth import keys
+        """What a process using the app does once, at start, rather than on import."""
+        from metrics_app.api.auth import keys
+        from metrics_app.ingest.collector import collector
         from metrics_app.models import ApiKey
+        from wealthmetrics_client import tracking
 
+        # the collector's queue is stored when the process exits (daphne's SIGTERM included)
+        atexit.register(collector.close)
+        # scrapers in this process record through the collector unless configured otherwise
+        tracking.set_fallback_sink(collector)
+        # a key issued or revoked here counts here at once (the cache reloads for the others)
         post_save.connect(keys.saved, sender=ApiKey, dispatch_uid="metrics_app.api_key_cache")

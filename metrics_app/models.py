@@ -1,17 +1,36 @@
-"""Tables of contract §7, plus API keys.
+"""The tables (docs/api.md and the README describe them), plus API keys.
 
-Detailed rows are written in bulk by metrics_app.storage with raw multi-row inserts, so the
-column lists there (schema.PAGE_COLUMNS, schema.SCHEDULER_COLUMNS) must follow these fields.
+Detailed rows are written in bulk by metrics_app.ingest.storage with raw multi-row inserts,
+whose column lists are these models' fields (metrics_app.ingest.rows). The record rules that
+reads and rollups need in SQL (a record's channel, a page's duration) are built here from
+their one definition in metrics_app.records.
 """
 
 import hashlib
 import secrets
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from metrics_app import schema
+from metrics_app import records
+from metrics_app.records import CHANNEL_FIELDS, DURATION_FIELD, PAGE_TYPES
+
+# A page row's duration is in the column of its type; the other is NULL.
+PAGE_DURATION_SQL: Final = f"COALESCE({', '.join(DURATION_FIELD[kind] for kind in PAGE_TYPES)}, 0)"
+# A scheduler run's channel: its source, else its own name.
+SCHEDULER_CHANNEL_SQL: Final = f"COALESCE({', '.join(CHANNEL_FIELDS)})"
+
+
+def page_duration() -> Coalesce:
+    """PAGE_DURATION_SQL as an ORM expression."""
+    return Coalesce(*(DURATION_FIELD[kind] for kind in PAGE_TYPES), 0)
+
+
+def scheduler_channel() -> Coalesce:
+    """SCHEDULER_CHANNEL_SQL as an ORM expression."""
+    return Coalesce(*CHANNEL_FIELDS)
 
 
 class PagePerformance(models.Model):
@@ -49,10 +68,10 @@ class PagePerformance(models.Model):
     def __str__(self) -> str:
         return f"{self.scraper_source} {self.metric_type} {self.created_at:%Y-%m-%d %H:%M:%S}"
 
-    def to_metric(self) -> schema.PageNavigation | schema.PageScrape:
-        recorded_at = schema.epoch_ms(self.created_at)
+    def to_metric(self) -> records.PageNavigation | records.PageScrape:
+        recorded_at = records.epoch_ms(self.created_at)
         if self.metric_type == self.MetricType.NAVIGATION:
-            return schema.PageNavigation(
+            return records.PageNavigation(
                 scraper_source=self.scraper_source,
                 url=self.page_url,
                 navigation_duration_ms=self.navigation_duration_ms or 0,
@@ -61,7 +80,7 @@ class PagePerformance(models.Model):
                 error=self.error,
                 recorded_at=recorded_at,
             )
-        return schema.PageScrape(
+        return records.PageScrape(
             scraper_source=self.scraper_source,
             url=self.page_url,
             scrape_duration_ms=self.scrape_duration_ms or 0,
@@ -71,6 +90,14 @@ class PagePerformance(models.Model):
             error=self.error,
             recorded_at=recorded_at,
         )
+
+
+class SchedulerMetricQuerySet(models.QuerySet["SchedulerMetric"]):
+    def on_channel(self, channel: str) -> "SchedulerMetricQuerySet":
+        """Runs broadcast on a channel: those of the source, or a bare scheduler's own."""
+        source, name = CHANNEL_FIELDS
+        own_name = models.Q(**{f"{source}__isnull": True, name: channel})
+        return self.filter(models.Q(**{source: channel}) | own_name)
 
 
 class SchedulerMetric(models.Model):
@@ -83,6 +110,8 @@ class SchedulerMetric(models.Model):
     success = models.BooleanField(default=True)
     error = models.CharField(max_length=500, null=True, blank=True)
     created_at = models.DateTimeField(help_text="The record's recordedAt, in UTC.")
+
+    objects = SchedulerMetricQuerySet.as_manager()
 
     class Meta:
         db_table = "scheduler_metrics"
@@ -100,15 +129,15 @@ class SchedulerMetric(models.Model):
     def __str__(self) -> str:
         return f"{self.scheduler_name} {self.created_at:%Y-%m-%d %H:%M:%S}"
 
-    def to_metric(self) -> schema.SchedulerRun:
-        return schema.SchedulerRun(
+    def to_metric(self) -> records.SchedulerRun:
+        return records.SchedulerRun(
             scheduler_name=self.scheduler_name,
             scraper_source=self.scraper_source,
             execution_duration_ms=self.execution_duration_ms,
             items_processed=self.items_processed,
             success=self.success,
             error=self.error,
-            recorded_at=schema.epoch_ms(self.created_at),
+            recorded_at=records.epoch_ms(self.created_at),
         )
 
 
@@ -184,7 +213,7 @@ class SchedulerDailySummary(models.Model):
 class HourlyRollup(models.Model):
     """Records of one channel, type (and scheduler) and hour that fell in one duration bucket.
 
-    Kept current by the same transaction that stores the records (metrics_app.rollups), and
+    Kept current by the same transaction that stores the records (metrics_app.history.rollups), and
     kept forever: hour and day history read these rows, and the daily summaries are built from
     them. One row per histogram bucket (metrics_app.histogram) is what lets percentiles be
     merged across hours and days. Hours are cut in TIME_ZONE, so its days are whole hours.
@@ -197,7 +226,7 @@ class HourlyRollup(models.Model):
     metric_type = models.CharField(max_length=20)
     scheduler_name = models.CharField(max_length=50, default="", blank=True)
     duration_bucket = models.SmallIntegerField()
-    # Counters are BIGINT: with every record's values bounded (metrics_app.schema), no number
+    # Counters are BIGINT: with every record's values bounded (metrics_app.records), no number
     # of valid records can overflow a row and make later batches fail.
     records = models.BigIntegerField()
     successes = models.BigIntegerField()

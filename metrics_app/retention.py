@@ -22,9 +22,11 @@ from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from metrics_app.schema import db_datetime, epoch_ms
+from metrics_app.dialect import db_datetime
+from metrics_app.models import PagePerformance, SchedulerMetric
+from metrics_app.records import epoch_ms
 
-DETAILED_TABLES: Final = ("scraper_page_performance", "scheduler_metrics")
+DETAILED_TABLES: Final = (PagePerformance._meta.db_table, SchedulerMetric._meta.db_table)
 CHUNK_ROWS: Final = 10_000
 ADD_DAYS_AHEAD: Final = 7
 FUTURE: Final = "p_future"
@@ -75,18 +77,6 @@ def to_days(day: date) -> int:
 
 def partition_name(day: date) -> str:
     return f"p{day:%Y%m%d}"
-
-
-def partitioning_sql(table: str, today: date) -> str:
-    """The ALTER that partitions a detailed table by day. MySQL wants the partitioning column
-    in every unique key, so the primary key becomes (id, created_at); ids stay unique, being
-    auto-increment values."""
-    return (
-        f"ALTER TABLE {table} DROP PRIMARY KEY, ADD PRIMARY KEY (id, created_at) "
-        f"PARTITION BY RANGE (TO_DAYS(created_at)) ("
-        f"PARTITION {PAST} VALUES LESS THAN ({to_days(today)}), "
-        f"PARTITION {FUTURE} VALUES LESS THAN MAXVALUE)"
-    )
 
 
 def _partitions(db: BaseDatabaseWrapper, table: str) -> list[tuple[str, int | None]]:

@@ -1,8 +1,9 @@
 """Tracking helpers for scrapers running inside a wealthmetrics process.
 
-They are the scraper kit's (wealthmetrics_client.tracking); importing them from here makes the
-in-process collector their default sink, unless WEALTHMETRICS_URL and WEALTHMETRICS_API_KEY
-point them at a server over HTTP, or set_sink() chose another.
+They are the scraper kit's (wealthmetrics_client.tracking). Inside a wealthmetrics process their
+default sink is the in-process collector (set by MetricsAppConfig.ready()), unless
+WEALTHMETRICS_URL and WEALTHMETRICS_API_KEY point them at a server over HTTP, or set_sink()
+chose another.
 
     from metrics_app.tracking import goto_with_retries, track_scrape
 
@@ -12,10 +13,7 @@ point them at a server over HTTP, or set_sink() chose another.
         scrape.items, scrape.bytes = len(quotes), len(page.content)
 """
 
-from metrics_app.collector import collector
 from wealthmetrics_client import tracking
 from wealthmetrics_client.tracking import *  # noqa: F403  (the helpers, as tracking.__all__ lists them)
-
-tracking.set_fallback_sink(collector)
 
 __all__ = tracking.__all__

@@ -5,9 +5,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from metrics_app.ingest.storage import store_metrics
 from metrics_app.models import ApiKey, hash_key
-from metrics_app.schema import validate_records
-from metrics_app.storage import store_metrics
+from metrics_app.records import validate_records
 from tests.support.records import navigation, scheduler_run, scrape
 
 pytestmark = pytest.mark.django_db

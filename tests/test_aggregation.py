@@ -11,10 +11,12 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
-from metrics_app import aggregation, histogram, rollups
+from metrics_app import histogram
+from metrics_app.history import rollups
+from metrics_app.history import summaries as aggregation
+from metrics_app.ingest.storage import store_metrics
 from metrics_app.models import AggregatedDay, DailySummary, HourlyRollup, SchedulerDailySummary
-from metrics_app.schema import validate_records
-from metrics_app.storage import store_metrics
+from metrics_app.records import validate_records
 from tests.support.records import navigation, scheduler_run, scrape
 
 pytestmark = pytest.mark.django_db

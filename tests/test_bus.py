@@ -1,41 +1,56 @@
 """The stream between processes: batches numbered per source, gaps where records were lost."""
 
+import asyncio
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import orjson
 import pytest
 import redis
 
 from metrics_app import counters
-from metrics_app.broadcast import broadcast_metrics
-from metrics_app.bus import CHANNEL, LocalBus, RedisBus, parse
-from metrics_app.schema import validate_records
+from metrics_app.records import validate_records
+from metrics_app.stream import broadcast_metrics
+from metrics_app.stream.bus import TOPIC, LocalBus, RedisBus, parse
 from tests.support.records import navigation, scheduler_run, scrape
 from tests.support.servers import TcpProxy
 
 
+def received(bus: LocalBus, publish: Callable[[], None], count: int) -> list[tuple[dict[str, int], Any]]:
+    """What one subscriber receives of `count` messages published by `publish()`."""
+
+    async def subscribe_then_publish() -> list[tuple[dict[str, int], Any]]:
+        messages = bus.subscribe()
+        first = asyncio.ensure_future(anext(messages))
+        await asyncio.sleep(0)  # subscribed
+        publish()
+        got = [await first] + [await anext(messages) for _ in range(count - 1)]
+        await messages.aclose()
+        return [parse(message) for message in got]
+
+    return asyncio.run(subscribe_then_publish())
+
+
 def test_local_bus_numbers_records_per_source() -> None:
     bus = LocalBus()
-    seen: list[dict[str, int]] = []
-    bus.listeners.append(lambda header, payload: seen.append(header))
-    bus.publish({"cnbc": 3, "webull": 1}, b"[]")
-    bus.publish({"cnbc": 2}, b"[]")
-    assert seen == [{"cnbc": 1, "webull": 1}, {"cnbc": 4}]
+
+    def publish() -> None:
+        bus.publish({"cnbc": 3, "webull": 1}, b"[]")
+        bus.publish({"cnbc": 2}, b"[]")
+
+    assert [header for header, _ in received(bus, publish, 2)] == [{"cnbc": 1, "webull": 1}, {"cnbc": 4}]
 
 
 def test_broadcast_publishes_each_record_once_with_its_id(monkeypatch: pytest.MonkeyPatch) -> None:
     bus = LocalBus()
-    received: list[tuple[dict[str, int], bytes]] = []
-    bus.listeners.append(lambda header, payload: received.append((header, payload)))
-    monkeypatch.setattr("metrics_app.broadcast.get_bus", lambda: bus)
+    monkeypatch.setattr("metrics_app.stream.get_bus", lambda: bus)
     records = validate_records([navigation(), scrape(), scheduler_run(), navigation()])
-    broadcast_metrics(records, [11, 12, 13, 14])
-    ((header, payload),) = received
+    [(header, wire)] = received(bus, lambda: broadcast_metrics(records, [11, 12, 13, 14]), 1)
     assert header == {"robinhood": 1, "cnbc": 1, "nightly-prices": 1}
-    assert [m["id"] for m in orjson.loads(payload)] == [11, 12, 13, 14]
+    assert [m["id"] for m in wire] == [11, 12, 13, 14]
 
 
 @pytest.fixture
@@ -46,7 +61,7 @@ def redis_url() -> str:
 @pytest.fixture
 def subscriber(redis_url: str) -> Iterator[redis.client.PubSub]:
     pubsub = redis.Redis.from_url(redis_url).pubsub()
-    pubsub.subscribe(CHANNEL)
+    pubsub.subscribe(TOPIC)
     pubsub.get_message(timeout=2)  # the subscribe confirmation
     yield pubsub
     pubsub.close()

@@ -14,9 +14,9 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from metrics_app import tasks
+from metrics_app.ingest.storage import store_metrics
 from metrics_app.models import AggregatedDay, DailySummary, PagePerformance
-from metrics_app.schema import epoch_ms, validate_records
-from metrics_app.storage import store_metrics
+from metrics_app.records import epoch_ms, validate_records
 from tests.support.records import navigation
 
 ROOT = Path(__file__).resolve().parent.parent

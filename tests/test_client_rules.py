@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metrics_app import schema
+from metrics_app import records as schema
 from tests.support.records import navigation, scheduler_run, scrape
 from wealthmetrics_client import records as client_rules
 from wealthmetrics_client.records import InvalidRecord, checked

@@ -12,7 +12,7 @@ import pytest
 
 from metrics_app.collector import MetricsCollector
 from metrics_app.models import PagePerformance, SchedulerMetric
-from metrics_app.schema import InvalidMetrics
+from metrics_app.records import InvalidMetrics
 from tests.support.servers import ROOT, DaphneServer
 from tests.support.waiting import wait_for
 

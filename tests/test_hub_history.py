@@ -5,11 +5,11 @@ import asyncio
 
 import pytest
 
-from dashboard_app import live
-from dashboard_app.live import Hub
 from metrics_app import counters
-from metrics_app.schema import validate_records
-from metrics_app.storage import store_metrics
+from metrics_app.ingest.storage import store_metrics
+from metrics_app.records import validate_records
+from metrics_app.stream import hub as live
+from metrics_app.stream.hub import Hub
 from tests.support.records import navigation
 
 pytestmark = pytest.mark.django_db(transaction=True)

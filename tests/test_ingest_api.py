@@ -10,9 +10,10 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from metrics_app.dialect import insert_sql
+from metrics_app.ingest.rows import PAGE_COLUMNS
 from metrics_app.models import ApiKey, HourlyRollup, PagePerformance, SchedulerMetric
-from metrics_app.schema import PAGE_COLUMNS, now_ms
-from metrics_app.sql import insert_sql
+from metrics_app.records import now_ms
 from tests.support.records import navigation, scheduler_run, scrape
 
 pytestmark = pytest.mark.django_db

@@ -10,10 +10,11 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from metrics_app import aggregation, retention
+from metrics_app import retention
+from metrics_app.history import summaries as aggregation
+from metrics_app.ingest.storage import store_metrics
 from metrics_app.models import DailySummary, HourlyRollup, PagePerformance, SchedulerMetric
-from metrics_app.schema import epoch_ms, validate_records
-from metrics_app.storage import store_metrics
+from metrics_app.records import epoch_ms, validate_records
 from tests.support.records import navigation, scheduler_run
 
 NOW = timezone.now().replace(microsecond=0)

@@ -5,7 +5,7 @@ from typing import Any
 import orjson
 import pytest
 
-from metrics_app.schema import (
+from metrics_app.records import (
     InvalidMetrics,
     PageNavigation,
     SchedulerRun,

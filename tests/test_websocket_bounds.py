@@ -14,7 +14,7 @@ import pytest
 import redis
 from django.db import connection
 
-from metrics_app.bus import CHANNEL
+from metrics_app.stream.bus import TOPIC
 from tests.support.records import navigation
 from tests.support.servers import DaphneServer, RedisServer
 from tests.support.waiting import wait_for
@@ -133,7 +133,7 @@ def test_the_stream_subscriber_survives_a_message_it_cannot_read(
             await subscribe(ws, source)
             publisher = redis.Redis.from_url(server.env["REDIS_URL"])
             for garbage in (b"not json", b'{"x": 1}\n[{"no": "channel"}]', b'{"a": "b"}\nnull'):
-                publisher.publish(CHANNEL, garbage)
+                publisher.publish(TOPIC, garbage)
             await ingest(server, committed_api_key, [navigation(scraperSource=source, url="after")])
             batches = await collect_batches(ws, lambda b: len(records_in(b)) >= 1)
             assert [r["url"] for r in records_in(batches)] == ["after"]

@@ -1,47 +1,78 @@
-"""What wealthmetrics changes inside daphne and Twisted, in one module that checks itself.
+"""Everything wealthmetrics relies on inside daphne, Twisted and autobahn, in one module.
 
-daphne (through Twisted) reads a request's whole body, into memory or a temporary file,
-before the application sees any of it: a stranger could make a process hold 800 MB. Nothing
-in the ASGI application can prevent that, so the check moves to the moment the headers are
-in, in `GuardedRequest`, daphne's request class with three refusals:
+Two things need the server itself, below ASGI:
 
-- a declared body over METRICS_MAX_BODY_BYTES: 413 at once, the connection closed, no byte of
-  the body read;
-- a body without a declared length (chunked): cut with 413 once it passes the limit;
-- a POST to the ingest endpoint without a valid API key: 401 before the body is read. The key
-  is checked against the process's key cache (metrics_app.auth); when the cache cannot tell,
-  the socket is paused (nothing more is read) while a database thread looks the key up.
+1. **The request guard.** daphne (through Twisted) reads a request's whole body, into memory or
+   a temporary file, before the application sees any of it: a stranger could make a process
+   hold 800 MB. So the check moves to the moment the headers are in, in `GuardedRequest`,
+   daphne's request class with three refusals:
+   - a declared body over METRICS_MAX_BODY_BYTES: 413 at once, no byte of the body kept;
+   - a body without a declared length (chunked): cut with 413 once it passes the limit;
+   - a POST to the ingest endpoint without a valid API key: 401 before the body is read. The
+     key is checked against the process's key cache (metrics_app.api.auth); when the cache
+     cannot tell, the socket is paused (nothing more is read) while a database thread looks
+     the key up.
+   After a refusal the body is read and thrown away (never kept) until it ends, for at most
+   LINGER_SECONDS or METRICS_MAX_BODY_BYTES more bytes, then the connection closes: closing at
+   once, with the client still sending, would reset the connection and could lose the answer.
 
-After a refusal the body is read and thrown away (never kept) until it ends, for at most
-LINGER_SECONDS or METRICS_MAX_BODY_BYTES more bytes, then the connection closes: closing at
-once, with the client still sending, would reset the connection and could lose the answer.
+2. **The fast socket writer.** A live batch is framed once as a WebSocket message
+   (autobahn's PreparedMessage) and sent to every socket with autobahn's public
+   `sendPreparedMessage`: no per-socket ASGI message, encoding or framing. A socket's unsent
+   data is watched through Twisted's producer interface (the transport pauses a registered
+   producer when its buffer passes `bufferSize`, and resumes it once drained).
 
-install() replaces daphne's WebRequest (daphne's HTTPFactory looks the name up each time it
-builds a connection) after checking that Twisted still calls the hooks used here: a request
-fed through a real HTTPChannel must be refused. If the check fails the guard stays off, an
-error is logged, and `active()` (shown in /api/stats/) says so; Django's own limits still
-apply then, after the body is read. Behind nginx, `client_max_body_size` does the same job
-one hop earlier (README, "Running behind a proxy").
+What is not public, and is checked by `install()` before anything is changed:
+- daphne's HTTPFactory builds requests from `daphne.http_protocol.WebRequest` (replaced by a
+  subclass), and Twisted's HTTPChannel calls `gotLength` with the headers in and keeps the
+  request line in `_command` and `_path` (checked by feeding an oversized POST through a real
+  HTTPChannel);
+- daphne hands each application `functools.partial(server.handle_reply, protocol)` as its
+  `send` (checked by calling daphne's `create_application` with a stand-in server), which is
+  how a socket's protocol is found;
+- autobahn's `sendCloseFrame`, to send 1001 (going away) and 1013 (try again later), which its
+  `sendClose` refuses to an application;
+- the handshake's request and response, kept by autobahn and daphne after the socket opens
+  (released to save memory; skipped if absent).
+If a check fails, that part stays off, an error is logged, and `metrics_app.server.features`
+(shown in /api/stats/ and /api/health/websocket) says so: the generic paths still work, at
+the cost the checks protect against. Behind nginx, `client_max_body_size` refuses large
+bodies one hop earlier (README, "Running behind a proxy").
+
+The versions these were checked against are pinned in requirements.txt (daphne, Twisted,
+autobahn); tests/integration/test_daphne_internals.py checks that both paths are in use.
 """
 
 import asyncio
 import contextlib
+import functools
 import logging
+import sys
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final
 
 import orjson
-from daphne import http_protocol
+from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+from daphne import http_protocol, ws_protocol
+from daphne.server import Server
 from django.conf import settings
 from django.db import DatabaseError
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.testing import StringTransport
 from twisted.web import http
+from zope.interface import implementer
 
 from metrics_app import counters, db
-from metrics_app.auth import MISSING_KEY, UNKNOWN, bearer_token, keys
+from metrics_app.api.auth import MISSING_KEY, UNKNOWN, bearer_token, keys
+from metrics_app.server import features
+from metrics_app.stream.hub import get_hub
+from metrics_app.stream.sockets import SLOW_AFTER_SECONDS, AsgiSend, Frame, SocketWriter, register_fast_path
 
 log = logging.getLogger(__name__)
+
+# --- 1. the request guard ----------------------------------------------------------------------
 
 INGEST_PATHS: Final = (b"/api/metrics/", b"/api/metrics")
 LINGER_SECONDS: Final = 2.0
@@ -173,15 +204,109 @@ class GuardedRequest(http_protocol.WebRequest):
         transport.resumeProducing()
 
 
-_installed = False
+# --- 2. the fast socket writer -------------------------------------------------------------------
 
 
-def install() -> bool:
-    """Put GuardedRequest in daphne's place, if Twisted still behaves as it expects."""
-    global _installed
-    if _installed:
+@implementer(IPushProducer)
+class DaphneWriter(SocketWriter):
+    """Writes frames to a daphne WebSocket through autobahn, framing each frame once."""
+
+    __slots__ = ("over_since", "protocol")
+    fast = True
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+        self.over_since = 0.0  # when the unsent data passed the bound; 0 while under it
+        transport = protocol.transport
+        # The upgrade leaves daphne's HTTP channel registered as the transport's producer.
+        transport.unregisterProducer()
+        transport.bufferSize = settings.METRICS_CLIENT_BUFFER_BYTES
+        protocol.registerProducer(self, True)
+        _release_handshake(protocol)
+
+    # IPushProducer: the transport pauses us while its unsent data is over bufferSize (on every
+    # write, so only the first call counts) and resumes us once it has all gone out.
+    def pauseProducing(self) -> None:
+        if not self.over_since:
+            self.over_since = time.monotonic()
+
+    def resumeProducing(self) -> None:
+        self.over_since = 0.0
+
+    def stopProducing(self) -> None:
+        pass
+
+    def send(self, frame: Frame) -> bool:
+        protocol = self.protocol
+        if protocol.state != WebSocketProtocol.STATE_OPEN:
+            return True  # closing: daphne will tell the consumer; nothing to hold
+        if self.over_since and time.monotonic() - self.over_since > SLOW_AFTER_SECONDS:
+            return False
+        if frame.prepared is None:
+            frame.prepared = PreparedMessage(frame.data, False, False, True)
+        protocol.sendPreparedMessage(frame.prepared)
         return True
-    problem = _self_check()
+
+    def abort(self) -> None:
+        self.protocol.dropConnection(abort=True)
+
+    def close(self, code: int) -> None:
+        if self.protocol.state == WebSocketProtocol.STATE_OPEN:
+            self.protocol.sendCloseFrame(code=code, isReply=False)
+
+
+def daphne_writer(send: AsgiSend) -> DaphneWriter | None:
+    protocol = _protocol_of(send)
+    return DaphneWriter(protocol) if protocol is not None else None
+
+
+def _protocol_of(send: Any) -> Any:
+    """daphne's `partial(server.handle_reply, protocol)`, perhaps wrapped by Channels' session
+    middleware (which keeps the original as `real_send`): the socket's protocol, or None."""
+    for _ in range(8):
+        if isinstance(send, functools.partial):
+            protocol = send.args[0] if send.args else None
+            return protocol if isinstance(protocol, WebSocketProtocol) else None
+        send = getattr(getattr(send, "__self__", None), "real_send", None)
+        if send is None:
+            return None
+    return None
+
+
+def _release_handshake(protocol: Any) -> None:
+    """Once a socket is open, autobahn and daphne still hold its request headers several times
+    over (raw bytes, a parsed dict, daphne's list, the response): a few KB a socket that
+    nothing reads again. Channels has already built the consumer's scope from them."""
+    for name in ("http_request_data", "http_response_data"):
+        if hasattr(protocol, name):
+            setattr(protocol, name, None)
+    for name in ("http_headers", "clean_headers"):
+        headers = getattr(protocol, name, None)
+        if isinstance(headers, dict | list):
+            headers.clear()
+
+
+# --- installing, after checking ------------------------------------------------------------------
+
+
+def install() -> None:
+    """Switch on what checks out; report what is on in metrics_app.server.features. Only under
+    daphne, which installs its reactor before it imports the application."""
+    if "twisted.internet.reactor" not in sys.modules:
+        return
+    features.name, features.serving = "daphne", True
+    features.request_guard = _install_guard()
+    problem = _check_sockets()
+    if problem is None:
+        register_fast_path(daphne_writer)
+        features.fast_sockets = True
+    else:
+        log.error("fast socket writer is OFF (%s): sockets are written through ASGI", problem)
+    _on_shutdown(lambda: get_hub().shutdown())
+
+
+def _install_guard() -> bool:
+    problem = _check_guard()
     if problem is None:
         original, http_protocol.WebRequest = http_protocol.WebRequest, GuardedRequest
         if http_protocol.HTTPFactory(_Server()).buildProtocol(None).requestFactory is not GuardedRequest:
@@ -190,16 +315,15 @@ def install() -> bool:
     if problem is not None:
         log.error("request guard is OFF (%s): bodies are read before they are checked", problem)
         return False
-    _installed = True
     return True
 
 
-def active() -> bool:
-    return _installed and http_protocol.WebRequest is GuardedRequest
-
-
 class _Server:
-    """The little of daphne's Server that a request touches before it is processed."""
+    """The little of daphne's Server that the checks touch."""
+
+    def __init__(self) -> None:
+        self.connections: dict[Any, dict[str, Any]] = {}
+        self.sent: Any = None
 
     def protocol_connected(self, protocol: object) -> None:
         pass
@@ -207,8 +331,19 @@ class _Server:
     def protocol_disconnected(self, protocol: object) -> None:
         pass
 
+    def application(self, *, scope: Any, receive: Any, send: Any) -> Any:
+        self.sent = send
+        raise _Caught
 
-def _self_check() -> str | None:
+    async def handle_reply(self, protocol: Any, message: Any) -> None:
+        pass
+
+
+class _Caught(Exception):
+    pass
+
+
+def _check_guard() -> str | None:
     """Feed an oversized POST through a real Twisted HTTPChannel: it must be refused."""
     if not issubclass(http_protocol.WebRequest, http.Request) or not hasattr(http_protocol, "HTTPFactory"):
         return "daphne.http_protocol changed"
@@ -230,3 +365,40 @@ def _self_check() -> str | None:
     if not transport.value().startswith(b"HTTP/1.1 413"):
         return "an oversized body was not refused"
     return None
+
+
+def _check_sockets() -> str | None:
+    """daphne must still hand applications a send that leads to the protocol, and autobahn
+    must still have what the writer calls."""
+    needed = ("sendPreparedMessage", "sendCloseFrame", "dropConnection", "registerProducer", "STATE_OPEN")
+    missing = [name for name in needed if not hasattr(ws_protocol.WebSocketProtocol, name)]
+    if missing:
+        return f"daphne's WebSocketProtocol lacks {', '.join(missing)}"
+    server = _Server()
+    protocol = object.__new__(ws_protocol.WebSocketProtocol)  # not connected: never used
+    server.connections[protocol] = {}
+    try:
+        Server.create_application(server, protocol, {"type": "websocket"})
+    except _Caught:
+        pass
+    except Exception as exc:
+        return f"daphne's create_application changed: {type(exc).__name__}: {exc}"
+    if _protocol_of(server.sent) is not protocol:
+        return "daphne's send no longer leads to the socket's protocol"
+    return None
+
+
+def _on_shutdown(action: Any) -> None:
+    """Before the reactor stops: send what is pending, close sockets with 1001, and give the
+    writes half a second to leave."""
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    def before_shutdown() -> Any:
+        try:
+            action()
+        except Exception:  # Twisted would swallow it silently
+            log.exception("live hub shutdown failed")
+        return deferLater(reactor, 0.5, lambda: None)
+
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[arg-type]

@@ -6,6 +6,6 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/analytics/", permanent=False)),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("api/", include("metrics_app.urls")),
+    path("api/", include("metrics_app.api.urls")),
     path("", include("dashboard_app.urls")),
 ]

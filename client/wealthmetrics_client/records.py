@@ -3,7 +3,7 @@
 A record the server would refuse is better refused in the scraper, with the field named, than
 sent, rejected with a 400 and dropped with a log line. Where a value has one safe reading it
 is coerced instead, and the docstring of `checked()` says which. The limits are the server's
-(metrics_app.schema); the project's tests check that the two agree.
+(metrics_app.records); the project's tests check that the two agree.
 """
 
 from __future__ import annotations

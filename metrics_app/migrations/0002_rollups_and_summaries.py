@@ -4,18 +4,57 @@ from django.db import migrations, models
 
 
 def roll_up_existing_records(apps, schema_editor):
-    """Records stored before rollups existed get their rollups, so history stays whole."""
-    from metrics_app import rollups
+    """Records stored before rollups existed get their rollups, so history stays whole.
 
-    PagePerformance = apps.get_model("metrics_app", "PagePerformance")
-    SchedulerMetric = apps.get_model("metrics_app", "SchedulerMetric")
-    spans = [
-        model.objects.aggregate(first=models.Min("created_at"), last=models.Max("created_at"))
-        for model in (PagePerformance, SchedulerMetric)
+    The rollup rebuild as it was when this migration was written (1.2x duration buckets, 86 of
+    them; hours cut in TIME_ZONE), frozen here so later changes to metrics_app leave it alone."""
+    from datetime import UTC, datetime
+
+    from django.utils import timezone
+
+    db = schema_editor.connection
+    with db.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT COUNT(*) FROM scraper_page_performance) + (SELECT COUNT(*) FROM scheduler_metrics)"
+        )
+        if not cursor.fetchone()[0]:
+            return
+    offset = timezone.get_current_timezone().utcoffset(datetime.now(UTC).replace(tzinfo=None))
+    shift = int(-offset.total_seconds()) % 3600 if offset is not None else 0
+    if db.vendor == "mysql":
+        hour = (
+            f"TIMESTAMPADD(SECOND, {shift}, "
+            f"DATE_FORMAT(TIMESTAMPADD(SECOND, {-shift}, created_at), '%%Y-%%m-%%d %%H:00:00'))"
+        )
+    else:
+        hour = (
+            f"datetime(strftime('%%Y-%%m-%%d %%H:00:00', created_at, '{-shift} seconds'), '{shift} seconds')"
+        )
+    raw = "1 + CEILING(LN(r.duration) / LN(1.2) - 1e-9)"
+    bucket = f"CASE WHEN r.duration <= 0 THEN 0 WHEN {raw} > 85 THEN 85 ELSE {raw} END"
+    sources = [
+        f"""SELECT {hour} AS hour, scraper_source, metric_type, '' AS scheduler_name, success,
+                   COALESCE(navigation_duration_ms, scrape_duration_ms, 0) AS duration,
+                   COALESCE(retry_count, 0) AS retries, COALESCE(items_extracted, 0) AS items,
+                   COALESCE(data_size, 0) AS size
+            FROM scraper_page_performance""",
+        f"""SELECT {hour} AS hour, COALESCE(scraper_source, scheduler_name) AS scraper_source,
+                   'scheduler_run' AS metric_type, scheduler_name, success,
+                   execution_duration_ms AS duration, 0 AS retries, items_processed AS items, 0 AS size
+            FROM scheduler_metrics""",
     ]
-    firsts = [span["first"] for span in spans if span["first"] is not None]
-    if firsts:
-        rollups.rebuild_span(min(firsts), max(span["last"] for span in spans if span["last"] is not None))
+    with db.cursor() as cursor:
+        for source in sources:
+            cursor.execute(
+                f"""INSERT INTO scraper_metrics_hourly (hour, scraper_source, metric_type, scheduler_name,
+                        duration_bucket, records, successes, duration_sum, duration_min, duration_max,
+                        retry_sum, items_sum, bytes_sum)
+                SELECT hour, scraper_source, metric_type, scheduler_name, bucket,
+                       COUNT(*), SUM(CASE WHEN success THEN 1 ELSE 0 END), SUM(duration), MIN(duration),
+                       MAX(duration), SUM(retries), SUM(items), SUM(size)
+                FROM (SELECT r.*, {bucket} AS bucket FROM ({source}) AS r) AS b
+                GROUP BY hour, scraper_source, metric_type, scheduler_name, bucket"""
+            )
 
 
 class Migration(migrations.Migration):

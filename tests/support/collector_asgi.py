@@ -3,11 +3,12 @@ collector, so a test can queue records inside a running daphne and then stop it.
 
 from typing import Any
 
-from metrics_app.collector import collector
 from wealthmetrics.asgi import application as wealthmetrics_application
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    from metrics_app.collector import collector  # once Django is set up
+
     if scope["type"] == "http" and scope["path"] == "/test/record/":
         collector.record_page_navigation(
             scraper_source="shutdown-test", url="https://x/", navigation_duration_ms=7

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from metrics_app.schema import now_ms
+from metrics_app.records import now_ms
 
 
 def navigation(**overrides: Any) -> dict[str, Any]:

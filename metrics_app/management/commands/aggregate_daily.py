@@ -7,7 +7,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from metrics_app import aggregation, db, rollups
+from metrics_app import db
+from metrics_app.history import rollups, summaries
 
 
 def _day(value: str) -> date:
@@ -53,10 +54,10 @@ class Command(BaseCommand):
         for day in days:
             began = time.perf_counter()
             if options["rebuild_rollups"]:
-                start, end = aggregation.day_bounds(day)
+                start, end = summaries.day_bounds(day)
                 rolled = rollups.rebuild(start, end)
                 self.stdout.write(f"{day}: rollups rebuilt from {rolled} detailed records")
-            result = aggregation.aggregate_day(day)
+            result = summaries.aggregate_day(day)
             self.stdout.write(f"{result} ({time.perf_counter() - began:.2f} s)")
         if len(days) > 1:
             self.stdout.write(f"Aggregated {len(days)} days, {days[0]} to {days[-1]}.")
@@ -65,7 +66,7 @@ class Command(BaseCommand):
         """Rebuilding replaces a day's rollups with what its detailed rows say; past retention
         (or across the cutoff) those rows are gone, and so would the rollups be."""
         cutoff = timezone.now() - timedelta(days=settings.METRICS_RETENTION_DAYS)
-        too_old = [day for day in days if aggregation.day_bounds(day)[0] < cutoff]
+        too_old = [day for day in days if summaries.day_bounds(day)[0] < cutoff]
         if too_old:
             raise CommandError(
                 f"--rebuild-rollups works on days whose detailed rows are all still kept "
@@ -77,7 +78,7 @@ class Command(BaseCommand):
         if options["catch_up"]:
             if options["date"] or options["start"] or options["end"]:
                 raise CommandError("--catch-up picks the days itself; drop --date/--from/--to")
-            return aggregation.days_to_aggregate()
+            return summaries.days_to_aggregate()
         if options["date"] and (options["start"] or options["end"]):
             raise CommandError("give either --date or --from/--to, not both")
         if options["start"]:

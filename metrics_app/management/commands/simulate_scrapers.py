@@ -12,7 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from metrics_app.models import ApiKey
-from metrics_app.schema import is_source_name
+from metrics_app.records import is_source_name
 from wealthmetrics_client import MetricsClient
 
 DEFAULT_SOURCES = "robinhood,cnbc,webull,marketbeat,yahoo-finance,seeking-alpha"

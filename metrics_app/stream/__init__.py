@@ -2,8 +2,8 @@
 
 `store_metrics(...)` then `broadcast_metrics(...)`: HTTP ingest and the in-process collector
 both end here, so a record reaches the live page the same way whichever path stored it. The
-batch is serialised once here and published once (metrics_app.bus); each process's hub
-(dashboard_app.live) fans it out to its own sockets.
+batch is serialised once here and published once (metrics_app.stream.bus); each process's hub
+(metrics_app.stream.hub) fans it out to its own sockets.
 """
 
 import logging
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import orjson
 
 from metrics_app import counters
-from metrics_app.bus import get_bus
-from metrics_app.schema import Metric, channel_of, to_wire
+from metrics_app.records import Metric, channel_of, to_wire
+from metrics_app.stream.bus import get_bus
 
 log = logging.getLogger(__name__)
 

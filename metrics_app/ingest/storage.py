@@ -1,6 +1,6 @@
 """Storing records: one transaction, one multi-row INSERT per table and 1000 rows.
 
-The same transaction adds the records to their hourly rollups (metrics_app.rollups), so
+The same transaction adds the records to their hourly rollups (metrics_app.history.rollups), so
 history and daily summaries count exactly what was stored.
 
 A multi-row INSERT is one round trip instead of a thousand (about 61k rows/s against 3k/s
@@ -14,16 +14,17 @@ from typing import Any
 
 from django.db import OperationalError, connection, transaction
 
-from metrics_app.rollups import add_to_rollups
-from metrics_app.schema import (
+from metrics_app.dialect import insert_sql
+from metrics_app.history.rollups import add_to_rollups
+from metrics_app.ingest.rows import (
     PAGE_COLUMNS,
+    PAGE_TABLE,
     SCHEDULER_COLUMNS,
-    Metric,
-    SchedulerRun,
+    SCHEDULER_TABLE,
     page_row,
     scheduler_row,
 )
-from metrics_app.sql import insert_sql
+from metrics_app.records import Metric, SchedulerRun
 
 ROWS_PER_STATEMENT = 1000  # SQLite allows 32766 parameters: 1000 rows of 11 columns fit
 # InnoDB may pick a transaction as a deadlock victim when two batches upsert the same rollup
@@ -57,8 +58,8 @@ def store_metrics(records: Sequence[Metric]) -> list[int]:
             page_rows.append(page_row(record))
             page_at.append(index)
     tables = (
-        ("scraper_page_performance", PAGE_COLUMNS, page_rows, page_at),
-        ("scheduler_metrics", SCHEDULER_COLUMNS, scheduler_rows, scheduler_at),
+        (PAGE_TABLE, PAGE_COLUMNS, page_rows, page_at),
+        (SCHEDULER_TABLE, SCHEDULER_COLUMNS, scheduler_rows, scheduler_at),
     )
 
     def store_once() -> list[int]:

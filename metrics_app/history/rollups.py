@@ -20,12 +20,28 @@ from typing import Any, Final
 from django.db import connection, transaction
 from django.utils import timezone
 
-from metrics_app.histogram import BUCKETS, GROWTH, bucket_of
-from metrics_app.schema import Metric, PageNavigation, PageScrape, channel_of, db_hour, db_instant, epoch_ms
-from metrics_app.sql import Merge, insert_sql, upsert_clause
+from metrics_app.dialect import Merge, db_hour, db_instant, insert_sql, upsert_clause
+from metrics_app.histogram import bucket_of, bucket_sql
+from metrics_app.models import (
+    PAGE_DURATION_SQL,
+    SCHEDULER_CHANNEL_SQL,
+    HourlyRollup,
+    PagePerformance,
+    SchedulerMetric,
+)
+from metrics_app.records import (
+    DURATION_FIELD,
+    ITEMS_FIELD,
+    Metric,
+    channel_of,
+    duration_of,
+    epoch_ms,
+    items_of,
+    type_of,
+)
 
 HOUR_MS: Final = 3_600_000
-TABLE: Final = "scraper_metrics_hourly"
+TABLE: Final = HourlyRollup._meta.db_table
 KEY: Final = ("scraper_source", "hour", "metric_type", "scheduler_name", "duration_bucket")
 COLUMNS: Final = (
     "hour", "scraper_source", "metric_type", "scheduler_name", "duration_bucket",
@@ -55,11 +71,10 @@ def hour_start_ms(recorded_at: int, shift_ms: int) -> int:
 
 def _measures(record: Metric) -> tuple[str, str, int, int, int, int]:
     """type, scheduler name, duration, retries, items, bytes."""
-    if isinstance(record, PageNavigation):
-        return "page_navigation", "", record.navigation_duration_ms, record.retry_count, 0, 0
-    if isinstance(record, PageScrape):
-        return "page_scrape", "", record.scrape_duration_ms, 0, record.items_extracted, record.data_size
-    return "scheduler_run", record.scheduler_name, record.execution_duration_ms, 0, record.items_processed, 0
+    return (
+        type_of(record), getattr(record, "scheduler_name", ""), duration_of(record),
+        getattr(record, "retry_count", 0), items_of(record), getattr(record, "data_size", 0),
+    )  # fmt: skip
 
 
 def rollup_rows(records: Sequence[Metric]) -> list[tuple[Any, ...]]:
@@ -126,12 +141,6 @@ def _hour_sql(column: str, shift: int) -> str:
     return f"datetime(strftime('%%Y-%%m-%%d %%H:00:00', {column}, '{-shift} seconds'), '{shift} seconds')"
 
 
-def _bucket_sql(duration: str) -> str:
-    """histogram.bucket_of in SQL."""
-    raw = f"1 + CEILING(LN({duration}) / LN({GROWTH}) - 1e-9)"
-    return f"CASE WHEN {duration} <= 0 THEN 0 WHEN {raw} > {BUCKETS - 1} THEN {BUCKETS - 1} ELSE {raw} END"
-
-
 def rebuild(start: datetime, end: datetime) -> int:
     """Recompute the rollups of [start, end) from the detailed rows, in one transaction.
 
@@ -145,17 +154,16 @@ def rebuild(start: datetime, end: datetime) -> int:
     shift = hour_shift_seconds()
     page_source = f"""
         SELECT {_hour_sql("created_at", shift)} AS hour, scraper_source, metric_type,
-               '' AS scheduler_name, success,
-               COALESCE(navigation_duration_ms, scrape_duration_ms, 0) AS duration,
-               COALESCE(retry_count, 0) AS retries, COALESCE(items_extracted, 0) AS items,
+               '' AS scheduler_name, success, {PAGE_DURATION_SQL} AS duration,
+               COALESCE(retry_count, 0) AS retries, COALESCE({ITEMS_FIELD["page_scrape"]}, 0) AS items,
                COALESCE(data_size, 0) AS size
-        FROM scraper_page_performance WHERE created_at >= %s AND created_at < %s"""
+        FROM {PagePerformance._meta.db_table} WHERE created_at >= %s AND created_at < %s"""
     scheduler_source = f"""
-        SELECT {_hour_sql("created_at", shift)} AS hour,
-               COALESCE(scraper_source, scheduler_name) AS scraper_source,
+        SELECT {_hour_sql("created_at", shift)} AS hour, {SCHEDULER_CHANNEL_SQL} AS scraper_source,
                'scheduler_run' AS metric_type, scheduler_name, success,
-               execution_duration_ms AS duration, 0 AS retries, items_processed AS items, 0 AS size
-        FROM scheduler_metrics WHERE created_at >= %s AND created_at < %s"""
+               {DURATION_FIELD["scheduler_run"]} AS duration, 0 AS retries,
+               {ITEMS_FIELD["scheduler_run"]} AS items, 0 AS size
+        FROM {SchedulerMetric._meta.db_table} WHERE created_at >= %s AND created_at < %s"""
     bounds = [db_instant(start), db_instant(end)]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {TABLE} WHERE hour >= %s AND hour < %s", bounds)
@@ -165,7 +173,7 @@ def rebuild(start: datetime, end: datetime) -> int:
                 SELECT hour, scraper_source, metric_type, scheduler_name, bucket,
                        COUNT(*), SUM(CASE WHEN success THEN 1 ELSE 0 END), SUM(duration), MIN(duration),
                        MAX(duration), SUM(retries), SUM(items), SUM(size)
-                FROM (SELECT r.*, {_bucket_sql("r.duration")} AS bucket FROM ({source}) AS r) AS b
+                FROM (SELECT r.*, {bucket_sql("r.duration")} AS bucket FROM ({source}) AS r) AS b
                 GROUP BY hour, scraper_source, metric_type, scheduler_name, bucket""",
                 bounds,
             )

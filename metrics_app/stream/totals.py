@@ -3,7 +3,7 @@
 Kept in memory per process from the live stream, in one-minute slots per source over the
 last hour, so producing it costs nothing per second however many rows the tables hold.
 A process starts from the last hour in the database, aggregated there per minute and
-duration bucket (metrics_app.queries.load_live_stats), which is also how the HTTP summary
+duration bucket (metrics_app.history.reads.load_live_stats), which is also how the HTTP summary
 is computed.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from metrics_app import histogram
-from metrics_app.schema import now_ms
+from metrics_app.records import now_ms
 
 WINDOW_MINUTES: Final = 60
 TREND_MINUTES: Final = 5  # trends compare the last 5 minutes with the 5 before

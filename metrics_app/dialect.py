@@ -1,8 +1,9 @@
-"""The few SQL spellings MySQL/MariaDB and SQLite disagree on, for the raw statements of
-rollups, aggregation and retention."""
+"""Raw SQL that works on both MySQL/MariaDB and SQLite: the multi-row INSERT, the upsert
+clause (which they spell differently), and the text form of times in statements."""
 
 import functools
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Literal
 
 from django.db import connection
@@ -41,3 +42,23 @@ def upsert_clause(key: Sequence[str], merges: Mapping[str, Merge]) -> str:
         return "ON DUPLICATE KEY UPDATE " + ", ".join(_MYSQL[how].format(c) for c, how in merges.items())
     assignments = ", ".join(_SQLITE[how].format(c) for c, how in merges.items())
     return f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {assignments}"
+
+
+def db_datetime(ms: int) -> str:
+    """recordedAt as the naive-UTC text both MySQL DATETIME(6) and Django's SQLite accept.
+
+    Formatting here instead of passing a datetime through Django's adapters keeps the bulk
+    insert a plain executemany that mysqlclient folds into one multi-row INSERT.
+    """
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def db_instant(value: datetime) -> str:
+    """An aware datetime as a naive-UTC bound for raw SQL on either database, whole seconds:
+    the form rollup hours are stored in (SQLite compares them as text)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def db_hour(ms: int) -> str:
+    """A rollup hour's start, given in ms since the epoch, as db_instant writes it."""
+    return db_instant(datetime.fromtimestamp(ms / 1000, UTC))

@@ -13,10 +13,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
-from metrics_app import counters, queries, runtime
-from metrics_app.auth import View, is_reader, require_api_key, require_reader, unauthorized
-from metrics_app.broadcast import broadcast_metrics
-from metrics_app.schema import (
+from metrics_app import counters
+from metrics_app.api import status
+from metrics_app.api.auth import View, is_reader, require_api_key, require_reader, unauthorized
+from metrics_app.history import reads
+from metrics_app.ingest.storage import store_metrics
+from metrics_app.records import (
     MAX_RECORDED_AT,
     METRIC_TYPES,
     MIN_RECORDED_AT,
@@ -25,7 +27,7 @@ from metrics_app.schema import (
     decode_batch,
     is_source_name,
 )
-from metrics_app.storage import store_metrics
+from metrics_app.stream import broadcast_metrics
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ def recent(request: HttpRequest) -> HttpResponse:
         return error(400, "invalid_request", "limit must be an integer", field="limit")
     if not 1 <= limit <= MAX_RECORDS_PER_REQUEST:
         return error(400, "invalid_request", "limit must be between 1 and 1000", field="limit")
-    return JsonResponse({"metrics": queries.recent_metrics(source, limit)})
+    return JsonResponse({"metrics": reads.recent_metrics(source, limit)})
 
 
 @allow("GET")
@@ -120,7 +122,7 @@ def history(request: HttpRequest) -> HttpResponse:
     if metric_type is not None and metric_type not in METRIC_TYPES:
         return error(400, "invalid_request", f"type must be one of {', '.join(METRIC_TYPES)}", field="type")
     bucket = params.get("bucket", "hour")
-    if bucket not in queries.HISTORY_BUCKETS:
+    if bucket not in reads.HISTORY_BUCKETS:
         return error(400, "invalid_request", "bucket must be minute, hour or day", field="bucket")
     now = timezone.now()
     try:
@@ -130,9 +132,9 @@ def history(request: HttpRequest) -> HttpResponse:
         return error(400, "invalid_request", exc.args[0], field=exc.args[1])
     if start >= end:
         return error(400, "invalid_request", "from must be before to", field="from")
-    if (end - start) / BUCKET_LENGTH[bucket] > queries.MAX_HISTORY_BUCKETS:
+    if (end - start) / BUCKET_LENGTH[bucket] > reads.MAX_HISTORY_BUCKETS:
         return error(400, "invalid_request", f"too many {bucket} buckets; use a wider bucket", field="bucket")
-    return JsonResponse({"buckets": queries.history(source, metric_type, start, end, bucket)})
+    return JsonResponse({"buckets": reads.history(source, metric_type, start, end, bucket)})
 
 
 BUCKET_LENGTH = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
@@ -169,7 +171,7 @@ def _date(value: str) -> datetime | None:
 @allow("GET")
 @require_reader
 def summary(request: HttpRequest) -> HttpResponse:
-    return JsonResponse(queries.dashboard_snapshot())
+    return JsonResponse(reads.dashboard_snapshot())
 
 
 async def stats(request: HttpRequest) -> HttpResponse:
@@ -177,10 +179,10 @@ async def stats(request: HttpRequest) -> HttpResponse:
         return error(405, "method_not_allowed", "use GET")
     if not await sync_to_async(is_reader)(request):
         return unauthorized("log in or send a valid API key")
-    return JsonResponse(await runtime.server_stats())
+    return JsonResponse(await status.server_stats())
 
 
 async def websocket_health(request: HttpRequest) -> HttpResponse:
     if request.method != "GET":
         return error(405, "method_not_allowed", "use GET")
-    return JsonResponse(await runtime.websocket_health())
+    return JsonResponse(await status.websocket_health())

@@ -15,10 +15,9 @@ from django.db import connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from metrics_app.histogram import GROWTH
-from metrics_app.models import AggregatedDay, HourlyRollup
-from metrics_app.schema import db_instant
-from metrics_app.sql import Merge, upsert_clause
+from metrics_app.dialect import Merge, db_instant, upsert_clause
+from metrics_app.histogram import upper_bound_sql
+from metrics_app.models import AggregatedDay, DailySummary, HourlyRollup, SchedulerDailySummary
 
 # Per type: the day's totals and the bucket where the running count reaches 95 %.
 _PER_TYPE = """
@@ -33,14 +32,13 @@ _PER_TYPE = """
             SELECT {group}, duration_bucket, SUM(records) AS n, SUM(successes) AS ok,
                    SUM(duration_sum) AS dsum, MIN(duration_min) AS dmin, MAX(duration_max) AS dmax,
                    SUM(retry_sum) AS retries, SUM(items_sum) AS items, SUM(bytes_sum) AS bytes
-            FROM scraper_metrics_hourly
+            FROM {rollups}
             WHERE hour >= %s AND hour < %s AND {where}
             GROUP BY {group}, duration_bucket
         ) AS b
     ) AS r
     GROUP BY {group}"""
-# histogram.upper_bound in SQL
-_P95 = f"CASE WHEN p95_bucket = 0 THEN 0 ELSE ROUND(POWER({GROWTH}, p95_bucket - 1), 1) END"
+_P95 = upper_bound_sql("p95_bucket")
 
 # Averages multiply by 1e0 so they divide in floating point: MySQL's DECIMAL division keeps
 # only four decimals.
@@ -84,14 +82,14 @@ def _summary_sql(table: str, key: str, columns: dict[str, str], where: str, grou
     return (
         f"INSERT INTO {table} ({', '.join(names)}) "
         f"SELECT {key}, %s, {', '.join(expressions)}, %s "
-        f"FROM ({_PER_TYPE.format(group=group, where=where)}) AS t "
+        f"FROM ({_PER_TYPE.format(group=group, where=where, rollups=HourlyRollup._meta.db_table)}) AS t "
         f"WHERE true GROUP BY {key} " + upsert_clause([key, "metric_date"], merges)
     )
 
 
 def _scheduler_summary_sql() -> str:
     return _summary_sql(
-        "scheduler_daily_summary",
+        SchedulerDailySummary._meta.db_table,
         "scheduler_name",
         _SCHEDULER_COLUMNS,
         where="metric_type = 'scheduler_run'",
@@ -101,7 +99,7 @@ def _scheduler_summary_sql() -> str:
 
 def _page_summary_sql() -> str:
     return _summary_sql(
-        "scraper_daily_summary",
+        DailySummary._meta.db_table,
         "scraper_source",
         _PAGE_COLUMNS,
         where="metric_type IN ('page_navigation', 'page_scrape')",
@@ -140,12 +138,13 @@ def aggregate_day(day: date) -> DayResult:
         cursor.execute(
             "SELECT COUNT(DISTINCT CASE WHEN metric_type <> 'scheduler_run' THEN scraper_source END),"
             " COUNT(DISTINCT CASE WHEN metric_type = 'scheduler_run' THEN scheduler_name END),"
-            " SUM(records) FROM scraper_metrics_hourly WHERE hour >= %s AND hour < %s",
+            f" SUM(records) FROM {HourlyRollup._meta.db_table} WHERE hour >= %s AND hour < %s",
             bounds,
         )
         sources, schedulers, records = cursor.fetchone()
         cursor.execute(
-            "INSERT INTO metrics_aggregated_days (metric_date, sources, aggregated_at) VALUES (%s, %s, %s) "
+            f"INSERT INTO {AggregatedDay._meta.db_table} (metric_date, sources, aggregated_at) "
+            "VALUES (%s, %s, %s) "
             + upsert_clause(["metric_date"], {"sources": "replace", "aggregated_at": "replace"}),
             [day.isoformat(), sources + schedulers, now],
         )

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from metrics_app import views
+from metrics_app.api import views
 
 urlpatterns = [
     path("metrics/", views.ingest, name="metrics-ingest"),

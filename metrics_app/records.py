@@ -1,9 +1,14 @@
-"""The wire format of a metric record (contract §4): validation, row shape, and back.
+"""A metric record: its rules, its wire format and its validation (docs/api.md, "A metric record").
 
-Every entry path (HTTP ingest, the in-process collector, later the WebSocket) goes through
-this module, so a record means the same thing wherever it came from. Validation is done by
-msgspec in C while decoding: a 1000-record batch costs about a millisecond, which is what
-lets one daphne process store tens of thousands of records a second.
+Every entry path (HTTP ingest, the in-process collector) goes through this module, so a record
+means the same thing wherever it came from. Validation is done by msgspec in C while decoding:
+a 1000-record batch costs about a millisecond, which is what lets one daphne process store
+tens of thousands of records a second.
+
+The rules every other layer follows are defined here once: the source-name pattern and the
+wildcard, a record's channel, which field holds each type's duration and items, and the bounds
+of every value. SQL and ORM expressions are built from them (metrics_app.history), the scraper
+kit and the page's JavaScript (static/js/records.js) repeat them and are tested against them.
 """
 
 import re
@@ -32,6 +37,22 @@ MAX_CLOCK_AHEAD_MS: Final = 3_600_000
 # (seconds or microseconds), which would otherwise be stored silently.
 MIN_RECORDED_AT: Final = 946_684_800_000
 MAX_RECORDED_AT: Final = 4_102_444_800_000
+
+WILDCARD: Final = "*"  # a subscription to every channel
+
+METRIC_TYPES: Final = ("page_navigation", "page_scrape", "scheduler_run")
+PAGE_TYPES: Final = ("page_navigation", "page_scrape")
+# What each type measures, by field: the struct attribute and the database column have this
+# name, the wire field is its camelCase (`camel()`).
+DURATION_FIELD: Final = {
+    "page_navigation": "navigation_duration_ms",
+    "page_scrape": "scrape_duration_ms",
+    "scheduler_run": "execution_duration_ms",
+}
+ITEMS_FIELD: Final = {"page_scrape": "items_extracted", "scheduler_run": "items_processed"}
+# A record's channel is the first of these fields that is set: its source, or a scheduler
+# run's own name when it names no source.
+CHANNEL_FIELDS: Final = ("scraper_source", "scheduler_name")
 
 SourceName = Annotated[str, Meta(pattern=_WHOLE_SOURCE_NAME)]
 Url = Annotated[str, Meta(min_length=1, max_length=500)]
@@ -78,18 +99,41 @@ class SchedulerRun(_Record, tag="scheduler_run"):
 
 
 Metric = PageNavigation | PageScrape | SchedulerRun
-METRIC_TYPES: Final = ("page_navigation", "page_scrape", "scheduler_run")
 
 
 class IngestBody(Struct, forbid_unknown_fields=True):
     metrics: list[Metric]
 
 
+def camel(field: str) -> str:
+    """A field's wire name: navigation_duration_ms -> navigationDurationMs."""
+    first, *rest = field.split("_")
+    return first + "".join(word.title() for word in rest)
+
+
+def type_of(record: Metric) -> str:
+    return str(record.__struct_config__.tag)
+
+
 def channel_of(record: Metric) -> str:
-    """The channel a record is broadcast on: its source, or a bare scheduler's own name."""
+    """The channel a record is broadcast on: the first of CHANNEL_FIELDS that is set."""
     if isinstance(record, SchedulerRun):
         return record.scraper_source or record.scheduler_name
     return record.scraper_source
+
+
+def channel_of_wire(record: dict[str, Any]) -> str:
+    """channel_of for a record in its wire shape."""
+    return str(record.get("scraperSource") or record["schedulerName"])
+
+
+def duration_of(record: Metric) -> int:
+    return int(getattr(record, DURATION_FIELD[type_of(record)]))
+
+
+def items_of(record: Metric) -> int:
+    field = ITEMS_FIELD.get(type_of(record))
+    return int(getattr(record, field)) if field else 0
 
 
 # --- Errors ---------------------------------------------------------------------------------
@@ -204,75 +248,6 @@ def validate_record(data: dict[str, Any]) -> Metric:
 
 def validate_records(items: Iterable[dict[str, Any]]) -> list[Metric]:
     return [validate_record(item) for item in items]
-
-
-# --- Rows -----------------------------------------------------------------------------------
-
-PAGE_COLUMNS: Final = (
-    "scraper_source",
-    "metric_type",
-    "page_url",
-    "navigation_duration_ms",
-    "retry_count",
-    "scrape_duration_ms",
-    "items_extracted",
-    "data_size",
-    "success",
-    "error",
-    "created_at",
-)
-SCHEDULER_COLUMNS: Final = (
-    "scheduler_name",
-    "scraper_source",
-    "execution_duration_ms",
-    "items_processed",
-    "success",
-    "error",
-    "created_at",
-)
-
-
-def db_datetime(ms: int) -> str:
-    """recordedAt as the naive-UTC text both MySQL DATETIME(6) and Django's SQLite accept.
-
-    Formatting here instead of passing a datetime through Django's adapters keeps the bulk
-    insert a plain executemany that mysqlclient folds into one multi-row INSERT.
-    """
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def db_instant(value: datetime) -> str:
-    """An aware datetime as a naive-UTC bound for raw SQL on either database, whole seconds:
-    the form rollup hours are stored in (SQLite compares them as text)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def db_hour(ms: int) -> str:
-    """A rollup hour's start, given in ms since the epoch, as db_instant writes it."""
-    return db_instant(datetime.fromtimestamp(ms / 1000, UTC))
-
-
-def page_row(record: PageNavigation | PageScrape) -> tuple[Any, ...]:
-    created = db_datetime(record.recorded_at)
-    if isinstance(record, PageNavigation):
-        return (
-            record.scraper_source, "page_navigation", record.url,
-            record.navigation_duration_ms, record.retry_count, None, None, None,
-            record.success, record.error, created,
-        )  # fmt: skip
-    return (
-        record.scraper_source, "page_scrape", record.url,
-        None, None, record.scrape_duration_ms, record.items_extracted, record.data_size,
-        record.success, record.error, created,
-    )  # fmt: skip
-
-
-def scheduler_row(record: SchedulerRun) -> tuple[Any, ...]:
-    return (
-        record.scheduler_name, record.scraper_source, record.execution_duration_ms,
-        record.items_processed, record.success, record.error,
-        db_datetime(record.recorded_at),
-    )  # fmt: skip
 
 
 def to_wire(record: Metric, row_id: int | None = None) -> dict[str, Any]:

@@ -1,34 +1,37 @@
-"""The live stream between processes: every stored batch is published once, to every process.
+"""The live stream between processes: every stored batch is published once, and every process
+subscribes once. Two backends behind one interface (`Bus`):
 
-With REDIS_URL it is one Redis channel. Publishing is a single Lua script call that numbers
-the batch's records per source (INCRBY) and PUBLISHes them, atomically: subscribers therefore
-see each source's sequence numbers in order, and a missing number is a lost message, never a
-late one. Each process subscribes once (dashboard_app.live) and fans out to its own sockets.
+- `RedisBus` (with REDIS_URL): publishing is a single Lua script call that numbers the batch's
+  records per source (INCRBY) and PUBLISHes them, atomically: subscribers therefore see each
+  source's sequence numbers in order, and a missing number is a lost message, never a late one.
+  It happens out of band, on a thread of its own, so an ingest answer never waits on Redis (a
+  frozen Redis held each request for seconds): publish() only queues. The queue is bounded
+  (PUBLISH_QUEUE_RECORDS); a batch that does not fit, or that Redis refused, is counted
+  (broadcast_dropped, broadcast_failures) and its sequence numbers are skipped at the next
+  publish, so subscribers see the gap and reload from the database.
+- `LocalBus` (no REDIS_URL): the same numbering under a lock, delivered inside the process.
+
+Both deliver the same message, `{"source": firstSeq, …}\n<records as JSON>`, read by `parse()`.
 
 channels-redis stays the Channels layer; the stream does not go through it because its
 pub/sub layer cannot number messages atomically, and its per-event-loop connections would
-be re-created by every publish from a worker thread. Measured alternatives are in the README.
-
-Without REDIS_URL the stream stays inside the process: the same numbering, no Redis.
-
-Publishing to Redis happens out of band, on a thread of its own, so an ingest answer never
-waits on Redis (a frozen Redis held each request for seconds): publish() only queues. The
-queue is bounded (PUBLISH_QUEUE_RECORDS); a batch that does not fit, or that Redis refused, is
-counted (broadcast_dropped, broadcast_failures) and its sequence numbers are skipped at the
-next publish, so subscribers see the gap and reload from the database.
+be re-created by every publish from a worker thread.
 """
 
+import asyncio
 import atexit
 import logging
 import queue
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncGenerator
 from typing import Any, Final
 
 import orjson
 import redis
+import redis.asyncio
 from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -37,10 +40,10 @@ from metrics_app import counters
 
 log = logging.getLogger(__name__)
 
-CHANNEL: Final = "wealthmetrics:metrics"
+TOPIC: Final = "wealthmetrics:metrics"  # the Redis pub/sub channel
 SEQ_KEY_PREFIX: Final = "wealthmetrics:seq:"
 
-# KEYS[1]: the sequence key prefix. ARGV: channel, payload, base, then (source, count, skip)
+# KEYS[1]: the sequence key prefix. ARGV: topic, payload, base, then (source, count, skip)
 # triples. `skip` burns numbers for records that were stored but could not be published, so
 # the loss shows as a gap. A source's counter starts at `base` (the time in µs) rather than 1:
 # after Redis restarts empty, numbering resumes far beyond where it was, and the jump shows
@@ -60,17 +63,32 @@ end
 return redis.call('PUBLISH', ARGV[1], '{' .. table.concat(parts, ',') .. '}\\n' .. ARGV[2])
 """
 
-Listener = Callable[[dict[str, int], bytes], None]
 PUBLISH_QUEUE_RECORDS: Final = 100_000
 
 
-class LocalBus:
-    """The in-process stream: numbering under a lock, delivery to listeners in this process."""
+class Bus(ABC):
+    """Publish from any thread; subscribe from an event loop."""
+
+    connected = False  # the subscription is up: messages published now will arrive
+
+    @abstractmethod
+    def publish(self, counts: dict[str, int], payload: bytes) -> None:
+        """Publish a batch: `counts` records per channel, `payload` the records as JSON. Never
+        waits on a remote server, never raises for one that is away."""
+
+    @abstractmethod
+    def subscribe(self) -> AsyncGenerator[bytes, None]:
+        """Every message published from now on, as long as the iteration goes on; it keeps
+        going through outages (reconnecting), so a gap in sequence numbers shows them."""
+
+
+class LocalBus(Bus):
+    """The in-process stream: numbering under a lock, delivery to subscribers in this process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seq: dict[str, int] = {}
-        self.listeners: list[Listener] = []
+        self._subscribers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[bytes]]] = []
 
     def publish(self, counts: dict[str, int], payload: bytes) -> None:
         with self._lock:
@@ -78,13 +96,29 @@ class LocalBus:
             for source, count in counts.items():
                 header[source] = self._seq.get(source, 0) + 1
                 self._seq[source] = header[source] + count - 1
-            for listener in self.listeners:
-                listener(header, payload)
+            message = orjson.dumps(header) + b"\n" + payload
+            for loop, inbox in self._subscribers:
+                loop.call_soon_threadsafe(inbox.put_nowait, message)
         counters.incr("records_broadcast", sum(counts.values()))
 
+    async def subscribe(self) -> AsyncGenerator[bytes, None]:
+        inbox: asyncio.Queue[bytes] = asyncio.Queue()
+        subscriber = (asyncio.get_running_loop(), inbox)
+        with self._lock:
+            self._subscribers.append(subscriber)
+        self.connected = True
+        try:
+            while True:
+                yield await inbox.get()
+        finally:
+            with self._lock:
+                self._subscribers.remove(subscriber)
+            self.connected = False
 
-class RedisBus:
+
+class RedisBus(Bus):
     def __init__(self, url: str) -> None:
+        self.url = url
         # One connection is enough: only the publishing thread talks to Redis. One immediate
         # retry replaces a connection Redis dropped (a restart); beyond that, fail fast.
         self._client = redis.Redis.from_url(
@@ -138,7 +172,7 @@ class RedisBus:
     def _publish_now(self, counts: dict[str, int], payload: bytes) -> None:
         with self._lock:
             skips = dict(self._unpublished)
-        args: list[Any] = [CHANNEL, payload, time.time_ns() // 1000]
+        args: list[Any] = [TOPIC, payload, time.time_ns() // 1000]
         for source in counts.keys() | skips.keys():
             args += [source, counts.get(source, 0), skips.get(source, 0)]
         try:
@@ -152,12 +186,38 @@ class RedisBus:
                 self._unpublished.subtract(skips)
                 self._unpublished = +self._unpublished
 
+    async def subscribe(self) -> AsyncGenerator[bytes, None]:
+        """One subscription; reconnects with backoff and never gives up. Errors are logged and
+        counted (bus_disconnects for Redis going away, bus_subscriber_errors for anything else)."""
+        backoff = 0.1
+        while True:
+            client = redis.asyncio.Redis.from_url(self.url, socket_connect_timeout=2, health_check_interval=5)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(TOPIC)
+                    self.connected, backoff = True, 0.1
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            yield message["data"]
+            except (redis.RedisError, OSError) as exc:
+                if self.connected:
+                    log.warning("the live stream lost Redis (%s); reconnecting", exc)
+                    counters.incr("bus_disconnects")
+            except Exception:
+                log.exception("the live stream's Redis subscriber failed; reconnecting")
+                counters.incr("bus_subscriber_errors")
+            finally:
+                self.connected = False
+                await client.aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
 
-_bus: LocalBus | RedisBus | None = None
+
+_bus: Bus | None = None
 _bus_lock = threading.Lock()
 
 
-def get_bus() -> LocalBus | RedisBus:
+def get_bus() -> Bus:
     global _bus
     if _bus is None:
         with _bus_lock:

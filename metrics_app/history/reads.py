@@ -1,27 +1,25 @@
-"""Reading records back: recent records of a channel, and the dashboard summary."""
+"""Reads: a channel's recent records, time-bucketed history, the last hour's totals, and the
+channels that exist. The API views and the live hub call these."""
 
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Case, Count, F, IntegerField, Max, Q, QuerySet, Sum, Value, When
-from django.db.models.functions import Ceil, Coalesce, Least, Ln, TruncMinute
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce, TruncMinute
 from django.utils import timezone
 
-from metrics_app import histogram, rollups
-from metrics_app.livestats import WINDOW_MINUTES, LiveStats
-from metrics_app.models import HourlyRollup, PagePerformance, SchedulerMetric
-from metrics_app.schema import epoch_ms, to_wire
-
-
-def scheduler_runs_of(channel: str) -> QuerySet[SchedulerMetric]:
-    """Scheduler runs broadcast on a channel: those of the source, or a bare scheduler's own."""
-    return SchedulerMetric.objects.filter(_on_channel(channel))
-
-
-def _on_channel(channel: str) -> Q:
-    return Q(scraper_source=channel) | Q(scraper_source__isnull=True, scheduler_name=channel)
+from metrics_app import histogram
+from metrics_app.history import rollups
+from metrics_app.models import (
+    HourlyRollup,
+    PagePerformance,
+    SchedulerMetric,
+    page_duration,
+    scheduler_channel,
+)
+from metrics_app.records import DURATION_FIELD, ITEMS_FIELD, epoch_ms, to_wire
+from metrics_app.stream.totals import WINDOW_MINUTES, LiveStats
 
 
 def known_channels() -> set[str]:
@@ -35,26 +33,13 @@ def recent_metrics(channel: str | None, limit: int) -> list[dict[str, Any]]:
     runs = SchedulerMetric.objects.all()
     if channel is not None:
         pages = pages.filter(scraper_source=channel)
-        runs = scheduler_runs_of(channel)
+        runs = SchedulerMetric.objects.on_channel(channel)
     newest: list[PagePerformance | SchedulerMetric] = [
         *pages.order_by("-created_at", "-id")[:limit],
         *runs.order_by("-created_at", "-id")[:limit],
     ]
     newest.sort(key=lambda row: (row.created_at, row.id), reverse=True)
     return [to_wire(row.to_metric(), row.id) for row in reversed(newest[:limit])]
-
-
-def _duration_bucket(duration: Any) -> Case:
-    """histogram.bucket_of, in SQL (Django provides LN and CEILING on SQLite too)."""
-    log_growth = math.log(histogram.GROWTH)
-    return Case(
-        When(**{f"{duration}__lte": 0}, then=Value(0)),
-        default=Least(
-            Value(histogram.BUCKETS - 1),
-            Value(1) + Ceil(Ln(F(duration)) / Value(log_growth) - Value(1e-9)),
-        ),
-        output_field=IntegerField(),
-    )
 
 
 def load_live_stats(stats: LiveStats) -> int:
@@ -65,28 +50,28 @@ def load_live_stats(stats: LiveStats) -> int:
     minute = TruncMinute("created_at", tzinfo=UTC)
     pages = (
         PagePerformance.objects.filter(created_at__gte=since)
-        .annotate(duration=Coalesce("navigation_duration_ms", "scrape_duration_ms", 0))
-        .annotate(minute=minute, bucket=_duration_bucket("duration"))
+        .annotate(duration=page_duration())
+        .annotate(minute=minute, bucket=histogram.bucket_expression("duration"))
         .values("scraper_source", "metric_type", "minute", "bucket")
         .annotate(
             n=Count("id"),
             ok=Count("id", filter=Q(success=True)),
             total=Sum("duration"),
-            items=Coalesce(Sum("items_extracted"), 0),
+            items=Coalesce(Sum(ITEMS_FIELD["page_scrape"]), 0),
             retries=Coalesce(Sum("retry_count"), 0),
             last=Max("created_at"),
         )
     )
     runs = (
         SchedulerMetric.objects.filter(created_at__gte=since)
-        .annotate(channel=Coalesce("scraper_source", "scheduler_name"))
-        .annotate(minute=minute, bucket=_duration_bucket("execution_duration_ms"))
+        .annotate(channel=scheduler_channel())
+        .annotate(minute=minute, bucket=histogram.bucket_expression(DURATION_FIELD["scheduler_run"]))
         .values("channel", "minute", "bucket")
         .annotate(
             n=Count("id"),
             ok=Count("id", filter=Q(success=True)),
-            total=Sum("execution_duration_ms"),
-            items=Sum("items_processed"),
+            total=Sum(DURATION_FIELD["scheduler_run"]),
+            items=Sum(ITEMS_FIELD["scheduler_run"]),
             last=Max("created_at"),
         )
     )
@@ -200,13 +185,14 @@ def _minute_history(
             pages = pages.filter(scraper_source=channel)
         if metric_type is not None:
             pages = pages.filter(metric_type=metric_type)
-        duration = Coalesce("navigation_duration_ms", "scrape_duration_ms", 0)
-        per_minute.append(_per_minute_and_bucket(pages, duration, "items_extracted"))
+        per_minute.append(_per_minute_and_bucket(pages, page_duration(), ITEMS_FIELD["page_scrape"]))
     if metric_type in (None, "scheduler_run"):
         runs = SchedulerMetric.objects.filter(created_at__gte=start, created_at__lt=end)
         if channel is not None:
-            runs = runs.filter(_on_channel(channel))
-        per_minute.append(_per_minute_and_bucket(runs, F("execution_duration_ms"), "items_processed"))
+            runs = runs.on_channel(channel)
+        per_minute.append(
+            _per_minute_and_bucket(runs, F(DURATION_FIELD["scheduler_run"]), ITEMS_FIELD["scheduler_run"])
+        )
     for rows in per_minute:
         for row in rows:
             slots.setdefault(row["slot"], _Slot()).add(
@@ -219,7 +205,7 @@ def _per_minute_and_bucket(rows: QuerySet[Any], duration: Any, items: str) -> Qu
     """Count, successes, total duration and items per UTC minute and duration bucket."""
     return (
         rows.annotate(duration=duration)
-        .annotate(slot=TruncMinute("created_at", tzinfo=UTC), hb=_duration_bucket("duration"))
+        .annotate(slot=TruncMinute("created_at", tzinfo=UTC), hb=histogram.bucket_expression("duration"))
         .values("slot", "hb")
         .annotate(
             n=Count("id"),

@@ -1,12 +1,12 @@
 """The live hub: one per process, between the stream of stored records and local sockets.
 
-It receives each published batch once (one Redis subscription per process, or the in-process
-bus), keeps per-source batches, and every METRICS_BATCH_INTERVAL_MS, or as soon as
+It receives each published batch once (one subscription to the bus per process), keeps
+per-source batches, and every METRICS_BATCH_INTERVAL_MS, or as soon as
 METRICS_MAX_BATCH_SIZE records wait, serialises a source's batch once and writes it to every
 local socket subscribed to that source or to '*'. Heartbeats and `metrics:update` are
 serialised once per tick the same way. Consumers only register, subscribe and answer.
 
-Sequence numbers come from the publisher (metrics_app.bus). A batch always covers a
+Sequence numbers come from the publisher (metrics_app.stream.bus). A batch always covers a
 contiguous run of its source's numbers, so a client that sees `seq` jump (or go back, after
 Redis restarted) knows it missed records and asks for history again.
 """
@@ -19,19 +19,18 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import orjson
-import redis.asyncio
 from django.conf import settings
 from django.db import DatabaseError
 
-from dashboard_app.sinks import DaphneSink, Frame
-from metrics_app import counters, db, queries
-from metrics_app.bus import CHANNEL, LocalBus, get_bus, parse
-from metrics_app.livestats import LiveStats
-from metrics_app.schema import now_ms
+from metrics_app import counters, db
+from metrics_app.history import reads
+from metrics_app.records import WILDCARD, channel_of_wire, now_ms
+from metrics_app.stream.bus import get_bus, parse
+from metrics_app.stream.sockets import Frame, SocketWriter
+from metrics_app.stream.totals import LiveStats
 
 log = logging.getLogger(__name__)
 
-WILDCARD = "*"
 HISTORY_SIZE = 100
 # Concurrent subscribers of a source share one load, and its result serves later ones for a
 # second: a reconnect storm costs one query per source per second. At most HISTORY_CACHE_SIZE
@@ -42,20 +41,12 @@ UPDATE_EVERY_SECONDS = 1.0
 
 
 class Client(Protocol):
-    """What the hub needs of a connection (the consumer)."""
+    """What the hub needs of a connection (the consumer): who it is, what it subscribed to,
+    and how to write to it."""
 
     client_id: str
     subscriptions: set[str]
-
-    def push(self, frame: Frame) -> bool: ...
-
-    def drop(self) -> None: ...
-
-    def close_going_away(self) -> None: ...
-
-
-def channel_of_wire(record: dict[str, Any]) -> str:
-    return record.get("scraperSource") or record["schedulerName"]
+    writer: SocketWriter
 
 
 class Hub:
@@ -75,7 +66,6 @@ class Hub:
         self._changed = False
         self._started: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.bus_connected = False
         self.started_at = time.monotonic()
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -88,22 +78,12 @@ class Hub:
 
     async def _start(self) -> None:
         try:
-            loaded = await db.run(queries.load_live_stats, self.stats)
-            self.known = await db.run(queries.known_channels)
+            loaded = await db.run(reads.load_live_stats, self.stats)
+            self.known = await db.run(reads.known_channels)
             log.info("live hub started with the last hour's %d records", loaded)
         except DatabaseError as exc:  # totals fill from the live stream instead
             log.warning("live hub started without the last hour: %s", exc)
-        loop = asyncio.get_running_loop()
-        bus = get_bus()
-        if isinstance(bus, LocalBus):
-
-            def from_thread(header: dict[str, int], payload: bytes) -> None:
-                loop.call_soon_threadsafe(self.receive, header, orjson.loads(payload))
-
-            bus.listeners.append(from_thread)
-            self.bus_connected = True
-        else:
-            self._tasks.append(asyncio.ensure_future(self._listen_redis(settings.REDIS_URL)))
+        self._tasks.append(asyncio.ensure_future(self._listen()))
         self._tasks.append(
             asyncio.ensure_future(self._every(settings.METRICS_BATCH_INTERVAL_MS / 1000, self.flush))
         )
@@ -111,7 +91,6 @@ class Hub:
         self._tasks.append(
             asyncio.ensure_future(self._every(settings.METRICS_HEARTBEAT_INTERVAL_MS / 1000, self.heartbeat))
         )
-        _on_twisted_shutdown(self.shutdown)
 
     async def _every(self, seconds: float, action: Callable[[], None]) -> None:
         while True:
@@ -121,46 +100,23 @@ class Hub:
             except Exception:
                 log.exception("live hub: %s failed", getattr(action, "__name__", action))
 
-    async def _listen_redis(self, url: str) -> None:
-        """One subscription per process; reconnects with backoff and never gives up. A message
-        it cannot handle is logged and counted, and the next one is read."""
-        backoff = 0.1
-        while True:
-            client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=5)
+    async def _listen(self) -> None:
+        """The process's one subscription. A message it cannot handle is logged and counted,
+        and the next one is read."""
+        async for message in get_bus().subscribe():
             try:
-                async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
-                    self.bus_connected, backoff = True, 0.1
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
-                            self._receive_message(message["data"])
-            except (redis.RedisError, OSError) as exc:
-                if self.bus_connected:
-                    log.warning("live hub lost Redis (%s); reconnecting", exc)
-                    counters.incr("bus_disconnects")
+                self.receive(*parse(message))
             except Exception:
-                log.exception("live hub's Redis subscriber failed; reconnecting")
-                counters.incr("bus_subscriber_errors")
-            finally:
-                self.bus_connected = False
-                await client.aclose()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+                log.exception("live hub could not handle a published message (%d bytes)", len(message))
+                counters.incr("bus_bad_messages")
 
     def shutdown(self) -> None:
         """Send what is pending, then close every socket cleanly (server going away)."""
         self.flush()
         for client in list(self.clients):
-            client.close_going_away()
+            client.writer.close(1001)
 
     # --- the stream ----------------------------------------------------------------------
-
-    def _receive_message(self, data: bytes) -> None:
-        try:
-            self.receive(*parse(data))
-        except Exception:
-            log.exception("live hub could not handle a published message (%d bytes)", len(data))
-            counters.incr("bus_bad_messages")
 
     def receive(self, header: dict[str, int], records: list[dict[str, Any]]) -> None:
         seqs = dict(header)
@@ -215,10 +171,10 @@ class Hub:
 
     def _send(self, clients: Iterable[Client], frame: Frame) -> None:
         for client in list(clients):
-            if not client.push(frame):
-                counters.incr("clients_dropped_slow")
-                log.warning("dropping slow client %s", client.client_id)
-                client.drop()
+            if not client.writer.send(frame):
+                counters.problem("clients_dropped_slow", log, "dropping a client that stopped reading (%s)",
+                                 client.client_id)  # fmt: skip
+                client.writer.abort()
                 self.remove(client)
 
     def heartbeat(self) -> None:
@@ -290,7 +246,7 @@ class Hub:
     async def _load_history(self, source: str) -> Frame:
         counters.incr("history_loads")
         channel = None if source == WILDCARD else source
-        metrics = await db.run(queries.recent_metrics, channel, HISTORY_SIZE)
+        metrics = await db.run(reads.recent_metrics, channel, HISTORY_SIZE)
         frame = _frame({"type": "history", "scraperSource": source, "metrics": metrics})
         self._history[source] = (time.monotonic(), frame)
         self._history.move_to_end(source)
@@ -300,11 +256,11 @@ class Hub:
 
     def health(self) -> dict[str, Any]:
         return {
-            "connected": self._started is not None and self._started.done() and self.bus_connected,
+            "connected": self._started is not None and self._started.done() and get_bus().connected,
             "clients": len(self.clients),
             "subscriptions": {source: len(clients) for source, clients in sorted(self.subscribers.items())},
             "uptime": round(time.monotonic() - self.started_at, 3),
-            "fastPathClients": sum(isinstance(getattr(c, "sink", None), DaphneSink) for c in self.clients),
+            "fastPathClients": sum(client.writer.fast for client in self.clients),
         }
 
 
@@ -314,27 +270,6 @@ def _frame(message: dict[str, Any]) -> Frame:
 
 def _iso_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
-
-
-def _on_twisted_shutdown(action: Callable[[], None]) -> None:
-    """Under daphne, flush and close sockets before the reactor stops, and give the writes
-    half a second to leave."""
-    try:
-        from twisted.internet import reactor
-        from twisted.internet.task import deferLater
-    except ImportError:
-        return
-    if not reactor.running:
-        return
-
-    def before_shutdown() -> Any:
-        try:
-            action()
-        except Exception:  # Twisted would swallow it silently
-            log.exception("live hub shutdown failed")
-        return deferLater(reactor, 0.5, lambda: None)
-
-    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[arg-type]
 
 
 _hub: Hub | None = None

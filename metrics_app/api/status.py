@@ -11,39 +11,28 @@ import psutil
 from django.conf import settings
 
 from metrics_app import counters
+from metrics_app.ingest.collector import collector
+from metrics_app.server import features
+from metrics_app.stream.hub import get_hub
 
 STARTED = time.monotonic()
 _process = psutil.Process()
 
 
-def serving() -> bool:
-    """True inside a running daphne, whose event loop outlives the request."""
-    try:
-        from twisted.internet import reactor
-    except ImportError:
-        return False
-    return bool(reactor.running)
-
-
 async def websocket_health() -> dict[str, Any]:
-    from dashboard_app.live import get_hub
-
     hub = get_hub()
-    if serving():
+    if features.serving:
         await hub.start()  # a health check is often a fresh process's first request
-    return hub.health()
+    return {**hub.health(), "fastPath": features.fast_sockets}
 
 
 async def server_stats() -> dict[str, Any]:
-    from metrics_app.collector import collector  # imports storage and the models
-    from wealthmetrics import daphne_internals
-
     return {
         "pid": os.getpid(),
         "uptime": round(time.monotonic() - STARTED, 3),
         "rssBytes": _process.memory_info().rss,
         "channelLayer": str(settings.CHANNEL_LAYERS["default"]["BACKEND"]).rsplit(".", 1)[-1],
-        "requestGuard": daphne_internals.active(),
+        **features.as_dict(),
         "websocket": await websocket_health(),
         "counters": counters.snapshot(),
         "collector": collector.stats(),

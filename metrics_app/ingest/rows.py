@@ -1,0 +1,45 @@
+"""Records as the rows of their tables, for the multi-row INSERTs of metrics_app.ingest.storage.
+
+The column lists are the models' own fields, in their order; the row builders put each
+record's values in that order (tests/integration/test_models.py checks that they agree).
+"""
+
+from typing import Any, Final
+
+from metrics_app.dialect import db_datetime
+from metrics_app.models import PagePerformance, SchedulerMetric
+from metrics_app.records import PageNavigation, PageScrape, SchedulerRun
+
+PAGE_TABLE: Final = PagePerformance._meta.db_table
+SCHEDULER_TABLE: Final = SchedulerMetric._meta.db_table
+
+
+def _columns(model: Any) -> tuple[str, ...]:
+    return tuple(field.column for field in model._meta.concrete_fields if not field.primary_key)
+
+
+PAGE_COLUMNS: Final = _columns(PagePerformance)
+SCHEDULER_COLUMNS: Final = _columns(SchedulerMetric)
+
+
+def page_row(record: PageNavigation | PageScrape) -> tuple[Any, ...]:
+    created = db_datetime(record.recorded_at)
+    if isinstance(record, PageNavigation):
+        return (
+            record.scraper_source, "page_navigation", record.url,
+            record.navigation_duration_ms, record.retry_count, None, None, None,
+            record.success, record.error, created,
+        )  # fmt: skip
+    return (
+        record.scraper_source, "page_scrape", record.url,
+        None, None, record.scrape_duration_ms, record.items_extracted, record.data_size,
+        record.success, record.error, created,
+    )  # fmt: skip
+
+
+def scheduler_row(record: SchedulerRun) -> tuple[Any, ...]:
+    return (
+        record.scheduler_name, record.scraper_source, record.execution_duration_ms,
+        record.items_processed, record.success, record.error,
+        db_datetime(record.recorded_at),
+    )  # fmt: skip

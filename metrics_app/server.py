@@ -1,0 +1,27 @@
+"""What the server this process runs under provides, as its integration reports it at start.
+
+wealthmetrics.daphne_internals fills this in under daphne; under any other server (or in a
+management command) everything stays off and the generic paths are used. /api/stats/ and
+/api/health/websocket show it, so an operator can see whether the fast paths are in use.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class ServerFeatures:
+    name: str = ""  # "daphne", or "" when no integration has reported
+    serving: bool = False  # a long-lived event loop runs the application
+    request_guard: bool = False  # bodies are checked before the server reads them
+    fast_sockets: bool = False  # sockets are written by a server-specific writer
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "server": self.name or None,
+            "requestGuard": self.request_guard,
+            "fastSockets": self.fast_sockets,
+        }
+
+
+features = ServerFeatures()
