@@ -11,7 +11,7 @@ WEB ?= 1
 DEMO ?= $(if $(DATABASE_URL),0,1)
 export HOST PORT
 
-.PHONY: run test lint typecheck jstest pytest deps dev-deps system-deps frontend stack bench-ingest clean
+.PHONY: run test lint typecheck jstest pytest unit deps dev-deps system-deps frontend stack bench-ingest clean
 
 run: deps frontend
 	$(BIN)/python manage.py migrate --noinput -v0
@@ -38,6 +38,7 @@ test: dev-deps frontend lint typecheck jstest pytest
 lint: dev-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: dev-deps
 	$(BIN)/mypy
@@ -47,6 +48,10 @@ jstest:
 
 pytest: dev-deps frontend
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# the fast half: no database, socket or browser (tests/unit), in a few seconds
+unit: dev-deps
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 deps: $(VENV)/.runtime-installed
 dev-deps: $(VENV)/.dev-installed

@@ -77,9 +77,7 @@ def main() -> None:
 
 
 def measure(expired: date, recent: list[date], total: int, repeat: int) -> None:
-    from metrics_app.history import reads as queries
-    from metrics_app.history import rollups
-    from metrics_app.history import summaries as aggregation
+    from metrics_app.history import reads, rollups, summaries
 
     timings: dict[str, Any] = {}
     start = datetime.combine(expired, datetime.min.time(), tzinfo=UTC)
@@ -89,7 +87,7 @@ def measure(expired: date, recent: list[date], total: int, repeat: int) -> None:
         day_start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
         rollups.rebuild(day_start, day_start + timedelta(days=1))
 
-    runs = [timed(lambda: aggregation.aggregate_day(expired))[0] for _ in range(repeat)]
+    runs = [timed(lambda: summaries.aggregate_day(expired))[0] for _ in range(repeat)]
     timings["aggregate"] = statistics.median(runs)
     print(f"daily aggregation of the {rolled:,}-record day: median {1000 * timings['aggregate']:.1f} ms "
           f"(runs {', '.join(f'{1000 * r:.1f}' for r in runs)})")  # fmt: skip
@@ -99,7 +97,7 @@ def measure(expired: date, recent: list[date], total: int, repeat: int) -> None:
         runs, buckets = [], []
         for _ in range(repeat * 4):
             began = time.perf_counter()
-            buckets = queries.history(source, None, now - timedelta(days=7), now, "hour")
+            buckets = reads.history(source, None, now - timedelta(days=7), now, "hour")
             runs.append(time.perf_counter() - began)
         print(
             f"7-day hourly history, {label}, {total:,} rows present: "

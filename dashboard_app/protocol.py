@@ -9,10 +9,9 @@ from typing import Any, Final
 
 import orjson
 
-from metrics_app.records import SOURCE_PATTERN, is_source_name
+from metrics_app.records import SOURCE_PATTERN, WILDCARD, is_source_name
 
 MAX_MESSAGE_BYTES: Final = 16 * 1024
-WILDCARD: Final = "*"
 
 
 class ClientError(Exception):

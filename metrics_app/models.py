@@ -118,7 +118,7 @@ class SchedulerMetric(models.Model):
         verbose_name = "scheduler run"
         ordering: ClassVar = ["-created_at", "-id"]
         indexes: ClassVar = [
-            # runs of one scheduler over time (contract §7)
+            # runs of one scheduler over time
             models.Index(fields=["scheduler_name", "created_at"], name="idx_scheduler_time"),
             # runs attributed to a source: the source's channel history
             models.Index(fields=["scraper_source", "created_at"], name="idx_sched_source_time"),

@@ -56,7 +56,6 @@ from typing import Any, Final
 import orjson
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from daphne import http_protocol, ws_protocol
-from daphne.server import Server
 from django.conf import settings
 from django.db import DatabaseError
 from twisted.internet.interfaces import IPushProducer
@@ -290,9 +289,9 @@ def _release_handshake(protocol: Any) -> None:
 
 
 def install() -> None:
-    """Switch on what checks out; report what is on in metrics_app.server.features. Only under
-    daphne, which installs its reactor before it imports the application."""
-    if "twisted.internet.reactor" not in sys.modules:
+    """Switch on what checks out; report what is on in metrics_app.server.features. Only when
+    daphne's command line is what runs (it imports the application after its reactor is in)."""
+    if "daphne.cli" not in sys.modules:
         return
     features.name, features.serving = "daphne", True
     features.request_guard = _install_guard()
@@ -374,6 +373,8 @@ def _check_sockets() -> str | None:
     missing = [name for name in needed if not hasattr(ws_protocol.WebSocketProtocol, name)]
     if missing:
         return f"daphne's WebSocketProtocol lacks {', '.join(missing)}"
+    from daphne.server import Server  # installs daphne's reactor: only once daphne runs
+
     server = _Server()
     protocol = object.__new__(ws_protocol.WebSocketProtocol)  # not connected: never used
     server.connections[protocol] = {}

@@ -174,7 +174,7 @@ if (BASE_DIR / "node_modules" / "chart.js" / "dist").is_dir():
     STATICFILES_DIRS.append(("vendor/chart.js", BASE_DIR / "node_modules" / "chart.js" / "dist"))
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-# --- wealthmetrics knobs (contract §2) ------------------------------------------------------
+# --- wealthmetrics knobs (README, "Configuration") --------------------------------------------
 METRICS_BATCH_INTERVAL_MS = env_int("METRICS_BATCH_INTERVAL_MS", 1000, minimum=100, maximum=5000)
 METRICS_MAX_BATCH_SIZE = env_int("METRICS_MAX_BATCH_SIZE", 100, minimum=1, maximum=10_000)
 METRICS_MAX_CLIENTS = env_int("METRICS_MAX_CLIENTS", 1000, minimum=1, maximum=100_000)

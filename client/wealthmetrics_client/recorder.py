@@ -1,4 +1,4 @@
-"""The three record methods of the contract (§9), in one place for every sink.
+"""The three record methods of the in-process API (docs/integration.md), in one place for every sink.
 
 The in-process collector and MetricsClient both subclass MetricRecorder: the methods turn
 keyword arguments into the API's record and hand it to the sink's own `record()`, which

@@ -1,4 +1,4 @@
-"""The HTTP API (contract §5). Thin: parse, check, call one function, answer."""
+"""The HTTP API (docs/api.md). Thin: parse, check, call one function, answer."""
 
 import functools
 import logging
@@ -27,7 +27,7 @@ from metrics_app.records import (
     decode_batch,
     is_source_name,
 )
-from metrics_app.stream import broadcast_metrics
+from metrics_app.stream import broadcast_metrics, totals
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def _date(value: str) -> datetime | None:
 @allow("GET")
 @require_reader
 def summary(request: HttpRequest) -> HttpResponse:
-    return JsonResponse(reads.dashboard_snapshot())
+    return JsonResponse(totals.summary_from_database())
 
 
 async def stats(request: HttpRequest) -> HttpResponse:

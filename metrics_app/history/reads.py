@@ -1,12 +1,12 @@
-"""Reads: a channel's recent records, time-bucketed history, the last hour's totals, and the
-channels that exist. The API views and the live hub call these."""
+"""Reads: a channel's recent records, time-bucketed history, and the channels that exist. The
+API views and the live hub call these."""
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import Count, F, Max, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce, TruncMinute
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from metrics_app import histogram
@@ -16,10 +16,8 @@ from metrics_app.models import (
     PagePerformance,
     SchedulerMetric,
     page_duration,
-    scheduler_channel,
 )
 from metrics_app.records import DURATION_FIELD, ITEMS_FIELD, epoch_ms, to_wire
-from metrics_app.stream.totals import WINDOW_MINUTES, LiveStats
 
 
 def known_channels() -> set[str]:
@@ -40,62 +38,6 @@ def recent_metrics(channel: str | None, limit: int) -> list[dict[str, Any]]:
     ]
     newest.sort(key=lambda row: (row.created_at, row.id), reverse=True)
     return [to_wire(row.to_metric(), row.id) for row in reversed(newest[:limit])]
-
-
-def load_live_stats(stats: LiveStats) -> int:
-    """Fill a LiveStats with the last hour, aggregated in the database per source, type,
-    minute and duration bucket (a few thousand rows, however many records). Returns the
-    number of records it covers."""
-    since = timezone.now() - timedelta(minutes=WINDOW_MINUTES)
-    minute = TruncMinute("created_at", tzinfo=UTC)
-    pages = (
-        PagePerformance.objects.filter(created_at__gte=since)
-        .annotate(duration=page_duration())
-        .annotate(minute=minute, bucket=histogram.bucket_expression("duration"))
-        .values("scraper_source", "metric_type", "minute", "bucket")
-        .annotate(
-            n=Count("id"),
-            ok=Count("id", filter=Q(success=True)),
-            total=Sum("duration"),
-            items=Coalesce(Sum(ITEMS_FIELD["page_scrape"]), 0),
-            retries=Coalesce(Sum("retry_count"), 0),
-            last=Max("created_at"),
-        )
-    )
-    runs = (
-        SchedulerMetric.objects.filter(created_at__gte=since)
-        .annotate(channel=scheduler_channel())
-        .annotate(minute=minute, bucket=histogram.bucket_expression(DURATION_FIELD["scheduler_run"]))
-        .values("channel", "minute", "bucket")
-        .annotate(
-            n=Count("id"),
-            ok=Count("id", filter=Q(success=True)),
-            total=Sum(DURATION_FIELD["scheduler_run"]),
-            items=Sum(ITEMS_FIELD["scheduler_run"]),
-            last=Max("created_at"),
-        )
-    )
-    covered = 0
-    for row in pages:
-        stats.add_aggregate(
-            row["scraper_source"], row["metric_type"], epoch_ms(row["minute"]) // 60_000, row["bucket"],
-            row["n"], row["ok"], row["total"], row["items"], row["retries"], epoch_ms(row["last"]),
-        )  # fmt: skip
-        covered += row["n"]
-    for row in runs:
-        stats.add_aggregate(
-            row["channel"], "scheduler_run", epoch_ms(row["minute"]) // 60_000, row["bucket"],
-            row["n"], row["ok"], row["total"], row["items"], 0, epoch_ms(row["last"]),
-        )  # fmt: skip
-        covered += row["n"]
-    return covered
-
-
-def dashboard_snapshot() -> dict[str, Any]:
-    """The `metrics:update` data, computed from the database (GET /api/metrics/summary/)."""
-    stats = LiveStats()
-    load_live_stats(stats)
-    return stats.snapshot()
 
 
 HISTORY_BUCKETS = ("minute", "hour", "day")

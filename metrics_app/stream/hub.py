@@ -25,6 +25,7 @@ from django.db import DatabaseError
 from metrics_app import counters, db
 from metrics_app.history import reads
 from metrics_app.records import WILDCARD, channel_of_wire, now_ms
+from metrics_app.stream import totals
 from metrics_app.stream.bus import get_bus, parse
 from metrics_app.stream.sockets import Frame, SocketWriter
 from metrics_app.stream.totals import LiveStats
@@ -46,7 +47,9 @@ class Client(Protocol):
 
     client_id: str
     subscriptions: set[str]
-    writer: SocketWriter
+
+    @property
+    def writer(self) -> SocketWriter: ...
 
 
 class Hub:
@@ -78,7 +81,7 @@ class Hub:
 
     async def _start(self) -> None:
         try:
-            loaded = await db.run(reads.load_live_stats, self.stats)
+            loaded = await db.run(totals.load_last_hour, self.stats)
             self.known = await db.run(reads.known_channels)
             log.info("live hub started with the last hour's %d records", loaded)
         except DatabaseError as exc:  # totals fill from the live stream instead

@@ -3,27 +3,31 @@
 Kept in memory per process from the live stream, in one-minute slots per source over the
 last hour, so producing it costs nothing per second however many rows the tables hold.
 A process starts from the last hour in the database, aggregated there per minute and
-duration bucket (metrics_app.history.reads.load_live_stats), which is also how the HTTP summary
-is computed.
+duration bucket (`load_last_hour`), which is also how the HTTP summary is computed.
 """
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, timedelta
 from typing import Any, Final
 
+from django.db.models import Count, Max, Q, Sum
+from django.db.models.functions import Coalesce, TruncMinute
+from django.utils import timezone
+
 from metrics_app import histogram
-from metrics_app.records import now_ms
+from metrics_app.models import PagePerformance, SchedulerMetric, page_duration, scheduler_channel
+from metrics_app.records import DURATION_FIELD, ITEMS_FIELD, camel, epoch_ms, now_ms
 
 WINDOW_MINUTES: Final = 60
 TREND_MINUTES: Final = 5  # trends compare the last 5 minutes with the 5 before
 STABLE_WITHIN: Final = 0.05  # a relative change under 5 % is "stable"
 
-_DURATION_FIELD: Final = {
-    "page_navigation": "navigationDurationMs",
-    "page_scrape": "scrapeDurationMs",
-    "scheduler_run": "executionDurationMs",
-}
-_KIND: Final = {"page_navigation": "navigation", "page_scrape": "scrape", "scheduler_run": "execution"}
+# Per type: its duration's wire field, and the word the summary's keys use for it
+# (avgNavigationDurationMs, avgScrapeDurationMs, avgExecutionDurationMs).
+_DURATION_FIELD: Final = {kind: camel(field) for kind, field in DURATION_FIELD.items()}
+_KIND: Final = {kind: field.split("_")[0] for kind, field in DURATION_FIELD.items()}
+_ITEMS_FIELD: Final = {kind: camel(field) for kind, field in ITEMS_FIELD.items()}
 
 
 @dataclass
@@ -69,7 +73,7 @@ class LiveStats:
         """One live record, in its wire shape."""
         metric_type = record["type"]
         duration = record[_DURATION_FIELD[metric_type]]
-        items = record.get("itemsExtracted", 0) + record.get("itemsProcessed", 0)
+        items = record.get(_ITEMS_FIELD.get(metric_type, ""), 0)
         self.add_aggregate(
             channel, metric_type, record["recordedAt"] // 60_000, histogram.bucket_of(duration), 1,
             int(record["success"]), duration, items, record.get("retryCount", 0), record["recordedAt"],
@@ -178,3 +182,62 @@ def _trends(recent: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
         "successRate": _trend(recent["successRate"], before["successRate"]),
         "avgDurationMs": _trend(recent["avgDurationMs"], before["avgDurationMs"]),
     }
+
+
+# --- from the database ------------------------------------------------------------------
+
+
+def load_last_hour(stats: LiveStats) -> int:
+    """Fill a LiveStats with the last hour, aggregated in the database per source, type,
+    minute and duration bucket (a few thousand rows, however many records). Returns the
+    number of records it covers."""
+    since = timezone.now() - timedelta(minutes=WINDOW_MINUTES)
+    minute = TruncMinute("created_at", tzinfo=UTC)
+    pages = (
+        PagePerformance.objects.filter(created_at__gte=since)
+        .annotate(duration=page_duration())
+        .annotate(minute=minute, bucket=histogram.bucket_expression("duration"))
+        .values("scraper_source", "metric_type", "minute", "bucket")
+        .annotate(
+            n=Count("id"),
+            ok=Count("id", filter=Q(success=True)),
+            total=Sum("duration"),
+            items=Coalesce(Sum(ITEMS_FIELD["page_scrape"]), 0),
+            retries=Coalesce(Sum("retry_count"), 0),
+            last=Max("created_at"),
+        )
+    )
+    runs = (
+        SchedulerMetric.objects.filter(created_at__gte=since)
+        .annotate(channel=scheduler_channel())
+        .annotate(minute=minute, bucket=histogram.bucket_expression(DURATION_FIELD["scheduler_run"]))
+        .values("channel", "minute", "bucket")
+        .annotate(
+            n=Count("id"),
+            ok=Count("id", filter=Q(success=True)),
+            total=Sum(DURATION_FIELD["scheduler_run"]),
+            items=Sum(ITEMS_FIELD["scheduler_run"]),
+            last=Max("created_at"),
+        )
+    )
+    covered = 0
+    for row in pages:
+        stats.add_aggregate(
+            row["scraper_source"], row["metric_type"], epoch_ms(row["minute"]) // 60_000, row["bucket"],
+            row["n"], row["ok"], row["total"], row["items"], row["retries"], epoch_ms(row["last"]),
+        )  # fmt: skip
+        covered += row["n"]
+    for row in runs:
+        stats.add_aggregate(
+            row["channel"], "scheduler_run", epoch_ms(row["minute"]) // 60_000, row["bucket"],
+            row["n"], row["ok"], row["total"], row["items"], 0, epoch_ms(row["last"]),
+        )  # fmt: skip
+        covered += row["n"]
+    return covered
+
+
+def summary_from_database() -> dict[str, Any]:
+    """The `metrics:update` data, computed from the database (GET /api/metrics/summary/)."""
+    stats = LiveStats()
+    load_last_hour(stats)
+    return stats.snapshot()

@@ -1,7 +1,7 @@
 // The analytics page: one WebSocket, per-minute aggregates kept in bounded maps, charts
 // redrawn at most once per animation frame and only for the visible tab.
 
-import { channelOf, durationOf } from "./chart-adapter.js";
+import { WILDCARD, channelOf, durationOf } from "./records.js";
 import { ChartJsAdapter } from "./chartjs-adapter.js";
 import { MetricsWebSocketClient, State } from "./metrics-websocket-client.js";
 
@@ -28,7 +28,7 @@ const els = {
 const state = {
   tab: "overview",
   range: "live",
-  source: "*",
+  source: WILDCARD,
   summary: null,
   minutes: new Map(), // minute start (ms) -> Map(source -> aggregate)
   history: null, // {labels, bySourceType: Map("source|kind" -> buckets)}
@@ -80,7 +80,7 @@ function addAlert(record) {
 
 function onRecords({ metrics }) {
   for (const record of metrics) {
-    if (state.source !== "*" && channelOf(record) !== state.source) continue;
+    if (state.source !== WILDCARD && channelOf(record) !== state.source) continue;
     addRecord(record);
     if (!record.success) addAlert(record);
   }
@@ -92,7 +92,7 @@ function onRecords({ metrics }) {
 
 // The most recently active sources, so the charts follow what is running now.
 function chartedSources() {
-  if (state.source !== "*") return [state.source];
+  if (state.source !== WILDCARD) return [state.source];
   const sources = Object.entries(state.summary?.sources ?? {});
   sources.sort((a, b) => (b[1].lastRecordedAt ?? 0) - (a[1].lastRecordedAt ?? 0));
   return sources.slice(0, MAX_SOURCES_CHARTED).map(([name]) => name);
@@ -318,7 +318,7 @@ async function seedMinutes() {
 // Live mode starts from the database too, so a refreshed page is never blank. Passed through
 // the client, which drops what the socket's own history already delivered.
 async function loadRecent(client) {
-  const query = state.source === "*" ? "" : `&source=${encodeURIComponent(state.source)}`;
+  const query = state.source === WILDCARD ? "" : `&source=${encodeURIComponent(state.source)}`;
   const recent = await getJSON(`/api/metrics/recent/?limit=1000${query}`);
   if (client) client.deliver(recent.metrics, "recent");
   else onRecords({ metrics: recent.metrics });
@@ -380,7 +380,7 @@ function main() {
     invalidate("summary");
   });
   client.connect();
-  client.subscribe("*");
+  client.subscribe(WILDCARD);
 
   for (const button of els.tabs) button.addEventListener("click", () => showTab(button.dataset.tab));
   els.range.addEventListener("change", () => {

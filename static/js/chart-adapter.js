@@ -1,6 +1,8 @@
 // What the dashboard needs from a chart library (ChartAdapter), and the numbers it charts
 // (MetricAggregator). The page talks to the adapter only, so the library can be swapped.
 
+import { channelOf, durationOf, itemsOf } from "./records.js";
+
 export class ChartAdapter {
   // Create a chart in `canvas`. kind: "line" | "bar"; returns a handle for the calls below.
   create(canvas, { kind, title, unit }) {
@@ -37,20 +39,6 @@ function csvCell(value) {
   return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
-const DURATION = {
-  page_navigation: "navigationDurationMs",
-  page_scrape: "scrapeDurationMs",
-  scheduler_run: "executionDurationMs",
-};
-
-export function durationOf(record) {
-  return record[DURATION[record.type]];
-}
-
-export function channelOf(record) {
-  return record.scraperSource ?? record.schedulerName;
-}
-
 // Plain functions over arrays of records, so they are easy to test and to reuse.
 export const MetricAggregator = {
   count: (records) => records.length,
@@ -79,7 +67,7 @@ export const MetricAggregator = {
     return (100 * records.filter((r) => r.success).length) / records.length;
   },
 
-  items: (records) => records.reduce((sum, r) => sum + (r.itemsExtracted ?? r.itemsProcessed ?? 0), 0),
+  items: (records) => records.reduce((sum, r) => sum + itemsOf(r), 0),
 
   durations: (records) => records.map(durationOf).filter((d) => typeof d === "number"),
 

@@ -4,6 +4,8 @@
 // Everything the outside world provides (WebSocket, fetch, timers, randomness) is injected,
 // so the state machine runs under node's test runner exactly as in the browser.
 
+import { WILDCARD, channelOf, recordKey } from "./records.js";
+
 export const State = Object.freeze({
   CONNECTING: "connecting",
   LIVE: "live",
@@ -17,10 +19,6 @@ export const State = Object.freeze({
 export function backoffDelay(attempt, { baseMs = 1000, maxMs = 30000, random = Math.random } = {}) {
   const ceiling = Math.min(maxMs, baseMs * 2 ** attempt);
   return Math.floor(random() * ceiling);
-}
-
-export function recordKey(record) {
-  return `${record.type === "scheduler_run" ? "s" : "p"}${record.id}`;
 }
 
 const DEFAULTS = {
@@ -204,7 +202,7 @@ export class MetricsWebSocketClient {
   deliver(records, origin) {
     const fresh = [];
     for (const record of records) {
-      const source = record.scraperSource ?? record.schedulerName;
+      const source = channelOf(record);
       const key = recordKey(record);
       let seen = this.seen.get(source);
       if (!seen) {
@@ -227,8 +225,8 @@ export class MetricsWebSocketClient {
   startPolling() {
     if (this.pollTimer || !this.fetch) return;
     const poll = async () => {
-      for (const source of this.subscriptions.size ? this.subscriptions : ["*"]) {
-        const query = source === "*" ? "" : `source=${encodeURIComponent(source)}&`;
+      for (const source of this.subscriptions.size ? this.subscriptions : [WILDCARD]) {
+        const query = source === WILDCARD ? "" : `source=${encodeURIComponent(source)}&`;
         try {
           const response = await this.fetch(`${this.options.recentUrl}?${query}limit=${this.options.recentLimit}`, {
             credentials: "same-origin",

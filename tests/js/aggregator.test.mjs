@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { ChartAdapter, MetricAggregator as M, channelOf, durationOf } from "../../static/js/chart-adapter.js";
+import { ChartAdapter, MetricAggregator as M } from "../../static/js/chart-adapter.js";
+import { channelOf, durationOf } from "../../static/js/records.js";
 
 const nav = (ms, extra = {}) => ({ type: "page_navigation", scraperSource: "cnbc", navigationDurationMs: ms, success: true, recordedAt: 1000, ...extra });
 

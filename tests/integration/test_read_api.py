@@ -1,4 +1,4 @@
-"""GET /api/metrics/recent/, /summary/, /api/stats/, /api/health/websocket (contract §5)."""
+"""GET /api/metrics/recent/, /summary/, /api/stats/, /api/health/websocket (docs/api.md)."""
 
 from typing import Any
 
@@ -6,21 +6,10 @@ import orjson
 import pytest
 from django.test import Client
 
-from metrics_app.ingest.storage import store_metrics
-from metrics_app.records import validate_records
+from tests.support.db import store
 from tests.support.records import navigation, scheduler_run, scrape
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def reader(client: Client, django_user_model: Any) -> Client:
-    client.force_login(django_user_model.objects.create_user("reader", password="pw-123456!"))
-    return client
-
-
-def store(*records: dict[str, Any]) -> None:
-    store_metrics(validate_records(records))
 
 
 def test_recent_returns_the_last_n_of_a_source_oldest_first(reader: Client) -> None:

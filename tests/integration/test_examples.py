@@ -12,9 +12,7 @@ import httpx
 import pytest
 
 from metrics_app.models import PagePerformance, SchedulerMetric
-from tests.support.servers import DaphneServer, free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.servers import ROOT, DaphneServer, free_port
 
 
 @pytest.mark.django_db(transaction=True)

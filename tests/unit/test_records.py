@@ -1,4 +1,4 @@
-"""Contract §4: every validation rule of a metric record, and the round trip to a row."""
+"""Every validation rule of a metric record (docs/api.md, "A metric record"), and the wire round trip."""
 
 from typing import Any
 

@@ -1,4 +1,4 @@
-"""Retention (contract §8 cleanup_metrics): detailed rows older than N days go, the rest stays."""
+"""Retention (cleanup_metrics, README "History, summaries and retention"): detailed rows older than N days go, the rest stays."""
 
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -11,10 +11,10 @@ from django.test import Client
 from django.utils import timezone
 
 from metrics_app import retention
-from metrics_app.history import summaries as aggregation
-from metrics_app.ingest.storage import store_metrics
+from metrics_app.history import summaries
 from metrics_app.models import DailySummary, HourlyRollup, PagePerformance, SchedulerMetric
-from metrics_app.records import epoch_ms, validate_records
+from metrics_app.records import epoch_ms
+from tests.support.db import store
 from tests.support.records import navigation, scheduler_run
 
 NOW = timezone.now().replace(microsecond=0)
@@ -25,14 +25,10 @@ def ms(value: datetime) -> int:
     return epoch_ms(value)
 
 
-def store(records: list[dict[str, Any]]) -> None:
-    store_metrics(validate_records(records))
-
-
 @pytest.mark.django_db
 def test_rows_older_than_n_days_go_and_a_row_at_exactly_n_days_stays() -> None:
     store(
-        [
+        *[
             navigation(url="https://x/expired", recordedAt=ms(CUTOFF) - 1),
             navigation(url="https://x/boundary", recordedAt=ms(CUTOFF)),
             navigation(url="https://x/fresh", recordedAt=ms(NOW)),
@@ -40,7 +36,7 @@ def test_rows_older_than_n_days_go_and_a_row_at_exactly_n_days_stays() -> None:
             scheduler_run(schedulerName="boundary", recordedAt=ms(CUTOFF)),
         ]
     )
-    aggregation.aggregate_day(timezone.localdate(CUTOFF))
+    summaries.aggregate_day(timezone.localdate(CUTOFF))
     rollups_before = HourlyRollup.objects.count()
 
     report = retention.cleanup(7, now=NOW)
@@ -63,7 +59,7 @@ def test_rows_older_than_n_days_go_and_a_row_at_exactly_n_days_stays() -> None:
 @pytest.mark.django_db
 def test_history_outlives_the_detailed_rows(admin_client: Client) -> None:
     old = NOW - timedelta(days=30)
-    store([navigation(recordedAt=ms(old)), navigation(recordedAt=ms(old))])
+    store(*[navigation(recordedAt=ms(old)), navigation(recordedAt=ms(old))])
     retention.cleanup(7)
     assert not PagePerformance.objects.exists()
     response = admin_client.get(
@@ -77,7 +73,7 @@ def test_history_outlives_the_detailed_rows(admin_client: Client) -> None:
 def test_cleanup_metrics_command_reports_what_it_deleted(settings: Any) -> None:
     settings.METRICS_RETENTION_DAYS = 3
     store(
-        [
+        *[
             navigation(recordedAt=ms(NOW - timedelta(days=4))),
             navigation(recordedAt=ms(NOW - timedelta(days=2))),
         ]
@@ -120,9 +116,9 @@ def test_on_mysql_an_expired_day_leaves_by_dropping_its_partition() -> None:
             f"PARTITION {first} VALUES LESS THAN ({bound}))"
         )
     noon = [datetime(d.year, d.month, d.day, 12, tzinfo=UTC) for d in old_days]
-    store([scheduler_run(recordedAt=ms(t)) for t in noon for _ in range(3)])
-    store([scheduler_run(recordedAt=ms(NOW - timedelta(days=8)))])  # expired, in a straddling partition
-    store([scheduler_run(recordedAt=ms(NOW))])
+    store(*[scheduler_run(recordedAt=ms(t)) for t in noon for _ in range(3)])
+    store(*[scheduler_run(recordedAt=ms(NOW - timedelta(days=8)))])  # expired, in a straddling partition
+    store(*[scheduler_run(recordedAt=ms(NOW))])
     with connection.cursor() as cursor:  # what a cleanup interrupted after its swap leaves behind
         cursor.execute(f"CREATE TABLE {table}_expired_p20200101 (id int)")
         cursor.execute(f"INSERT INTO {table}_expired_p20200101 VALUES (1), (2)")

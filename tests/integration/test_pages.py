@@ -1,4 +1,4 @@
-"""Login and the pages behind it (contract §3)."""
+"""Login and the pages behind it (docs/api.md, "Who may call what")."""
 
 from typing import Any
 

@@ -8,7 +8,7 @@ import pytest
 from metrics_app import counters
 from metrics_app.ingest.storage import store_metrics
 from metrics_app.records import validate_records
-from metrics_app.stream import hub as live
+from metrics_app.stream import hub as hub_module
 from metrics_app.stream.hub import Hub
 from tests.support.records import navigation
 
@@ -35,7 +35,7 @@ def test_concurrent_subscribers_share_one_load() -> None:
 
 
 def test_unknown_names_cost_nothing_and_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(live, "HISTORY_CACHE_SIZE", 20)
+    monkeypatch.setattr(hub_module, "HISTORY_CACHE_SIZE", 20)
     hub = Hub()
     hub.known = {f"real-{n}" for n in range(50)}
     before = loads()

@@ -1,4 +1,4 @@
-"""The in-process collector (contract §9): validation, write-behind by count and interval,
+"""The in-process collector (docs/integration.md): validation, write-behind by count and interval,
 bounded queues, flush at exit and at server shutdown."""
 
 import subprocess
@@ -13,14 +13,11 @@ import pytest
 from metrics_app.collector import MetricsCollector
 from metrics_app.models import PagePerformance, SchedulerMetric
 from metrics_app.records import InvalidMetrics
+from tests.support.db import stored
 from tests.support.servers import ROOT, DaphneServer
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def stored() -> int:
-    return PagePerformance.objects.count() + SchedulerMetric.objects.count()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""GET /api/metrics/history/ (contract §5): buckets of counts, success, durations and items."""
+"""GET /api/metrics/history/ (docs/api.md): buckets of counts, success, durations and items."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -8,6 +8,7 @@ from django.test import Client
 
 from metrics_app.ingest.storage import store_metrics
 from metrics_app.records import validate_records
+from tests.support.db import store
 from tests.support.records import navigation, scheduler_run, scrape
 
 pytestmark = pytest.mark.django_db
@@ -17,33 +18,15 @@ MINUTE = 60_000
 
 
 @pytest.fixture
-def reader(client: Client, django_user_model: Any) -> Client:
-    client.force_login(django_user_model.objects.create_user("reader", password="pw-123456!"))
-    return client
-
-
-@pytest.fixture
-def stored() -> None:
-    store_metrics(
-        validate_records(
-            [
-                navigation(navigationDurationMs=100, recordedAt=T0 + 1),
-                navigation(navigationDurationMs=300, success=False, error="x", recordedAt=T0 + 5 * MINUTE),
-                scrape(
-                    scraperSource="robinhood",
-                    scrapeDurationMs=50,
-                    itemsExtracted=9,
-                    recordedAt=T0 + 61 * MINUTE,
-                ),
-                navigation(scraperSource="cnbc", navigationDurationMs=999, recordedAt=T0 + 2 * MINUTE),
-                scheduler_run(
-                    schedulerName="hourly",
-                    executionDurationMs=2000,
-                    itemsProcessed=4,
-                    recordedAt=T0 + 3 * MINUTE,
-                ),
-            ]
-        )
+def history_records() -> None:
+    store(
+        navigation(navigationDurationMs=100, recordedAt=T0 + 1),
+        navigation(navigationDurationMs=300, success=False, error="x", recordedAt=T0 + 5 * MINUTE),
+        scrape(scraperSource="robinhood", scrapeDurationMs=50, itemsExtracted=9, recordedAt=T0 + 61 * MINUTE),
+        navigation(scraperSource="cnbc", navigationDurationMs=999, recordedAt=T0 + 2 * MINUTE),
+        scheduler_run(
+            schedulerName="hourly", executionDurationMs=2000, itemsProcessed=4, recordedAt=T0 + 3 * MINUTE
+        ),
     )
 
 
@@ -53,7 +36,7 @@ def get(reader: Client, **params: str) -> Any:
     )
 
 
-def test_hourly_buckets_of_one_source(reader: Client, stored: None) -> None:
+def test_hourly_buckets_of_one_source(reader: Client, history_records: None) -> None:
     response = get(reader, source="robinhood", bucket="hour")
     assert response.status_code == 200
     first, second = response.json()["buckets"]
@@ -69,14 +52,14 @@ def test_hourly_buckets_of_one_source(reader: Client, stored: None) -> None:
     assert (second["count"], second["itemsExtracted"]) == (1, 9)
 
 
-def test_minute_buckets_type_filter_and_scheduler_channel(reader: Client, stored: None) -> None:
+def test_minute_buckets_type_filter_and_scheduler_channel(reader: Client, history_records: None) -> None:
     minutes = get(reader, source="robinhood", type="page_navigation", bucket="minute").json()["buckets"]
     assert [b["start"] for b in minutes] == ["2026-11-20T10:00:00Z", "2026-11-20T10:05:00Z"]
     hourly = get(reader, source="hourly").json()["buckets"]
     assert [(b["count"], b["itemsExtracted"]) for b in hourly] == [(1, 4)]
 
 
-def test_all_sources_by_day(reader: Client, stored: None) -> None:
+def test_all_sources_by_day(reader: Client, history_records: None) -> None:
     (day,) = get(reader, bucket="day").json()["buckets"]
     assert day["start"] == "2026-11-20T00:00:00Z"
     assert day["count"] == 5

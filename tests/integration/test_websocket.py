@@ -1,4 +1,4 @@
-"""/ws/metrics/ (contract §6) over real sockets against a running daphne."""
+"""/ws/metrics/ (docs/websocket.md) over real sockets against a running daphne."""
 
 import asyncio
 import uuid

@@ -5,7 +5,6 @@ import sys
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +17,7 @@ from metrics_app.ingest.storage import store_metrics
 from metrics_app.models import AggregatedDay, DailySummary, PagePerformance
 from metrics_app.records import epoch_ms, validate_records
 from tests.support.records import navigation
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.servers import ROOT
 
 
 @pytest.mark.django_db

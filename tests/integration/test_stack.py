@@ -11,9 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.servers import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.servers import ROOT, free_port
 
 
 @pytest.mark.redis

@@ -1,4 +1,4 @@
-"""Hourly rollups and daily summaries (contract §7, §8): checked against numbers computed here."""
+"""Hourly rollups and daily summaries (README, "History, summaries and retention"): checked against numbers computed here."""
 
 import random
 from datetime import UTC, date, datetime, timedelta
@@ -12,11 +12,9 @@ from django.test import Client
 from django.utils import timezone
 
 from metrics_app import histogram
-from metrics_app.history import rollups
-from metrics_app.history import summaries as aggregation
-from metrics_app.ingest.storage import store_metrics
+from metrics_app.history import rollups, summaries
 from metrics_app.models import AggregatedDay, DailySummary, HourlyRollup, SchedulerDailySummary
-from metrics_app.records import validate_records
+from tests.support.db import store
 from tests.support.records import navigation, scheduler_run, scrape
 
 pytestmark = pytest.mark.django_db
@@ -27,10 +25,6 @@ DAY = date(2026, 11, 20)
 def at(day: date, hour: int, minute: int = 0, zone: str = "UTC", second: int = 0) -> int:
     local = datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=ZoneInfo(zone))
     return int(local.timestamp() * 1000)
-
-
-def store(records: list[dict[str, Any]]) -> None:
-    store_metrics(validate_records(records))
 
 
 def summary_values(model: Any) -> list[dict[str, Any]]:
@@ -77,9 +71,9 @@ def test_daily_summary_matches_numbers_computed_here() -> None:
         for _ in range(50)
     ]
     other_day = [navigation(recordedAt=at(DAY + timedelta(days=1), 0, 0))]
-    store(navigations + scrapes + runs + other_day)
+    store(*navigations, *scrapes, *runs, *other_day)
 
-    result = aggregation.aggregate_day(DAY)
+    result = summaries.aggregate_day(DAY)
     assert (result.sources, result.schedulers, result.records) == (1, 1, 550)
 
     row = DailySummary.objects.get(scraper_source="robinhood", metric_date=DAY)
@@ -114,7 +108,7 @@ def test_daily_summary_matches_numbers_computed_here() -> None:
     assert exact <= row.p95_navigation_duration_ms <= exact * histogram.GROWTH * 1.001
 
     before = (summary_values(DailySummary), summary_values(SchedulerDailySummary))
-    aggregation.aggregate_day(DAY)
+    summaries.aggregate_day(DAY)
     assert (summary_values(DailySummary), summary_values(SchedulerDailySummary)) == before
     assert AggregatedDay.objects.get().metric_date == DAY
 
@@ -130,7 +124,7 @@ def test_rollups_kept_by_ingest_equal_a_rebuild_from_detailed_rows(settings: Any
     settings.TIME_ZONE = "Asia/Kolkata"  # a half-hour offset: local hours start at UTC :30
     rng = random.Random(3)
     store(
-        [
+        *[
             navigation(
                 scraperSource=rng.choice(["robinhood", "cnbc"]),
                 navigationDurationMs=rng.choice([0, 1, 2, 5, 120, 10**7]),
@@ -152,14 +146,14 @@ def test_days_are_cut_in_time_zone(settings: Any) -> None:
     settings.TIME_ZONE = "Asia/Kolkata"
     zone = "Asia/Kolkata"
     store(
-        [
+        *[
             navigation(navigationDurationMs=100, recordedAt=at(DAY, 23, 59, zone, second=59)),
             navigation(navigationDurationMs=300, recordedAt=at(DAY + timedelta(days=1), 0, 0, zone)),
             navigation(navigationDurationMs=500, recordedAt=at(DAY, 0, 0, zone)),
         ]
     )
-    aggregation.aggregate_day(DAY)
-    aggregation.aggregate_day(DAY + timedelta(days=1))
+    summaries.aggregate_day(DAY)
+    summaries.aggregate_day(DAY + timedelta(days=1))
     totals = dict(DailySummary.objects.values_list("metric_date", "total_navigations"))
     assert totals == {DAY: 2, DAY + timedelta(days=1): 1}
     assert DailySummary.objects.get(metric_date=DAY).max_navigation_duration_ms == 500
@@ -169,35 +163,35 @@ def test_a_quarter_hour_zone_cuts_its_own_days(settings: Any) -> None:
     settings.TIME_ZONE = "Asia/Kathmandu"  # UTC+5:45: local hours start at UTC :15
     assert rollups.hour_shift_seconds() == 900
     store(
-        [
+        *[
             navigation(recordedAt=at(DAY, 0, 10, "Asia/Kathmandu")),
             navigation(recordedAt=at(DAY, 23, 59, "Asia/Kathmandu")),
             navigation(recordedAt=at(DAY, 0, 0, "Asia/Kathmandu") - 1),
         ]
     )
-    assert aggregation.aggregate_day(DAY).records == 2
+    assert summaries.aggregate_day(DAY).records == 2
     assert {hour.minute for hour in HourlyRollup.objects.values_list("hour", flat=True)} == {15}
 
 
 def test_a_daylight_saving_day_has_its_23_hours(settings: Any) -> None:
     settings.TIME_ZONE = "America/New_York"
     spring = date(2026, 3, 8)  # clocks go from 02:00 to 03:00
-    start, end = aggregation.day_bounds(spring)
+    start, end = summaries.day_bounds(spring)
     assert end.astimezone(UTC) - start.astimezone(UTC) == timedelta(hours=23)
     store(
-        [
+        *[
             navigation(recordedAt=at(spring, 0, 0, "America/New_York")),
             navigation(recordedAt=at(spring, 23, 59, "America/New_York")),
             navigation(recordedAt=at(spring + timedelta(days=1), 0, 0, "America/New_York")),
         ]
     )
-    assert aggregation.aggregate_day(spring).records == 2
+    assert summaries.aggregate_day(spring).records == 2
 
 
 def test_history_reads_day_buckets_in_time_zone(settings: Any, admin_client: Client) -> None:
     settings.TIME_ZONE = "Asia/Kolkata"
     store(
-        [
+        *[
             navigation(navigationDurationMs=100, recordedAt=at(DAY, 23, 0, "Asia/Kolkata")),
             navigation(
                 navigationDurationMs=100, recordedAt=at(DAY + timedelta(days=1), 1, 0, "Asia/Kolkata")
@@ -219,19 +213,19 @@ def test_history_reads_day_buckets_in_time_zone(settings: Any, admin_client: Cli
 def test_missed_nights_are_caught_up() -> None:
     today = timezone.localdate()
     days = [today - timedelta(days=n) for n in (4, 3, 2, 1)]
-    store([navigation(recordedAt=at(day, 12)) for day in days] + [navigation()])
+    store(*[navigation(recordedAt=at(day, 12)) for day in days] + [navigation()])
     AggregatedDay.objects.create(metric_date=days[0], sources=1)
     AggregatedDay.objects.create(metric_date=days[3], sources=1)
     # days[0] is done; yesterday (days[3]) is always redone, late records may have come in
-    assert aggregation.days_to_aggregate() == days[1:]
-    assert [r.day for r in aggregation.catch_up()] == days[1:]
-    assert aggregation.days_to_aggregate() == [days[3]]
+    assert summaries.days_to_aggregate() == days[1:]
+    assert [r.day for r in summaries.catch_up()] == days[1:]
+    assert summaries.days_to_aggregate() == [days[3]]
     assert DailySummary.objects.count() == 3
 
 
 def test_aggregate_daily_command(settings: Any) -> None:
     settings.METRICS_RETENTION_DAYS = (timezone.localdate() - DAY).days + 2
-    store([navigation(recordedAt=at(DAY, 12)), navigation(recordedAt=at(DAY + timedelta(days=1), 12))])
+    store(*[navigation(recordedAt=at(DAY, 12)), navigation(recordedAt=at(DAY + timedelta(days=1), 12))])
     out = StringIO()
     call_command("aggregate_daily", "--date", "2026-11-20", stdout=out)
     assert out.getvalue().startswith("2026-11-20: 1 records, 1 sources, 0 schedulers")

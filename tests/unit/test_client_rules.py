@@ -8,25 +8,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metrics_app import records as schema
+from metrics_app import records
 from tests.support.records import navigation, scheduler_run, scrape
 from wealthmetrics_client import records as client_rules
 from wealthmetrics_client.records import InvalidRecord, checked
 
 
 def test_the_limits_are_the_servers() -> None:
-    assert client_rules.SOURCE_PATTERN == schema.SOURCE_PATTERN
-    assert client_rules.MAX_INT == schema.MAX_INT
-    assert client_rules.MAX_DATA_SIZE == schema.MAX_DATA_SIZE
-    assert client_rules.MAX_CLOCK_AHEAD_MS == schema.MAX_CLOCK_AHEAD_MS
-    assert client_rules.MIN_RECORDED_AT == schema.MIN_RECORDED_AT
+    assert client_rules.SOURCE_PATTERN == records.SOURCE_PATTERN
+    assert client_rules.MAX_INT == records.MAX_INT
+    assert client_rules.MAX_DATA_SIZE == records.MAX_DATA_SIZE
+    assert client_rules.MAX_CLOCK_AHEAD_MS == records.MAX_CLOCK_AHEAD_MS
+    assert client_rules.MIN_RECORDED_AT == records.MIN_RECORDED_AT
     assert client_rules.MAX_TEXT == 500
 
 
 def server_accepts(record: dict[str, Any]) -> bool:
     try:
-        schema.decode_batch(orjson.dumps({"metrics": [record]}))
-    except schema.InvalidMetrics:
+        records.decode_batch(orjson.dumps({"metrics": [record]}))
+    except records.InvalidMetrics:
         return False
     return True
 
@@ -52,7 +52,7 @@ def value_for(field: str) -> st.SearchStrategy[Any]:
     if field == "success":
         return st.one_of(st.booleans(), st.integers(0, 1))
     if field == "recordedAt":
-        return st.one_of(st.integers(0, 2**43), st.just(schema.now_ms() + 2 * 3_600_000))
+        return st.one_of(st.integers(0, 2**43), st.just(records.now_ms() + 2 * 3_600_000))
     return numbers
 
 

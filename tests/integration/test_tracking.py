@@ -12,7 +12,7 @@ import pytest
 from metrics_app import tracking
 from metrics_app.collector import collector
 from metrics_app.models import PagePerformance, SchedulerMetric
-from tests.conftest import chromium
+from tests.support.browser import chromium
 from wealthmetrics_client import MetricRecorder, MetricsClient, NavigationFailed, get_sink, set_sink
 
 

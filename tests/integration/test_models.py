@@ -1,4 +1,4 @@
-"""Tables, columns and indexes of contract §7; models match migrations."""
+"""Tables, columns and indexes as documented (README, docs/api.md); models match migrations."""
 
 from io import StringIO
 
@@ -25,7 +25,7 @@ def index_columns(table: str) -> list[list[str]]:
 
 
 @pytest.mark.django_db
-def test_tables_have_the_contract_columns() -> None:
+def test_tables_have_the_documented_columns() -> None:
     assert columns("scraper_page_performance") >= {
         "id",
         "scraper_source",
@@ -67,7 +67,7 @@ def test_tables_have_the_contract_columns() -> None:
 
 
 @pytest.mark.django_db
-def test_tables_have_the_contract_indexes() -> None:
+def test_tables_have_the_documented_indexes() -> None:
     assert ["scraper_source", "created_at"] in index_columns("scraper_page_performance")
     assert ["metric_type", "scraper_source", "created_at"] in index_columns("scraper_page_performance")
     assert ["scheduler_name", "created_at"] in index_columns("scheduler_metrics")

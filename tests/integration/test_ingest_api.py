@@ -1,4 +1,4 @@
-"""POST /api/metrics/ (contract §5): stored on 202, nothing stored on any 4xx, never a 5xx."""
+"""POST /api/metrics/ (docs/api.md): stored on 202, nothing stored on any 4xx, never a 5xx."""
 
 from typing import Any
 from unittest.mock import ANY
@@ -14,6 +14,7 @@ from metrics_app.dialect import insert_sql
 from metrics_app.ingest.rows import PAGE_COLUMNS
 from metrics_app.models import ApiKey, HourlyRollup, PagePerformance, SchedulerMetric
 from metrics_app.records import now_ms
+from tests.support.db import stored
 from tests.support.records import navigation, scheduler_run, scrape
 
 pytestmark = pytest.mark.django_db
@@ -24,10 +25,6 @@ def post(client: Client, body: Any, key: str | None, **headers: str) -> Any:
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
     return client.post("/api/metrics/", data=data, content_type="application/json", headers=headers)
-
-
-def stored() -> int:
-    return PagePerformance.objects.count() + SchedulerMetric.objects.count()
 
 
 def test_stores_a_batch_and_answers_202(client: Client, api_key: str) -> None:

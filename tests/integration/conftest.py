@@ -1,0 +1,74 @@
+"""Shared fixtures of the integration tests: real services, a real daphne, real API keys and
+a logged-in reader (tests/support/db.py stores and counts records)."""
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from metrics_app.models import ApiKey
+from tests.support.browser import chromium
+from tests.support.servers import DaphneServer, database_url_for_subprocess
+
+
+@pytest.fixture
+def api_key(db: None) -> str:
+    """A plain, valid API key (the row is stored; the test gets the secret)."""
+    return ApiKey.issue("test scraper")[1]
+
+
+@pytest.fixture
+def committed_api_key(transactional_db: None) -> str:
+    """A key another process (a daphne under test) can see."""
+    return ApiKey.issue("live test scraper")[1]
+
+
+@pytest.fixture
+def reader(client: Client, django_user_model: Any) -> Client:
+    """A logged-in person's browser session."""
+    client.force_login(django_user_model.objects.create_user("reader", password="pw-123456!"))
+    return client
+
+
+@pytest.fixture(scope="session")
+def live_server_env(django_db_setup: None, django_db_blocker: object) -> dict[str, str]:
+    """Environment for subprocesses that must use the test database."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL"}}
+    env["DATABASE_URL"] = database_url_for_subprocess(settings.DATABASES["default"])
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def start_daphne(live_server_env: dict[str, str]) -> Iterator[Callable[..., DaphneServer]]:
+    """Start daphnes with settings of the test's own; all are stopped afterwards."""
+    started: list[DaphneServer] = []
+
+    def start(**env: str) -> DaphneServer:
+        server = DaphneServer({**live_server_env, **env})
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium for a module's tests; its event loop stays in the thread until the end."""
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="session")
+def daphne(live_server_env: dict[str, str]) -> Iterator[DaphneServer]:
+    """One daphne for the session, on the test database, reached over real sockets."""
+    server = DaphneServer(live_server_env)
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,46 @@
+"""The in-process bus: the same numbering and message as Redis, delivered to this process."""
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from metrics_app.records import validate_records
+from metrics_app.stream import broadcast_metrics
+from metrics_app.stream.bus import LocalBus, parse
+from tests.support.records import navigation, scheduler_run, scrape
+
+
+def received(bus: LocalBus, publish: Callable[[], None], count: int) -> list[tuple[dict[str, int], Any]]:
+    """What one subscriber receives of `count` messages published by `publish()`."""
+
+    async def subscribe_then_publish() -> list[tuple[dict[str, int], Any]]:
+        messages = bus.subscribe()
+        first = asyncio.ensure_future(anext(messages))
+        await asyncio.sleep(0)  # subscribed
+        publish()
+        got = [await first] + [await anext(messages) for _ in range(count - 1)]
+        await messages.aclose()
+        return [parse(message) for message in got]
+
+    return asyncio.run(subscribe_then_publish())
+
+
+def test_local_bus_numbers_records_per_source() -> None:
+    bus = LocalBus()
+
+    def publish() -> None:
+        bus.publish({"cnbc": 3, "webull": 1}, b"[]")
+        bus.publish({"cnbc": 2}, b"[]")
+
+    assert [header for header, _ in received(bus, publish, 2)] == [{"cnbc": 1, "webull": 1}, {"cnbc": 4}]
+
+
+def test_broadcast_publishes_each_record_once_with_its_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    bus = LocalBus()
+    monkeypatch.setattr("metrics_app.stream.get_bus", lambda: bus)
+    records = validate_records([navigation(), scrape(), scheduler_run(), navigation()])
+    [(header, wire)] = received(bus, lambda: broadcast_metrics(records, [11, 12, 13, 14]), 1)
+    assert header == {"robinhood": 1, "cnbc": 1, "nightly-prices": 1}
+    assert [m["id"] for m in wire] == [11, 12, 13, 14]

@@ -1,0 +1,113 @@
+"""The hub's fan-out, driven with fake clients: who gets which batch, in which order, with
+which sequence numbers, and what happens to a client that stops reading."""
+
+from typing import Any
+
+import pytest
+
+from metrics_app.stream.hub import Hub
+from tests.support.fakes import FakeClient, FakeWriter
+from tests.support.records import navigation, scheduler_run
+
+
+def subscribed(hub: Hub, *sources: str, writer: FakeWriter | None = None) -> FakeClient:
+    client = FakeClient(writer=writer or FakeWriter())
+    hub.add(client)
+    for source in sources:
+        hub.subscribe(client, source)
+    return client
+
+
+def batches(client: FakeClient) -> list[dict[str, Any]]:
+    return client.writer.of_type("metrics_batch")
+
+
+def test_a_batch_reaches_its_sources_subscribers_and_the_wildcards_once() -> None:
+    hub = Hub()
+    cnbc, everything, both, other = (subscribed(hub, "cnbc"), subscribed(hub, "*"),
+                                     subscribed(hub, "cnbc", "*"), subscribed(hub, "webull"))  # fmt: skip
+    hub.receive(
+        {"cnbc": 10}, [navigation(scraperSource="cnbc", url="u1"), navigation(scraperSource="cnbc", url="u2")]
+    )
+    hub.flush()
+    for client in (cnbc, everything, both):
+        [batch] = batches(client)
+        assert (batch["scraperSource"], batch["count"], batch["seq"]) == ("cnbc", 2, 10)
+        assert [record["url"] for record in batch["metrics"]] == ["u1", "u2"]
+    assert batches(other) == []
+
+
+def test_records_go_out_in_recorded_order_and_a_bare_scheduler_is_its_own_channel() -> None:
+    hub = Hub()
+    client = subscribed(hub, "*")
+    hub.receive(
+        {"cnbc": 1, "nightly": 1},
+        [
+            navigation(scraperSource="cnbc", url="late", recordedAt=2000),
+            scheduler_run(schedulerName="nightly"),
+        ],
+    )
+    hub.receive({"cnbc": 2}, [navigation(scraperSource="cnbc", url="early", recordedAt=1000)])
+    hub.flush()
+    by_channel = {batch["scraperSource"]: batch for batch in batches(client)}
+    assert [record["url"] for record in by_channel["cnbc"]["metrics"]] == ["early", "late"]
+    assert by_channel["nightly"]["count"] == 1
+
+
+def test_a_jump_in_sequence_numbers_starts_a_new_batch() -> None:
+    hub = Hub()
+    client = subscribed(hub, "cnbc")
+    hub.receive({"cnbc": 1}, [navigation(scraperSource="cnbc")])
+    hub.receive({"cnbc": 5}, [navigation(scraperSource="cnbc")])  # 2-4 were lost on the way
+    hub.flush()
+    assert [(batch["seq"], batch["count"]) for batch in batches(client)] == [(1, 1), (5, 1)]
+
+
+def test_a_full_batch_goes_out_without_waiting(settings: Any) -> None:
+    settings.METRICS_MAX_BATCH_SIZE = 3
+    hub = Hub()
+    client = subscribed(hub, "cnbc")
+    hub.receive({"cnbc": 1}, [navigation(scraperSource="cnbc") for _ in range(4)])
+    assert [batch["count"] for batch in batches(client)] == [3]  # the fourth waits for the tick
+
+
+def test_a_client_that_stops_reading_is_dropped_and_forgotten() -> None:
+    hub = Hub()
+    stuck = subscribed(hub, "cnbc", "*", writer=FakeWriter(reading=False))
+    reader = subscribed(hub, "cnbc")
+    hub.receive({"cnbc": 1}, [navigation(scraperSource="cnbc")])
+    hub.flush()
+    assert stuck.writer.aborted and stuck not in hub.clients
+    assert hub.subscribers == {"cnbc": {reader}}
+    assert len(batches(reader)) == 1
+
+
+def test_removing_a_client_leaves_no_trace() -> None:
+    hub = Hub()
+    client = subscribed(hub, "cnbc", "*")
+    hub.remove(client)
+    hub.remove(FakeClient())  # never added: nothing to do
+    assert (hub.clients, dict(hub.subscribers), client.subscriptions) == (set(), {}, set())
+    assert hub.health()["clients"] == 0 and hub.health()["subscriptions"] == {}
+
+
+def test_heartbeats_go_to_every_client_and_shutdown_closes_with_1001() -> None:
+    hub = Hub()
+    quiet, listening = subscribed(hub), subscribed(hub, "cnbc")
+    hub.heartbeat()
+    assert len(quiet.writer.of_type("heartbeat")) == len(listening.writer.of_type("heartbeat")) == 1
+    hub.receive({"cnbc": 1}, [navigation(scraperSource="cnbc")])
+    hub.shutdown()
+    assert len(batches(listening)) == 1  # what was pending went out first
+    assert quiet.writer.closed_with == listening.writer.closed_with == 1001
+
+
+@pytest.mark.parametrize("flowing", [True, False])
+def test_updates_go_out_only_while_records_flow(flowing: bool) -> None:
+    hub = Hub()
+    client = subscribed(hub)
+    if flowing:
+        hub.receive({"cnbc": 1}, [navigation(scraperSource="cnbc")])
+    hub.send_update()
+    hub.send_update()
+    assert len(client.writer.of_type("metrics:update")) == (1 if flowing else 0)
