@@ -1,7 +1,6 @@
 """The live stream under stress: slow clients, several processes, Redis restarts, shutdown."""
 
 import asyncio
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.records import navigation, scrape
-from tests.support.servers import DaphneServer, free_port
+from tests.support.servers import DaphneServer, RedisServer
 from tests.support.waiting import wait_for
 from tests.support.ws import (
     collect_batches,
@@ -98,53 +97,15 @@ def test_two_processes_share_one_stream(
     asyncio.run(scenario())
 
 
-class PrivateRedis:
-    """A redis-server of the test's own, so it can be stopped and started again."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        assert wait_for(
-            lambda: (
-                subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout
-                == b"PONG\n"
-            )
-        )
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-
-
 @pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    server.start()
-    yield server
-    server.stop()
+def private_redis() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
 
 
 @pytest.mark.redis
 def test_redis_restart_storage_continues_and_streaming_recovers(
-    start_daphne: Callable[..., DaphneServer], private_redis: PrivateRedis, committed_api_key: str
+    start_daphne: Callable[..., DaphneServer], private_redis: RedisServer, committed_api_key: str
 ) -> None:
     server = start_daphne(REDIS_URL=private_redis.url)
     source = unique_source()

@@ -125,8 +125,8 @@ class DaphneServer:
 
 
 class RedisServer:
-    """A Redis of the test's own (redis-server on a free port, keeping nothing), which the
-    test may freeze (SIGSTOP) and thaw without touching the shared one."""
+    """A Redis of the test's own (redis-server on a free port, keeping nothing), which the test
+    may stop and start again, or freeze (SIGSTOP) and thaw, without touching the shared one."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -134,6 +134,15 @@ class RedisServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> "RedisServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        import redis
+
         self.process = subprocess.Popen(
             [
                 "redis-server",
@@ -148,22 +157,20 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
         )
-        import redis
-
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
                 if redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping():
-                    return self
+                    return
             except redis.RedisError:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
 
-    def __exit__(self, *exc: object) -> None:
-        assert self.process is not None
-        self.thaw()
-        self.process.kill()
-        self.process.wait(10)
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.thaw()
+            self.process.terminate()
+            self.process.wait(10)
 
     def freeze(self) -> None:
         assert self.process is not None
