@@ -226,6 +226,12 @@ def measure(
     connected = sum(pipe.recv()[1] for pipe in pipes)
     connect_wall = time.monotonic() - started
     time.sleep(3)  # let subscriptions, histories and the first update settle
+    if name == "wealthmetrics":  # the numbers mean little if sockets went the slow way
+        health = httpx.get(
+            ws_url.replace("ws://", "http://").replace("/ws/metrics/", "/api/health/websocket")
+        ).json()
+        print(f"fast path: {health.get('fastPath')}, {health.get('fastPathClients')} of one process's "
+              f"{health['clients']} sockets")  # fmt: skip
     idle_after = rss(pids)
 
     sender = Sender(ingest_url, key, args.rate, prefix, args.sources)
