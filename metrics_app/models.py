@@ -63,6 +63,8 @@ class PagePerformance(models.Model):
             models.Index(fields=["metric_type", "scraper_source", "created_at"], name="idx_type_source_time"),
             # retention deletes and "everything since" scans
             models.Index(fields=["created_at"], name="idx_page_created"),
+            # the failures of a range (the page's failures view)
+            models.Index(fields=["success", "created_at"], name="idx_page_failures"),
         ]
 
     def __str__(self) -> str:
@@ -124,6 +126,8 @@ class SchedulerMetric(models.Model):
             models.Index(fields=["scraper_source", "created_at"], name="idx_sched_source_time"),
             # retention deletes
             models.Index(fields=["created_at"], name="idx_sched_created"),
+            # the failures of a range
+            models.Index(fields=["success", "created_at"], name="idx_sched_failures"),
         ]
 
     def __str__(self) -> str:

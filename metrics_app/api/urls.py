@@ -9,6 +9,8 @@ urlpatterns = [
     path("metrics/recent/", views.recent, name="metrics-recent"),
     path("metrics/summary/", views.summary, name="metrics-summary"),
     path("metrics/history/", views.history, name="metrics-history"),
+    path("metrics/overview/", views.page_overview, name="metrics-overview"),
+    path("metrics/failures/", views.failures, name="metrics-failures"),
     path("stats/", views.stats, name="stats"),
     path("health/websocket", views.websocket_health, name="health-websocket"),
 ]

@@ -16,13 +16,15 @@ from django.views.decorators.csrf import csrf_exempt
 from metrics_app import counters
 from metrics_app.api import status
 from metrics_app.api.auth import View, is_reader, require_api_key, require_reader, unauthorized
-from metrics_app.history import reads
+from metrics_app.history import failures as failed
+from metrics_app.history import overview, reads
 from metrics_app.ingest.storage import store_metrics
 from metrics_app.records import (
     MAX_RECORDED_AT,
     METRIC_TYPES,
     MIN_RECORDED_AT,
     SOURCE_PATTERN,
+    WILDCARD,
     InvalidMetrics,
     decode_batch,
     is_source_name,
@@ -166,6 +168,47 @@ HISTORY_LAST = datetime.fromtimestamp(MAX_RECORDED_AT / 1000, UTC)
 def _date(value: str) -> datetime | None:
     day = parse_date(value)
     return None if day is None else datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _source_and_range(params: Any) -> tuple[str | None, str]:
+    """The page's two choices: a source (or every one) and a range; ValueError names the field."""
+    source = params.get("source") or None
+    if source == WILDCARD:
+        source = None
+    if source is not None and not is_source_name(source):
+        raise ValueError(f"source must match {SOURCE_PATTERN} or be {WILDCARD}", "source")
+    range_name = params.get("range", "live")
+    if range_name not in overview.RANGES:
+        raise ValueError(f"range must be one of {', '.join(overview.RANGES)}", "range")
+    return source, range_name
+
+
+@allow("GET")
+@require_reader
+def page_overview(request: HttpRequest) -> HttpResponse:
+    """The analytics page's state for a range, in one request (docs/api.md)."""
+    try:
+        source, range_name = _source_and_range(request.GET)
+    except ValueError as exc:
+        return error(400, "invalid_request", exc.args[0], field=exc.args[1])
+    return JsonResponse(overview.overview(range_name, source))
+
+
+@allow("GET")
+@require_reader
+def failures(request: HttpRequest) -> HttpResponse:
+    """Failed records of a range: newest first, searchable, grouped by message (docs/api.md)."""
+    try:
+        source, range_name = _source_and_range(request.GET)
+    except ValueError as exc:
+        return error(400, "invalid_request", exc.args[0], field=exc.args[1])
+    page = request.GET.get("page", "1")
+    if not page.isdigit() or not 1 <= int(page) <= 10_000:
+        return error(400, "invalid_request", "page must be between 1 and 10000", field="page")
+    query = request.GET.get("q", "").strip()[:200]
+    now = timezone.now()
+    start = now - overview.RANGES[range_name].span
+    return JsonResponse({"range": range_name, **failed.failures(start, now, source, query, int(page))})
 
 
 @allow("GET")

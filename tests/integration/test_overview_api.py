@@ -1,0 +1,105 @@
+"""The page's state in one request (GET /api/metrics/overview/) and the failures view
+(GET /api/metrics/failures/): a week with a source that stopped and an hourly scheduler."""
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from metrics_app.records import now_ms
+from tests.support.db import store
+from tests.support.records import navigation, scheduler_run, scrape
+
+pytestmark = pytest.mark.django_db
+
+HOUR = 3_600_000
+
+
+@pytest.fixture
+def week() -> int:
+    """Now, in ms; behind it a week of a steady source, one that stopped 3 hours ago, and an
+    hourly scheduler."""
+    now = now_ms()
+    records = []
+    for hour in range(1, 7 * 24):
+        at = now - hour * HOUR
+        records.append(navigation(scraperSource="steady", recordedAt=at, navigationDurationMs=400))
+        records.append(scrape(scraperSource="steady", recordedAt=at, itemsExtracted=20, dataSize=5000))
+        records.append(
+            scheduler_run(schedulerName="hourly-job", recordedAt=at + 60_000, executionDurationMs=900)
+        )
+        if hour >= 3:
+            records.append(navigation(scraperSource="stopped", recordedAt=at, success=hour % 5 != 0,
+                                      error=None if hour % 5 else f"HTTP 503 for https://s/q/{hour} after {hour} tries"))  # fmt: skip
+    store(*records)
+    return now
+
+
+def get(reader: Client, path: str, **params: str) -> Any:
+    response = reader.get(path, params)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_a_week_draws_across_the_whole_axis(reader: Client, week: int) -> None:
+    state = get(reader, "/api/metrics/overview/", range="7d")
+    assert state["range"] == {
+        **state["range"],
+        "name": "7d",
+        "label": "last 7 days",
+        "bucketLabel": "per hour",
+    }
+    assert len(state["axis"]) == 168
+    steady = state["series"]["steady"]["page_navigation"]
+    assert sum(bucket is not None for bucket in steady) >= 165  # drawn across the week
+    channels = {channel["name"]: channel for channel in state["channels"]}
+    assert channels["stopped"]["kind"] == "scraper" and channels["hourly-job"]["kind"] == "scheduler"
+    silent_for = week - channels["stopped"]["lastRecordedAt"]
+    assert 3 * HOUR - 1000 <= silent_for <= 3 * HOUR + 1000
+    job = state["schedulers"]["hourly-job"]
+    assert job["periodSeconds"] == 3600 and len(job["runs"]) >= 166
+    assert state["sources"]["steady"]["records"] == 2 * 167
+    assert state["sources"]["stopped"]["failures"] == state["sources"]["stopped"]["records"] - state["sources"][
+        "stopped"]["successCount"] > 0  # fmt: skip
+
+
+def test_the_source_filter_narrows_everything(reader: Client, week: int) -> None:
+    state = get(reader, "/api/metrics/overview/", range="24h", source="stopped")
+    assert [channel["name"] for channel in state["channels"]] == ["stopped"]
+    assert set(state["series"]) == {"stopped"} and state["schedulers"] == {}
+    assert state["totals"]["records"] == state["sources"]["stopped"]["records"] == 21
+
+
+def test_the_live_range_is_thirty_minutes(reader: Client) -> None:
+    store(navigation(recordedAt=now_ms() - 60_000))
+    state = get(reader, "/api/metrics/overview/", range="live")
+    assert len(state["axis"]) == 30 and state["range"]["bucket"] == "minute"
+    assert state["totals"]["records"] == 1
+
+
+def test_failures_are_grouped_searchable_and_paged(reader: Client, week: int) -> None:
+    found = get(reader, "/api/metrics/failures/", range="7d")
+    assert found["total"] == 33  # every fifth hour of the 165 the stopped source ran
+    [group] = found["groups"]
+    assert group["message"] == "HTTP <n> for <url> after <n> tries" and group["count"] == 33
+    assert found["failures"][0]["recordedAt"] > found["failures"][-1]["recordedAt"]
+    assert get(reader, "/api/metrics/failures/", range="7d", q="https://s/q/100")["total"] == 1
+    assert get(reader, "/api/metrics/failures/", range="7d", q="nothing like it")["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/api/metrics/overview/", {"range": "2w"}, "range"),
+        ("/api/metrics/overview/", {"source": "Not A Source"}, "source"),
+        ("/api/metrics/failures/", {"page": "zero"}, "page"),
+    ],
+)
+def test_bad_parameters_are_named(reader: Client, path: str, params: dict[str, str], field: str) -> None:
+    response = reader.get(path, params)
+    assert response.status_code == 400 and response.json()["field"] == field
+
+
+def test_strangers_are_refused(client: Client) -> None:
+    assert client.get("/api/metrics/overview/").status_code == 401
+    assert client.get("/api/metrics/failures/").status_code == 401
