@@ -4,4 +4,5 @@ from dashboard_app import views
 
 urlpatterns = [
     path("analytics/", views.analytics, name="analytics"),
+    path("analytics/source/<str:name>/", views.source, name="source"),
 ]

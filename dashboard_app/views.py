@@ -3,13 +3,25 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from metrics_app.records import is_source_name
+
+WS_PATH = "/ws/metrics/"
 
 
 @login_required
 def analytics(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/analytics.html", {"ws_path": "/ws/metrics/"})
+    return render(request, "dashboard/analytics.html", {"ws_path": WS_PATH})
+
+
+@login_required
+def source(request: HttpRequest, name: str) -> HttpResponse:
+    """One source's (or scheduler's) own page: its volume, errors, percentiles and failures."""
+    if not is_source_name(name):
+        raise Http404("not a source name")
+    return render(request, "dashboard/source.html", {"ws_path": WS_PATH, "source": name})
 
 
 def locked_out(request: HttpRequest, original_response: Any = None, credentials: Any = None) -> HttpResponse:

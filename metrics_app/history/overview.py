@@ -143,15 +143,23 @@ def _totals(groups: Any) -> dict[str, Any]:
 
 
 def _aligned(found: Series, starts: list[datetime]) -> dict[str, dict[str, list[Any]]]:
-    """Per channel and type (runs per scheduler name under "scheduler_run:<name>"), one entry
-    per axis bucket: the bucket, or None where nothing came."""
-    aligned: dict[str, dict[str, list[Any]]] = {}
-    for key, slots in sorted(found.items()):
-        name = key.type if key.type != "scheduler_run" else f"scheduler_run:{key.scheduler}"
-        aligned.setdefault(key.channel, {})[name] = [
-            slots[s].as_bucket(s) if s in slots else None for s in starts
-        ]
-    return aligned
+    """Per channel: its types' buckets ("all" of them together, each type, and runs per scheduler
+    name under "scheduler_run:<name>"), one entry per axis bucket, None where nothing came."""
+    by_channel: dict[str, dict[str, dict[datetime, Slot]]] = {}
+    for key, slots in found.items():
+        named = by_channel.setdefault(key.channel, {})
+        for name in {key.type, f"scheduler_run:{key.scheduler}" if key.scheduler else key.type}:
+            for start, slot in slots.items():
+                named.setdefault(name, {}).setdefault(start, Slot()).merge(slot)
+        for start, slot in slots.items():
+            named.setdefault("all", {}).setdefault(start, Slot()).merge(slot)
+    return {
+        channel: {
+            name: [slots[s].as_bucket(s) if s in slots else None for s in starts]
+            for name, slots in named.items()
+        }
+        for channel, named in sorted(by_channel.items())
+    }
 
 
 def _schedulers(found: Series, start: datetime, end: datetime) -> dict[str, dict[str, Any]]:

@@ -4,18 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('metrics_app', '0005_wider_counters'),
+        ("metrics_app", "0005_wider_counters"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='pageperformance',
-            index=models.Index(fields=['success', 'created_at'], name='idx_page_failures'),
+            model_name="pageperformance",
+            index=models.Index(fields=["success", "created_at"], name="idx_page_failures"),
         ),
         migrations.AddIndex(
-            model_name='schedulermetric',
-            index=models.Index(fields=['success', 'created_at'], name='idx_sched_failures'),
+            model_name="schedulermetric",
+            index=models.Index(fields=["success", "created_at"], name="idx_sched_failures"),
         ),
     ]

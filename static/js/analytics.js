@@ -1,27 +1,31 @@
-// The analytics page: one WebSocket, per-minute aggregates kept in bounded maps, charts
-// redrawn at most once per animation frame and only for the visible tab.
+// The analytics page: one request for a range's state (GET /api/metrics/overview/), one
+// WebSocket for what happens next. The chosen range and source apply to every tile, card, bar
+// and chart; charts are redrawn at most once per animation frame, and only the visible tab's.
 
-import { WILDCARD, channelOf, durationOf } from "./records.js";
 import { ChartJsAdapter } from "./chartjs-adapter.js";
-import { MetricsWebSocketClient, State } from "./metrics-websocket-client.js";
+import { FailuresView } from "./failures.js";
+import {
+  DASH, bucketLabel, formatAgo, formatChange, formatCount, formatDuration, formatPercent, formatPeriod, formatTime,
+} from "./format.js";
+import { connect, getJSON, renderTiles } from "./page.js";
+import { WILDCARD, channelOf } from "./records.js";
+import { RangeView } from "./view.js";
 
-const LIVE_MINUTES = 30;
-const MAX_ALERTS = 200;
-const MAX_SOURCES_CHARTED = 8;
-const KIND = { page_navigation: "navigation", page_scrape: "scrape", scheduler_run: "execution" };
-const RANGES = { "1h": [3600e3, "minute"], "24h": [86400e3, "hour"], "7d": [7 * 86400e3, "hour"] };
+const TOP = 8; // sources drawn one by one in a chart; the rest are "others"
+const RELOAD_MS = 60_000; // the live range is reloaded for its percentiles; others for new hours
+const SILENT_AFTER_MS = 15 * 60_000; // a source quiet this long is shown as stopped
 
 const $ = (selector) => document.querySelector(selector);
 const els = {
-  badge: $("#connection"),
   range: $("#range"),
   source: $("#source-filter"),
   tabs: [...document.querySelectorAll("[data-tab]")],
-  stats: new Map([...document.querySelectorAll("[data-stat]")].map((el) => [el.dataset.stat, el])),
   grid: $("#scraper-grid"),
+  noScrapers: $("#no-scrapers"),
   cardTemplate: $("#scraper-card"),
-  alerts: $("#alerts"),
-  alertTemplate: $("#alert-item"),
+  schedulerGrid: $("#scheduler-grid"),
+  noSchedulers: $("#no-schedulers"),
+  schedulerTemplate: $("#scheduler-card"),
   alertCount: $("#alert-count"),
 };
 
@@ -29,161 +33,100 @@ const state = {
   tab: "overview",
   range: "live",
   source: WILDCARD,
-  summary: null,
-  minutes: new Map(), // minute start (ms) -> Map(source -> aggregate)
-  history: null, // {labels, bySourceType: Map("source|kind" -> buckets)}
-  alerts: [],
-  seededBefore: Math.floor(Date.now() / 60000) * 60000,
+  view: null, // RangeView of the range and source on screen
+  loading: 0, // the number of the newest load: an older answer that comes late is dropped
   dirty: new Set(),
   frame: 0,
 };
 
-// --- per-minute aggregates ------------------------------------------------------------------
+// --- what each chart shows -------------------------------------------------------------------
 
-function emptyAggregate() {
-  return { count: 0, ok: 0, retries: 0, items: 0, processed: 0, sum: { navigation: 0, scrape: 0, execution: 0 }, n: { navigation: 0, scrape: 0, execution: 0 } };
+const axisLabels = (view) => view.axis.map((iso) => bucketLabel(iso, view.range.bucket));
+const windowOf = (view) => `${view.range.label}, ${view.range.bucketLabel}`;
+const avgDuration = (b) => b.avgDurationMs;
+
+function overTime(view, kind, type, value, overlay, empty = null) {
+  return {
+    labels: axisLabels(view),
+    series: view.valuesByChannel(kind, TOP, type, value, empty),
+    extra: { partial: view.partialIndex, overlay },
+  };
 }
 
-function addRecord(record) {
-  const minute = Math.floor(record.recordedAt / 60000) * 60000;
-  // Earlier minutes come whole from the history API (seedMinutes); counting a record there
-  // too would count it twice.
-  if (minute < state.seededBefore) return;
-  let sources = state.minutes.get(minute);
-  if (!sources) {
-    sources = new Map();
-    state.minutes.set(minute, sources);
-    pruneMinutes();
-  }
-  const source = channelOf(record);
-  let agg = sources.get(source);
-  if (!agg) sources.set(source, (agg = emptyAggregate()));
-  const kind = KIND[record.type];
-  agg.count += 1;
-  agg.ok += record.success ? 1 : 0;
-  agg.retries += record.retryCount ?? 0;
-  if (kind === "execution") agg.processed += record.itemsProcessed ?? 0;
-  else agg.items += record.itemsExtracted ?? 0;
-  agg.sum[kind] += durationOf(record);
-  agg.n[kind] += 1;
+function bySource(view, value) {
+  const names = view.channelsOf("scraper").map((c) => c.name).sort();
+  return { labels: names, series: { [value.label]: names.map((name) => value.of(view.sources[name] ?? {})) } };
 }
 
-function pruneMinutes() {
-  const oldest = Date.now() - LIVE_MINUTES * 60000;
-  for (const minute of state.minutes.keys()) if (minute < oldest) state.minutes.delete(minute);
-}
-
-function addAlert(record) {
-  state.alerts.unshift(record);
-  if (state.alerts.length > MAX_ALERTS) state.alerts.length = MAX_ALERTS;
-}
-
-function onRecords({ metrics }) {
-  for (const record of metrics) {
-    if (state.source !== WILDCARD && channelOf(record) !== state.source) continue;
-    addRecord(record);
-    if (!record.success) addAlert(record);
-  }
-  state.alerts.sort((a, b) => b.recordedAt - a.recordedAt);
-  invalidate("charts", "alerts");
-}
-
-// --- series for the charts ------------------------------------------------------------------
-
-// The most recently active sources, so the charts follow what is running now.
-function chartedSources() {
-  if (state.source !== WILDCARD) return [state.source];
-  const sources = Object.entries(state.summary?.sources ?? {});
-  sources.sort((a, b) => (b[1].lastRecordedAt ?? 0) - (a[1].lastRecordedAt ?? 0));
-  return sources.slice(0, MAX_SOURCES_CHARTED).map(([name]) => name);
-}
-
-function minuteLabels() {
-  const now = Math.floor(Date.now() / 60000) * 60000;
-  const minutes = [];
-  for (let m = now - (LIVE_MINUTES - 1) * 60000; m <= now; m += 60000) minutes.push(m);
-  return minutes;
-}
-
-// Formatters are built once: toLocale*String with options builds a new one on every call.
-const MINUTE = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
-const DAY_MINUTE = new Intl.DateTimeFormat([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
-const SECOND = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-const NUMBER = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
-
-function timeLabel(ms, withDay = false) {
-  return (withDay ? DAY_MINUTE : MINUTE).format(ms);
-}
-
-function liveSeries(value) {
-  const minutes = minuteLabels();
+function schedulerPoints(view, value) {
   const series = {};
-  for (const source of chartedSources()) {
-    series[source] = minutes.map((m) => {
-      const agg = state.minutes.get(m)?.get(source);
-      return agg ? value(agg) : null;
-    });
+  for (const [name, scheduler] of Object.entries(view.schedulers)) {
+    if (scheduler.runs) {
+      series[name] = scheduler.runs.map((run) => ({ x: run.recordedAt, y: value(run), failed: !run.success }));
+    } else { // too many runs to draw one by one: a point per bucket
+      const buckets = Object.values(view.series).map((named) => named[`scheduler_run:${name}`]).find(Boolean) ?? [];
+      series[name] = buckets.flatMap((b, i) => (b ? [{ x: view.axisMs[i], y: value(b), failed: b.successCount < b.count }] : []));
+    }
   }
-  return { labels: minutes.map((m) => timeLabel(m)), series };
-}
-
-function historySeries(kind, value) {
-  const { labels, bySourceType } = state.history;
-  const series = {};
-  for (const source of chartedSources()) {
-    const buckets = new Map((bySourceType.get(`${source}|${kind}`) ?? []).map((b) => [b.start, b]));
-    series[source] = labels.map((start) => (buckets.has(start) ? value(buckets.get(start)) : null));
-  }
-  return { labels: labels.map((start) => timeLabel(Date.parse(start), state.range !== "1h")), series };
-}
-
-function trend(kind) {
-  if (state.range !== "live" && state.history) return historySeries(kind, (b) => b.avgDurationMs);
-  const avg = (agg) => (kind === "all" ? totalAverage(agg) : agg.n[kind] ? Math.round(agg.sum[kind] / agg.n[kind]) : null);
-  return liveSeries(avg);
-}
-
-function totalAverage(agg) {
-  const n = agg.n.navigation + agg.n.scrape + agg.n.execution;
-  return n ? Math.round((agg.sum.navigation + agg.sum.scrape + agg.sum.execution) / n) : null;
-}
-
-function volume() {
-  if (state.range !== "live" && state.history) return historySeries("all", (b) => b.count);
-  return liveSeries((agg) => agg.count);
-}
-
-function perSource(field, label) {
-  const sources = chartedSources();
-  const values = sources.map((s) => state.summary?.sources?.[s]?.[field] ?? null);
-  return { labels: sources, series: { [label]: values } };
-}
-
-function errorsBySource() {
-  const counts = new Map();
-  for (const record of state.alerts) counts.set(channelOf(record), (counts.get(channelOf(record)) ?? 0) + 1);
-  return { labels: [...counts.keys()], series: { "failures shown": [...counts.values()] } };
+  return { labels: [], series, extra: { xRange: [view.axisMs[0], Date.now()] } };
 }
 
 const CHARTS = {
-  successRate: { kind: "bar", title: "Success rate by source (last hour)", unit: "%", data: () => perSource("successRate", "success %") },
-  recordsBySource: { kind: "bar", title: "Records by source (last hour)", data: () => perSource("records", "records") },
-  comparison: { kind: "line", title: "Average duration by source", unit: "ms", data: () => trend("all") },
-  p95BySource: { kind: "bar", title: "p95 duration by source (last hour)", unit: "ms", data: () => perSource("p95DurationMs", "p95 ms") },
-  volume: { kind: "line", title: "Records per interval", data: volume },
-  navigationTrend: { kind: "line", title: "Navigation time", unit: "ms", data: () => trend("navigation") },
-  retries: { kind: "bar", title: "Retries by source (last hour)", data: () => perSource("retries", "retries") },
-  scrapeTrend: { kind: "line", title: "Scrape duration", unit: "ms", data: () => trend("scrape") },
-  itemsExtracted: { kind: "bar", title: "Items extracted (last hour)", data: () => perSource("itemsExtracted", "items") },
-  executionTrend: { kind: "line", title: "Scheduler execution time", unit: "ms", data: () => trend("execution") },
-  itemsProcessed: { kind: "bar", title: "Items processed by scheduler runs (last hour)", data: () => perSource("itemsProcessed", "items") },
-  errorsBySource: { kind: "bar", title: "Failures by source", data: errorsBySource },
+  timeline: {
+    kind: "stacked", unit: "count", overlayUnit: "%",
+    title: (v) => `Records ${v.range.bucketLabel} by source, and the error rate (${v.range.label})`,
+    data: (v) => overTime(v, "scraper", "all", (b) => b.count, { "error rate %": v.errorRate("scraper") }, 0),
+  },
+  successRate: {
+    kind: "hbar", unit: "%", title: (v) => `Success rate by source (${v.range.label})`,
+    data: (v) => bySource(v, { label: "success %", of: (t) => t.successRate ?? null }),
+  },
+  recordsBySource: {
+    kind: "hbar", unit: "count", title: (v) => `Records by source (${v.range.label})`,
+    data: (v) => bySource(v, { label: "records", of: (t) => t.records ?? 0 }),
+  },
+  comparison: {
+    kind: "line", unit: "ms", title: (v) => `Average duration by source, ${windowOf(v)}`,
+    data: (v) => overTime(v, "scraper", "all", avgDuration),
+  },
+  p95BySource: {
+    kind: "hbar", unit: "ms", title: (v) => `p95 duration by source (${v.range.label})`,
+    data: (v) => bySource(v, { label: "p95", of: (t) => t.p95DurationMs ?? null }),
+  },
+  volume: {
+    kind: "line", unit: "count", title: (v) => `Records ${v.range.bucketLabel} by source (${v.range.label})`,
+    data: (v) => overTime(v, "scraper", "all", (b) => b.count, undefined, 0),
+  },
+  navigationTrend: {
+    kind: "line", unit: "ms", title: (v) => `Navigation time by source, ${windowOf(v)}`,
+    data: (v) => overTime(v, "scraper", "page_navigation", avgDuration),
+  },
+  retries: {
+    kind: "hbar", unit: "count", title: (v) => `Retries by source (${v.range.label})`,
+    data: (v) => bySource(v, { label: "retries", of: (t) => t.retries ?? 0 }),
+  },
+  scrapeTrend: {
+    kind: "line", unit: "ms", title: (v) => `Scrape duration by source, ${windowOf(v)}`,
+    data: (v) => overTime(v, "scraper", "page_scrape", avgDuration),
+  },
+  itemsExtracted: {
+    kind: "hbar", unit: "count", title: (v) => `Items extracted by source (${v.range.label})`,
+    data: (v) => bySource(v, { label: "items", of: (t) => t.itemsExtracted ?? 0 }),
+  },
+  schedulerRuns: {
+    kind: "scatter", unit: "ms", title: (v) => `Scheduler runs: duration (${v.range.label}; ✕ failed)`,
+    data: (v) => schedulerPoints(v, (run) => run.durationMs ?? run.avgDurationMs),
+  },
+  schedulerItems: {
+    kind: "scatter", unit: "count", title: (v) => `Scheduler runs: items processed (${v.range.label}; ✕ failed)`,
+    data: (v) => schedulerPoints(v, (run) => run.items ?? run.itemsExtracted),
+  },
 };
 
-// --- rendering ------------------------------------------------------------------------------
+// --- rendering -----------------------------------------------------------------------------
 
-const adapter = new ChartJsAdapter();
-const charts = new Map(); // name -> Chart.js instance, created when first shown
+const adapter = new ChartJsAdapter(globalThis.Chart, { open: (name) => openSource(name) });
+const charts = new Map(); // name -> chart, created when first shown
 
 function invalidate(...parts) {
   for (const part of parts) state.dirty.add(part);
@@ -194,165 +137,162 @@ function render() {
   state.frame = 0;
   const dirty = new Set(state.dirty);
   state.dirty.clear();
-  if (dirty.has("summary")) renderSummary();
-  if (dirty.has("alerts") && state.tab === "alerts") renderAlerts();
-  if (dirty.has("alerts")) els.alertCount.textContent = state.alerts.length ? String(state.alerts.length) : "";
-  if (dirty.has("charts") || dirty.has("summary") || dirty.has("tab")) renderCharts();
-  if (dirty.has("tab")) renderAlerts();
+  if (!state.view) return;
+  if (dirty.has("view")) renderTotals();
+  if (dirty.has("view") || dirty.has("tab") || dirty.has("charts")) renderCharts();
 }
 
 function renderCharts() {
   if (!globalThis.Chart) return invalidate("charts"); // the UMD bundle loads in parallel
+  adapter.Chart = globalThis.Chart;
+  const view = state.view;
   for (const canvas of document.querySelectorAll(`#tab-${state.tab} canvas[data-chart]`)) {
     const name = canvas.dataset.chart;
     const spec = CHARTS[name];
-    if (!charts.has(name)) charts.set(name, adapter.create(canvas, spec));
-    const { labels, series } = spec.data();
-    adapter.setData(charts.get(name), labels, series);
+    if (!charts.has(name)) {
+      charts.set(name, adapter.create(canvas, { ...spec, title: "", timeLabel: (ms) => bucketLabel(ms, state.view.range.bucket) }));
+    }
+    const chart = charts.get(name);
+    chart.options.plugins.title.text = spec.title(view);
+    const { labels, series, extra } = spec.data(view);
+    if (extra?.xRange) [chart.options.scales.x.min, chart.options.scales.x.max] = extra.xRange;
+    adapter.setData(chart, labels, series, extra);
   }
 }
 
-function formatNumber(value, unit = "") {
-  if (value === null || value === undefined) return "–";
-  return `${NUMBER.format(value)}${unit}`;
+function renderTotals() {
+  const view = state.view;
+  const totals = view.totals;
+  renderTiles(view);
+  els.alertCount.textContent = totals.failures ? formatCount(totals.failures) : "";
+  els.alertCount.title = `failures in the ${view.range.label}`;
+  renderSourceOptions();
+  renderScraperCards();
+  renderSchedulerCards();
 }
 
-function renderSummary() {
-  const totals = state.summary?.totals ?? {};
-  const units = { successRate: " %", avgDurationMs: " ms", p95DurationMs: " ms" };
-  for (const [name, el] of els.stats) el.textContent = formatNumber(totals[name], units[name]);
-  renderSourceOptions();
-  const cards = [];
-  for (const [name, source] of Object.entries(state.summary?.sources ?? {})) {
+function renderScraperCards() {
+  const view = state.view;
+  const cards = view.channelsOf("scraper").sort((a, b) => a.name.localeCompare(b.name)).map((channel) => {
+    const totals = view.sources[channel.name] ?? {};
     const card = els.cardTemplate.content.firstElementChild.cloneNode(true);
-    const trend = state.summary.trends?.[name]?.successRate;
+    const silent = !channel.lastRecordedAt || Date.now() - channel.lastRecordedAt > SILENT_AFTER_MS;
     const fields = {
-      name,
-      records: formatNumber(source.records),
-      successRate: formatNumber(source.successRate, " %"),
-      avgDurationMs: formatNumber(source.avgDurationMs),
-      p95DurationMs: formatNumber(source.p95DurationMs),
-      trend: trend ? `${trend.direction} ${trend.change > 0 ? "+" : ""}${trend.change} %` : "–",
+      name: channel.name,
+      records: formatCount(totals.records),
+      successRate: formatPercent(totals.successRate),
+      avgDurationMs: formatDuration(totals.avgDurationMs),
+      p95DurationMs: formatDuration(totals.p95DurationMs),
+      trendLabel: `vs the ${view.range.label.replace("last", "previous")}`,
+      trend: formatChange(totals.records, totals.previous?.records),
+      last: formatAgo(channel.lastRecordedAt),
     };
     for (const [field, text] of Object.entries(fields)) card.querySelector(`[data-field="${field}"]`).textContent = text;
-    card.classList.toggle("failing", (source.successRate ?? 100) < 90);
-    cards.push(card);
-  }
+    card.querySelector("a").href = sourceUrl(channel.name);
+    card.classList.toggle("failing", (totals.successRate ?? 100) < 90);
+    card.classList.toggle("stopped", silent);
+    return card;
+  });
   els.grid.replaceChildren(...cards);
+  els.noScrapers.hidden = cards.length > 0;
 }
 
+function renderSchedulerCards() {
+  const view = state.view;
+  const cards = Object.entries(view.schedulers).sort(([a], [b]) => a.localeCompare(b)).map(([name, scheduler]) => {
+    const card = els.schedulerTemplate.content.firstElementChild.cloneNode(true);
+    const runs = scheduler.runs ?? [];
+    const failed = runs.filter((run) => !run.success).length;
+    const fields = {
+      name,
+      period: formatPeriod(scheduler.periodSeconds),
+      last: formatAgo(scheduler.lastRunAt),
+      runs: scheduler.runs ? formatCount(runs.length) : "many",
+      failed: scheduler.runs ? formatCount(failed) : DASH,
+      avg: formatDuration(runs.length ? runs.reduce((s, run) => s + run.durationMs, 0) / runs.length : null),
+    };
+    for (const [field, text] of Object.entries(fields)) card.querySelector(`[data-field="${field}"]`).textContent = text;
+    const late = scheduler.periodSeconds && Date.now() - scheduler.lastRunAt > 1.5 * scheduler.periodSeconds * 1000;
+    card.classList.toggle("stopped", Boolean(late));
+    card.classList.toggle("failing", failed > 0);
+    return card;
+  });
+  els.schedulerGrid.replaceChildren(...cards);
+  els.noSchedulers.hidden = cards.length > 0;
+}
+
+// Every channel seen in the range, silent ones included; the chosen one stays on the list.
 function renderSourceOptions() {
-  const known = new Set([...els.source.options].map((o) => o.value));
-  for (const name of Object.keys(state.summary?.sources ?? {})) {
-    if (known.has(name)) continue;
+  const channels = state.view.channels.map((c) => c.name);
+  if (state.source !== WILDCARD && !channels.includes(state.source)) channels.push(state.source);
+  const options = [els.source.options[0]];
+  for (const name of channels.sort()) {
+    const channel = state.view.channels.find((c) => c.name === name);
     const option = document.createElement("option");
     option.value = name;
-    option.textContent = name;
-    els.source.append(option);
+    option.textContent = channel?.kind === "scheduler" ? `${name} (scheduler)` : name;
+    options.push(option);
   }
+  els.source.replaceChildren(...options);
+  els.source.value = state.source;
 }
 
-function renderAlerts() {
-  const items = state.alerts.map((record) => {
-    const item = els.alertTemplate.content.firstElementChild.cloneNode(true);
-    const fields = {
-      time: SECOND.format(record.recordedAt),
-      source: channelOf(record),
-      type: record.type.replace("_", " "),
-      url: record.url ?? record.schedulerName ?? "",
-      error: record.error ?? "failed",
-    };
-    for (const [field, text] of Object.entries(fields)) item.querySelector(`[data-field="${field}"]`).textContent = text;
-    return item;
-  });
-  els.alerts.replaceChildren(...items);
+// --- data ----------------------------------------------------------------------------------
+
+// Load the chosen range and source; what is on screen stays until the answer is in.
+async function load() {
+  const ticket = ++state.loading;
+  const query = new URLSearchParams({ range: state.range });
+  if (state.source !== WILDCARD) query.set("source", state.source);
+  const overview = await getJSON(`/api/metrics/overview/?${query}`);
+  if (ticket !== state.loading) return; // a newer choice was made meanwhile
+  state.view = new RangeView(overview);
+  invalidate("view");
+  if (state.tab === "alerts") failures.show(state.range, state.source).catch(console.warn);
 }
 
-function renderBadge({ state: connection }) {
-  els.badge.dataset.connectionState = connection;
-  els.badge.textContent = connection === State.LIVE ? "live" : connection;
-}
+// Live batches are added to the live range as they come. A history (the socket resyncing after
+// a gap, or reconnecting) or a poll (the HTTP fallback) means records may have been missed:
+// the range is loaded again instead, at most every few seconds. The first history, right after
+// the page subscribes, repeats what the first load already has.
+let histories = 0;
+let reloadTimer = 0;
 
-// --- history --------------------------------------------------------------------------------
-
-async function getJSON(url) {
-  const response = await fetch(url, { credentials: "same-origin" });
-  if (!response.ok) throw new Error(`${url}: ${response.status}`);
-  return response.json();
-}
-
-async function loadSummary() {
-  state.summary = await getJSON("/api/metrics/summary/");
-  invalidate("summary");
-}
-
-// The live half hour before the page loaded, per source and type, from the database.
-async function seedMinutes() {
-  const from = new Date(state.seededBefore - LIVE_MINUTES * 60000).toISOString();
-  const to = new Date(state.seededBefore).toISOString();
-  const requests = [];
-  for (const source of chartedSources()) {
-    for (const [type, kind] of Object.entries(KIND)) {
-      const url = `/api/metrics/history/?from=${from}&to=${to}&bucket=minute&type=${type}&source=${encodeURIComponent(source)}`;
-      requests.push(getJSON(url).then(({ buckets }) => {
-        for (const b of buckets) {
-          const minute = Date.parse(b.start);
-          let sources = state.minutes.get(minute);
-          if (!sources) state.minutes.set(minute, (sources = new Map()));
-          let agg = sources.get(source);
-          if (!agg) sources.set(source, (agg = emptyAggregate()));
-          agg.count += b.count;
-          agg.ok += b.successCount;
-          agg.sum[kind] += b.avgDurationMs * b.count;
-          agg.n[kind] += b.count;
-          if (kind === "execution") agg.processed += b.itemsExtracted;
-          else agg.items += b.itemsExtracted;
-        }
-      }));
-    }
+function onRecords({ metrics, origin }) {
+  if (origin !== "live") {
+    histories += origin === "history" ? 1 : 0;
+    if ((origin === "history" && histories === 1) || reloadTimer) return;
+    reloadTimer = setTimeout(() => {
+      reloadTimer = 0;
+      load().catch(console.warn);
+    }, 3000);
+    return;
   }
-  await Promise.all(requests);
-  invalidate("charts");
-}
-
-// Live mode starts from the database too, so a refreshed page is never blank. Passed through
-// the client, which drops what the socket's own history already delivered.
-async function loadRecent(client) {
-  const query = state.source === WILDCARD ? "" : `&source=${encodeURIComponent(state.source)}`;
-  const recent = await getJSON(`/api/metrics/recent/?limit=1000${query}`);
-  if (client) client.deliver(recent.metrics, "recent");
-  else onRecords({ metrics: recent.metrics });
-}
-
-async function loadHistory() {
-  const [span, bucket] = RANGES[state.range];
-  const to = new Date();
-  const from = new Date(to.getTime() - span);
-  const range = `from=${from.toISOString()}&to=${to.toISOString()}&bucket=${bucket}`;
-  const bySourceType = new Map();
-  const starts = new Set();
-  const requests = [];
-  for (const source of chartedSources()) {
-    for (const [type, kind] of [[null, "all"], ...Object.entries(KIND)]) {
-      const url = `/api/metrics/history/?${range}&source=${encodeURIComponent(source)}${type ? `&type=${type}` : ""}`;
-      requests.push(getJSON(url).then(({ buckets }) => {
-        bySourceType.set(`${source}|${kind}`, buckets);
-        for (const b of buckets) starts.add(b.start);
-      }));
-    }
+  if (state.range !== "live" || !state.view) return;
+  for (const record of metrics) {
+    if (state.source === WILDCARD || channelOf(record) === state.source) state.view.add(record);
   }
-  await Promise.all(requests);
-  state.history = { labels: [...starts].sort(), bySourceType };
-  invalidate("charts");
+  invalidate("view");
 }
 
-// --- wiring ---------------------------------------------------------------------------------
+// --- wiring --------------------------------------------------------------------------------
+
+const failures = new FailuresView($("#tab-alerts"), getJSON);
 
 function showTab(name) {
   state.tab = name;
   for (const button of els.tabs) button.setAttribute("aria-selected", String(button.dataset.tab === name));
   for (const section of document.querySelectorAll(".tab")) section.hidden = section.id !== `tab-${name}`;
+  if (name === "alerts") failures.show(state.range, state.source).catch(console.warn);
   invalidate("tab");
+}
+
+function sourceUrl(name) {
+  return `/analytics/source/${encodeURIComponent(name)}/?range=${state.range}`;
+}
+
+function openSource(name) {
+  if (state.view?.channels.some((c) => c.name === name)) location.assign(sourceUrl(name));
 }
 
 function exportCharts(format) {
@@ -366,49 +306,24 @@ function exportCharts(format) {
   }
 }
 
-function wsUrl() {
-  const path = JSON.parse(document.getElementById("ws-path").textContent);
-  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
-}
-
 function main() {
-  const client = new MetricsWebSocketClient(wsUrl());
-  client.on("status", renderBadge);
-  client.on("metrics", onRecords);
-  client.on("update", (data) => {
-    state.summary = data;
-    invalidate("summary");
-  });
-  client.connect();
-  client.subscribe(WILDCARD);
+  connect(WILDCARD, onRecords);
 
   for (const button of els.tabs) button.addEventListener("click", () => showTab(button.dataset.tab));
   els.range.addEventListener("change", () => {
     state.range = els.range.value;
-    state.history = null;
-    if (state.range !== "live") loadHistory().catch(console.warn);
-    invalidate("charts");
+    load().catch(console.warn);
   });
   els.source.addEventListener("change", () => {
     state.source = els.source.value;
-    state.minutes.clear();
-    state.alerts = [];
-    state.seededBefore = Math.floor(Date.now() / 60000) * 60000;
-    seedMinutes().catch(console.warn);
-    loadRecent(null).catch(console.warn);
-    if (state.range !== "live") loadHistory().catch(console.warn);
-    invalidate("charts", "alerts");
+    load().catch(console.warn);
   });
   $("#export-png").addEventListener("click", () => exportCharts("png"));
   $("#export-csv").addEventListener("click", () => exportCharts("csv"));
-  setInterval(() => {
-    pruneMinutes();
-    if (state.range !== "live") loadHistory().catch(console.warn);
-    invalidate("charts");
-  }, 60000);
+  setInterval(() => load().catch(console.warn), RELOAD_MS);
+  setInterval(() => invalidate("view"), 15_000); // "3 min ago" moves on
 
-  loadSummary().then(seedMinutes).catch(console.warn);
-  loadRecent(client).catch(console.warn);
+  load().catch(console.warn);
 }
 
 main();

@@ -2,6 +2,7 @@
 a logged-in reader (tests/support/db.py stores and counts records)."""
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,6 +32,13 @@ def reader(client: Client, django_user_model: Any) -> Client:
     """A logged-in person's browser session."""
     client.force_login(django_user_model.objects.create_user("reader", password="pw-123456!"))
     return client
+
+
+@pytest.fixture
+def login(client: Client, django_user_model: Any) -> dict[str, str]:
+    """A person's username and password, for logging in through the page."""
+    user = django_user_model.objects.create_user(f"viewer{uuid.uuid4().hex[:6]}", password="pw-123456!")
+    return {"username": user.username, "password": "pw-123456!"}
 
 
 @pytest.fixture(scope="session")

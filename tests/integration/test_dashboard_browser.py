@@ -7,35 +7,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from django.test import Client
 
+from tests.support.browser import open_dashboard, screenshot
 from tests.support.records import navigation, scrape
-from tests.support.servers import ROOT, DaphneServer
+from tests.support.servers import DaphneServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ARTIFACTS = ROOT / "test-artifacts"
-
-
-@pytest.fixture
-def login(client: Client, django_user_model: Any) -> dict[str, str]:
-    user = django_user_model.objects.create_user(f"viewer{uuid.uuid4().hex[:6]}", password="pw-123456!")
-    return {"username": user.username, "password": "pw-123456!"}
-
-
-def open_dashboard(
-    browser: Any, server: DaphneServer, login: dict[str, str], **context: Any
-) -> tuple[Any, list[str]]:
-    page = browser.new_context(**context).new_page()
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{server.url}/analytics/")
-    page.fill("#id_username", login["username"])
-    page.fill("#id_password", login["password"])
-    page.click("button[type=submit]")
-    page.wait_for_url("**/analytics/")
-    return page, errors
 
 
 def ingest(server: DaphneServer, key: str, records: list[dict[str, Any]]) -> None:
@@ -46,11 +23,6 @@ def ingest(server: DaphneServer, key: str, records: list[dict[str, Any]]) -> Non
 
 def state_of(page: Any) -> str:
     return str(page.get_attribute("#connection", "data-connection-state"))
-
-
-def screenshot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def test_goes_live_and_shows_records_as_text(

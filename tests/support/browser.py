@@ -3,6 +3,7 @@
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from tests.support.services import CHROMIUM, require_chromium
@@ -26,3 +27,26 @@ def chromium() -> Iterator[Any]:
             launched.close()
     finally:
         del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def open_dashboard(browser: Any, server: Any, login: dict[str, str], **context: Any) -> tuple[Any, list[str]]:
+    """A logged-in page on /analytics/, and the console errors it will collect."""
+    page = browser.new_context(**context).new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{server.url}/analytics/")
+    page.fill("#id_username", login["username"])
+    page.fill("#id_password", login["password"])
+    page.click("button[type=submit]")
+    page.wait_for_url("**/analytics/")
+    return page, errors
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Into test-artifacts/ (not committed), to be looked at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)

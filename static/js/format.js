@@ -1,0 +1,95 @@
+// How numbers, durations, times and sources are written on the page, in one place.
+// Formatters are built once: Intl's constructors are expensive, their format() calls are not.
+
+const COUNT = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
+const ONE_DECIMAL = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+const THREE_FIGURES = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 3 });
+const TWO_FIGURES = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 2 });
+const MINUTE = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
+const DAY_HOUR = new Intl.DateTimeFormat([], { weekday: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+const FULL = new Intl.DateTimeFormat([], {
+  year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+});
+
+export const DASH = "–";
+
+// Durations in ms below a second and in s above, to 2–3 significant figures: 412 ms, 2.1 s, 45 s.
+export function formatDuration(ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return DASH;
+  if (ms < 1000) return `${THREE_FIGURES.format(ms)} ms`;
+  if (ms < 60_000) return `${TWO_FIGURES.format(ms / 1000)} s`;
+  if (ms < 3_600_000) return `${TWO_FIGURES.format(ms / 60_000)} min`;
+  return `${TWO_FIGURES.format(ms / 3_600_000)} h`;
+}
+
+export function formatCount(value) {
+  return value === null || value === undefined ? DASH : COUNT.format(value);
+}
+
+export function formatPercent(value) {
+  return value === null || value === undefined ? DASH : `${ONE_DECIMAL.format(value)} %`;
+}
+
+export function formatBytes(bytes) {
+  if (bytes === null || bytes === undefined) return DASH;
+  const units = ["B", "KB", "MB", "GB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return `${unit ? TWO_FIGURES.format(value) : COUNT.format(value)} ${units[unit]}`;
+}
+
+// How long ago: "just now", "45 s ago", "3 min ago", "5 h ago", "2 d ago".
+export function formatAgo(ms, now = Date.now()) {
+  if (!ms) return "never";
+  const seconds = Math.max(0, Math.round((now - ms) / 1000));
+  if (seconds < 5) return "just now";
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+  return `${Math.round(seconds / 86400)} d ago`;
+}
+
+// "every 1 h", "every 5 min", "every 30 s"
+export function formatPeriod(seconds) {
+  if (!seconds) return "not known yet";
+  return `every ${formatDuration(seconds * 1000)}`;
+}
+
+export function formatTime(ms) {
+  return FULL.format(ms);
+}
+
+// An axis label (an ISO time or ms): the time of day for minutes, the day and hour for hours.
+export function bucketLabel(time, bucket) {
+  return (bucket === "minute" ? MINUTE : DAY_HOUR).format(typeof time === "string" ? Date.parse(time) : time);
+}
+
+// A change against the window before: "+12 %", "-3.4 %", or a dash when there is nothing to compare.
+export function formatChange(now, before) {
+  if (now === null || now === undefined || !before) return DASH;
+  const change = (100 * (now - before)) / before;
+  return `${change > 0 ? "+" : ""}${ONE_DECIMAL.format(change)} %`;
+}
+
+// A colour per source, from its name, the same on every load and every chart: FNV-1a over the
+// name, folded to a hue. Lightness follows the colour scheme so lines read on dark backgrounds.
+export function colorOf(name, dark = matchMedia?.("(prefers-color-scheme: dark)").matches) {
+  if (name === OTHERS) return dark ? "#8b93a1" : "#9aa1ad";
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < name.length; i += 1) {
+    hash ^= name.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return `hsl(${hash % 360} 70% ${dark ? 62 : 42}%)`;
+}
+
+export const OTHERS = "others";
+
+// The same colour, see-through: the still-filling bucket of a bar chart.
+export function faded(colour) {
+  return colour.startsWith("#") ? `${colour}73` : colour.replace(")", " / 0.45)");
+}

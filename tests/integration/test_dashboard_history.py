@@ -1,0 +1,150 @@
+"""The page answers questions about the past, in Debian's Chromium: a week backfilled through
+the API, with a source that stopped three hours ago and an hourly scheduler. Each test reads
+what the charts were given to draw (Chart.js' own data) and what the page says."""
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from metrics_app.records import now_ms
+from tests.support.browser import open_dashboard, screenshot
+from tests.support.records import navigation, scheduler_run, scrape
+from tests.support.servers import DaphneServer
+
+pytestmark = [pytest.mark.mysql, pytest.mark.django_db(transaction=True)]
+
+HOUR = 3_600_000
+
+
+@pytest.fixture
+def week(daphne: DaphneServer, committed_api_key: str) -> dict[str, str]:
+    """Names of a steady source, one that stopped 3 hours ago, an hourly scheduler, and a
+    failure's unique text; a week of their records stored through the HTTP API."""
+    key = committed_api_key
+    tag = uuid.uuid4().hex[:6]
+    names = {"steady": f"steady-{tag}", "stopped": f"stopped-{tag}", "scheduler": f"hourly-{tag}",
+             "needle": f"selector #price-{tag} not found"}  # fmt: skip
+    now = now_ms()
+    records: list[dict[str, Any]] = []
+    for hour in range(1, 7 * 24):
+        at = now - hour * HOUR
+        records += [
+            navigation(scraperSource=names["steady"], recordedAt=at, url=f"https://s/{hour}"),
+            scrape(scraperSource=names["steady"], recordedAt=at, url=f"https://s/{hour}", itemsExtracted=20),
+            scheduler_run(schedulerName=names["scheduler"], recordedAt=at + 120_000, success=hour % 10 != 0,
+                          error=None if hour % 10 else "timed out"),
+        ]  # fmt: skip
+        if hour >= 3:
+            records.append(navigation(scraperSource=names["stopped"], recordedAt=at, url=f"https://t/{hour}"))
+    records.append(
+        scrape(scraperSource=names["steady"], success=False, error=names["needle"], recordedAt=now - 2 * HOUR)
+    )
+    for start in range(0, len(records), 500):
+        body = orjson.dumps({"metrics": records[start : start + 500]})
+        response = httpx.post(
+            f"{daphne.url}/api/metrics/", content=body, headers={"Authorization": f"Bearer {key}"}
+        )
+        assert response.status_code == 202, response.text
+    return names
+
+
+def chart(page: Any, name: str) -> dict[str, Any]:
+    """What a chart was given to draw."""
+    data: dict[str, Any] = page.evaluate(
+        """(name) => {
+            const chart = Chart.getChart(document.querySelector(`canvas[data-chart="${name}"]`));
+            return {labels: chart.data.labels, title: chart.options.plugins.title.text,
+                    datasets: Object.fromEntries(chart.data.datasets.map((d) => [d.label, d.data]))};
+        }""",
+        name,
+    )
+    return data
+
+
+def choose_range(page: Any, value: str, label: str) -> None:
+    page.select_option("#range", value)
+    page.wait_for_function(
+        f"document.querySelector('#window').textContent.startsWith('{label}')", timeout=10_000
+    )
+
+
+def drawn_share(values: list[Any]) -> float:
+    return sum(1 for v in values if v) / len(values)
+
+
+@pytest.fixture
+def page(browser: Any, daphne: DaphneServer, login: dict[str, str]) -> Iterator[Any]:
+    opened, errors = open_dashboard(browser, daphne, login)
+    opened.wait_for_selector('#connection[data-connection-state="live"]')
+    yield opened
+    assert errors == []
+
+
+def test_a_week_and_a_day_draw_across_the_plot(page: Any, week: dict[str, str]) -> None:
+    for value, label, buckets in (("7d", "last 7 days", 168), ("24h", "last 24 hours", 24)):
+        choose_range(page, value, label)
+        timeline = chart(page, "timeline")
+        assert len(timeline["labels"]) == buckets
+        assert drawn_share(timeline["datasets"][week["steady"]]) >= 0.9, value
+        assert timeline["title"].endswith(f"({label})")
+        screenshot(page, f"history-{value}-overview")
+
+
+def test_a_source_that_went_silent_is_offered_and_draws(page: Any, week: dict[str, str]) -> None:
+    choose_range(page, "7d", "last 7 days")
+    page.wait_for_selector(f'#source-filter option[value="{week["stopped"]}"]', state="attached")
+    all_records = page.inner_text('[data-stat="records"]')
+    page.select_option("#source-filter", week["stopped"])
+    page.wait_for_function(
+        f"document.querySelector('[data-stat=\"records\"]').textContent !== '{all_records}'"
+    )
+    assert page.inner_text('[data-stat="records"]') == "165"  # the tiles follow the filter
+    timeline = chart(page, "timeline")
+    assert list(timeline["datasets"]) == [week["stopped"], "error rate %"]
+    assert drawn_share(timeline["datasets"][week["stopped"]][:-3]) >= 0.9  # and then nothing
+    card = page.locator(f'.scraper:has-text("{week["stopped"]}")')
+    assert "3 h ago" in card.inner_text() and "stopped" in (card.get_attribute("class") or "")
+    screenshot(page, "history-silent-source")
+
+
+def test_the_scheduler_tab_draws_each_run(page: Any, week: dict[str, str]) -> None:
+    choose_range(page, "7d", "last 7 days")
+    page.click('[data-tab="scheduler"]')
+    page.wait_for_function("Chart.getChart(document.querySelector('canvas[data-chart=\"schedulerRuns\"]'))")
+    runs = chart(page, "schedulerRuns")["datasets"][week["scheduler"]]
+    assert len(runs) == 167
+    assert sum(1 for run in runs if run["failed"]) == 16
+    card = page.locator(f'.scraper:has-text("{week["scheduler"]}")')
+    assert "every 1 h" in card.inner_text()
+    assert week["scheduler"] not in page.inner_text("#scraper-grid")  # scraper cards hold scrapers only
+    screenshot(page, "history-scheduler")
+
+
+def test_a_card_opens_the_source_and_its_page_draws(page: Any, week: dict[str, str]) -> None:
+    choose_range(page, "7d", "last 7 days")
+    page.click(f'.scraper a:text-is("{week["steady"]}")')
+    page.wait_for_url(f"**/analytics/source/{week['steady']}/?range=7d")
+    page.wait_for_function("Chart.getChart(document.querySelector('canvas[data-chart=\"percentiles\"]'))")
+    percentiles = chart(page, "percentiles")
+    assert set(percentiles["datasets"]) == {"p50", "p95", "p99"}
+    assert drawn_share(percentiles["datasets"]["p95"]) >= 0.9
+    assert drawn_share(chart(page, "itemsPerScrape")["datasets"]["items per scrape"]) >= 0.9
+    page.wait_for_selector("#failure-groups tbody tr")
+    assert "selector #price-" in page.inner_text("#failure-groups")  # its own failures, grouped
+    screenshot(page, "history-drill-down")
+
+
+def test_the_failures_view_finds_a_failure_by_its_text(page: Any, week: dict[str, str]) -> None:
+    choose_range(page, "7d", "last 7 days")
+    page.click('[data-tab="alerts"]')
+    page.wait_for_selector("#alerts li")
+    page.fill("#failure-query", week["needle"])
+    page.click("#failure-search button")
+    page.wait_for_function("document.querySelector('#failure-total').textContent.startsWith('1 failures')")
+    assert week["needle"] in page.inner_text("#alerts")
+    assert "last 7 days" in page.get_attribute("#alert-count", "title")
+    screenshot(page, "history-failures")

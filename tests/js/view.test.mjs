@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { ChartAdapter } from "../../static/js/chart-adapter.js";
+import { OTHERS, colorOf, formatAgo, formatDuration, formatPeriod } from "../../static/js/format.js";
+import { channelOf, durationOf } from "../../static/js/records.js";
+import { RangeView } from "../../static/js/view.js";
+
+const MINUTE = 60_000;
+const T0 = Date.parse("2026-11-26T10:00:00Z");
+
+function bucket(count, ok = count, avg = 100) {
+  return { count, successCount: ok, avgDurationMs: avg, itemsExtracted: 0, retries: 0, dataSize: 0,
+           p50DurationMs: avg, p95DurationMs: avg, p99DurationMs: avg };
+}
+
+function overview(series, channels) {
+  const axis = [0, 1, 2].map((i) => new Date(T0 + i * MINUTE).toISOString().replace(".000Z", "Z"));
+  const sources = Object.fromEntries(Object.entries(series).map(([name, named]) => [
+    name, { records: named.all.reduce((n, b) => n + (b?.count ?? 0), 0), successCount: named.all.reduce((n, b) => n + (b?.successCount ?? 0), 0) },
+  ]));
+  return {
+    range: { name: "live", bucket: "minute", label: "last 30 minutes", bucketLabel: "per minute" },
+    axis, channels, series, sources, totals: { records: 0, successCount: 0, failures: 0, itemsExtracted: 0, retries: 0, dataSize: 0 },
+    schedulers: {},
+  };
+}
+
+test("durations read in ms below a second and in s above, to 2-3 figures", () => {
+  assert.equal(formatDuration(412), "412 ms");
+  assert.equal(formatDuration(2116.5), "2.1 s");
+  assert.equal(formatDuration(45_000), "45 s");
+  assert.equal(formatDuration(null), "–");
+  assert.equal(formatPeriod(3600), "every 1 h");
+  assert.equal(formatAgo(T0 - 3 * MINUTE, T0), "3 min ago");
+});
+
+test("a source's colour comes from its name: the same every time, others grey", () => {
+  assert.equal(colorOf("cnbc", false), colorOf("cnbc", false));
+  assert.notEqual(colorOf("cnbc", false), colorOf("webull", false));
+  assert.match(colorOf(OTHERS, false), /^#/);
+});
+
+test("the busiest channels are drawn, the rest together as others, none dropped", () => {
+  const channels = ["a", "b", "c", "d"].map((name) => ({ name, kind: "scraper" }));
+  const series = {
+    a: { all: [bucket(5), null, bucket(1)] },
+    b: { all: [bucket(9), bucket(9), null] },
+    c: { all: [bucket(1), null, null] },
+    d: { all: [null, bucket(2), null] },
+  };
+  const view = new RangeView(overview(series, channels));
+  assert.deepEqual(view.busiest("scraper", 2), { shown: ["b", "a"], others: ["d", "c"] });
+  const counts = view.valuesByChannel("scraper", 2, "all", (b) => b.count);
+  assert.deepEqual(counts, { b: [9, 9, null], a: [5, null, 1], [OTHERS]: [1, 2, null] });
+});
+
+test("live records fill their minute and move the axis on", () => {
+  const view = new RangeView(overview({ cnbc: { all: [bucket(1), null, null] } }, [{ name: "cnbc", kind: "scraper" }]));
+  const record = { type: "page_navigation", scraperSource: "cnbc", navigationDurationMs: 300, success: false,
+                   recordedAt: T0 + 2 * MINUTE + 5 };
+  view.add(record);
+  assert.equal(view.buckets("cnbc")[2].count, 1);
+  assert.equal(view.sources.cnbc.failures, 1);
+  view.add({ ...record, recordedAt: T0 + 3 * MINUTE + 1, success: true });
+  assert.equal(view.axis.length, 3);
+  assert.equal(view.axisMs[2], T0 + 3 * MINUTE);
+  assert.deepEqual(view.buckets("cnbc").map((b) => b?.count ?? null), [null, 1, 1]);
+  assert.equal(view.partialIndex, 2);
+  view.add({ type: "scheduler_run", schedulerName: "nightly", executionDurationMs: 5, success: true, recordedAt: T0 + 3 * MINUTE });
+  assert.deepEqual(view.channelsOf("scheduler").map((c) => c.name), ["nightly"]);
+  assert.equal(view.schedulers.nightly.lastRunAt, T0 + 3 * MINUTE);
+});
+
+test("record rules: durations follow the type, a bare scheduler is its own channel", () => {
+  assert.equal(durationOf({ type: "scheduler_run", executionDurationMs: 40 }), 40);
+  assert.equal(channelOf({ type: "scheduler_run", schedulerName: "hourly", scraperSource: null }), "hourly");
+});
+
+test("CSV export quotes what needs quoting", () => {
+  class Fake extends ChartAdapter {
+    data() {
+      return { labels: ["a", 'b "x"'], series: { "p95, ms": [1, 2] } };
+    }
+  }
+  assert.equal(new Fake().toCSV(null), 'label,"p95, ms"\na,1\n"b ""x""",2\n');
+});
