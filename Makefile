@@ -19,7 +19,7 @@ run: deps frontend
 	@# One shell: the demo's parent becomes daphne (exec), and the demo stops when daphne does.
 	@if [ "$(DEMO)" = 1 ]; then \
 	  echo "Demo: simulated scrapers send live traffic (DEMO=0 turns them off)"; \
-	  $(BIN)/python manage.py simulate_scrapers --url http://$(HOST):$(PORT)/ --wait-for-server 60 \
+	  $(BIN)/python manage.py simulate_scrapers --url http://$(HOST):$(PORT)/ --wait-for-server 60 --backfill-days 7 \
 	    --exit-with-parent >/dev/null & \
 	fi; \
 	echo "HTTP access log: $${VAR_DIR:-var}/access.log"; \

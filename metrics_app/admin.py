@@ -1,11 +1,16 @@
 """Browsing metrics in the admin: read-only rows, filters, search, and API key management."""
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.core.paginator import Paginator
+from django.db.models import Max, Min, QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.functional import cached_property
 
+from metrics_app import histogram
 from metrics_app.models import (
     ApiKey,
     DailySummary,
@@ -16,11 +21,40 @@ from metrics_app.models import (
 )
 
 
+def duration(ms: float | None) -> str:
+    """A duration as the page writes it: ms below a second, s above, 2-3 significant figures."""
+    if ms is None:
+        return "–"
+    if ms < 1000:
+        return f"{ms:.3g} ms"
+    return f"{ms / 1000:.2g} s" if ms < 10_000 else f"{ms / 1000:.0f} s"
+
+
+def percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f} %" if whole else "–"
+
+
+def moment(value: datetime | None) -> str:
+    """A time in TIME_ZONE, to the second."""
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else "–"
+
+
+class BoundedCountPaginator(Paginator):
+    """Counts at most COUNT_LIMIT rows: a COUNT(*) over ten million rows costs seconds on every
+    page. Past the limit the admin offers the first pages and says "10,000+"; filter to narrow."""
+
+    COUNT_LIMIT = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        return int(self.object_list[: self.COUNT_LIMIT].count())  # type: ignore[attr-defined]
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Metrics are facts recorded by scrapers: the admin shows them, it does not edit them."""
+    """Metrics are facts recorded by scrapers: the admin shows them, it does not add, change or
+    delete them (retention deletes; deleting here would make rollups disagree with the rows)."""
 
     list_per_page = 100
-    date_hierarchy = "created_at"
     show_full_result_count = False  # COUNT(*) over millions of rows on every page is slow
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -29,34 +63,59 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class DetailedRowsAdmin(ReadOnlyAdmin):
+    """Tables of millions of rows: a bounded count, filters the indexes serve, and a date
+    hierarchy of the days the table holds (its first and last row: two index lookups) instead
+    of Django's, which reads every row's date."""
+
+    date_hierarchy = "created_at"
+    paginator = BoundedCountPaginator
+    change_list_template = "admin/metrics_app/detailed_change_list.html"
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        span = self.model.objects.aggregate(first=Min("created_at"), last=Max("created_at"))
+        days = []
+        if span["first"] is not None:
+            day, last = timezone.localdate(span["first"]), timezone.localdate(span["last"])
+            while day <= last:
+                query = (
+                    f"?created_at__year={day.year}&created_at__month={day.month}&created_at__day={day.day}"
+                )
+                days.append({"title": day.strftime("%a %d %b"), "link": query})
+                day += timedelta(days=1)
+        return super().changelist_view(request, {**(extra_context or {}), "days": days})
+
+    @admin.display(description="recorded at", ordering="created_at")
+    def recorded(self, obj: Any) -> str:
+        return moment(obj.created_at)
+
 
 @admin.register(PagePerformance)
-class PagePerformanceAdmin(ReadOnlyAdmin):
-    list_display = (
-        "created_at",
-        "scraper_source",
-        "metric_type",
-        "page_url",
-        "navigation_duration_ms",
-        "retry_count",
-        "scrape_duration_ms",
-        "items_extracted",
-        "data_size",
-        "success",
-        "error",
-    )
+class PagePerformanceAdmin(DetailedRowsAdmin):
+    list_display = ("recorded", "scraper_source", "metric_type", "page_url", "duration", "retry_count",
+                    "items_extracted", "data_size", "success", "error")  # fmt: skip
     list_filter = ("scraper_source", "metric_type", "success", "created_at")
     search_fields = ("page_url", "error", "scraper_source")
     ordering = ("-created_at", "-id")
 
+    @admin.display(description="duration")
+    def duration(self, obj: PagePerformance) -> str:
+        return duration(
+            obj.navigation_duration_ms if obj.navigation_duration_ms is not None else obj.scrape_duration_ms
+        )
+
 
 @admin.register(SchedulerMetric)
-class SchedulerMetricAdmin(ReadOnlyAdmin):
+class SchedulerMetricAdmin(DetailedRowsAdmin):
     list_display = (
-        "created_at",
+        "recorded",
         "scheduler_name",
         "scraper_source",
-        "execution_duration_ms",
+        "duration",
         "items_processed",
         "success",
         "error",
@@ -65,64 +124,92 @@ class SchedulerMetricAdmin(ReadOnlyAdmin):
     search_fields = ("scheduler_name", "scraper_source", "error")
     ordering = ("-created_at", "-id")
 
+    @admin.display(description="duration", ordering="execution_duration_ms")
+    def duration(self, obj: SchedulerMetric) -> str:
+        return duration(obj.execution_duration_ms)
+
 
 @admin.register(DailySummary)
 class DailySummaryAdmin(ReadOnlyAdmin):
     date_hierarchy = "metric_date"
-    list_display = (
-        "metric_date",
-        "scraper_source",
-        "total_navigations",
-        "successful_navigations",
-        "avg_navigation_duration_ms",
-        "total_scrapes",
-        "successful_scrapes",
-        "avg_scrape_duration_ms",
-        "p95_navigation_duration_ms",
-        "p95_scrape_duration_ms",
-        "total_items_extracted",
-        "error_count",
-    )
+    list_display = ("metric_date", "scraper_source", "total_navigations", "navigation_success",
+                    "navigation_avg", "navigation_p95", "total_scrapes", "scrape_success", "scrape_avg",
+                    "scrape_p95", "total_items_extracted", "error_count")  # fmt: skip
     list_filter = ("scraper_source", "metric_date")
     search_fields = ("scraper_source",)
     ordering = ("-metric_date", "scraper_source")
+
+    @admin.display(description="navigations ok")
+    def navigation_success(self, obj: DailySummary) -> str:
+        return percent(obj.successful_navigations, obj.total_navigations)
+
+    @admin.display(description="navigation avg")
+    def navigation_avg(self, obj: DailySummary) -> str:
+        return duration(obj.avg_navigation_duration_ms)
+
+    @admin.display(description="navigation p95")
+    def navigation_p95(self, obj: DailySummary) -> str:
+        return duration(obj.p95_navigation_duration_ms)
+
+    @admin.display(description="scrapes ok")
+    def scrape_success(self, obj: DailySummary) -> str:
+        return percent(obj.successful_scrapes, obj.total_scrapes)
+
+    @admin.display(description="scrape avg")
+    def scrape_avg(self, obj: DailySummary) -> str:
+        return duration(obj.avg_scrape_duration_ms)
+
+    @admin.display(description="scrape p95")
+    def scrape_p95(self, obj: DailySummary) -> str:
+        return duration(obj.p95_scrape_duration_ms)
 
 
 @admin.register(SchedulerDailySummary)
 class SchedulerDailySummaryAdmin(ReadOnlyAdmin):
     date_hierarchy = "metric_date"
-    list_display = (
-        "metric_date",
-        "scheduler_name",
-        "total_runs",
-        "successful_runs",
-        "error_count",
-        "avg_execution_duration_ms",
-        "p95_execution_duration_ms",
-        "total_items_processed",
-    )
+    list_display = ("metric_date", "scheduler_name", "total_runs", "run_success", "error_count", "avg", "p95",
+                    "total_items_processed")  # fmt: skip
     list_filter = ("scheduler_name", "metric_date")
     search_fields = ("scheduler_name",)
     ordering = ("-metric_date", "scheduler_name")
+
+    @admin.display(description="runs ok")
+    def run_success(self, obj: SchedulerDailySummary) -> str:
+        return percent(obj.successful_runs, obj.total_runs)
+
+    @admin.display(description="avg")
+    def avg(self, obj: SchedulerDailySummary) -> str:
+        return duration(obj.avg_execution_duration_ms)
+
+    @admin.display(description="p95")
+    def p95(self, obj: SchedulerDailySummary) -> str:
+        return duration(obj.p95_execution_duration_ms)
 
 
 @admin.register(HourlyRollup)
 class HourlyRollupAdmin(ReadOnlyAdmin):
     date_hierarchy = "hour"
-    list_display = (
-        "hour",
-        "scraper_source",
-        "metric_type",
-        "scheduler_name",
-        "duration_bucket",
-        "records",
-        "successes",
-        "duration_sum",
-        "items_sum",
-    )
+    list_display = ("hour_start", "scraper_source", "metric_type", "scheduler_name", "durations", "records",
+                    "successes", "average", "items_sum")  # fmt: skip
     list_filter = ("metric_type", "scraper_source")
     search_fields = ("scraper_source", "scheduler_name")
     ordering = ("-hour", "scraper_source")
+
+    @admin.display(description="hour", ordering="hour")
+    def hour_start(self, obj: HourlyRollup) -> str:
+        return moment(obj.hour)
+
+    @admin.display(description="durations", ordering="duration_bucket")
+    def durations(self, obj: HourlyRollup) -> str:
+        """The bucket as the range of durations it holds: "1.2 s–1.4 s"."""
+        bucket = obj.duration_bucket
+        if bucket == 0:
+            return "0 ms"
+        return f"{duration(histogram.upper_bound(bucket - 1))}–{duration(histogram.upper_bound(bucket))}"
+
+    @admin.display(description="average")
+    def average(self, obj: HourlyRollup) -> str:
+        return duration(obj.duration_sum / obj.records if obj.records else None)
 
 
 @admin.register(ApiKey)

@@ -1,10 +1,14 @@
 """Browsing metrics and managing API keys in the admin."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
+from metrics_app.admin import BoundedCountPaginator
+from metrics_app.history.summaries import aggregate_day
 from metrics_app.ingest.storage import store_metrics
 from metrics_app.models import ApiKey, hash_key
 from metrics_app.records import validate_records
@@ -58,3 +62,33 @@ def test_revoking_keys(staff: Client) -> None:
     staff.post("/admin/metrics_app/apikey/", {"action": "revoke", "_selected_action": [api_key.pk]})
     api_key.refresh_from_db()
     assert not api_key.is_active
+
+
+def test_metrics_cannot_be_deleted_here(staff: Client) -> None:
+    store_metrics(validate_records([navigation()]))
+    page = staff.get("/admin/metrics_app/pageperformance/")
+    assert "delete_selected" not in page.content.decode()
+    row_id = page.context["cl"].result_list[0].pk
+    assert (
+        staff.post(f"/admin/metrics_app/pageperformance/{row_id}/delete/", {"post": "yes"}).status_code == 403
+    )
+
+
+def test_lists_read_like_the_page(staff: Client) -> None:
+    store_metrics(validate_records([navigation(navigationDurationMs=2116, recordedAt=1_795_000_000_123)]))
+    rows = staff.get("/admin/metrics_app/pageperformance/").content.decode()
+    assert "2.1 s" in rows and "2026-11-18 11:06:40" in rows  # a duration in s, a time to the second
+    rollups = staff.get("/admin/metrics_app/hourlyrollup/").content.decode()
+    assert "1.8 s–2.1 s" in rollups  # the bucket as the durations it holds
+
+    aggregate_day(timezone.localdate(datetime.fromtimestamp(1_795_000_000, UTC)))
+    summaries = staff.get("/admin/metrics_app/dailysummary/").content.decode()
+    assert "100.0 %" in summaries and "2.1 s" in summaries  # success % and a rounded p95/average
+
+
+def test_the_detailed_lists_never_count_every_row(staff: Client, monkeypatch: Any) -> None:
+    monkeypatch.setattr(BoundedCountPaginator, "COUNT_LIMIT", 3)
+    store_metrics(validate_records([navigation(url=f"u{i}") for i in range(5)]))
+    page = staff.get("/admin/metrics_app/pageperformance/")
+    assert page.context["cl"].result_count == 3  # a bounded count, not COUNT(*) of the table
+    assert "days" in page.context and len(page.context["days"]) == 1  # the days it holds

@@ -41,8 +41,9 @@ def test_the_example_scraper_reports_what_it_did(daphne: DaphneServer, committed
     assert (run_row.scraper_source, run_row.items_processed, run_row.success) == ("example-quotes", 40, True)
 
 
-def test_make_run_shows_a_live_demo(tmp_path: Path) -> None:
-    """A newcomer's first `make run` on the embedded default: the login, then demo records."""
+def test_make_run_shows_a_live_demo_with_a_past(tmp_path: Path) -> None:
+    """A newcomer's first `make run` on the embedded default: the login, a week of history sent
+    through the API, then live demo records."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DEMO"}}
     env |= {"HOST": "127.0.0.1", "PORT": str(port), "VAR_DIR": str(tmp_path)}
@@ -52,11 +53,15 @@ def test_make_run_shows_a_live_demo(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         database = tmp_path / "wealthmetrics.sqlite3"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and stored(database) < 20:
+        deadline = time.monotonic() + 120
+        while (
+            time.monotonic() < deadline and stored(database, "created_at > datetime('now', '-1 minute')") < 20
+        ):
             assert run.poll() is None, run.stdout.read() if run.stdout else ""
             time.sleep(0.5)
-        assert stored(database) >= 20
+        assert stored(database, "created_at > datetime('now', '-1 minute')") >= 20  # live
+        assert stored(database, "created_at < datetime('now', '-6 days')") > 1000  # and a past
+        assert stored(database, "scraper_source = 'cnbc' AND success = 0") > 40  # a broken night
     finally:
         os.killpg(run.pid, signal.SIGINT)
         output, _ = run.communicate(timeout=30)
@@ -65,12 +70,14 @@ def test_make_run_shows_a_live_demo(tmp_path: Path) -> None:
     assert "Demo: simulated scrapers send live traffic" in output
 
 
-def stored(database: Path) -> int:
+def stored(database: Path, where: str = "true") -> int:
     if not database.exists():
         return 0
     try:
         with sqlite3.connect(database, timeout=1) as db:
-            return int(db.execute("SELECT COUNT(*) FROM scraper_page_performance").fetchone()[0])
+            return int(
+                db.execute(f"SELECT COUNT(*) FROM scraper_page_performance WHERE {where}").fetchone()[0]
+            )
     except sqlite3.OperationalError:  # not migrated yet, or busy
         return 0
 

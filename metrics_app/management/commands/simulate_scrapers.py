@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from metrics_app.models import ApiKey
+from metrics_app.models import ApiKey, PagePerformance, SchedulerMetric
 from metrics_app.records import is_source_name
 from wealthmetrics_client import MetricsClient
 
@@ -40,14 +40,16 @@ class SimulatedSource:
     slow_until: float = 0.0  # a slowdown: everything takes several times longer
     pages: int = 0
 
-    def visit(self, rng: random.Random, now: float, client: MetricsClient) -> int:
-        """One page: a navigation with retries, then a scrape if it loaded. Returns records sent."""
+    def visit(self, rng: random.Random, now: float, client: MetricsClient, at: int | None = None,
+              broken: bool = False) -> int:  # fmt: skip
+        """One page: a navigation with retries, then a scrape if it loaded. Returns records sent.
+        `at`: when it happened (ms since the epoch; default now); `broken`: the site is down."""
         if now > self.failing_until and rng.random() < 1 / 3000:
             self.failing_until = now + rng.uniform(30, 90)
         if now > self.slow_until and rng.random() < 1 / 2000:
             self.slow_until = now + rng.uniform(60, 180)
         slow = 3.5 if now < self.slow_until else 1.0
-        fail = 0.55 if now < self.failing_until else 0.03
+        fail = 0.95 if broken else 0.55 if now < self.failing_until else 0.03
         self.pages += 1
         url = f"https://{self.name}.example.com/quotes/{rng.choice(TICKERS)}"
         attempts = 1
@@ -55,20 +57,22 @@ class SimulatedSource:
             attempts += 1
         loaded = attempts < 3 or rng.random() >= fail
         navigation_ms = sum(self._lognormal(rng, self.navigation_ms * slow) for _ in range(attempts))
-        client.record_page_navigation(
-            scraper_source=self.name, url=url, navigation_duration_ms=navigation_ms,
-            retry_count=attempts - 1, success=loaded,
-            error=None if loaded else rng.choice(NAVIGATION_ERRORS),
-        )  # fmt: skip
+        when = {"recordedAt": at} if at is not None else {}
+        client.record({
+            "type": "page_navigation", "scraperSource": self.name, "url": url,
+            "navigationDurationMs": navigation_ms, "retryCount": attempts - 1, "success": loaded,
+            "error": None if loaded else rng.choice(NAVIGATION_ERRORS), **when,
+        })  # fmt: skip
         if not loaded:
             return 1
         parsed = rng.random() >= 0.01
-        client.record_page_scrape(
-            scraper_source=self.name, url=url, scrape_duration_ms=self._lognormal(rng, self.scrape_ms * slow),
-            items_extracted=max(0, round(rng.gauss(self.items, self.items / 4))) if parsed else 0,
-            data_size=self._lognormal(rng, 60_000), success=parsed,
-            error=None if parsed else rng.choice(SCRAPE_ERRORS),
-        )  # fmt: skip
+        client.record({
+            "type": "page_scrape", "scraperSource": self.name, "url": url,
+            "scrapeDurationMs": self._lognormal(rng, self.scrape_ms * slow),
+            "itemsExtracted": max(0, round(rng.gauss(self.items, self.items / 4))) if parsed else 0,
+            "dataSize": self._lognormal(rng, 60_000), "success": parsed,
+            "error": None if parsed else rng.choice(SCRAPE_ERRORS), **when,
+        })  # fmt: skip
         return 2
 
     def _lognormal(self, rng: random.Random, median: float) -> int:
@@ -99,6 +103,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--exit-with-parent", action="store_true", help="stop when the process that started it ends"
         )
+        parser.add_argument(
+            "--backfill-days", type=int, default=0,
+            help="first send this many days of history (one night of it broken for one source), "
+            "unless the database already holds records",
+        )  # fmt: skip
 
     def handle(self, *args: Any, **options: Any) -> None:
         sources = [name.strip() for name in options["sources"].split(",") if name.strip()]
@@ -133,6 +142,8 @@ class Command(BaseCommand):
             "(Ctrl-C stops)"
         )
         try:
+            if options["backfill_days"]:
+                self._backfill(simulated, client, rng, options["backfill_days"])
             self._run(simulated, client, rng, options["rate"], options["duration"])
         except KeyboardInterrupt:
             pass
@@ -176,19 +187,49 @@ class Command(BaseCommand):
                 self.stdout.write(f"  sent {stats['sent']}, buffered {stats['buffered']}{problem}")
             time.sleep(max(0.0, tick - (time.monotonic() - now)))
 
+    def _backfill(
+        self, sources: list[SimulatedSource], client: MetricsClient, rng: random.Random, days: int
+    ) -> None:
+        """Days of history before now, so the 24-hour and 7-day views have a past on a first
+        visit: a visit per source every few minutes, the scheduler every 10 minutes, and the
+        night two days ago when the second source's site was down from 01:00 to 04:00."""
+        if PagePerformance.objects.exists() or SchedulerMetric.objects.exists():
+            self.stdout.write("History exists already: no backfill.")
+            return
+        now_ms = int(time.time() * 1000)
+        start = now_ms - days * 86_400_000
+        night = (now_ms // 86_400_000 - 2) * 86_400_000
+        broken = (sources[min(1, len(sources) - 1)].name, night + 3_600_000, night + 4 * 3_600_000)
+        self.stdout.write(
+            f"Backfilling {days} days of history (broken: {broken[0]} two nights ago, 01:00-04:00 UTC)…"
+        )
+        for minute_ms in range(start, now_ms - 60_000, 60_000):
+            for source in sources:
+                if rng.random() < 1 / 3:
+                    down = source.name == broken[0] and broken[1] <= minute_ms < broken[2]
+                    source.visit(rng, 0.0, client, at=minute_ms + rng.randrange(60_000), broken=down)
+            if (minute_ms // 60_000) % 10 == 0:
+                self._scheduler_run(sources, client, rng, at=minute_ms)
+            if (minute_ms // 60_000) % 120 == 0:
+                client.flush(timeout=120)  # the client's buffer is bounded: let it drain
+        client.flush(timeout=120)
+        stats = client.stats()
+        self.stdout.write(f"  history sent: {stats['sent']} records ({stats['dropped']} dropped)")
+
     def _scheduler_run(
-        self, sources: list[SimulatedSource], client: MetricsClient, rng: random.Random
+        self, sources: list[SimulatedSource], client: MetricsClient, rng: random.Random, at: int | None = None
     ) -> None:
         pages = sum(source.pages for source in sources)
         for source in sources:
             source.pages = 0
         ok = rng.random() >= 0.05
-        client.record_scheduler_metric(
-            scheduler_name="quotes-refresh",
-            execution_duration_ms=round(rng.lognormvariate(math.log(4000), 0.4)),
-            items_processed=pages if ok else 0, success=ok,
-            error=None if ok else "some sources did not answer in time",
-        )  # fmt: skip
+        client.record({
+            "type": "scheduler_run", "schedulerName": "quotes-refresh",
+            "executionDurationMs": round(rng.lognormvariate(math.log(4000), 0.4)),
+            "itemsProcessed": pages if ok else 0, "success": ok,
+            "error": None if ok else "some sources did not answer in time",
+            **({"recordedAt": at} if at is not None else {}),
+        })  # fmt: skip
 
     def _wait_for(self, url: str, seconds: float) -> None:
         deadline = time.monotonic() + seconds
