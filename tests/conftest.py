@@ -1,10 +1,16 @@
 """Fixtures for every test. tests/unit needs no database, socket or browser; tests/integration
 talks to real MariaDB, Redis, daphne and Chromium (its own conftest)."""
 
+import shutil
+
 import pytest
 
-from tests.support.servers import redis_available
+from tests.support.servers import LOG_DIR, redis_available
 from tests.support.services import missing, uses_mysql
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    shutil.rmtree(LOG_DIR, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,9 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+# Each daphne a test starts logs here; the directory is emptied when a test session starts, so
+# it holds the last run's logs only.
+LOG_DIR = ROOT / "var" / "test-logs"
 
 
 def free_port() -> int:
@@ -65,10 +68,10 @@ class DaphneServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = ROOT / "var" / f"daphne-test-{self.port}.log"
+        self.log_path = LOG_DIR / f"daphne-{self.port}.log"
 
     def start(self, timeout: float = 20) -> None:
-        self.log_path.parent.mkdir(exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [
