@@ -11,6 +11,8 @@ them, then times:
   - a 7-day hourly history query for one source and for all, with every row present;
   - the cleanup that removes the expired day, while a thread stores 100-record batches every
     20 ms and measures each store (the longest is the insert stall).
+With --keep-data it skips the cleanup and leaves every row in place, for bench/browser.py
+--history to draw.
 """
 
 import argparse
@@ -44,6 +46,7 @@ def main() -> None:
     parser.add_argument("--recent-rows", type=int, default=7_000_000, help="rows over the last 7 days")
     parser.add_argument("--sources", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=5, help="runs of each timed query (median)")
+    parser.add_argument("--keep-data", action="store_true", help="skip the cleanup: leave every row in place")
     args = parser.parse_args()
 
     url = os.environ.get("DATABASE_URL", "")
@@ -73,7 +76,8 @@ def main() -> None:
 
     with db.long_queries():  # as aggregate_daily does: maintenance outlasts a request's timeout
         measure(expired, recent, total, args.repeat)
-    cleanup_under_load()
+    if not args.keep_data:
+        cleanup_under_load()
 
 
 def measure(expired: date, recent: list[date], total: int, repeat: int) -> None:

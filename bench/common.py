@@ -31,3 +31,15 @@ def prepare(env: dict[str, str], key_name: str) -> str:
     (ROOT / "var").mkdir(exist_ok=True)
     manage(env, "migrate", "-v0")
     return manage(env, "create_api_key", key_name).strip().splitlines()[-1]
+
+
+def rows_present() -> tuple[int, int]:
+    """Rows in the benchmark's database: detailed records (navigations, scrapes and scheduler
+    runs), and hourly rollups."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wealthmetrics.settings")
+    import django
+
+    django.setup()
+    from metrics_app.models import HourlyRollup, PagePerformance, SchedulerMetric
+
+    return PagePerformance.objects.count() + SchedulerMetric.objects.count(), HourlyRollup.objects.count()

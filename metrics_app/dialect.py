@@ -1,5 +1,5 @@
 """Raw SQL that works on both MySQL/MariaDB and SQLite: the multi-row INSERT, the upsert
-clause (which they spell differently), and the text form of times in statements."""
+clause (which they spell differently), and times in statements (as text, as epoch ms)."""
 
 import functools
 from collections.abc import Mapping, Sequence
@@ -59,6 +59,16 @@ def db_instant(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def db_hour(ms: int) -> str:
-    """A rollup hour's start, given in ms since the epoch, as db_instant writes it."""
+def db_start(ms: int) -> str:
+    """A rollup bucket's start (hour or minute), given in ms since the epoch, as db_instant
+    writes it."""
     return db_instant(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def epoch_ms_sql(column: str) -> str:
+    """A DATETIME column as milliseconds since the epoch, on either database, whatever the
+    session's time zone (the columns hold naive UTC)."""
+    if connection.vendor == "mysql":
+        return f"TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {column}) DIV 1000"
+    # SQLite's julianday() counts in whole milliseconds inside; ROUND undoes the float.
+    return f"CAST(ROUND((julianday({column}) - 2440587.5) * 86400000) AS INTEGER)"

@@ -11,7 +11,7 @@ tests/integration/test_histogram_parity.py runs all three over the same duration
 """
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 from django.db.models import Case, F, IntegerField, Value, When
@@ -61,16 +61,23 @@ def upper_bound_sql(bucket: str) -> str:
 
 def percentile(counts: Mapping[int, int], fraction: float) -> float | None:
     """The given percentile (0–1) of a histogram: the upper bound of the bucket it falls in."""
+    return percentiles(counts, (fraction,))[0]
+
+
+def percentiles(counts: Mapping[int, int], fractions: Sequence[float]) -> list[float | None]:
+    """Several percentiles (ascending fractions) of a histogram in one walk over its buckets."""
     total = sum(counts.values())
     if total == 0:
-        return None
-    rank = fraction * total
-    seen = 0
-    for bucket in sorted(counts):
-        seen += counts[bucket]
-        if seen >= rank:
-            return round(upper_bound(bucket), 1)
-    return round(upper_bound(max(counts)), 1)
+        return [None] * len(fractions)
+    buckets = sorted(counts)
+    at, seen = 0, counts[buckets[0]]
+    found: list[float | None] = []
+    for fraction in fractions:
+        while seen < fraction * total and at + 1 < len(buckets):
+            at += 1
+            seen += counts[buckets[at]]
+        found.append(round(upper_bound(buckets[at]), 1))
+    return found
 
 
 def merge(histograms: Iterable[Mapping[int, int]]) -> dict[int, int]:

@@ -261,6 +261,50 @@ class HourlyRollup(models.Model):
         return f"{self.scraper_source} {self.metric_type} {self.hour:%Y-%m-%d %H:%M}"
 
 
+class MinuteRollup(models.Model):
+    """Records of one channel, type (and scheduler) and UTC minute that fell in one duration
+    bucket: HourlyRollup's rows at minute grain, kept by the same transaction, and kept as long
+    as the detailed rows. The live and 1-hour ranges, minute history and each process's live
+    totals read these rows, so their cost does not grow with the records per second."""
+
+    minute = models.DateTimeField(help_text="Start of the minute (UTC).")
+    scraper_source = models.CharField(
+        max_length=50, help_text="The channel: the source, or a bare scheduler's own name."
+    )
+    metric_type = models.CharField(max_length=20)
+    scheduler_name = models.CharField(max_length=50, default="", blank=True)
+    duration_bucket = models.SmallIntegerField()
+    records = models.BigIntegerField()
+    successes = models.BigIntegerField()
+    duration_sum = models.BigIntegerField()
+    duration_min = models.IntegerField()
+    duration_max = models.IntegerField()
+    retry_sum = models.BigIntegerField()
+    items_sum = models.BigIntegerField()
+    bytes_sum = models.BigIntegerField()
+    last_recorded_at = models.BigIntegerField(
+        help_text="The newest record's recordedAt (ms since the epoch)."
+    )
+
+    class Meta:
+        db_table = "scraper_metrics_minute"
+        verbose_name = "minute rollup"
+        ordering: ClassVar = ["-minute", "scraper_source"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["scraper_source", "minute", "metric_type", "scheduler_name", "duration_bucket"],
+                name="uniq_minute_key",
+            ),
+        ]
+        indexes: ClassVar = [
+            # the live ranges of every source, live totals, retention
+            models.Index(fields=["minute"], name="idx_minute_minute"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scraper_source} {self.metric_type} {self.minute:%Y-%m-%d %H:%M}"
+
+
 class AggregatedDay(models.Model):
     """A day whose summaries were built, so the nightly task can catch up on missed nights."""
 

@@ -1,4 +1,5 @@
-"""Retention: detailed rows older than METRICS_RETENTION_DAYS go; rollups and summaries stay.
+"""Retention: detailed rows (and their minute rollups) older than METRICS_RETENTION_DAYS go;
+hourly rollups and summaries stay.
 
 On MySQL/MariaDB the detailed tables are partitioned by UTC day (migration 0003), so an
 expired day leaves by swapping its partition out (`EXCHANGE PARTITION`) and dropping it: a
@@ -22,11 +23,13 @@ from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from metrics_app.dialect import db_datetime
-from metrics_app.models import PagePerformance, SchedulerMetric
+from metrics_app.dialect import db_datetime, db_instant
+from metrics_app.models import MinuteRollup, PagePerformance, SchedulerMetric
 from metrics_app.records import epoch_ms
 
 DETAILED_TABLES: Final = (PagePerformance._meta.db_table, SchedulerMetric._meta.db_table)
+# Minute rollups serve the ranges the detailed rows cover, and go with them.
+MINUTE_ROLLUPS: Final = MinuteRollup._meta.db_table
 CHUNK_ROWS: Final = 10_000
 ADD_DAYS_AHEAD: Final = 7
 FUTURE: Final = "p_future"
@@ -57,16 +60,18 @@ class TableCleanup:
 @dataclass
 class CleanupReport:
     cutoff: datetime
-    tables: list[TableCleanup]
+    tables: list[TableCleanup]  # the detailed tables
+    minute_rollups: TableCleanup
 
     @property
     def deleted(self) -> int:
+        """Detailed rows: records."""
         return sum(table.deleted for table in self.tables)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "cutoff": self.cutoff.isoformat(),
-            "deleted": {table.table: table.deleted for table in self.tables},
+            "deleted": {table.table: table.deleted for table in [*self.tables, self.minute_rollups]},
             "droppedPartitions": {table.table: table.dropped_partitions for table in self.tables},
         }
 
@@ -134,7 +139,12 @@ def cleanup(
     say = progress or (lambda _: None)
     with _exclusive():
         add_partitions()
-        report = CleanupReport(cutoff, [_cleanup_table(table, cutoff, say) for table in DETAILED_TABLES])
+        tables = [_cleanup_table(table, cutoff, say) for table in DETAILED_TABLES]
+        # Whole minutes only: the minute that straddles the cutoff also counts kept records.
+        minute = db_instant(cutoff.replace(second=0, microsecond=0))
+        report = CleanupReport(
+            cutoff, tables, _delete_expired(TableCleanup(MINUTE_ROLLUPS), "minute", minute, say)
+        )
     return report
 
 
@@ -149,10 +159,18 @@ def _cleanup_table(table: str, cutoff: datetime, say: Callable[[str], None]) -> 
     for name in expired:
         result.rows_in_dropped_partitions += _drop_partition(table, name, say)
     result.dropped_partitions = expired
-    while (deleted := _delete_chunk(table, cutoff)) > 0:
+    return _delete_expired(result, "created_at", db_datetime(epoch_ms(cutoff)), say)
+
+
+def _delete_expired(
+    result: TableCleanup, column: str, before: str, say: Callable[[str], None]
+) -> TableCleanup:
+    """Delete the table's rows from before `before`, written as the column's values are (on
+    SQLite times compare as text), a chunk at a time."""
+    while (deleted := _delete_chunk(result.table, column, before)) > 0:
         result.rows_deleted_in_chunks += deleted
         if deleted == CHUNK_ROWS:
-            say(f"{table}: {result.rows_deleted_in_chunks} rows deleted so far")
+            say(f"{result.table}: {result.rows_deleted_in_chunks} rows deleted so far")
     return result
 
 
@@ -191,16 +209,15 @@ def _drop_swapped_out(table: str, say: Callable[[str], None]) -> int:
     return sum(_drop_swap_table(swap, say) for swap in leftovers)
 
 
-def _delete_chunk(table: str, cutoff: datetime) -> int:
+def _delete_chunk(table: str, column: str, before: str) -> int:
     """Delete up to CHUNK_ROWS expired rows in a transaction of their own."""
-    before = db_datetime(epoch_ms(cutoff))
     with connection.cursor() as cursor:
         if connection.vendor == "mysql":
-            cursor.execute(f"DELETE FROM {table} WHERE created_at < %s LIMIT {CHUNK_ROWS}", [before])
+            cursor.execute(f"DELETE FROM {table} WHERE {column} < %s LIMIT {CHUNK_ROWS}", [before])
         else:
             cursor.execute(
                 f"DELETE FROM {table} WHERE id IN "
-                f"(SELECT id FROM {table} WHERE created_at < %s LIMIT {CHUNK_ROWS})",
+                f"(SELECT id FROM {table} WHERE {column} < %s LIMIT {CHUNK_ROWS})",
                 [before],
             )
         return int(cursor.rowcount)

@@ -25,14 +25,16 @@ _NOISE: Final = [
     (re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE), "<url>"),
     (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE), "<id>"),
     (re.compile(r"\b0x[0-9a-f]+\b|\b[0-9a-f]{12,}\b", re.IGNORECASE), "<id>"),
-    (re.compile(r"\d+(?:\.\d+)?"), "<n>"),
+    # A number, or a word with a digit in it ("503", "30000ms", "price-93d3fa"); an error code
+    # joined by underscores ("ERR_HTTP2_PROTOCOL_ERROR") is one word and stays.
+    (re.compile(r"\d+\.\d+|\b(?=[0-9a-z]*\d)[0-9a-z]+\b", re.IGNORECASE), "<n>"),
     (re.compile(r"\s+"), " "),
 ]
 
 
 def normalise(error: str | None) -> str:
     """An error message without what varies from one occurrence to the next."""
-    text = (error or "failed (no error message)").strip()
+    text = (error or "").strip() or "failed (no error message)"
     for pattern, replacement in _NOISE:
         text = pattern.sub(replacement, text)
     return text[:200]

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from metrics_app import histogram
 from metrics_app.history import rollups
-from metrics_app.history.reads import Series, Slot, iso, series
+from metrics_app.history.reads import Series, Slot, iso, series, totals
 from metrics_app.models import PagePerformance, SchedulerMetric
 from metrics_app.records import epoch_ms
 
@@ -73,7 +73,7 @@ def overview(range_name: str, source: str | None = None, now: datetime | None = 
     starts = axis(span, now)
     start, end = starts[0], now + timedelta(microseconds=1)
     found = series(start, end, span.bucket, source)
-    before = series(start - span.span, start, span.bucket, source)
+    before = totals(start - span.span, start, span.bucket, source)
     channels = sorted({key.channel for key in found})
     return {
         "range": {
@@ -90,11 +90,11 @@ def overview(range_name: str, source: str | None = None, now: datetime | None = 
         "sources": {
             name: {
                 **_totals(slots for key, slots in found.items() if key.channel == name),
-                "previous": _totals(slots for key, slots in before.items() if key.channel == name),
+                "previous": _summed(before.get(name, Slot())),
             }
             for name in channels
         },
-        "previous": _totals(before.values()),
+        "previous": _totals([before]),
         "series": _aligned(found, starts),
         "schedulers": _schedulers(found, start, end),
     }
@@ -128,7 +128,10 @@ def _merged(groups: Any) -> Slot:
 
 def _totals(groups: Any) -> dict[str, Any]:
     """Sums and percentiles over every bucket of the given series."""
-    slot = _merged(groups)
+    return _summed(_merged(groups))
+
+
+def _summed(slot: Slot) -> dict[str, Any]:
     return {
         "records": slot.count,
         "successCount": slot.ok,

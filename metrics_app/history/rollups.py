@@ -1,31 +1,35 @@
-"""Hourly rollups (table scraper_metrics_hourly): kept current by the transaction that stores
-the records, rebuilt from the detailed rows on demand.
+"""Rollups: the records summed per channel, type (and scheduler), time bucket and duration
+bucket, at two grains: hours (table scraper_metrics_hourly, kept forever: hour and day history,
+the daily summaries) and minutes (scraper_metrics_minute, kept as long as the detailed rows:
+the live ranges, minute history, each process's live totals). Kept current by the transaction
+that stores the records, rebuilt from the detailed rows on demand.
 
-A rollup row counts the records of one channel, type (and scheduler), hour and duration
-bucket. Adding a batch is one multi-row upsert that adds to the counters, in the same
+Adding a batch is one multi-row upsert per grain that adds to the counters, in the same
 transaction as the detailed rows, so the rollups hold exactly what was stored, late records
 (an old recordedAt) included, without a job that could fall behind or run twice.
 
 Hours are cut in TIME_ZONE: a local hour starts hour_shift_seconds() after a UTC hour (0 in
 most zones, 1800 in India or Adelaide, 900 in Nepal, which is UTC+5:45). Whole local days are
 then whole rollup hours, daylight saving time included, and the SQL needs no time zone tables
-(MySQL's CONVERT_TZ returns NULL without them).
+(MySQL's CONVERT_TZ returns NULL without them). Minutes are the same in every zone.
 """
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
-from metrics_app.dialect import Merge, db_hour, db_instant, insert_sql, upsert_clause
+from metrics_app.dialect import Merge, db_instant, db_start, epoch_ms_sql, insert_sql, upsert_clause
 from metrics_app.histogram import bucket_of, bucket_sql
 from metrics_app.models import (
     PAGE_DURATION_SQL,
     SCHEDULER_CHANNEL_SQL,
     HourlyRollup,
+    MinuteRollup,
     PagePerformance,
     SchedulerMetric,
 )
@@ -35,24 +39,71 @@ from metrics_app.records import (
     Metric,
     channel_of,
     duration_of,
-    epoch_ms,
     items_of,
     type_of,
 )
 
 HOUR_MS: Final = 3_600_000
-TABLE: Final = HourlyRollup._meta.db_table
-KEY: Final = ("scraper_source", "hour", "metric_type", "scheduler_name", "duration_bucket")
-COLUMNS: Final = (
-    "hour", "scraper_source", "metric_type", "scheduler_name", "duration_bucket",
-    "records", "successes", "duration_sum", "duration_min", "duration_max",
-    "retry_sum", "items_sum", "bytes_sum",
-)  # fmt: skip
-# How each counter merges with the row already there: sums add, extremes compare.
-_MERGE: Final[dict[str, Merge]] = {
-    "records": "sum", "successes": "sum", "duration_sum": "sum", "duration_min": "min",
-    "duration_max": "max", "retry_sum": "sum", "items_sum": "sum", "bytes_sum": "sum",
-}  # fmt: skip
+MINUTE_MS: Final = 60_000
+# Each counter (in rollup_rows' order): how it merges with the row already there (sums add,
+# extremes compare), and how a rebuild computes it from the detailed rows.
+COUNTERS: Final[dict[str, tuple[Merge, str]]] = {
+    "records": ("sum", "COUNT(*)"),
+    "successes": ("sum", "SUM(CASE WHEN success THEN 1 ELSE 0 END)"),
+    "duration_sum": ("sum", "SUM(duration)"),
+    "duration_min": ("min", "MIN(duration)"),
+    "duration_max": ("max", "MAX(duration)"),
+    "retry_sum": ("sum", "SUM(retries)"),
+    "items_sum": ("sum", "SUM(items)"),
+    "bytes_sum": ("sum", "SUM(size)"),
+    "last_recorded_at": ("max", "MAX(at)"),
+}
+
+
+@dataclass(frozen=True)
+class Grain:
+    """A rollup table: its time column, its bucket's length, and the counters it keeps (a
+    prefix of COUNTERS)."""
+
+    model: type[models.Model]
+    time_column: str
+    step_ms: int
+    counters: int  # how many of COUNTERS
+
+    @property
+    def table(self) -> str:
+        return self.model._meta.db_table
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return ("scraper_source", self.time_column, "metric_type", "scheduler_name", "duration_bucket")
+
+    @property
+    def kept(self) -> list[str]:
+        """The counters it keeps."""
+        return list(COUNTERS)[: self.counters]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The order of a row from rollup_rows."""
+        return (
+            self.time_column,
+            "scraper_source",
+            "metric_type",
+            "scheduler_name",
+            "duration_bucket",
+            *self.kept,
+        )
+
+    def start_ms(self, recorded_at: int, shift_ms: int) -> int:
+        """The start of the bucket holding recorded_at (hours shifted to TIME_ZONE's)."""
+        shift = shift_ms if self.step_ms == HOUR_MS else 0
+        return (recorded_at - shift) // self.step_ms * self.step_ms + shift
+
+
+HOURS: Final = Grain(HourlyRollup, "hour", HOUR_MS, counters=8)
+MINUTES: Final = Grain(MinuteRollup, "minute", MINUTE_MS, counters=9)
+GRAINS: Final = (HOURS, MINUTES)
 
 
 def hour_shift_seconds() -> int:
@@ -66,7 +117,7 @@ def hour_shift_seconds() -> int:
 
 
 def hour_start_ms(recorded_at: int, shift_ms: int) -> int:
-    return (recorded_at - shift_ms) // HOUR_MS * HOUR_MS + shift_ms
+    return HOURS.start_ms(recorded_at, shift_ms)
 
 
 def _measures(record: Metric) -> tuple[str, str, int, int, int, int]:
@@ -77,62 +128,75 @@ def _measures(record: Metric) -> tuple[str, str, int, int, int, int]:
     )  # fmt: skip
 
 
-def rollup_rows(records: Sequence[Metric]) -> list[tuple[Any, ...]]:
-    """The records summed per rollup key, in key order (concurrent upserts then take their
-    row locks in the same order, which keeps them from deadlocking each other)."""
+def rollup_rows(records: Sequence[Metric]) -> dict[Grain, list[tuple[Any, ...]]]:
+    """The records summed per rollup key, for each grain, in key order (concurrent upserts then
+    take their row locks in the same order, which keeps them from deadlocking each other)."""
     shift_ms = hour_shift_seconds() * 1000
-    sums: dict[tuple[str, str, int, str, str], list[int]] = {}
-    # A batch repeats hours and durations: format and bucket each once (a third of the time).
-    hours: dict[int, str] = {}
+    sums: dict[Grain, dict[tuple[str, str, int, str, str], list[int]]] = {grain: {} for grain in GRAINS}
+    # A batch repeats times and durations: format and bucket each once (a third of the time).
+    texts: dict[int, str] = {}
     buckets: dict[int, int] = {}
     for record in records:
         metric_type, scheduler, duration, retries, items, size = _measures(record)
-        hour = hour_start_ms(record.recorded_at, shift_ms)
-        hour_text = hours.get(hour) or hours.setdefault(hour, db_hour(hour))
         bucket = buckets.get(duration)
         if bucket is None:
             bucket = buckets[duration] = bucket_of(duration)
-        key = (channel_of(record), hour_text, bucket, metric_type, scheduler)
-        ok = 1 if record.success else 0
-        counters = sums.get(key)
-        if counters is None:
-            sums[key] = [1, ok, duration, duration, duration, retries, items, size]
-            continue
-        counters[0] += 1
-        counters[1] += ok
-        counters[2] += duration
-        counters[3] = min(counters[3], duration)
-        counters[4] = max(counters[4], duration)
-        counters[5] += retries
-        counters[6] += items
-        counters[7] += size
-    return [
-        (hour, channel, metric_type, scheduler, bucket, *counters)
-        for (channel, hour, bucket, metric_type, scheduler), counters in sorted(sums.items())
-    ]
+        channel, ok, at = channel_of(record), 1 if record.success else 0, record.recorded_at
+        for grain, grain_sums in sums.items():
+            start = grain.start_ms(at, shift_ms)
+            text = texts.get(start) or texts.setdefault(start, db_start(start))
+            key = (channel, text, bucket, metric_type, scheduler)
+            counters = grain_sums.get(key)
+            if counters is None:
+                grain_sums[key] = [1, ok, duration, duration, duration, retries, items, size, at]
+                continue
+            counters[0] += 1
+            counters[1] += ok
+            counters[2] += duration
+            counters[3] = min(counters[3], duration)
+            counters[4] = max(counters[4], duration)
+            counters[5] += retries
+            counters[6] += items
+            counters[7] += size
+            counters[8] = max(counters[8], at)
+    return {
+        grain: [
+            (start, channel, metric_type, scheduler, bucket, *counters[: grain.counters])
+            for (channel, start, bucket, metric_type, scheduler), counters in sorted(grain_sums.items())
+        ]
+        for grain, grain_sums in sums.items()
+    }
 
 
 def add_to_rollups(cursor: Any, records: Sequence[Metric], rows_per_statement: int = 1000) -> None:
     """Add stored records to their rollups; call inside the transaction that stored them."""
-    rows = rollup_rows(records)
-    for start in range(0, len(rows), rows_per_statement):
-        chunk = rows[start : start + rows_per_statement]
-        cursor.execute(
-            insert_sql(TABLE, COLUMNS, len(chunk)) + " " + _merge_clause(connection.vendor),
-            [value for row in chunk for value in row],
-        )
+    for grain, rows in rollup_rows(records).items():
+        for start in range(0, len(rows), rows_per_statement):
+            chunk = rows[start : start + rows_per_statement]
+            cursor.execute(
+                insert_sql(grain.table, grain.columns, len(chunk))
+                + " "
+                + _merge_clause(grain, connection.vendor),
+                [value for row in chunk for value in row],
+            )
 
 
 @functools.cache
-def _merge_clause(vendor: str) -> str:
-    """upsert_clause for the rollups, built once per database vendor (the cache key)."""
-    return upsert_clause(KEY, _MERGE)
+def _merge_clause(grain: Grain, vendor: str) -> str:
+    """upsert_clause for a grain's table, built once per database vendor (the cache key)."""
+    merges: Mapping[str, Merge] = {column: COUNTERS[column][0] for column in grain.kept}
+    return upsert_clause(grain.key, merges)
 
 
 # --- Rebuilding from the detailed rows ------------------------------------------------------
 
 
-def _hour_sql(column: str, shift: int) -> str:
+def _start_sql(grain: Grain, column: str, shift: int) -> str:
+    """The start of the grain's bucket holding `column`, as rollup_rows gives it."""
+    if grain is MINUTES:
+        if connection.vendor == "mysql":
+            return f"DATE_FORMAT({column}, '%%Y-%%m-%%d %%H:%%i:00')"
+        return f"strftime('%%Y-%%m-%%d %%H:%%M:00', {column})"
     if connection.vendor == "mysql":
         return (
             f"TIMESTAMPADD(SECOND, {shift}, "
@@ -142,50 +206,50 @@ def _hour_sql(column: str, shift: int) -> str:
 
 
 def rebuild(start: datetime, end: datetime) -> int:
-    """Recompute the rollups of [start, end) from the detailed rows, in one transaction.
+    """Recompute the rollups of [start, end), both grains, from the detailed rows, in one
+    transaction.
 
     For repairs and for records stored before rollups existed; only hours still inside
     retention can be rebuilt (older rollups are kept as they are). start and end should fall on
     rollup hours. Returns the number of records rolled up.
 
-    A day of 10 million records is one statement of about half a minute on a 2-core machine
-    (one scan of the day's partition; per-hour statements through the index took twice as
-    long), so call it inside db.long_queries(), as aggregate_daily does."""
-    shift = hour_shift_seconds()
-    page_source = f"""
-        SELECT {_hour_sql("created_at", shift)} AS hour, scraper_source, metric_type,
-               '' AS scheduler_name, success, {PAGE_DURATION_SQL} AS duration,
-               COALESCE(retry_count, 0) AS retries, COALESCE({ITEMS_FIELD["page_scrape"]}, 0) AS items,
-               COALESCE(data_size, 0) AS size
-        FROM {PagePerformance._meta.db_table} WHERE created_at >= %s AND created_at < %s"""
-    scheduler_source = f"""
-        SELECT {_hour_sql("created_at", shift)} AS hour, {SCHEDULER_CHANNEL_SQL} AS scraper_source,
-               'scheduler_run' AS metric_type, scheduler_name, success,
-               {DURATION_FIELD["scheduler_run"]} AS duration, 0 AS retries,
-               {ITEMS_FIELD["scheduler_run"]} AS items, 0 AS size
-        FROM {SchedulerMetric._meta.db_table} WHERE created_at >= %s AND created_at < %s"""
+    A day of 10 million records is one statement per grain of about half a minute on a 2-core
+    machine (one scan of the day's partition; per-hour statements through the index took twice
+    as long), so call it inside db.long_queries(), as aggregate_daily does."""
     bounds = [db_instant(start), db_instant(end)]
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {TABLE} WHERE hour >= %s AND hour < %s", bounds)
-        for source in (page_source, scheduler_source):
-            cursor.execute(
-                f"""INSERT INTO {TABLE} ({", ".join(COLUMNS)})
-                SELECT hour, scraper_source, metric_type, scheduler_name, bucket,
-                       COUNT(*), SUM(CASE WHEN success THEN 1 ELSE 0 END), SUM(duration), MIN(duration),
-                       MAX(duration), SUM(retries), SUM(items), SUM(size)
-                FROM (SELECT r.*, {bucket_sql("r.duration")} AS bucket FROM ({source}) AS r) AS b
-                GROUP BY hour, scraper_source, metric_type, scheduler_name, bucket""",
-                bounds,
-            )
+        for grain in GRAINS:
+            _rebuild_grain(cursor, grain, bounds)
         cursor.execute(
-            f"SELECT COALESCE(SUM(records), 0) FROM {TABLE} WHERE hour >= %s AND hour < %s", bounds
+            f"SELECT COALESCE(SUM(records), 0) FROM {HOURS.table} WHERE hour >= %s AND hour < %s", bounds
         )
         return int(cursor.fetchone()[0] or 0)
 
 
-def rebuild_span(first: datetime, last: datetime) -> int:
-    """rebuild() over the whole rollup hours that hold first … last."""
-    shift_ms = hour_shift_seconds() * 1000
-    start = hour_start_ms(epoch_ms(first), shift_ms)
-    end = hour_start_ms(epoch_ms(last), shift_ms) + HOUR_MS
-    return rebuild(datetime.fromtimestamp(start / 1000, UTC), datetime.fromtimestamp(end / 1000, UTC))
+def _rebuild_grain(cursor: Any, grain: Grain, bounds: list[str]) -> None:
+    shift = hour_shift_seconds()
+    start = _start_sql(grain, "created_at", shift)
+    at = epoch_ms_sql("created_at")
+    page_source = f"""
+        SELECT {start} AS start, scraper_source, metric_type, '' AS scheduler_name, success,
+               {PAGE_DURATION_SQL} AS duration, COALESCE(retry_count, 0) AS retries,
+               COALESCE({ITEMS_FIELD["page_scrape"]}, 0) AS items, COALESCE(data_size, 0) AS size, {at} AS at
+        FROM {PagePerformance._meta.db_table} WHERE created_at >= %s AND created_at < %s"""
+    scheduler_source = f"""
+        SELECT {start} AS start, {SCHEDULER_CHANNEL_SQL} AS scraper_source,
+               'scheduler_run' AS metric_type, scheduler_name, success,
+               {DURATION_FIELD["scheduler_run"]} AS duration, 0 AS retries,
+               {ITEMS_FIELD["scheduler_run"]} AS items, 0 AS size, {at} AS at
+        FROM {SchedulerMetric._meta.db_table} WHERE created_at >= %s AND created_at < %s"""
+    sums = ", ".join(COUNTERS[column][1] for column in grain.kept)
+    cursor.execute(
+        f"DELETE FROM {grain.table} WHERE {grain.time_column} >= %s AND {grain.time_column} < %s", bounds
+    )
+    for source in (page_source, scheduler_source):
+        cursor.execute(
+            f"""INSERT INTO {grain.table} ({", ".join(grain.columns)})
+            SELECT start, scraper_source, metric_type, scheduler_name, bucket, {sums}
+            FROM (SELECT r.*, {bucket_sql("r.duration")} AS bucket FROM ({source}) AS r) AS b
+            GROUP BY start, scraper_source, metric_type, scheduler_name, bucket""",
+            bounds,
+        )

@@ -53,7 +53,8 @@ def roll_up_existing_records(apps, schema_editor):
                        COUNT(*), SUM(CASE WHEN success THEN 1 ELSE 0 END), SUM(duration), MIN(duration),
                        MAX(duration), SUM(retries), SUM(items), SUM(size)
                 FROM (SELECT r.*, {bucket} AS bucket FROM ({source}) AS r) AS b
-                GROUP BY hour, scraper_source, metric_type, scheduler_name, bucket"""
+                GROUP BY hour, scraper_source, metric_type, scheduler_name, bucket""",
+                [],  # with parameters, "%%" is a "%" on both databases
             )
 
 

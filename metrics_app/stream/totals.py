@@ -2,21 +2,20 @@
 
 Kept in memory per process from the live stream, in one-minute slots per source over the
 last hour, so producing it costs nothing per second however many rows the tables hold.
-A process starts from the last hour in the database, aggregated there per minute and
-duration bucket (`load_last_hour`), which is also how the HTTP summary is computed.
+A process starts from the last hour of the minute rollups (`load_last_hour`), which is also
+how the HTTP summary is computed.
 """
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 
-from django.db.models import Count, Max, Q, Sum
-from django.db.models.functions import Coalesce, TruncMinute
-from django.utils import timezone
+from django.db.models import CharField
+from django.db.models.functions import Cast
 
 from metrics_app import histogram
-from metrics_app.models import PagePerformance, SchedulerMetric, page_duration, scheduler_channel
+from metrics_app.models import MinuteRollup
 from metrics_app.records import DURATION_FIELD, ITEMS_FIELD, camel, epoch_ms, now_ms
 
 WINDOW_MINUTES: Final = 60
@@ -188,51 +187,23 @@ def _trends(recent: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_last_hour(stats: LiveStats) -> int:
-    """Fill a LiveStats with the last hour, aggregated in the database per source, type,
-    minute and duration bucket (a few thousand rows, however many records). Returns the
-    number of records it covers."""
-    since = timezone.now() - timedelta(minutes=WINDOW_MINUTES)
-    minute = TruncMinute("created_at", tzinfo=UTC)
-    pages = (
-        PagePerformance.objects.filter(created_at__gte=since)
-        .annotate(duration=page_duration())
-        .annotate(minute=minute, bucket=histogram.bucket_expression("duration"))
-        .values("scraper_source", "metric_type", "minute", "bucket")
-        .annotate(
-            n=Count("id"),
-            ok=Count("id", filter=Q(success=True)),
-            total=Sum("duration"),
-            items=Coalesce(Sum(ITEMS_FIELD["page_scrape"]), 0),
-            retries=Coalesce(Sum("retry_count"), 0),
-            last=Max("created_at"),
-        )
-    )
-    runs = (
-        SchedulerMetric.objects.filter(created_at__gte=since)
-        .annotate(channel=scheduler_channel())
-        .annotate(minute=minute, bucket=histogram.bucket_expression(DURATION_FIELD["scheduler_run"]))
-        .values("channel", "minute", "bucket")
-        .annotate(
-            n=Count("id"),
-            ok=Count("id", filter=Q(success=True)),
-            total=Sum(DURATION_FIELD["scheduler_run"]),
-            items=Sum(ITEMS_FIELD["scheduler_run"]),
-            last=Max("created_at"),
-        )
-    )
+    """Fill a LiveStats with the last hour, from the minute rollups (a few thousand rows,
+    however many records). Returns the number of records it covers."""
+    since = (now_ms() // 60_000 - WINDOW_MINUTES) * 60_000
+    recent = MinuteRollup.objects.filter(minute__gt=datetime.fromtimestamp(since / 1000, UTC))
+    # The minute comes as text, each parsed once (Django converts every row's DATETIME otherwise).
+    rows = recent.annotate(text=Cast("minute", CharField())).values_list(
+        "scraper_source", "metric_type", "text", "duration_bucket", "records", "successes",
+        "duration_sum", "items_sum", "retry_sum", "last_recorded_at",
+    )  # fmt: skip
     covered = 0
-    for row in pages:
-        stats.add_aggregate(
-            row["scraper_source"], row["metric_type"], epoch_ms(row["minute"]) // 60_000, row["bucket"],
-            row["n"], row["ok"], row["total"], row["items"], row["retries"], epoch_ms(row["last"]),
-        )  # fmt: skip
-        covered += row["n"]
-    for row in runs:
-        stats.add_aggregate(
-            row["channel"], "scheduler_run", epoch_ms(row["minute"]) // 60_000, row["bucket"],
-            row["n"], row["ok"], row["total"], row["items"], 0, epoch_ms(row["last"]),
-        )  # fmt: skip
-        covered += row["n"]
+    minutes: dict[str, int] = {}
+    for channel, metric_type, text, bucket, n, ok, total, items, retries, last in rows:
+        minute = minutes.get(text) or minutes.setdefault(
+            text, epoch_ms(datetime.fromisoformat(text).replace(tzinfo=UTC)) // 60_000
+        )
+        stats.add_aggregate(channel, metric_type, minute, bucket, n, ok, total, items, retries, last)
+        covered += n
     return covered
 
 

@@ -283,6 +283,7 @@ function showTab(name) {
   state.tab = name;
   for (const button of els.tabs) button.setAttribute("aria-selected", String(button.dataset.tab === name));
   for (const section of document.querySelectorAll(".tab")) section.hidden = section.id !== `tab-${name}`;
+  $(".exports").hidden = !document.querySelector(`#tab-${name} canvas`);
   if (name === "alerts") failures.show(state.range, state.source).catch(console.warn);
   invalidate("tab");
 }

@@ -7,14 +7,16 @@
 // source's own page.
 
 import { ChartAdapter } from "./chart-adapter.js";
-import { OTHERS, colorOf, faded, formatBytes, formatCount, formatDuration, formatPercent } from "./format.js";
+import {
+  OTHERS, colorOf, faded, formatBytes, formatCount, formatDuration, formatPercent, formatRatio,
+} from "./format.js";
 
 const FORMAT = {
   ms: formatDuration,
   count: formatCount,
   "%": formatPercent,
   bytes: formatBytes,
-  ratio: (v) => (v === null || v === undefined ? "–" : v.toFixed(v < 10 ? 2 : 1)),
+  ratio: formatRatio,
 };
 const BAR_ROW_PX = 24;
 

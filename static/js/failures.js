@@ -2,7 +2,7 @@
 // grouped by what went wrong and newest first, searchable and paged, from
 // GET /api/metrics/failures/. Everything from the server is written with textContent.
 
-import { formatAgo, formatCount, formatTime } from "./format.js";
+import { formatAgo, formatCount, formatTime, plural } from "./format.js";
 import { channelOf } from "./records.js";
 
 export class FailuresView {
@@ -16,6 +16,7 @@ export class FailuresView {
       list: root.querySelector("#alerts"),
       item: root.querySelector("#alert-item"),
       page: root.querySelector("#failures-page"),
+      details: root.querySelector("#failure-details"),
       newer: root.querySelector("#failures-newer"),
       older: root.querySelector("#failures-older"),
     };
@@ -60,11 +61,12 @@ export class FailuresView {
 
   render(found, text) {
     const about = text ? ` matching “${text}”` : "";
-    this.els.total.textContent = `${formatCount(found.total)} failures${about}`;
+    this.els.total.textContent = `${plural(found.total, "failure")}${about}`;
     this.els.groups.replaceChildren(...found.groups.map((group) => row([
       group.message, group.source, formatCount(group.count), formatAgo(group.firstSeen), formatAgo(group.lastSeen),
     ])));
     this.els.list.replaceChildren(...found.failures.map((failure) => this.item(failure)));
+    this.els.details.hidden = found.total === 0;
     this.els.page.textContent = `page ${found.page} of ${found.pages}`;
     this.els.newer.disabled = found.page <= 1;
     this.els.older.disabled = found.page >= found.pages;

@@ -26,6 +26,16 @@ export function formatCount(value) {
   return value === null || value === undefined ? DASH : COUNT.format(value);
 }
 
+// A ratio (items per scrape, retries per navigation) to 3 significant figures: 20, 1.25, 0.8.
+export function formatRatio(value) {
+  return value === null || value === undefined ? DASH : THREE_FIGURES.format(value);
+}
+
+// "1 failure", "2,048 failures".
+export function plural(count, noun) {
+  return `${formatCount(count)} ${noun}${count === 1 ? "" : "s"}`;
+}
+
 export function formatPercent(value) {
   return value === null || value === undefined ? DASH : `${ONE_DECIMAL.format(value)} %`;
 }

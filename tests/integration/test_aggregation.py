@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from metrics_app import histogram
 from metrics_app.history import rollups, summaries
-from metrics_app.models import AggregatedDay, DailySummary, HourlyRollup, SchedulerDailySummary
+from metrics_app.models import AggregatedDay, DailySummary, HourlyRollup, MinuteRollup, SchedulerDailySummary
 from tests.support.db import store
 from tests.support.records import navigation, scheduler_run, scrape
 
@@ -35,7 +35,11 @@ def summary_values(model: Any) -> list[dict[str, Any]]:
 
 
 def rollup_values() -> list[tuple[Any, ...]]:
-    return sorted(HourlyRollup.objects.values_list(*rollups.COLUMNS))
+    return sorted(HourlyRollup.objects.values_list(*rollups.HOURS.columns))
+
+
+def minute_rollup_values() -> list[tuple[Any, ...]]:
+    return sorted(MinuteRollup.objects.values_list(*rollups.MINUTES.columns))
 
 
 def test_daily_summary_matches_numbers_computed_here() -> None:
@@ -135,11 +139,14 @@ def test_rollups_kept_by_ingest_equal_a_rebuild_from_detailed_rows(settings: Any
         + [scrape(recordedAt=at(DAY, 1, 29, second=59)), scrape(recordedAt=at(DAY, 1, 30))]
         + [scheduler_run(scraperSource="cnbc", recordedAt=at(DAY, 2)), scheduler_run(recordedAt=at(DAY, 2))]
     )
-    kept = rollup_values()
+    kept, kept_minutes = rollup_values(), minute_rollup_values()
     hours = {row[0] for row in kept}
     assert all(hour.minute == 30 for hour in hours)
+    assert all(row[0].second == 0 for row in kept_minutes)
+    assert sum(row[5] for row in kept_minutes) == 204
     assert rollups.rebuild(datetime(2026, 11, 19, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC)) == 204
     assert rollup_values() == kept
+    assert minute_rollup_values() == kept_minutes  # last_recorded_at to the millisecond included
 
 
 def test_days_are_cut_in_time_zone(settings: Any) -> None:

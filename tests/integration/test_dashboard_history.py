@@ -144,7 +144,7 @@ def test_the_failures_view_finds_a_failure_by_its_text(page: Any, week: dict[str
     page.wait_for_selector("#alerts li")
     page.fill("#failure-query", week["needle"])
     page.click("#failure-search button")
-    page.wait_for_function("document.querySelector('#failure-total').textContent.startsWith('1 failures')")
+    page.wait_for_function("document.querySelector('#failure-total').textContent.startsWith('1 failure ')")
     assert week["needle"] in page.inner_text("#alerts")
     assert "last 7 days" in page.get_attribute("#alert-count", "title")
     screenshot(page, "history-failures")

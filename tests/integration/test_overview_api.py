@@ -70,6 +70,25 @@ def test_the_source_filter_narrows_everything(reader: Client, week: int) -> None
     assert state["totals"]["records"] == state["sources"]["stopped"]["records"] == 21
 
 
+def test_trends_compare_with_the_range_before(reader: Client, week: int) -> None:
+    state = get(reader, "/api/metrics/overview/", range="24h")
+    # The 24 hours before the range: steady's navigation and scrape every hour, stopped every hour.
+    steady, stopped = state["sources"]["steady"]["previous"], state["sources"]["stopped"]["previous"]
+    assert steady["records"] == 48 and steady["itemsExtracted"] == 24 * 20 and steady["dataSize"] == 24 * 5000
+    assert stopped["records"] == 24 and stopped["failures"] == 5  # hours 25 … 48 that are multiples of 5
+    assert state["previous"]["records"] == 48 + 24 + 24  # and the scheduler's runs
+    assert steady["p95DurationMs"] is not None and stopped["successRate"] == round(100 * 19 / 24, 2)
+
+
+def test_the_live_range_compares_with_the_half_hour_before(reader: Client) -> None:
+    now = now_ms()
+    store(navigation(recordedAt=now - 60_000), *(navigation(recordedAt=now - 40 * 60_000) for _ in range(3)))
+    state = get(reader, "/api/metrics/overview/", range="live")
+    source = state["channels"][0]["name"]
+    assert state["sources"][source]["records"] == 1 and state["sources"][source]["previous"]["records"] == 3
+    assert state["previous"]["records"] == 3
+
+
 def test_the_live_range_is_thirty_minutes(reader: Client) -> None:
     store(navigation(recordedAt=now_ms() - 60_000))
     state = get(reader, "/api/metrics/overview/", range="live")

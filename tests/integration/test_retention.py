@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from metrics_app import retention
 from metrics_app.history import summaries
-from metrics_app.models import DailySummary, HourlyRollup, PagePerformance, SchedulerMetric
+from metrics_app.models import DailySummary, HourlyRollup, MinuteRollup, PagePerformance, SchedulerMetric
 from metrics_app.records import epoch_ms
 from tests.support.db import store
 from tests.support.records import navigation, scheduler_run
@@ -54,6 +54,22 @@ def test_rows_older_than_n_days_go_and_a_row_at_exactly_n_days_stays() -> None:
     assert HourlyRollup.objects.count() == rollups_before
     assert DailySummary.objects.exists()
     assert retention.cleanup(7, now=NOW).deleted == 0
+
+
+@pytest.mark.django_db
+def test_minute_rollups_go_with_the_detailed_rows_a_whole_minute_at_a_time() -> None:
+    cutoff_minute = CUTOFF.replace(second=0)
+    store(
+        navigation(scraperSource="old", recordedAt=ms(cutoff_minute) - 90_000),
+        navigation(scraperSource="old", recordedAt=ms(cutoff_minute) - 1),
+        navigation(scraperSource="edge", recordedAt=ms(cutoff_minute)),
+        navigation(scraperSource="new", recordedAt=ms(NOW)),
+    )
+    report = retention.cleanup(7, now=NOW)
+    assert report.minute_rollups.deleted == 2  # the two minutes before the cutoff's
+    kept = MinuteRollup.objects.values_list("scraper_source", "minute")
+    assert sorted(source for source, _ in kept) == ["edge", "new"]
+    assert all(minute >= cutoff_minute for _, minute in kept)
 
 
 @pytest.mark.django_db

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { ChartAdapter } from "../../static/js/chart-adapter.js";
-import { OTHERS, colorOf, formatAgo, formatDuration, formatPeriod } from "../../static/js/format.js";
+import { OTHERS, colorOf, formatAgo, formatDuration, formatPeriod, formatRatio, plural } from "../../static/js/format.js";
 import { channelOf, durationOf } from "../../static/js/records.js";
 import { RangeView } from "../../static/js/view.js";
 
@@ -33,6 +33,12 @@ test("durations read in ms below a second and in s above, to 2-3 figures", () =>
   assert.equal(formatDuration(null), "–");
   assert.equal(formatPeriod(3600), "every 1 h");
   assert.equal(formatAgo(T0 - 3 * MINUTE, T0), "3 min ago");
+});
+
+test("ratios read to 3 figures and counts agree with their noun", () => {
+  assert.deepEqual([20, 5, 0.8, 1.256].map(formatRatio), ["20", "5", "0.8", "1.26"]);
+  assert.equal(plural(1, "failure"), "1 failure");
+  assert.equal(plural(2048, "failure"), "2,048 failures");
 });
 
 test("a source's colour comes from its name: the same every time, others grey", () => {

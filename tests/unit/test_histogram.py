@@ -1,10 +1,13 @@
 """Duration buckets (metrics_app.histogram): edges, bounds and merged percentiles."""
 
+import math
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from metrics_app.histogram import BUCKETS, GROWTH, bucket_of, merge, percentile, upper_bound
+from metrics_app.histogram import BUCKETS, GROWTH, bucket_of, merge, percentile, percentiles, upper_bound
 
 
 def test_each_bucket_holds_durations_up_to_its_upper_edge() -> None:
@@ -33,6 +36,20 @@ def test_merged_histograms_are_the_histogram_of_the_union() -> None:
     first, second = {1: 2, 5: 1}, {5: 3, 9: 1}
     assert merge([first, second]) == {1: 2, 5: 4, 9: 1}
     assert percentile({}, 0.95) is None
+
+
+@given(
+    st.dictionaries(st.integers(0, BUCKETS - 1), st.integers(1, 1000), min_size=1),
+    st.lists(st.sampled_from([0.0, 0.01, 0.5, 0.95, 0.99, 1.0]), min_size=1, max_size=4),
+)
+def test_percentiles_read_in_one_walk_are_those_of_the_sorted_durations(
+    counts: dict[int, int], fractions: list[float]
+) -> None:
+    ordered = sorted(bucket for bucket, n in counts.items() for _ in range(n))
+    expected = [
+        round(upper_bound(ordered[max(0, math.ceil(f * len(ordered)) - 1)]), 1) for f in sorted(fractions)
+    ]
+    assert percentiles(counts, sorted(fractions)) == expected
 
 
 @pytest.mark.parametrize("bucket", [0, 1, 2, 40, BUCKETS - 1])

@@ -26,7 +26,7 @@ class Command(BaseCommand):
             raise CommandError("--days must be at least 1")
         with db.long_queries():
             report = retention.cleanup(days, progress=self.stdout.write)
-        for table in report.tables:
+        for table in [*report.tables, report.minute_rollups]:
             self.stdout.write(str(table))
         self.stdout.write(
             f"Deleted {report.deleted} detailed rows recorded before {report.cutoff:%Y-%m-%d %H:%M:%S %Z}."
