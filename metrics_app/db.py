@@ -35,9 +35,16 @@ _executor = ThreadPoolExecutor(max_workers=BACKGROUND_THREADS, thread_name_prefi
 _last_used = threading.local()
 
 
-async def run(function: Callable[..., T], *args: Any) -> T:
-    """Run `function(*args)` on one of the background threads and return what it returns."""
-    return await asyncio.get_running_loop().run_in_executor(_executor, _call, function, args)
+async def run(function: Callable[..., T], *args: Any, thread: ThreadPoolExecutor | None = None) -> T:
+    """Run `function(*args)` on one of the background threads (or on `thread`, a work's own,
+    see `own_thread`) and return what it returns."""
+    return await asyncio.get_running_loop().run_in_executor(thread or _executor, _call, function, args)
+
+
+def own_thread(name: str) -> ThreadPoolExecutor:
+    """One thread (and so one connection) for a slow background job, such as the alert
+    evaluator's, that must not hold up the shared threads' short queries."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"wealthmetrics-{name}")
 
 
 def _call(function: Callable[..., T], args: tuple[Any, ...]) -> T:

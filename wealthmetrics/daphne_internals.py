@@ -64,6 +64,7 @@ from twisted.web import http
 from zope.interface import implementer
 
 from metrics_app import counters, db
+from metrics_app.alerts import evaluator
 from metrics_app.api.auth import MISSING_KEY, UNKNOWN, bearer_token, keys
 from metrics_app.server import features
 from metrics_app.stream.hub import get_hub
@@ -302,6 +303,10 @@ def install() -> None:
     else:
         log.error("fast socket writer is OFF (%s): sockets are written through ASGI", problem)
     _on_shutdown(lambda: get_hub().shutdown())
+    # Every process offers to evaluate alerts; a lease elects one (metrics_app.alerts.evaluator).
+    from twisted.internet import reactor
+
+    reactor.callWhenRunning(evaluator.start_watching)
 
 
 def _install_guard() -> bool:

@@ -205,6 +205,21 @@ METRICS_KEY_CACHE_SECONDS = env_int("METRICS_KEY_CACHE_SECONDS", 2, minimum=1, m
 # this the oldest are dropped and counted (collector.stats()["dropped"]).
 METRICS_COLLECTOR_MAX_QUEUE = env_int("METRICS_COLLECTOR_MAX_QUEUE", 10_000, minimum=1)
 
+# Alerts (docs/alerts.md): how often the one evaluator runs, the window a condition is measured
+# over (it must hold for half of it to fire, and be gone for half of it to resolve), the silence
+# after which a reporting source is no_data, and who is told.
+# Whether this process takes part in the election (every daphne does, unless set to 0).
+METRICS_ALERT_EVALUATOR = env_bool("METRICS_ALERT_EVALUATOR", True)
+METRICS_ALERT_EVAL_INTERVAL_S = env_int("METRICS_ALERT_EVAL_INTERVAL_S", 15, minimum=1, maximum=300)
+METRICS_ALERT_WINDOW_S = env_int("METRICS_ALERT_WINDOW_S", 300, minimum=10, maximum=86_400)
+METRICS_ALERT_NO_DATA_S = env_int("METRICS_ALERT_NO_DATA_S", 600, minimum=10, maximum=7 * 86_400)
+METRICS_ALERT_WEBHOOK_URLS = env_list("METRICS_ALERT_WEBHOOK_URLS", [])
+METRICS_ALERT_EMAILS = env_list("METRICS_ALERT_EMAILS", [])
+# Where people open the page: the `link` of a notification.
+METRICS_PUBLIC_URL = env_str(
+    "METRICS_PUBLIC_URL", f"http://{env_str('HOST', '127.0.0.1')}:{env_str('PORT', '8000')}"
+).rstrip("/")
+
 # The ingest API reads the body itself and answers 413 past METRICS_MAX_BODY_BYTES.
 DATA_UPLOAD_MAX_MEMORY_SIZE = METRICS_MAX_BODY_BYTES
 

@@ -9,8 +9,10 @@ from typing import Any
 
 import psutil
 from django.conf import settings
+from django.db import DatabaseError
 
-from metrics_app import counters
+from metrics_app import counters, db
+from metrics_app.alerts import evaluator, notify
 from metrics_app.ingest.collector import collector
 from metrics_app.server import features
 from metrics_app.stream.hub import get_hub
@@ -23,7 +25,12 @@ async def websocket_health() -> dict[str, Any]:
     hub = get_hub()
     if features.serving:
         await hub.start()  # a health check is often a fresh process's first request
-    return {**hub.health(), "fastPath": features.fast_sockets}
+    try:
+        watchdog = await db.run(evaluator.health)
+    except DatabaseError as exc:
+        watchdog = {"stale": True, "error": str(exc)[:200]}
+    # The watchdog: an evaluator that stopped is itself an alert, shown here.
+    return {**hub.health(), "fastPath": features.fast_sockets, "alertEvaluator": watchdog}
 
 
 async def server_stats() -> dict[str, Any]:
@@ -36,4 +43,5 @@ async def server_stats() -> dict[str, Any]:
         "websocket": await websocket_health(),
         "counters": counters.snapshot(),
         "collector": collector.stats(),
+        "alertNotifications": await db.run(notify.outbox_counts),
     }

@@ -11,6 +11,7 @@ urlpatterns = [
     path("metrics/history/", views.history, name="metrics-history"),
     path("metrics/overview/", views.page_overview, name="metrics-overview"),
     path("metrics/failures/", views.failures, name="metrics-failures"),
+    path("alerts/", views.alerts, name="alerts"),
     path("stats/", views.stats, name="stats"),
     path("health/websocket", views.websocket_health, name="health-websocket"),
 ]

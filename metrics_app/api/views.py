@@ -14,6 +14,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
 from metrics_app import counters
+from metrics_app.alerts import lifecycle
 from metrics_app.api import status
 from metrics_app.api.auth import View, is_reader, require_api_key, require_reader, unauthorized
 from metrics_app.history import failures as failed
@@ -209,6 +210,21 @@ def failures(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     start = now - overview.RANGES[range_name].span
     return JsonResponse({"range": range_name, **failed.failures(start, now, source, query, int(page))})
+
+
+@allow("GET")
+@require_reader
+def alerts(request: HttpRequest) -> HttpResponse:
+    """Alerts, newest first: firing (the default), resolved or all (docs/alerts.md)."""
+    state = request.GET.get("state", "firing")
+    if state not in lifecycle.STATES:
+        return error(
+            400, "invalid_request", f"state must be one of {', '.join(lifecycle.STATES)}", field="state"
+        )
+    source = request.GET.get("source") or None
+    if source is not None and not is_source_name(source):
+        return error(400, "invalid_request", f"source must match {SOURCE_PATTERN}", field="source")
+    return JsonResponse({"alerts": lifecycle.listed(state, source)})
 
 
 @allow("GET")

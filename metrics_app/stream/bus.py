@@ -64,6 +64,8 @@ return redis.call('PUBLISH', ARGV[1], '{' .. table.concat(parts, ',') .. '}\\n' 
 """
 
 PUBLISH_QUEUE_RECORDS: Final = 100_000
+# Starts a message that is an event for every socket, not a batch of records (never a JSON header).
+EVENT_MARK: Final = b"!"
 
 
 class Bus(ABC):
@@ -75,6 +77,11 @@ class Bus(ABC):
     def publish(self, counts: dict[str, int], payload: bytes) -> None:
         """Publish a batch: `counts` records per channel, `payload` the records as JSON. Never
         waits on a remote server, never raises for one that is away."""
+
+    @abstractmethod
+    def publish_event(self, message: bytes) -> None:
+        """Publish a message for every socket of every process, whatever it subscribed to (an
+        alert), unnumbered. Delivered as EVENT_MARK + message."""
 
     @abstractmethod
     def subscribe(self) -> AsyncGenerator[bytes, None]:
@@ -101,6 +108,11 @@ class LocalBus(Bus):
                 loop.call_soon_threadsafe(inbox.put_nowait, message)
         counters.incr("records_broadcast", sum(counts.values()))
 
+    def publish_event(self, message: bytes) -> None:
+        with self._lock:
+            for loop, inbox in self._subscribers:
+                loop.call_soon_threadsafe(inbox.put_nowait, EVENT_MARK + message)
+
     async def subscribe(self) -> AsyncGenerator[bytes, None]:
         inbox: asyncio.Queue[bytes] = asyncio.Queue()
         subscriber = (asyncio.get_running_loop(), inbox)
@@ -125,7 +137,8 @@ class RedisBus(Bus):
             url, max_connections=4, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 1)
         )
         self._script = self._client.register_script(_PUBLISH_SCRIPT)
-        self._queue: queue.SimpleQueue[tuple[dict[str, int], bytes] | None] = queue.SimpleQueue()
+        # (counts, payload) for a batch, (None, message) for an event, None to stop
+        self._queue: queue.SimpleQueue[tuple[dict[str, int] | None, bytes] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._queued_records = 0  # queued or being published
@@ -145,6 +158,9 @@ class RedisBus(Bus):
             self._queued_records += size
         self._queue.put((counts, payload))
 
+    def publish_event(self, message: bytes) -> None:
+        self._queue.put((None, message))  # in order with the batches, on the publishing thread
+
     def drain(self, timeout: float) -> bool:
         """Wait until everything queued has been published (or has failed)."""
         with self._idle:
@@ -158,6 +174,14 @@ class RedisBus(Bus):
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             counts, payload = item
+            if counts is None:
+                try:
+                    self._client.publish(TOPIC, EVENT_MARK + payload)
+                except Exception as exc:
+                    counters.problem(
+                        "event_broadcast_failures", log, "publishing an event to Redis failed: %s", exc
+                    )
+                continue
             size = sum(counts.values())
             try:
                 self._publish_now(counts, payload)

@@ -26,7 +26,7 @@ from metrics_app import counters, db
 from metrics_app.history import reads
 from metrics_app.records import WILDCARD, channel_of_wire, now_ms
 from metrics_app.stream import totals
-from metrics_app.stream.bus import get_bus, parse
+from metrics_app.stream.bus import EVENT_MARK, get_bus, parse
 from metrics_app.stream.sockets import Frame, SocketWriter
 from metrics_app.stream.totals import LiveStats
 
@@ -108,6 +108,9 @@ class Hub:
         and the next one is read."""
         async for message in get_bus().subscribe():
             try:
+                if message.startswith(EVENT_MARK):
+                    self._send(self.clients, Frame(message[len(EVENT_MARK) :]))
+                    continue
                 self.receive(*parse(message))
             except Exception:
                 log.exception("live hub could not handle a published message (%d bytes)", len(message))

@@ -1,0 +1,109 @@
+"""What the evaluator reads each cycle: the last window of every channel from the minute rollups,
+the errors of the window's failures, when each channel last reported, and each scheduler's
+last runs. Nothing here scans more than a window of rows, but `last_seen` (one index lookup
+per channel through the rollups' key) and `recent_runs` (an index range per scheduler)."""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+from django.db.models import Count, Max
+
+from metrics_app.history import reads
+from metrics_app.history.reads import Slot
+from metrics_app.models import MinuteRollup, PagePerformance, SchedulerMetric
+from metrics_app.records import epoch_ms
+
+# The distinct error messages read per window: enough to tell refusals from outages.
+MAX_ERROR_TEXTS: Final = 500
+RUNS_KEPT: Final = 11
+MINUTE_MS: Final = 60_000  # a scheduler's period is learned from the gaps between its last runs
+
+
+@dataclass
+class Window:
+    """A channel's records of the last window: per type, and per scheduler for runs."""
+
+    types: dict[str, Slot] = field(default_factory=dict)
+    errors: dict[str, Counter[str]] = field(default_factory=dict)  # per type: message → count
+
+    def of(self, metric_type: str) -> Slot:
+        return self.types.get(metric_type) or Slot()
+
+
+def windows(start: datetime, end: datetime) -> dict[str, Window]:
+    """Every channel with records in start … end (whole minutes from the minute rollups), and
+    the error messages of its failed pages."""
+    found: dict[str, Window] = {}
+    for key, slots in reads.series(start, end, "minute").items():
+        window = found.setdefault(key.channel, Window())
+        total = window.types.setdefault(key.type, Slot())
+        for slot in slots.values():
+            total.merge(slot)
+    failed = (
+        PagePerformance.objects.filter(success=False, created_at__gte=start, created_at__lt=end)
+        .values_list("scraper_source", "metric_type", "error")
+        .annotate(n=Count("id"))
+        .order_by("-n")[:MAX_ERROR_TEXTS]
+    )
+    for source, metric_type, error, n in failed:
+        window = found.setdefault(source, Window())
+        window.errors.setdefault(metric_type, Counter())[error or ""] += n
+    return found
+
+
+def last_seen(exact_since: datetime) -> dict[str, int]:
+    """When each channel's newest record was made (ms), as far back as the minute rollups go
+    (the detailed rows' retention). The newest minute per channel comes through the rollups'
+    key (one index lookup each); for channels that reported since `exact_since`, the newest
+    record's own time, otherwise the end of its newest minute."""
+    seen = {
+        source: epoch_ms(minute) + MINUTE_MS
+        for source, minute in MinuteRollup.objects.order_by()
+        .values_list("scraper_source")
+        .annotate(newest=Max("minute"))
+        .values_list("scraper_source", "newest")
+    }
+    recent = (
+        MinuteRollup.objects.filter(minute__gte=exact_since)
+        .order_by()
+        .values_list("scraper_source")
+        .annotate(newest=Max("last_recorded_at"))
+        .values_list("scraper_source", "newest")
+    )
+    seen.update(recent)
+    return seen
+
+
+@dataclass(frozen=True)
+class Run:
+    at: int  # ms
+    duration_ms: int
+    items: int
+    success: bool
+    error: str | None
+    source: str | None
+
+
+def recent_runs(since: datetime) -> dict[str, list[Run]]:
+    """The last RUNS_KEPT runs of every scheduler that ran since `since`, newest first."""
+    newest = (
+        SchedulerMetric.objects.order_by()
+        .values_list("scheduler_name")
+        .annotate(newest=Max("created_at"))  # through the (scheduler_name, created_at) index
+        .values_list("scheduler_name", "newest")
+    )
+    runs: dict[str, list[Run]] = {}
+    for name in [name for name, at in newest if at >= since]:
+        rows = (
+            SchedulerMetric.objects.filter(scheduler_name=name)
+            .order_by("-created_at")
+            .values_list(
+                "created_at", "execution_duration_ms", "items_processed", "success", "error", "scraper_source"
+            )[:RUNS_KEPT]
+        )
+        runs[name] = [
+            Run(epoch_ms(at), ms, items, ok, error, source) for at, ms, items, ok, error, source in rows
+        ]
+    return runs

@@ -1,0 +1,148 @@
+"""What is usual for a channel, learned from its own hourly rollups of the last 7 days.
+
+Each measure (failure rate per type, items per successful scrape, bytes per page, records per
+hour) becomes a spread over the channel's hours: the 10th, 50th and 90th percentile of its
+hourly values (robust: one odd hour moves none of them much). Where at least MIN_DAYS_AT_HOUR
+days have the current hour of day, only those hours count ("at this hour"), so a source that
+is busy by day and quiet by night is judged against the right part of the day. Hours that
+overlap one of the channel's alerts are left out, so an outage never becomes the new normal.
+Durations use the pooled histogram of the whole week (p50 and p90).
+
+Baselines are refreshed a few channels per evaluation (REFRESH_PER_CYCLE), so a cycle's
+cost does not grow with the number of channels; a channel is relearned every REFRESH_AFTER.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from django.utils import timezone
+
+from metrics_app import histogram
+from metrics_app.history import reads, rollups
+from metrics_app.history.reads import Slot
+from metrics_app.records import epoch_ms
+
+HISTORY: Final = timedelta(days=7)
+MIN_HOURS: Final = 3  # fewer hours with records: nothing learned yet
+MIN_DAYS_AT_HOUR: Final = 3
+MIN_RECORDS_PER_HOUR: Final = 5  # an hour with fewer says little about rates
+REFRESH_AFTER: Final = timedelta(minutes=10)
+REFRESH_PER_CYCLE: Final = 25
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A measure's usual range: 10th, 50th and 90th percentile of its hourly values, and which
+    hours they came from."""
+
+    low: float
+    median: float
+    high: float
+    basis: str  # "last 7 days at this hour", "last 7 days"
+
+    @classmethod
+    def of(cls, values: Sequence[float], basis: str) -> "Spread | None":
+        if not values:
+            return None
+        ordered = sorted(values)
+        return cls(_rank(ordered, 0.10), _rank(ordered, 0.50), _rank(ordered, 0.90), basis)
+
+
+def _rank(ordered: Sequence[float], fraction: float) -> float:
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@dataclass
+class Usual:
+    """A channel's usual, per record type."""
+
+    failure_rate: dict[str, Spread] = field(default_factory=dict)
+    duration_p50: dict[str, float] = field(default_factory=dict)
+    duration_p90: dict[str, float] = field(default_factory=dict)
+    items_per_page: Spread | None = None  # items per successful scrape
+    bytes_per_page: Spread | None = None  # dataSize per scrape
+    records_per_hour: Spread | None = None
+    hours: int = 0  # hours with records that it was learned from
+    learned_at: datetime | None = None
+
+
+def learn(channel: str, now: datetime, excluded: Iterable[tuple[datetime, datetime]] = ()) -> Usual:
+    """The usual of one channel as of `now`, without the hours that overlap `excluded` periods."""
+    shift_ms = rollups.hour_shift_seconds() * 1000
+    current_start = datetime.fromtimestamp(rollups.hour_start_ms(epoch_ms(now), shift_ms) / 1000, UTC)
+    periods = list(excluded)
+    by_type: dict[str, dict[datetime, Slot]] = {}
+    for key, slots in reads.series(now - HISTORY, current_start, "hour", channel).items():
+        if key.type == "scheduler_run":
+            continue  # schedulers learn from their runs (metrics_app.alerts.verdicts)
+        for start, slot in slots.items():
+            if start < current_start and not _overlaps(start, periods):
+                by_type.setdefault(key.type, {}).setdefault(start, Slot()).merge(slot)
+    usual = Usual(learned_at=now)
+    all_hours = {start for slots in by_type.values() for start in slots}
+    usual.hours = len(all_hours)
+    if usual.hours < MIN_HOURS:
+        return usual
+    local_hour = timezone.localtime(now).hour
+    for metric_type, slots in by_type.items():
+        chosen, basis = _at_this_hour(slots, local_hour)
+        busy = [slot for slot in chosen if slot.count >= MIN_RECORDS_PER_HOUR]
+        if spread := Spread.of([1 - slot.ok / slot.count for slot in busy], basis):
+            usual.failure_rate[metric_type] = spread
+        pooled = Slot()
+        for slot in slots.values():
+            pooled.merge(slot)
+        p50, p90 = histogram.percentiles(pooled.histogram, (0.50, 0.90))
+        if p50 is not None and p90 is not None:
+            usual.duration_p50[metric_type], usual.duration_p90[metric_type] = p50, p90
+        if metric_type == "page_scrape":
+            usual.items_per_page = Spread.of([slot.items / slot.ok for slot in busy if slot.ok], basis)
+            usual.bytes_per_page = Spread.of([slot.size / slot.count for slot in busy], basis)
+    per_hour: dict[datetime, int] = {}
+    for slots in by_type.values():
+        for start, slot in slots.items():
+            per_hour[start] = per_hour.get(start, 0) + slot.count
+    usual.records_per_hour = Spread.of([float(n) for n in per_hour.values()], "last 7 days")
+    return usual
+
+
+def _at_this_hour(slots: dict[datetime, Slot], local_hour: int) -> tuple[list[Slot], str]:
+    same = [slot for start, slot in slots.items() if timezone.localtime(start).hour == local_hour]
+    if len(same) >= MIN_DAYS_AT_HOUR:
+        return same, "last 7 days at this hour"
+    return list(slots.values()), "last 7 days"
+
+
+def _overlaps(hour: datetime, periods: list[tuple[datetime, datetime]]) -> bool:
+    end = hour + timedelta(hours=1)
+    return any(start < end and hour < stop for start, stop in periods)
+
+
+class Baselines:
+    """Each channel's usual, relearned a few channels per cycle."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, Usual] = {}
+
+    def refresh(
+        self, channels: Iterable[str], now: datetime, excluded: dict[str, list[tuple[datetime, datetime]]]
+    ) -> int:
+        """Relearn the channels never learned, then the stalest; returns how many were."""
+        due = [
+            channel
+            for channel in channels
+            if channel not in self.known or now - (self.known[channel].learned_at or now) >= REFRESH_AFTER
+        ]
+        due.sort(
+            key=lambda channel: (
+                self.known[channel].learned_at or now if channel in self.known else now - HISTORY
+            )
+        )
+        for channel in due[:REFRESH_PER_CYCLE]:
+            self.known[channel] = learn(channel, now, excluded.get(channel, []))
+        return min(len(due), REFRESH_PER_CYCLE)
+
+    def get(self, channel: str) -> Usual:
+        return self.known.get(channel) or Usual()
