@@ -49,7 +49,7 @@ def now() -> Any:
     return timezone.now().replace(microsecond=0)
 
 
-FAULTS = {
+FAULTS: dict[str, tuple[Callable[..., dict[str, Any]], dict[str, Any], str]] = {
     "site_down": (navigation, {"success": False, "error": "net::ERR_CONNECTION_REFUSED"}, "site down"),
     "blocked": (navigation, {"success": False, "error": "HTTP 403 Forbidden"}, "blocked"),
     "extraction_broken": (scrape, {"itemsExtracted": 0}, "0 items per page"),
