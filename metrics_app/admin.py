@@ -12,12 +12,17 @@ from django.utils.functional import cached_property
 
 from metrics_app import histogram
 from metrics_app.models import (
+    Alert,
+    AlertEvent,
     ApiKey,
     DailySummary,
     HourlyRollup,
+    Notification,
     PagePerformance,
     SchedulerDailySummary,
     SchedulerMetric,
+    Silence,
+    Threshold,
 )
 
 
@@ -243,3 +248,78 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for api_key in active:  # one by one, so this process's key cache hears of each
             api_key.revoke()
         messages.success(request, f"Revoked {len(active)} key(s).")
+
+
+# --- Alerts ----------------------------------------------------------------------------------
+
+
+class AlertEventInline(admin.TabularInline):
+    model = AlertEvent
+    extra = 0
+    fields = ("status", "when", "summary")
+    readonly_fields = fields
+    can_delete = False
+
+    @admin.display(description="at")
+    def when(self, event: AlertEvent) -> str:
+        return moment(event.at)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    """Every alert the evaluator raised, with its transitions: the record of what broke."""
+
+    list_display = ("verdict", "scraper_source", "scheduler_name", "severity", "state", "started", "ended",
+                    "flaps", "silenced", "summary")  # fmt: skip
+    list_filter = ("state", "verdict", "severity", "silenced")
+    search_fields = ("scraper_source", "scheduler_name", "summary")
+    inlines = (AlertEventInline,)
+
+    @admin.display(description="started firing", ordering="starts_at")
+    def started(self, alert: Alert) -> str:
+        return moment(alert.starts_at)
+
+    @admin.display(description="resolved", ordering="ends_at")
+    def ended(self, alert: Alert) -> str:
+        return moment(alert.ends_at)
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    """Deliveries to webhooks and email: what was sent, what is being retried, what gave up."""
+
+    list_display = ("event", "target", "state", "attempts", "next_attempt", "sent", "last_error")
+    list_filter = ("state",)
+
+    @admin.display(description="next attempt", ordering="next_attempt_at")
+    def next_attempt(self, notification: Notification) -> str:
+        return moment(notification.next_attempt_at)
+
+    @admin.display(description="sent", ordering="sent_at")
+    def sent(self, notification: Notification) -> str:
+        return moment(notification.sent_at)
+
+
+@admin.register(Silence)
+class SilenceAdmin(admin.ModelAdmin):
+    """Mute a source, a scheduler or a verdict (or a combination) for a while; alerts are still
+    recorded, not notified."""
+
+    list_display = ("__str__", "scraper_source", "scheduler_name", "verdict", "starts_at", "ends_at",
+                    "created_by", "reason")  # fmt: skip
+    readonly_fields = ("created_by",)
+
+    def save_model(self, request: HttpRequest, obj: Silence, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user.get_username()
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Threshold)
+class ThresholdAdmin(admin.ModelAdmin):
+    """Fixed thresholds, in force beside the learned ones."""
+
+    list_display = ("__str__", "scraper_source", "signal", "value")
