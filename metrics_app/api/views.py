@@ -12,11 +12,20 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.csrf import csrf_exempt
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from metrics_app import counters
 from metrics_app.alerts import lifecycle
-from metrics_app.api import status
-from metrics_app.api.auth import View, is_reader, require_api_key, require_reader, unauthorized
+from metrics_app.api import prometheus, status
+from metrics_app.api.auth import (
+    View,
+    bearer_token,
+    find_api_key,
+    is_reader,
+    require_api_key,
+    require_reader,
+    unauthorized,
+)
 from metrics_app.history import failures as failed
 from metrics_app.history import overview, reads
 from metrics_app.ingest.storage import store_metrics
@@ -231,6 +240,19 @@ def alerts(request: HttpRequest) -> HttpResponse:
 @require_reader
 def summary(request: HttpRequest) -> HttpResponse:
     return JsonResponse(totals.summary_from_database())
+
+
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    """GET /metrics for Prometheus: an API key, or a logged-in staff user."""
+    if request.method != "GET":
+        return error(405, "method_not_allowed", "use GET")
+    user = request.user
+    if (
+        not (user.is_authenticated and user.is_active and user.is_staff)
+        and find_api_key(bearer_token(request.headers.get("Authorization"))) is None
+    ):
+        return unauthorized("send a valid API key, or log in as staff")
+    return HttpResponse(generate_latest(prometheus.registry()), content_type=CONTENT_TYPE_LATEST)
 
 
 async def stats(request: HttpRequest) -> HttpResponse:

@@ -21,7 +21,9 @@ be re-created by every publish from a worker thread.
 import asyncio
 import atexit
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -64,6 +66,9 @@ return redis.call('PUBLISH', ARGV[1], '{' .. table.concat(parts, ',') .. '}\\n' 
 """
 
 PUBLISH_QUEUE_RECORDS: Final = 100_000
+CLIENTS_KEY: Final = "wealthmetrics:clients"  # process → "sockets reported-at"
+CLIENTS_FRESH_S: Final = 15
+PROCESS: Final = f"{socket.gethostname()}:{os.getpid()}"
 # Starts a message that is an event for every socket, not a batch of records (never a JSON header).
 EVENT_MARK: Final = b"!"
 
@@ -82,6 +87,14 @@ class Bus(ABC):
     def publish_event(self, message: bytes) -> None:
         """Publish a message for every socket of every process, whatever it subscribed to (an
         alert), unnumbered. Delivered as EVENT_MARK + message."""
+
+    @abstractmethod
+    def report_clients(self, count: int) -> None:
+        """Say how many sockets this process holds (blocking: call it off the event loop)."""
+
+    @abstractmethod
+    def clients(self) -> int:
+        """Sockets held by every live process: the sum of their last reports (blocking)."""
 
     @abstractmethod
     def subscribe(self) -> AsyncGenerator[bytes, None]:
@@ -112,6 +125,12 @@ class LocalBus(Bus):
         with self._lock:
             for loop, inbox in self._subscribers:
                 loop.call_soon_threadsafe(inbox.put_nowait, EVENT_MARK + message)
+
+    def report_clients(self, count: int) -> None:
+        self._clients = count
+
+    def clients(self) -> int:
+        return getattr(self, "_clients", 0)
 
     async def subscribe(self) -> AsyncGenerator[bytes, None]:
         inbox: asyncio.Queue[bytes] = asyncio.Queue()
@@ -160,6 +179,21 @@ class RedisBus(Bus):
 
     def publish_event(self, message: bytes) -> None:
         self._queue.put((None, message))  # in order with the batches, on the publishing thread
+
+    def report_clients(self, count: int) -> None:
+        self._client.hset(CLIENTS_KEY, PROCESS, f"{count} {time.time():.0f}")
+
+    def clients(self) -> int:
+        """The reports of the last CLIENTS_FRESH_S seconds; older ones are of processes gone."""
+        total, now = 0, time.time()
+        reports: dict[bytes, bytes] = self._client.hgetall(CLIENTS_KEY)  # type: ignore[assignment]
+        for process, report in reports.items():
+            count, at = report.split()
+            if now - float(at) <= CLIENTS_FRESH_S:
+                total += int(count)
+            else:
+                self._client.hdel(CLIENTS_KEY, process.decode())
+        return total
 
     def drain(self, timeout: float) -> bool:
         """Wait until everything queued has been published (or has failed)."""

@@ -39,6 +39,7 @@ HISTORY_SIZE = 100
 HISTORY_CACHE_SECONDS = 1.0
 HISTORY_CACHE_SIZE = 256
 UPDATE_EVERY_SECONDS = 1.0
+CLIENTS_REPORT_SECONDS = 5.0
 
 
 class Client(Protocol):
@@ -94,6 +95,7 @@ class Hub:
         self._tasks.append(
             asyncio.ensure_future(self._every(settings.METRICS_HEARTBEAT_INTERVAL_MS / 1000, self.heartbeat))
         )
+        self._tasks.append(asyncio.ensure_future(self._report_clients()))
 
     async def _every(self, seconds: float, action: Callable[[], None]) -> None:
         while True:
@@ -102,6 +104,16 @@ class Hub:
                 action()
             except Exception:
                 log.exception("live hub: %s failed", getattr(action, "__name__", action))
+
+    async def _report_clients(self) -> None:
+        """Every few seconds, this process's socket count where every process can sum them
+        (GET /metrics gives the same total whichever process answers)."""
+        while True:
+            try:
+                await asyncio.to_thread(get_bus().report_clients, len(self.clients))
+            except Exception as exc:  # Redis away: the next report will do
+                log.debug("could not report the socket count: %s", exc)
+            await asyncio.sleep(CLIENTS_REPORT_SECONDS)
 
     async def _listen(self) -> None:
         """The process's one subscription. A message it cannot handle is logged and counted,

@@ -1,0 +1,111 @@
+"""GET /metrics: the Prometheus exposition, the same whichever process answers.
+
+Nothing here is a per-process counter. Records, items and durations are sums over the hourly
+rollups (kept forever, so the counters only grow); last-record times come from the minute
+rollups; firing alerts from the alerts table; WebSocket clients from every live process's
+report (metrics_app.stream.bus). The duration histogram folds the rollups' 1.2x buckets into
+the usual Prometheus edges (LE_SECONDS): a rollup bucket counts under the first edge at or
+above its upper bound, so a count may sit one edge high, never low.
+"""
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any, Final
+
+from django.db.models import Count, Sum
+from django.utils import timezone
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from metrics_app import histogram
+from metrics_app.alerts import signals
+from metrics_app.models import Alert, HourlyRollup
+from metrics_app.stream.bus import get_bus
+
+LE_SECONDS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+LAST_SEEN_EXACT_S: Final = 3600
+
+
+class Cluster(Collector):
+    def collect(self) -> Iterator[Any]:
+        records = CounterMetricFamily(
+            "wealthmetrics_records", "Stored records.", labels=["source", "type", "success"]
+        )
+        items = CounterMetricFamily("wealthmetrics_items", "Items extracted (scrapes) and processed (runs).",
+                                    labels=["source"])  # fmt: skip
+        durations: dict[tuple[str, str], tuple[list[int], float]] = {}
+        item_sums: dict[str, int] = {}
+        for source, kind, bucket, n, ok, total, found in (
+            HourlyRollup.objects.order_by()
+            .values_list("scraper_source", "metric_type", "duration_bucket")
+            .annotate(Sum("records"), Sum("successes"), Sum("duration_sum"), Sum("items_sum"))
+        ):
+            records.add_metric([source, kind, "true"], ok)
+            records.add_metric([source, kind, "false"], n - ok)
+            counts, seconds = durations.get((source, kind), ([0] * (len(LE_SECONDS) + 1), 0.0))
+            counts[_edge(bucket)] += n
+            durations[(source, kind)] = (counts, seconds + total / 1000)
+            item_sums[source] = item_sums.get(source, 0) + found
+        yield _summed(records)
+        for source, found in sorted(item_sums.items()):
+            items.add_metric([source], found)
+        yield items
+        histograms = HistogramMetricFamily("wealthmetrics_duration_seconds", "Record durations.",
+                                           labels=["source", "type"])  # fmt: skip
+        for (source, kind), (counts, seconds) in sorted(durations.items()):
+            cumulative, buckets = 0, []
+            for edge, n in zip([*map(str, LE_SECONDS), "+Inf"], counts, strict=True):
+                cumulative += n
+                buckets.append((edge, cumulative))
+            histograms.add_metric([source, kind], buckets, seconds)
+        yield histograms
+        last = GaugeMetricFamily(
+            "wealthmetrics_last_record_timestamp_seconds",
+            "When a source's newest record was made.",
+            labels=["source"],
+        )
+        exact_since = timezone.now() - timedelta(seconds=LAST_SEEN_EXACT_S)
+        for source, at in sorted(signals.last_seen(exact_since).items()):
+            last.add_metric([source], at / 1000)
+        yield last
+        firing = GaugeMetricFamily(
+            "wealthmetrics_alerts_firing", "Alerts firing now.", labels=["verdict", "source"]
+        )
+        for verdict, source, n in _firing():
+            firing.add_metric([verdict, source or ""], n)
+        yield firing
+        yield GaugeMetricFamily("wealthmetrics_websocket_clients", "Open WebSocket clients, every process.",
+                                value=get_bus().clients())  # fmt: skip
+
+
+def _edge(bucket: int) -> int:
+    """The first LE_SECONDS edge at or above a rollup bucket's upper bound (or +Inf)."""
+    upper = histogram.upper_bound(bucket) / 1000
+    return next((n for n, edge in enumerate(LE_SECONDS) if upper <= edge), len(LE_SECONDS))
+
+
+def _summed(family: CounterMetricFamily) -> CounterMetricFamily:
+    """One sample per label set: the rollups come per duration bucket."""
+    sums: dict[tuple[str, ...], float] = {}
+    for sample in family.samples:
+        key = tuple(sample.labels[name] for name in ("source", "type", "success"))
+        sums[key] = sums.get(key, 0) + sample.value
+    merged = CounterMetricFamily(family.name, family.documentation, labels=["source", "type", "success"])
+    for labels, value in sorted(sums.items()):
+        merged.add_metric(list(labels), value)
+    return merged
+
+
+def _firing() -> list[tuple[str, str | None, int]]:
+    return list(
+        Alert.objects.filter(state=Alert.State.FIRING)
+        .values_list("verdict", "scraper_source")
+        .annotate(n=Count("id"))
+        .order_by("verdict", "scraper_source")
+    )
+
+
+def registry() -> CollectorRegistry:
+    found = CollectorRegistry(auto_describe=False)
+    found.register(Cluster())
+    return found
