@@ -17,10 +17,12 @@ from typing import Any, Final
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from metrics_app.alerts.verdicts import Finding
 from metrics_app.history.reads import iso
-from metrics_app.models import Alert, AlertEvent, Notification, Silence
+from metrics_app.models import Alert, AlertEvent, Notification, Silence, Verdict
+from metrics_app.records import SOURCE_PATTERN, is_source_name
 
 MAX_HOLD_FLAPS: Final = 3
 RULES: Final = {
@@ -36,8 +38,9 @@ RULES: Final = {
 }
 
 
-def as_dict(alert: Alert) -> dict[str, Any]:
-    """An alert as the API, the WebSocket and the webhooks give it (docs/alerts.md)."""
+def as_dict(alert: Alert, silences: Iterable[Silence] = ()) -> dict[str, Any]:
+    """An alert as the API, the WebSocket and the webhooks give it (docs/alerts.md); `silenced`
+    when it fired under a silence or one of `silences` (those in force) matches it now."""
     return {
         "id": alert.pk,
         "rule": RULES.get(alert.verdict, alert.verdict),
@@ -53,7 +56,7 @@ def as_dict(alert: Alert) -> dict[str, Any]:
         "startsAt": iso(alert.starts_at) if alert.starts_at else None,
         "endsAt": iso(alert.ends_at) if alert.ends_at else None,
         "flaps": alert.flaps,
-        "silenced": alert.silenced,
+        "silenced": alert.silenced or _silenced(alert, silences),
         "sources": alert.sources,
     }
 
@@ -161,4 +164,34 @@ def listed(state: str, source: str | None) -> list[dict[str, Any]]:
         alerts = alerts.filter(state=state)
     if source is not None:
         alerts = alerts.filter(scraper_source=source)
-    return [as_dict(alert) for alert in alerts.order_by("-starts_at", "-id")[:MAX_LISTED]]
+    now = timezone.now()
+    silences = list(Silence.objects.filter(starts_at__lte=now, ends_at__gt=now))
+    return [as_dict(alert, silences) for alert in alerts.order_by("-starts_at", "-id")[:MAX_LISTED]]
+
+
+MAX_SILENCE_MINUTES: Final = 7 * 24 * 60
+
+
+def silence(fields: dict[str, Any], by: str, now: datetime) -> Silence:
+    """A silence from the page's JSON ({scraperSource, schedulerName, verdict, minutes, reason});
+    ValueError(message, field) names what is wrong."""
+    source, scheduler, verdict = (
+        fields.get(name) or "" for name in ("scraperSource", "schedulerName", "verdict")
+    )
+    for name, value in (("scraperSource", source), ("schedulerName", scheduler)):
+        if value and not is_source_name(value):
+            raise ValueError(f"{name} must match {SOURCE_PATTERN}", name)
+    if verdict and verdict not in Verdict.values:
+        raise ValueError(f"verdict must be one of {', '.join(Verdict.values)}", "verdict")
+    if not (source or scheduler or verdict):
+        raise ValueError("name a scraperSource, a schedulerName or a verdict to silence", "scraperSource")
+    minutes = fields.get("minutes")
+    if not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= MAX_SILENCE_MINUTES:
+        raise ValueError(f"minutes must be an integer from 1 to {MAX_SILENCE_MINUTES}", "minutes")
+    reason = fields.get("reason") or ""
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise ValueError("reason must be text of at most 500 characters", "reason")
+    return Silence.objects.create(
+        scraper_source=source, scheduler_name=scheduler, verdict=verdict, starts_at=now,
+        ends_at=now + timedelta(minutes=minutes), created_by=by[:150], reason=reason,
+    )  # fmt: skip

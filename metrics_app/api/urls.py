@@ -12,6 +12,7 @@ urlpatterns = [
     path("metrics/overview/", views.page_overview, name="metrics-overview"),
     path("metrics/failures/", views.failures, name="metrics-failures"),
     path("alerts/", views.alerts, name="alerts"),
+    path("alerts/silences/", views.silence, name="alert-silences"),
     path("stats/", views.stats, name="stats"),
     path("health/websocket", views.websocket_health, name="health-websocket"),
 ]

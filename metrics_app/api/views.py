@@ -5,6 +5,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -234,6 +235,25 @@ def alerts(request: HttpRequest) -> HttpResponse:
     if source is not None and not is_source_name(source):
         return error(400, "invalid_request", f"source must match {SOURCE_PATTERN}", field="source")
     return JsonResponse({"alerts": lifecycle.listed(state, source)})
+
+
+@allow("POST")
+def silence(request: HttpRequest) -> HttpResponse:
+    """Silence alerts from the page: a logged-in person, with Django's CSRF check."""
+    user = request.user
+    if not (user.is_authenticated and user.is_active):
+        return unauthorized("log in to silence alerts")
+    try:
+        fields = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        return error(400, "invalid_request", "the body must be a JSON object", field=None)
+    if not isinstance(fields, dict):
+        return error(400, "invalid_request", "the body must be a JSON object", field=None)
+    try:
+        created = lifecycle.silence(fields, user.get_username(), timezone.now())
+    except ValueError as exc:
+        return error(400, "invalid_request", exc.args[0], field=exc.args[1])
+    return JsonResponse({"id": created.pk, "endsAt": reads.iso(created.ends_at)}, status=201)
 
 
 @allow("GET")

@@ -2,6 +2,7 @@
 // WebSocket for what happens next. The chosen range and source apply to every tile, card, bar
 // and chart; charts are redrawn at most once per animation frame, and only the visible tab's.
 
+import { AlertsView } from "./alerts.js";
 import { ChartJsAdapter } from "./chartjs-adapter.js";
 import { FailuresView } from "./failures.js";
 import {
@@ -191,6 +192,7 @@ function renderScraperCards() {
     card.querySelector("a").href = sourceUrl(channel.name);
     card.classList.toggle("failing", (totals.successRate ?? 100) < 90);
     card.classList.toggle("stopped", silent);
+    showAlertState(card, channel.name);
     return card;
   });
   els.grid.replaceChildren(...cards);
@@ -215,10 +217,22 @@ function renderSchedulerCards() {
     const late = scheduler.periodSeconds && Date.now() - scheduler.lastRunAt > 1.5 * scheduler.periodSeconds * 1000;
     card.classList.toggle("stopped", Boolean(late));
     card.classList.toggle("failing", failed > 0);
+    showAlertState(card, name);
     return card;
   });
   els.schedulerGrid.replaceChildren(...cards);
   els.noSchedulers.hidden = cards.length > 0;
+}
+
+// A card's state: "ok", or the severity and verdict of its worst firing alert.
+function showAlertState(card, name) {
+  const alert = alerts.stateOf(name);
+  const field = card.querySelector('[data-field="state"]');
+  field.textContent = alert ? `${alert.severity}: ${alert.verdict.replaceAll("_", " ")}` : "ok";
+  field.title = alert?.summary ?? "";
+  field.className = alert?.severity ?? "";
+  card.classList.toggle("alerting-critical", alert?.severity === "critical");
+  card.classList.toggle("alerting-warning", alert?.severity === "warning");
 }
 
 // Every channel seen in the range, silent ones included; the chosen one stays on the list.
@@ -278,6 +292,7 @@ function onRecords({ metrics, origin }) {
 // --- wiring --------------------------------------------------------------------------------
 
 const failures = new FailuresView($("#tab-alerts"), getJSON);
+const alerts = new AlertsView($("#tab-alerts"), getJSON, () => invalidate("view"));
 
 function showTab(name) {
   state.tab = name;
@@ -308,7 +323,11 @@ function exportCharts(format) {
 }
 
 function main() {
-  connect(WILDCARD, onRecords);
+  const client = connect(WILDCARD, onRecords);
+  client.on("alert", () => alerts.load().catch(console.warn)); // an alert fired or resolved
+  client.on("status", ({ state: connection }) => {
+    if (connection === "live") alerts.load().catch(console.warn); // what changed while away
+  });
 
   for (const button of els.tabs) button.addEventListener("click", () => showTab(button.dataset.tab));
   els.range.addEventListener("change", () => {

@@ -104,7 +104,8 @@ export class ChartJsAdapter extends ChartAdapter {
     chart.data.labels = labels;
     const datasets = Object.entries(series).map(([name, values]) => this.dataset(chart, spec, name, values, extra));
     for (const [name, values] of Object.entries(extra.overlay ?? {})) {
-      datasets.push({ ...this.line(name, values, "#c0362c", extra.partial), type: "line", yAxisID: "y2", order: -1 });
+      const colour = spec.colours?.[name] ?? "#c0362c";
+      datasets.push({ ...this.line(name, values, colour, extra.partial), type: "line", yAxisID: "y2", order: -1 });
     }
     chart.data.datasets = datasets;
     if (spec.kind === "hbar") {

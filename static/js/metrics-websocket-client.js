@@ -175,6 +175,8 @@ export class MetricsWebSocketClient {
         return this.emit("subscription", message);
       case "error":
         return this.emit("error", message);
+      case "alert":
+        return this.emit("alert", message);
       default:
         return undefined; // connected, heartbeat, pong: keeping the link alive is enough
     }

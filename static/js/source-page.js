@@ -2,6 +2,7 @@
 // items per scrape, bytes per page and retries over the chosen range, and its failures grouped
 // by message. Live in the live range, like the overview.
 
+import { AlertsView } from "./alerts.js";
 import { ChartJsAdapter } from "./chartjs-adapter.js";
 import { FailuresView } from "./failures.js";
 import { bucketLabel, formatAgo, formatTime } from "./format.js";
@@ -20,7 +21,7 @@ const per = (view, type, value, empty = null) => view.values(source, type, (b) =
 
 const CHARTS = {
   volume: {
-    kind: "stacked", unit: "count", overlayUnit: "%",
+    kind: "stacked", unit: "count", overlayUnit: "%", colours: { "alert firing": "#7c3aed" },
     title: (v) => `Records ${v.range.bucketLabel}, and the error rate (${v.range.label})`,
     data: (v) => ({
       labels: labels(v),
@@ -29,7 +30,10 @@ const CHARTS = {
           .filter((type) => v.series[source]?.[type])
           .map((type) => [type.replace("page_", "").replace("_", " "), per(v, type, (b) => b.count, 0)]),
       ),
-      extra: { partial: v.partialIndex, overlay: { "error rate %": v.axis.map((_, i) => errorRate(v, i)) } },
+      extra: {
+        partial: v.partialIndex,
+        overlay: { "error rate %": v.axis.map((_, i) => errorRate(v, i)), "alert firing": alertPeriods(v) },
+      },
     }),
   },
   percentiles: {
@@ -58,6 +62,17 @@ const CHARTS = {
   },
 };
 
+// 100 (the top of the % axis) in every bucket an alert of this source was firing in, so the
+// alert periods show as a bar along the top of the timeline.
+function alertPeriods(view) {
+  const step = view.range.bucket === "minute" ? 60_000 : 3_600_000;
+  const periods = [...alerts.firing, ...alerts.resolved].map((a) => [Date.parse(a.startsAt), a.endsAt ? Date.parse(a.endsAt) : Date.now()]);
+  return view.axis.map((iso) => {
+    const start = Date.parse(iso);
+    return periods.some(([from, to]) => from < start + step && start < to) ? 100 : null;
+  });
+}
+
 function errorRate(view, i) {
   const bucket = view.buckets(source, "all")[i];
   return bucket?.count ? (100 * (bucket.count - bucket.successCount)) / bucket.count : null;
@@ -66,6 +81,7 @@ function errorRate(view, i) {
 const adapter = new ChartJsAdapter(globalThis.Chart);
 const charts = new Map();
 const failures = new FailuresView(document.querySelector("#tab-source"), getJSON);
+const alerts = new AlertsView(document.querySelector("#tab-source"), getJSON, () => invalidate());
 
 function invalidate() {
   if (!state.frame) state.frame = requestAnimationFrame(render);
@@ -97,7 +113,7 @@ async function load() {
   if (ticket !== state.loading) return;
   state.view = view;
   invalidate();
-  await failures.show(state.range, source);
+  await Promise.all([failures.show(state.range, source), alerts.load(source)]);
 }
 
 function onRecords({ metrics, origin }) {
@@ -112,6 +128,6 @@ rangeSelect.addEventListener("change", () => {
   history.replaceState(null, "", `?range=${state.range}`);
   load().catch(console.warn);
 });
-connect(source, onRecords);
+connect(source, onRecords).on("alert", () => alerts.load(source).catch(console.warn));
 setInterval(() => load().catch(console.warn), RELOAD_MS);
 load().catch(console.warn);

@@ -1,0 +1,71 @@
+"""Alerts on the page, in real Chromium: a firing alert appears at the top of the Alerts tab
+without a reload (the WebSocket `alert` message), its source's card says so, a person can
+silence it from there, and the source's page marks the alert period on its timeline."""
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from metrics_app.alerts.evaluator import Evaluator
+from metrics_app.models import Silence
+from metrics_app.records import epoch_ms
+from tests.support.browser import open_dashboard, screenshot
+from tests.support.db import store
+from tests.support.records import navigation
+from tests.support.servers import DaphneServer
+
+pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_firing_alert_shows_live_on_the_tab_the_card_and_the_source_page(
+    browser: Any, daphne: DaphneServer, login: dict[str, str]
+) -> None:
+    source = f"al-{uuid.uuid4().hex[:8]}"
+    now = timezone.now()
+    store(*[navigation(scraperSource=source, recordedAt=epoch_ms(now) - 230_000 + n * 4000, success=False,
+                       error="net::ERR_NAME_NOT_RESOLVED") for n in range(12)])  # fmt: skip
+    page, errors = open_dashboard(browser, daphne, login)
+    page.wait_for_selector('#connection[data-connection-state="live"]', timeout=5000)
+    page.click('[data-tab="alerts"]')
+    assert page.inner_text("#no-firing") == "No alerts are firing."
+
+    evaluator = Evaluator("test")  # this process evaluates; the page hears of it through Redis
+    evaluator.run_once(now - timedelta(minutes=3))
+    _, events = evaluator.run_once(now)
+    evaluator.announce(events)
+
+    page.wait_for_selector("#firing-alerts li", timeout=10_000)
+    text = page.inner_text("#firing-alerts")
+    assert "site down" in text and f"{source}: site down: 100 % of page loads failed" in text
+    assert "ERR_NAME_NOT_RESOLVED" in text and "firing since" in text
+    assert page.is_hidden("#no-firing")
+    screenshot(page, "alerts-firing")
+    page.click('[data-tab="overview"]')
+    card = page.locator("#scraper-grid article", has_text=source)
+    assert card.locator('[data-field="state"]').inner_text() == "critical: site down"
+
+    page.click('[data-tab="alerts"]')
+    page.once("dialog", lambda dialog: dialog.accept("deploying a fix"))
+    page.click("#firing-alerts button.silence")
+    page.wait_for_selector("#firing-alerts li:has-text('silenced')", timeout=5000)
+    silence = Silence.objects.get()
+    assert (silence.scraper_source, silence.verdict, silence.reason) == (
+        source,
+        "site_down",
+        "deploying a fix",
+    )
+    assert silence.created_by == login["username"]
+    assert timedelta(minutes=59) < silence.ends_at - silence.starts_at <= timedelta(minutes=60)
+
+    page.goto(f"{daphne.url}/analytics/source/{source}/?range=live")
+    page.wait_for_selector("#firing-alerts li", timeout=10_000)
+    page.wait_for_function(
+        """() => Chart.getChart(document.querySelector('[data-chart="volume"]'))?.data.datasets
+              .find((d) => d.label === 'alert firing')?.data.some((v) => v === 100)""",
+        timeout=10_000,
+    )
+    screenshot(page, "alerts-source-page")
+    assert errors == []
