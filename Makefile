@@ -18,8 +18,8 @@ run: deps frontend
 	$(BIN)/python manage.py first_run --url http://$(HOST):$(PORT)/
 	@# One shell: the demo's parent becomes daphne (exec), and the demo stops when daphne does.
 	@if [ "$(DEMO)" = 1 ]; then \
-	  echo "Demo: simulated scrapers send live traffic (DEMO=0 turns them off)"; \
-	  $(BIN)/python manage.py simulate_scrapers --url http://$(HOST):$(PORT)/ --wait-for-server 60 --backfill-days 7 \
+	  echo "Demo: simulated scrapers send live traffic, with a fault every few minutes to watch alerts fire and resolve (DEMO=0 turns them off)"; \
+	  $(BIN)/python manage.py simulate_scrapers --url http://$(HOST):$(PORT)/ --wait-for-server 60 --backfill-days 7 --faults demo \
 	    --exit-with-parent >/dev/null & \
 	fi; \
 	echo "HTTP access log: $${VAR_DIR:-var}/access.log"; \

@@ -6,6 +6,7 @@ import time
 import urllib.error
 import urllib.request
 from argparse import ArgumentParser
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,44 @@ NAVIGATION_ERRORS = (
 )
 TICKERS = ("AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "GOOGL")
 SCRAPE_ERRORS = ("selector 'table.quotes' not found", "JSONDecodeError: Expecting value")
+# Faults --faults can inject, each with how long the demo keeps it up (seconds): long enough to
+# fire (half the default 5-minute window after it shows) and, for a silence, to pass
+# METRICS_ALERT_NO_DATA_S (10 minutes). "scheduler_stop" stops the scheduler's runs.
+FAULTS = {"site_down": 240, "extraction_broken": 240, "blocked": 240, "slow": 240, "scheduler_stop": 420,
+          "no_data": 840}  # fmt: skip
+DEMO_GAP_S = 240  # quiet between the demo's faults, so each one's alert resolves first
+SCHEDULER = "quotes-refresh"
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str  # a key of FAULTS
+    source: str  # ignored for scheduler_stop
+    start: float  # seconds after the simulation starts
+    duration: float
+
+
+def parse_faults(text: str, sources: list[str]) -> list[Fault]:
+    """`demo` (one fault after another on rotating sources, the first a minute in), or
+    `kind:source:start_s:duration_s,…`."""
+    if text == "demo":
+        faults, at = [], 60.0
+        for n, (kind, duration) in enumerate(FAULTS.items()):
+            faults.append(Fault(kind, sources[n % len(sources)], at, duration))
+            at += duration + DEMO_GAP_S
+        return faults
+    faults = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        parts = item.split(":")
+        if len(parts) != 4 or parts[0] not in FAULTS:
+            raise CommandError(
+                f"--faults: {item!r} is not kind:source:start_s:duration_s (kinds: {', '.join(FAULTS)})"
+            )
+        try:
+            faults.append(Fault(parts[0], parts[1], float(parts[2]), float(parts[3])))
+        except ValueError:
+            raise CommandError(f"--faults: {item!r}: start and duration are seconds") from None
+    return faults
 
 
 @dataclass
@@ -39,6 +78,7 @@ class SimulatedSource:
     failing_until: float = 0.0  # a failure burst: most navigations fail
     slow_until: float = 0.0  # a slowdown: everything takes several times longer
     pages: int = 0
+    fault: str | None = None  # an injected fault (FAULTS) in progress
 
     def visit(self, rng: random.Random, now: float, client: MetricsClient, at: int | None = None,
               broken: bool = False) -> int:  # fmt: skip
@@ -48,7 +88,10 @@ class SimulatedSource:
             self.failing_until = now + rng.uniform(30, 90)
         if now > self.slow_until and rng.random() < 1 / 2000:
             self.slow_until = now + rng.uniform(60, 180)
-        slow = 3.5 if now < self.slow_until else 1.0
+        if self.fault == "no_data":
+            return 0
+        slow = 8.0 if self.fault == "slow" else 3.5 if now < self.slow_until else 1.0
+        broken = broken or self.fault in ("site_down", "blocked")
         fail = 0.95 if broken else 0.55 if now < self.failing_until else 0.03
         self.pages += 1
         url = f"https://{self.name}.example.com/quotes/{rng.choice(TICKERS)}"
@@ -61,19 +104,27 @@ class SimulatedSource:
         client.record({
             "type": "page_navigation", "scraperSource": self.name, "url": url,
             "navigationDurationMs": navigation_ms, "retryCount": attempts - 1, "success": loaded,
-            "error": None if loaded else rng.choice(NAVIGATION_ERRORS), **when,
+            "error": None if loaded else self._navigation_error(rng), **when,
         })  # fmt: skip
         if not loaded:
             return 1
         parsed = rng.random() >= 0.01
+        items = max(0, round(rng.gauss(self.items, self.items / 4))) if parsed else 0
         client.record({
             "type": "page_scrape", "scraperSource": self.name, "url": url,
             "scrapeDurationMs": self._lognormal(rng, self.scrape_ms * slow),
-            "itemsExtracted": max(0, round(rng.gauss(self.items, self.items / 4))) if parsed else 0,
+            "itemsExtracted": 0 if self.fault == "extraction_broken" else items,
             "dataSize": self._lognormal(rng, 60_000), "success": parsed,
             "error": None if parsed else rng.choice(SCRAPE_ERRORS), **when,
         })  # fmt: skip
         return 2
+
+    def _navigation_error(self, rng: random.Random) -> str:
+        if self.fault == "site_down":
+            return rng.choice(("net::ERR_CONNECTION_REFUSED", "net::ERR_NAME_NOT_RESOLVED"))
+        if self.fault == "blocked":
+            return rng.choice(("HTTP 403 Forbidden", "HTTP 429 Too Many Requests", "captcha challenge"))
+        return rng.choice(NAVIGATION_ERRORS)
 
     def _lognormal(self, rng: random.Random, median: float) -> int:
         return max(1, round(rng.lognormvariate(math.log(median), self.spread)))
@@ -81,6 +132,7 @@ class SimulatedSource:
 
 class Command(BaseCommand):
     _parent: int | None = None
+    faults: Sequence[Fault] = ()  # set per run in handle()
     help = (
         "Send realistic scraper traffic through the HTTP ingestion API (the remote client): "
         "several sources with their own lognormal timings, failure bursts, retries, slowdowns, "
@@ -103,6 +155,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--exit-with-parent", action="store_true", help="stop when the process that started it ends"
         )
+        parser.add_argument(
+            "--faults", default="",
+            help="inject faults to watch alerts fire and resolve: 'demo' (one every few minutes, "
+            f"in turn: {', '.join(FAULTS)}), or kind:source:start_s:duration_s,…",
+        )  # fmt: skip
         parser.add_argument(
             "--backfill-days", type=int, default=0,
             help="first send this many days of history (one night of it broken for one source), "
@@ -132,6 +189,7 @@ class Command(BaseCommand):
             )
             for name in sources
         ]
+        self.faults = parse_faults(options["faults"], sources)
         client = MetricsClient(url, key, flush_interval=0.5, flush_at_exit=False)
         # A shell starts background jobs with SIGINT ignored; Ctrl-C should stop the demo too.
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -173,19 +231,41 @@ class Command(BaseCommand):
             if self._parent is not None and os.getppid() != self._parent:
                 return  # make run's daphne has stopped
             now = time.monotonic()
+            stopped = self._inject(sources, now - started)
             budget = rate * tick  # records this tick; a visit is about two
             records += budget
             while records >= 1:
-                records -= sources[rng.randrange(len(sources))].visit(rng, now, client)
+                records -= max(1, sources[rng.randrange(len(sources))].visit(rng, now, client))
             if now >= next_minute:
                 next_minute += 60
-                self._scheduler_run(sources, client, rng)
+                if not stopped:
+                    self._scheduler_run(sources, client, rng)
             if now >= next_report:
                 next_report += 10
                 stats = client.stats()
                 problem = f", last error: {stats['lastError']}" if stats["lastError"] else ""
                 self.stdout.write(f"  sent {stats['sent']}, buffered {stats['buffered']}{problem}")
             time.sleep(max(0.0, tick - (time.monotonic() - now)))
+
+    def _inject(self, sources: list[SimulatedSource], elapsed: float) -> bool:
+        """Start and end the faults due at `elapsed` seconds; True while the scheduler is stopped."""
+        by_name = {source.name: source for source in sources}
+        stopped = False
+        for fault in self.faults:
+            active = fault.start <= elapsed < fault.start + fault.duration
+            if fault.kind == "scheduler_stop":
+                stopped = stopped or active
+                continue
+            source = by_name.get(fault.source)
+            if source is None:
+                continue
+            if active and source.fault != fault.kind:
+                source.fault = fault.kind
+                self.stdout.write(f"  fault: {fault.kind} on {source.name} for {fault.duration:g} s")
+            elif not active and source.fault == fault.kind and elapsed >= fault.start + fault.duration:
+                source.fault = None
+                self.stdout.write(f"  fault over: {fault.kind} on {source.name}")
+        return stopped
 
     def _backfill(
         self, sources: list[SimulatedSource], client: MetricsClient, rng: random.Random, days: int
@@ -224,7 +304,7 @@ class Command(BaseCommand):
             source.pages = 0
         ok = rng.random() >= 0.05
         client.record({
-            "type": "scheduler_run", "schedulerName": "quotes-refresh",
+            "type": "scheduler_run", "schedulerName": SCHEDULER,
             "executionDurationMs": round(rng.lognormvariate(math.log(4000), 0.4)),
             "itemsProcessed": pages if ok else 0, "success": ok,
             "error": None if ok else "some sources did not answer in time",

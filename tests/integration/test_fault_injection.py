@@ -1,0 +1,53 @@
+"""simulate_scrapers --faults: the demo's injected faults go through the real ingest path and
+the evaluator of a running daphne names them."""
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from metrics_app.management.commands.simulate_scrapers import FAULTS, parse_faults
+from tests.support.servers import ROOT, DaphneServer
+from tests.support.waiting import wait_for
+
+
+def test_the_demo_schedule_runs_every_fault_in_turn_with_a_gap() -> None:
+    faults = parse_faults("demo", ["robinhood", "cnbc"])
+    assert [fault.kind for fault in faults] == list(FAULTS)
+    assert faults[0].start == 60 and faults[0].source == "robinhood" and faults[1].source == "cnbc"
+    assert all(b.start > a.start + a.duration for a, b in itertools.pairwise(faults))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_injected_outage_fires_site_down(
+    start_daphne: Callable[..., DaphneServer], committed_api_key: str, live_server_env: dict[str, str]
+) -> None:
+    server = start_daphne(
+        METRICS_ALERT_EVALUATOR="1", METRICS_ALERT_EVAL_INTERVAL_S="1", METRICS_ALERT_WINDOW_S="10"
+    )
+    simulator = subprocess.Popen(
+        [sys.executable, "manage.py", "simulate_scrapers", "--url", f"{server.url}/", "--api-key", committed_api_key,
+         "--sources", "alpha,beta", "--rate", "40", "--duration", "40", "--seed", "3",
+         "--faults", "site_down:alpha:1:40"],
+        cwd=ROOT, env={**live_server_env, **os.environ.copy(), "DATABASE_URL": live_server_env["DATABASE_URL"]},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    headers = {"Authorization": f"Bearer {committed_api_key}"}
+
+    def firing() -> list[dict[str, str]]:
+        alerts: list[dict[str, str]] = httpx.get(f"{server.url}/api/alerts/", headers=headers).json()[
+            "alerts"
+        ]
+        return alerts
+
+    try:
+        assert wait_for(lambda: bool(firing()), timeout=35, interval=0.5)
+    finally:
+        simulator.terminate()
+        output = simulator.communicate(timeout=20)[0]
+    assert [(a["verdict"], a["scraperSource"]) for a in firing()] == [("site_down", "alpha")]
+    assert "fault: site_down on alpha" in output
