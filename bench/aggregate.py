@@ -32,7 +32,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wealthmetrics.settings")
 
 import django  # noqa: E402
 
-from bench.common import machine  # noqa: E402
+from bench.common import machine, recreate_database  # noqa: E402
 
 CHUNK = 500_000
 DAY_US = 86_400_000_000
@@ -108,18 +108,6 @@ def measure(expired: date, recent: list[date], total: int, repeat: int) -> None:
             f"median {1000 * statistics.median(runs):.1f} ms, max {1000 * max(runs):.1f} ms, "
             f"{len(buckets)} buckets"
         )
-
-
-def recreate_database(url: str, name: str) -> None:
-    import MySQLdb
-
-    parts = urlparse(url)
-    db = MySQLdb.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
-                         user=parts.username or "root", password=parts.password or "")  # fmt: skip
-    cursor = db.cursor()
-    cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    db.close()
 
 
 def server_version() -> str:

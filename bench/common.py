@@ -5,6 +5,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,3 +44,15 @@ def rows_present() -> tuple[int, int]:
     from metrics_app.models import HourlyRollup, PagePerformance, SchedulerMetric
 
     return PagePerformance.objects.count() + SchedulerMetric.objects.count(), HourlyRollup.objects.count()
+
+
+def recreate_database(url: str, name: str) -> None:
+    import MySQLdb
+
+    parts = urlparse(url)
+    db = MySQLdb.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
+                         user=parts.username or "root", password=parts.password or "")  # fmt: skip
+    cursor = db.cursor()
+    cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    db.close()

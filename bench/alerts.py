@@ -1,0 +1,380 @@
+"""Alerting benchmark: does the evaluator find what broke, name it right, and stay quiet
+otherwise; and what does a cycle cost with 1,000 sources.
+
+    DATABASE_URL=mysql://root@127.0.0.1:3306/wealthmetrics_bench_alerts .venv/bin/python bench/alerts.py
+
+The database named in DATABASE_URL (its name must contain "bench") is dropped and created.
+
+1. **Accuracy.** --history-days of healthy traffic for --sources sources (each with its own
+   timings, item counts and page sizes; 2-5 % failures with mixed errors and a long tail of
+   durations) and three schedulers, then an evaluated span of --hours in which faults of every
+   kind start at known times (the ground truth): a site down, a ban answered with 403s, a ban
+   answered with 200 and tiny pages, selectors breaking (0 items), a slowdown, a source going
+   quiet, a scheduler stopping and one failing, and an incident (10 sources down at once).
+   Records are stored through the ingest storage path (store_metrics: the rows and their
+   rollups, as a POST stores them), then the evaluator runs every --step seconds of simulated
+   time over the evaluated span, exactly as it runs live but with `now` given. Prints recall,
+   verdict accuracy, false alerts on healthy sources per 100 source-days, and detection
+   latency (fault start → the firing transition, which is when the webhook is sent).
+2. **Cost.** 1,000 sources reporting over the last hour and 20 schedulers: the database time
+   and wall time of steady-state cycles (each relearning its share of baselines), median and
+   max over --cycles.
+"""
+
+import argparse
+import math
+import os
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wealthmetrics.settings")
+
+import django  # noqa: E402
+
+from bench.common import machine, recreate_database  # noqa: E402
+
+MINUTE_MS = 60_000
+HEALTHY_ERRORS = (
+    "net::ERR_TIMED_OUT",
+    "HTTP 503 Service Unavailable",
+    "Timeout 30000ms exceeded",
+    "HTTP 429 Too Many Requests",
+    "selector 'table.quotes' not found",
+)
+# fault kind → the verdict the evaluator should give
+EXPECTED = {
+    "site_down": "site_down",
+    "ban_403": "blocked",
+    "ban_small": "blocked",
+    "extraction": "extraction_broken",
+    "slow": "slow",
+    "quiet": "no_data",
+    "scheduler_stop": "scheduler_late",
+    "scheduler_fail": "scheduler_failed",
+    "incident": "incident",
+}
+
+
+@dataclass
+class Source:
+    name: str
+    nav_ms: float
+    scrape_ms: float
+    items: int
+    size: int
+    failure: float
+
+
+@dataclass
+class Fault:
+    kind: str
+    names: list[str]  # sources (or a scheduler)
+    start: int  # ms
+    end: int
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sources", type=int, default=50)
+    parser.add_argument("--history-days", type=int, default=3)
+    parser.add_argument("--hours", type=float, default=12, help="the evaluated span, with the faults")
+    parser.add_argument("--step", type=int, default=30, help="simulated seconds between evaluations")
+    parser.add_argument("--per-minute", type=int, default=2, help="pages per source per minute")
+    parser.add_argument("--cost-sources", type=int, default=1000)
+    parser.add_argument("--cycles", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    url = os.environ.get("DATABASE_URL", "")
+    name = urlparse(url).path.lstrip("/")
+    if not url.startswith("mysql://") or "bench" not in name:
+        sys.exit("set DATABASE_URL=mysql://…/<a database whose name contains 'bench'>; it is recreated")
+    recreate_database(url, name)
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from django.conf import settings
+
+    print(f"machine: {machine()}")
+    print(
+        f"window {settings.METRICS_ALERT_WINDOW_S} s, no-data {settings.METRICS_ALERT_NO_DATA_S} s, "
+        f"evaluated every {args.step} s of simulated time"
+    )
+    accuracy(args)
+    cost(args)
+
+
+# --- 1. accuracy -----------------------------------------------------------------------------------
+
+
+def accuracy(args: argparse.Namespace) -> None:
+    from metrics_app.alerts.evaluator import Evaluator
+    from metrics_app.models import Alert
+
+    rng = random.Random(args.seed)
+    now_ms = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS
+    span_ms = int(args.hours * 3_600_000)
+    start_ms = now_ms - span_ms
+    history_ms = start_ms - args.history_days * 86_400_000
+    sources = [
+        Source(
+            f"site{n:02d}",
+            rng.uniform(250, 1500),
+            rng.uniform(40, 400),
+            rng.randint(8, 60),
+            rng.randint(20_000, 120_000),
+            rng.uniform(0.02, 0.05),
+        )
+        for n in range(args.sources)
+    ]
+    faults = plan_faults(rng, sources, start_ms, span_ms)
+    began = time.perf_counter()
+    stored = load(rng, sources, faults, history_ms, now_ms, args.per_minute)
+    print(
+        f"stored {stored:,} records ({args.history_days} days of history + {args.hours:g} h evaluated) "
+        f"in {time.perf_counter() - began:.0f} s; {len(faults)} faults injected"
+    )
+
+    evaluator = Evaluator("bench")
+    cycles, began = 0, time.perf_counter()
+    firing_at: dict[int, int] = {}
+    for at in range(start_ms, now_ms + 1, args.step * 1000):
+        _, events = evaluator.run_once(datetime.fromtimestamp(at / 1000, UTC))
+        for event in events:
+            if event.status == "firing":
+                firing_at[event.alert.pk] = at
+        cycles += 1
+    print(f"evaluated {cycles} cycles in {time.perf_counter() - began:.0f} s")
+    alerts = list(Alert.objects.exclude(state="pending"))
+    score(faults, alerts, firing_at, len(sources), span_ms)
+
+
+def plan_faults(rng: random.Random, sources: list[Source], start: int, span: int) -> list[Fault]:
+    """Faults at known times: each kind on several sources, an incident, two schedulers."""
+    faults: list[Fault] = []
+    names = [source.name for source in sources]
+    rng.shuffle(names)
+    incident = names[:10]
+    faulty = names[10 : 10 + 4 * 6]
+    healthy = names[10 + 4 * 6 :]
+    kinds = ["site_down", "ban_403", "ban_small", "extraction", "slow", "quiet"]
+    for n, name in enumerate(faulty):
+        begin = start + int(rng.uniform(0.1, 0.7) * span)
+        length = int(rng.uniform(20, 60) * MINUTE_MS) if kinds[n % 6] != "quiet" else int(40 * MINUTE_MS)
+        faults.append(Fault(kinds[n % 6], [name], begin, begin + length))
+    begin = start + int(0.8 * span)
+    faults.append(Fault("incident", incident, begin, begin + 30 * MINUTE_MS))
+    faults.append(Fault("scheduler_stop", ["hourly-report"], start + int(0.3 * span), start + span))
+    begin = start + int(0.5 * span)
+    faults.append(Fault("scheduler_fail", ["minutely-prices"], begin, begin + 15 * MINUTE_MS))
+    print(f"{len(healthy)} sources stay healthy throughout")
+    return faults
+
+
+def load(
+    rng: random.Random, sources: list[Source], faults: list[Fault], start: int, end: int, per_minute: int
+) -> int:
+    from metrics_app.ingest.storage import store_metrics
+    from metrics_app.records import validate_records
+
+    def fault_of(name: str, at: int) -> str | None:
+        return next((f.kind for f in faults if name in f.names and f.start <= at < f.end), None)
+
+    stored, batch = 0, []
+    for minute in range(start, end, MINUTE_MS):
+        for source in sources:
+            for _ in range(per_minute):
+                at = minute + rng.randrange(MINUTE_MS)
+                fault = fault_of(source.name, at)
+                batch += visit(rng, source, at, "site_down" if fault == "incident" else fault)
+        for name, period in (("minutely-prices", 1), ("hourly-report", 60), ("nightly-ish", 180)):
+            if (minute // MINUTE_MS) % period == 0:
+                fault = fault_of(name, minute)
+                if fault == "scheduler_stop":
+                    continue
+                ok = fault != "scheduler_fail" and rng.random() > 0.01
+                batch.append(
+                    {
+                        "type": "scheduler_run",
+                        "schedulerName": name,
+                        "recordedAt": minute + 5000,
+                        "executionDurationMs": int(rng.lognormvariate(math.log(4000 * period**0.5), 0.2)),
+                        "itemsProcessed": rng.randint(100, 200) if ok else 0,
+                        "success": ok,
+                        "error": None if ok else "upstream answered HTTP 500",
+                    }
+                )
+        if len(batch) >= 1000 or minute + MINUTE_MS >= end:
+            batch.sort(key=lambda record: record["recordedAt"])
+            for chunk in range(0, len(batch), 1000):
+                store_metrics(validate_records(batch[chunk : chunk + 1000]))
+            stored += len(batch)
+            batch = []
+    return stored
+
+
+def visit(rng: random.Random, source: Source, at: int, fault: str | None) -> list[dict[str, Any]]:
+    if fault == "quiet":
+        return []
+    slow = 6.0 if fault == "slow" else 1.0
+    down = fault in ("site_down", "ban_403")
+    ok = (rng.random() > 0.97) if down else (rng.random() > source.failure)
+    if down:
+        error = (
+            rng.choice(("net::ERR_CONNECTION_REFUSED", "connect ETIMEDOUT"))
+            if fault == "site_down"
+            else rng.choice(("HTTP 403 Forbidden", "captcha challenge"))
+        )
+    else:
+        error = rng.choice(HEALTHY_ERRORS)
+    url = f"https://{source.name}.example.com/q/{rng.randrange(100)}"
+    records = [
+        {
+            "type": "page_navigation",
+            "scraperSource": source.name,
+            "url": url,
+            "recordedAt": at,
+            "navigationDurationMs": int(rng.lognormvariate(math.log(source.nav_ms * slow), 0.6)),
+            "retryCount": 0 if ok else 2,
+            "success": ok,
+            "error": None if ok else error,
+        }
+    ]
+    if ok:
+        items = 0 if fault == "extraction" else max(0, round(rng.gauss(source.items, source.items / 5)))
+        size = (
+            rng.randint(600, 1500) if fault == "ban_small" else int(rng.gauss(source.size, source.size / 10))
+        )
+        records.append(
+            {
+                "type": "page_scrape",
+                "scraperSource": source.name,
+                "url": url,
+                "recordedAt": at + 200,
+                "scrapeDurationMs": int(rng.lognormvariate(math.log(source.scrape_ms * slow), 0.5)),
+                "itemsExtracted": items,
+                "dataSize": max(0, size),
+                "success": True,
+                "error": None,
+            }
+        )
+    return records
+
+
+def score(
+    faults: list[Fault], alerts: list[Any], firing_at: dict[int, int], sources: int, span_ms: int
+) -> None:
+    from django.conf import settings
+
+    window_ms = settings.METRICS_ALERT_WINDOW_S * 1000
+    matched: set[int] = set()
+    detected = right = 0
+    latencies: list[float] = []
+    for fault in faults:
+        candidates = [
+            alert
+            for alert in alerts
+            if fault.start - window_ms <= firing_at.get(alert.pk, 0) <= fault.end + 2 * window_ms
+            and (set(fault.names) & ({alert.scraper_source, alert.scheduler_name} | set(alert.sources or [])))
+        ]
+        if not candidates:
+            print(f"  MISSED {fault.kind} on {', '.join(fault.names[:3])}")
+            continue
+        detected += 1
+        first = min(candidates, key=lambda alert: firing_at[alert.pk])
+        matched.update(alert.pk for alert in candidates)
+        latencies.append((firing_at[first.pk] - fault.start) / 1000)
+        if first.verdict == EXPECTED[fault.kind]:
+            right += 1
+        else:
+            print(f"  {fault.kind} on {fault.names[0]} named {first.verdict}: {first.summary[:140]}")
+    false_alerts = [alert for alert in alerts if alert.pk not in matched]
+    for alert in false_alerts[:10]:
+        who = alert.scraper_source or alert.scheduler_name
+        print(f"  false alert: {alert.verdict} {who}: {alert.summary[:140]}")
+    source_days = sources * span_ms / 86_400_000
+    latencies.sort()
+    p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else float("nan")
+    share = 100 * detected / len(faults)
+    print(f"recall: {detected}/{len(faults)} faults alerted ({share:.0f} %; target 100 %)")
+    named = 100 * right / max(1, detected)
+    print(f"verdict accuracy: {right}/{detected} named right ({named:.0f} %; target ≥ 90 %)")
+    print(
+        f"false alerts: {len(false_alerts)} over {source_days:.1f} source-days = "
+        f"{100 * len(false_alerts) / source_days:.2f} per 100 source-days (target ≤ 1)"
+    )
+    median = statistics.median(latencies)
+    print(
+        f"detection latency, fault start → firing (webhook sent): median {median:.0f} s, p95 {p95:.0f} s, "
+        f"max {latencies[-1]:.0f} s (target p95 ≤ window + 60 s = {window_ms / 1000 + 60:.0f} s)"
+    )
+
+
+# --- 2. cost -----------------------------------------------------------------------------------------
+
+
+def cost(args: argparse.Namespace) -> None:
+    from metrics_app.alerts.evaluator import Evaluator
+    from metrics_app.ingest.storage import store_metrics
+    from metrics_app.records import validate_records
+
+    rng = random.Random(args.seed)
+    now_ms = int(time.time() * 1000)
+    batch: list[dict[str, Any]] = []
+    began = time.perf_counter()
+    stored = 0
+    sources = [Source(f"fleet{n:04d}", 500, 100, 20, 50_000, 0.03) for n in range(args.cost_sources)]
+    for minute in range(now_ms - 3_600_000, now_ms, MINUTE_MS):
+        for source in sources:
+            batch += visit(rng, source, minute + rng.randrange(MINUTE_MS), None)
+        for n in range(20):
+            batch.append(
+                {
+                    "type": "scheduler_run",
+                    "schedulerName": f"job{n:02d}",
+                    "recordedAt": minute + n * 1000,
+                    "executionDurationMs": 3000,
+                    "itemsProcessed": 100,
+                }
+            )
+        for chunk in range(0, len(batch), 1000):
+            store_metrics(validate_records(batch[chunk : chunk + 1000]))
+        stored += len(batch)
+        batch = []
+    print(
+        f"cost: {args.cost_sources} sources and 20 schedulers, {stored:,} records over the last hour "
+        f"(stored in {time.perf_counter() - began:.0f} s)"
+    )
+    evaluator = Evaluator("bench-cost")
+    now = datetime.fromtimestamp(now_ms / 1000, UTC)
+    warm = 0
+    while len(evaluator.baselines.known) < args.cost_sources:  # learn every baseline first
+        evaluator.run_once(now + timedelta(seconds=warm))
+        warm += 1
+    print(f"  {warm} cycles to learn every baseline the first time")
+    # Steady state: each cycle relearns its share (REFRESH_PER_CYCLE) of baselines, as live.
+    for known in evaluator.baselines.known.values():
+        known.learned_at = now - timedelta(minutes=30)
+    cycles = [evaluator.run_once(now + timedelta(seconds=15 * (n + 1)))[0] for n in range(args.cycles)]
+    db = [cycle.db_ms for cycle in cycles]
+    wall = [cycle.wall_ms for cycle in cycles]
+    print(
+        f"  steady cycles ({cycles[0].learned} baselines relearned each, {cycles[0].queries} queries): "
+        f"database {statistics.median(db):.0f} ms median (max {max(db):.0f}; target ≤ 100), "
+        f"wall {statistics.median(wall):.0f} ms median (max {max(wall):.0f}; target ≤ 200)"
+    )
+
+
+if __name__ == "__main__":
+    main()
