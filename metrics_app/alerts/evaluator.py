@@ -106,10 +106,13 @@ class Evaluator:
     def _judge(self, now: datetime, cycle: Cycle) -> list[verdicts.Finding]:
         window_s = settings.METRICS_ALERT_WINDOW_S
         no_data_ms = settings.METRICS_ALERT_NO_DATA_S * 1000
-        span = f"over the last {verdicts._duration(window_s * 1000)}"
-        windows = signals.windows(now - timedelta(seconds=window_s), now)
-        seen = signals.last_seen(now - timedelta(seconds=settings.METRICS_ALERT_NO_DATA_S + 120))
-        runs = signals.recent_runs(now - HISTORY)
+        span = f"over the last {verdicts.duration_text(window_s * 1000)}"
+        recent_span = f"over the last {verdicts.duration_text(max(60, window_s / 4) * 1000)}"
+        until = now + timedelta(microseconds=1)
+        recent = now - timedelta(seconds=max(60, window_s / 4))
+        windows, lately = signals.windows(now - timedelta(seconds=window_s), until, recent)
+        seen = signals.last_seen(now - timedelta(seconds=settings.METRICS_ALERT_NO_DATA_S + 120), until)
+        runs = signals.recent_runs(now - HISTORY, until)
         fixed = list(Threshold.objects.all())
         open_silent = set(
             lifecycle.Alert.objects.filter(verdict="no_data")
@@ -118,7 +121,8 @@ class Evaluator:
         )
         bare_schedulers = {name for name, found in runs.items() if found and found[0].source is None}
         scrapers = {name for name, window in windows.items() if set(window.types) - {"scheduler_run"}}
-        cycle.learned = self.baselines.refresh(scrapers, now, lifecycle.periods(now - HISTORY, now))
+        interval = timedelta(seconds=settings.METRICS_ALERT_EVAL_INTERVAL_S)
+        cycle.learned = self.baselines.refresh(scrapers, now, lifecycle.periods(now - HISTORY, now), interval)
         for name, window in windows.items():  # steady: records in most minutes of the window
             if sum(slot.count for slot in window.types.values()) * no_data_ms >= 4 * window_s * 1000:
                 self.steady.add(name)
@@ -127,7 +131,11 @@ class Evaluator:
         for name in sorted(scrapers):
             usual = self.baselines.get(name)
             rules = [rule for rule in fixed if rule.scraper_source in ("", name)]
-            if finding := verdicts.judge_source(name, windows[name], usual, rules, span):
+            # A sudden fault shows in the window's last part before it dominates the window.
+            finding = verdicts.judge_source(name, windows[name], usual, rules, span)
+            if finding is None and name in lately:
+                finding = verdicts.judge_source(name, lately[name], usual, rules, recent_span)
+            if finding:
                 findings.append(finding)
         for name, last in sorted(seen.items()):
             if name in bare_schedulers:

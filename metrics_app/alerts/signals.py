@@ -32,15 +32,23 @@ class Window:
         return self.types.get(metric_type) or Slot()
 
 
-def windows(start: datetime, end: datetime) -> dict[str, Window]:
+def windows(start: datetime, end: datetime, recent: datetime) -> tuple[dict[str, Window], dict[str, Window]]:
     """Every channel with records in start … end (whole minutes from the minute rollups), and
-    the error messages of its failed pages."""
-    found: dict[str, Window] = {}
+    the error messages of its failed pages; then the same for its minutes from `recent` on
+    (the window's last part, where a sudden fault shows before it dominates the window)."""
+    whole: dict[str, Window] = {}
+    last: dict[str, Window] = {}
     for key, slots in reads.series(start, end, "minute").items():
-        window = found.setdefault(key.channel, Window())
-        total = window.types.setdefault(key.type, Slot())
-        for slot in slots.values():
-            total.merge(slot)
+        for minute, slot in slots.items():
+            for found in (whole, last) if minute >= recent else (whole,):
+                found.setdefault(key.channel, Window()).types.setdefault(key.type, Slot()).merge(slot)
+    _add_errors(whole, start, end)
+    _add_errors(last, recent, end)
+    return whole, last
+
+
+def _add_errors(found: dict[str, Window], start: datetime, end: datetime) -> None:
+    """The error messages of the pages that failed in start … end, with their counts."""
     failed = (
         PagePerformance.objects.filter(success=False, created_at__gte=start, created_at__lt=end)
         .values_list("scraper_source", "metric_type", "error")
@@ -48,25 +56,24 @@ def windows(start: datetime, end: datetime) -> dict[str, Window]:
         .order_by("-n")[:MAX_ERROR_TEXTS]
     )
     for source, metric_type, error, n in failed:
-        window = found.setdefault(source, Window())
-        window.errors.setdefault(metric_type, Counter())[error or ""] += n
-    return found
+        found.setdefault(source, Window()).errors.setdefault(metric_type, Counter())[error or ""] += n
 
 
-def last_seen(exact_since: datetime) -> dict[str, int]:
+def last_seen(exact_since: datetime, until: datetime) -> dict[str, int]:
     """When each channel's newest record was made (ms), as far back as the minute rollups go
     (the detailed rows' retention). The newest minute per channel comes through the rollups'
     key (one index lookup each); for channels that reported since `exact_since`, the newest
     record's own time, otherwise the end of its newest minute."""
     seen = {
         source: epoch_ms(minute) + MINUTE_MS
-        for source, minute in MinuteRollup.objects.order_by()
+        for source, minute in MinuteRollup.objects.filter(minute__lt=until)
+        .order_by()
         .values_list("scraper_source")
         .annotate(newest=Max("minute"))
         .values_list("scraper_source", "newest")
     }
     recent = (
-        MinuteRollup.objects.filter(minute__gte=exact_since)
+        MinuteRollup.objects.filter(minute__gte=exact_since, minute__lt=until)
         .order_by()
         .values_list("scraper_source")
         .annotate(newest=Max("last_recorded_at"))
@@ -86,10 +93,12 @@ class Run:
     source: str | None
 
 
-def recent_runs(since: datetime) -> dict[str, list[Run]]:
-    """The last RUNS_KEPT runs of every scheduler that ran since `since`, newest first."""
+def recent_runs(since: datetime, until: datetime) -> dict[str, list[Run]]:
+    """The last RUNS_KEPT runs before `until` of every scheduler that ran since `since`, newest
+    first."""
     newest = (
-        SchedulerMetric.objects.order_by()
+        SchedulerMetric.objects.filter(created_at__lt=until)
+        .order_by()
         .values_list("scheduler_name")
         .annotate(newest=Max("created_at"))  # through the (scheduler_name, created_at) index
         .values_list("scheduler_name", "newest")
@@ -97,7 +106,7 @@ def recent_runs(since: datetime) -> dict[str, list[Run]]:
     runs: dict[str, list[Run]] = {}
     for name in [name for name, at in newest if at >= since]:
         rows = (
-            SchedulerMetric.objects.filter(scheduler_name=name)
+            SchedulerMetric.objects.filter(scheduler_name=name, created_at__lt=until)
             .order_by("-created_at")
             .values_list(
                 "created_at", "execution_duration_ms", "items_processed", "success", "error", "scraper_source"

@@ -8,10 +8,11 @@ is busy by day and quiet by night is judged against the right part of the day. H
 overlap one of the channel's alerts are left out, so an outage never becomes the new normal.
 Durations use the pooled histogram of the whole week (p50 and p90).
 
-Baselines are refreshed a few channels per evaluation (REFRESH_PER_CYCLE), so a cycle's
-cost does not grow with the number of channels; a channel is relearned every REFRESH_AFTER.
+Baselines are relearned a few channels per evaluation, so a cycle's cost grows slowly with
+the number of channels; each is relearned every REFRESH_AFTER (Baselines.refresh).
 """
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,8 +29,10 @@ HISTORY: Final = timedelta(days=7)
 MIN_HOURS: Final = 3  # fewer hours with records: nothing learned yet
 MIN_DAYS_AT_HOUR: Final = 3
 MIN_RECORDS_PER_HOUR: Final = 5  # an hour with fewer says little about rates
-REFRESH_AFTER: Final = timedelta(minutes=10)
-REFRESH_PER_CYCLE: Final = 25
+# Hourly rollups change once an hour: a source is relearned every REFRESH_AFTER, spread over the
+# cycles in between. New sources come first, up to NEW_PER_CYCLE a cycle.
+REFRESH_AFTER: Final = timedelta(hours=1)
+NEW_PER_CYCLE: Final = 25
 
 
 @dataclass(frozen=True)
@@ -127,22 +130,28 @@ class Baselines:
         self.known: dict[str, Usual] = {}
 
     def refresh(
-        self, channels: Iterable[str], now: datetime, excluded: dict[str, list[tuple[datetime, datetime]]]
+        self,
+        channels: Iterable[str],
+        now: datetime,
+        excluded: dict[str, list[tuple[datetime, datetime]]],
+        interval: timedelta,
     ) -> int:
-        """Relearn the channels never learned, then the stalest; returns how many were."""
-        due = [
-            channel
-            for channel in channels
-            if channel not in self.known or now - (self.known[channel].learned_at or now) >= REFRESH_AFTER
-        ]
-        due.sort(
-            key=lambda channel: (
-                self.known[channel].learned_at or now if channel in self.known else now - HISTORY
-            )
-        )
-        for channel in due[:REFRESH_PER_CYCLE]:
+        """Learn the channels never learned (up to NEW_PER_CYCLE), then relearn the stalest of
+        those due, at the pace that relearns each one every REFRESH_AFTER with a cycle every
+        `interval`; returns how many were learned."""
+        channels = list(channels)
+        new = [channel for channel in channels if channel not in self.known][:NEW_PER_CYCLE]
+        stale = sorted(
+            (
+                channel for channel in channels
+                if channel in self.known and now - (self.known[channel].learned_at or now) >= REFRESH_AFTER
+            ),
+            key=lambda channel: self.known[channel].learned_at or now,
+        )  # fmt: skip
+        pace = math.ceil(len(channels) * interval / REFRESH_AFTER) + 1
+        for channel in [*new, *stale[:pace]]:
             self.known[channel] = learn(channel, now, excluded.get(channel, []))
-        return min(len(due), REFRESH_PER_CYCLE)
+        return len(new) + min(len(stale), pace)
 
     def get(self, channel: str) -> Usual:
         return self.known.get(channel) or Usual()

@@ -49,7 +49,7 @@ FEW_ITEMS_FACTOR: Final = 0.3  # items below this part of the usual low
 SLOW_FACTOR: Final = 3.0  # median above this many usual medians (and above the usual p90)
 MIN_SLOW_MS: Final = 100.0  # never slow below this
 INCIDENT_MIN_SOURCES: Final = 5
-INCIDENT_SHARE: Final = 0.5  # …and at least this share of the sources being watched
+INCIDENT_SHARE: Final = 0.15  # …and at least this share of the sources being watched
 CRITICAL: Final = {Verdict.SITE_DOWN, Verdict.BLOCKED, Verdict.EXTRACTION_BROKEN, Verdict.NO_DATA,
                    Verdict.SCHEDULER_LATE, Verdict.SCHEDULER_FAILED, Verdict.INCIDENT}  # fmt: skip
 
@@ -252,7 +252,7 @@ def judge_silence(name: str, last_ms: int, now_ms: int, no_data_ms: int, reporti
     last = datetime.fromtimestamp(last_ms / 1000, UTC)
     return Finding(
         Verdict.NO_DATA, name, None,
-        f"{name}: no records for {_duration(quiet)} (the last at {last:%Y-%m-%d %H:%M:%S} UTC)",
+        f"{name}: no records for {duration_text(quiet)} (the last at {last:%Y-%m-%d %H:%M:%S} UTC)",
         quiet / 1000, no_data_ms / 1000, "METRICS_ALERT_NO_DATA_S",
     )  # fmt: skip
 
@@ -279,8 +279,8 @@ def judge_scheduler(name: str, runs: Sequence[Run], now_ms: int, window_ms: int)
         if late > period + grace:
             return Finding(
                 Verdict.SCHEDULER_LATE, source, name,
-                f"{name}: no run for {_duration(late)}; it runs every {_duration(period)} "
-                f"(±{_duration(spread)}, last {len(runs)} runs), grace {_duration(grace)}",
+                f"{name}: no run for {duration_text(late)}; it runs every {duration_text(period)} "
+                f"(±{duration_text(spread)}, last {len(runs)} runs), grace {duration_text(grace)}",
                 late / 1000, (period + grace) / 1000, f"learned from the last {len(runs)} runs",
             )  # fmt: skip
     if not last.success:
@@ -396,7 +396,7 @@ def _bytes(value: float) -> str:
     )
 
 
-def _duration(ms: float) -> str:
+def duration_text(ms: float) -> str:
     seconds = int(ms / 1000)
     if seconds < 120:
         return f"{seconds} s"

@@ -64,8 +64,8 @@ class Cluster(Collector):
             "When a source's newest record was made.",
             labels=["source"],
         )
-        exact_since = timezone.now() - timedelta(seconds=LAST_SEEN_EXACT_S)
-        for source, at in sorted(signals.last_seen(exact_since).items()):
+        now = timezone.now()
+        for source, at in sorted(signals.last_seen(now - timedelta(seconds=LAST_SEEN_EXACT_S), now).items()):
             last.add_metric([source], at / 1000)
         yield last
         firing = GaugeMetricFamily(
