@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--cost-sources", type=int, default=1000)
     parser.add_argument("--cycles", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--only", choices=("accuracy", "cost"), help="run one of the two parts")
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     name = urlparse(url).path.lstrip("/")
@@ -111,8 +112,10 @@ def main() -> None:
         f"window {settings.METRICS_ALERT_WINDOW_S} s, no-data {settings.METRICS_ALERT_NO_DATA_S} s, "
         f"evaluated every {args.step} s of simulated time"
     )
-    accuracy(args)
-    cost(args)
+    if args.only != "cost":
+        accuracy(args)
+    if args.only != "accuracy":
+        cost(args)
 
 
 # --- 1. accuracy -----------------------------------------------------------------------------------

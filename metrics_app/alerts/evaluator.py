@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 LEASE_INTERVALS: Final = 3
 STALE_INTERVALS: Final = 4  # the watchdog: an evaluator silent this long is itself an alert
 LEASE_ID: Final = 1
+FULL_SCAN_EVERY: Final = timedelta(minutes=5)
+MINUTE_MS: Final = 60_000
 
 
 @dataclass
@@ -63,6 +65,8 @@ class Evaluator:
         self.baselines = Baselines()
         # Channels seen sending steadily (records per window), so that their silence is news.
         self.steady: set[str] = set()
+        self.newest: dict[str, int] = {}  # channel → start of its newest minute (ms), see _last_seen
+        self._scanned_at: datetime | None = None
 
     # --- the lease ------------------------------------------------------------------------
 
@@ -111,7 +115,7 @@ class Evaluator:
         until = now + timedelta(microseconds=1)
         recent = now - timedelta(seconds=max(60, window_s / 4))
         windows, lately = signals.windows(now - timedelta(seconds=window_s), until, recent)
-        seen = signals.last_seen(now - timedelta(seconds=settings.METRICS_ALERT_NO_DATA_S + 120), until)
+        seen = self._last_seen(now, until, windows)
         runs = signals.recent_runs(now - HISTORY, until)
         fixed = list(Threshold.objects.all())
         open_silent = set(
@@ -149,6 +153,24 @@ class Evaluator:
                 findings.append(finding)
         cycle.channels, cycle.schedulers = len(seen), len(runs)
         return verdicts.incidents(findings, watched=max(1, len(scrapers | (set(seen) & self.steady))))
+
+    def _last_seen(
+        self, now: datetime, until: datetime, windows: dict[str, signals.Window]
+    ) -> dict[str, int]:
+        """When each channel last reported (ms): exact for the quiet ones, whose silence may be
+        news, and otherwise a bound that is enough to know they are not quiet. Every channel's
+        newest minute is read every FULL_SCAN_EVERY; in between, a channel in the window has
+        reported within it, and one that is not has not reported since."""
+        now_ms = epoch_ms(now)
+        if self._scanned_at is None or not timedelta(0) <= now - self._scanned_at < FULL_SCAN_EVERY:
+            self.newest, self._scanned_at = signals.newest_minutes(until), now
+        window_start = now_ms - settings.METRICS_ALERT_WINDOW_S * 1000
+        for name in windows:
+            self.newest[name] = max(self.newest.get(name, 0), window_start - window_start % MINUTE_MS)
+        no_data_ms = settings.METRICS_ALERT_NO_DATA_S * 1000
+        maybe_quiet = [name for name, minute in self.newest.items() if now_ms - minute >= no_data_ms]
+        exact = signals.last_records(signals.newest_minutes(until, maybe_quiet)) if maybe_quiet else {}
+        return {**{name: minute + MINUTE_MS for name, minute in self.newest.items()}, **exact}
 
     # --- after a cycle --------------------------------------------------------------------
 

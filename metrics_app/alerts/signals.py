@@ -4,11 +4,12 @@ last runs. Nothing here scans more than a window of rows, but `last_seen` (one i
 per channel through the rollups' key) and `recent_runs` (an index range per scheduler)."""
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 
 from metrics_app.history import reads
 from metrics_app.history.reads import Slot
@@ -38,10 +39,9 @@ def windows(start: datetime, end: datetime, recent: datetime) -> tuple[dict[str,
     (the window's last part, where a sudden fault shows before it dominates the window)."""
     whole: dict[str, Window] = {}
     last: dict[str, Window] = {}
-    for key, slots in reads.series(start, end, "minute").items():
-        for minute, slot in slots.items():
-            for found in (whole, last) if minute >= recent else (whole,):
-                found.setdefault(key.channel, Window()).types.setdefault(key.type, Slot()).merge(slot)
+    for found, since in ((whole, start), (last, recent)):
+        for (channel, metric_type), slot in reads.totals_by_type(since, end).items():
+            found.setdefault(channel, Window()).types[metric_type] = slot
     _add_errors(whole, start, end)
     _add_errors(last, recent, end)
     return whole, last
@@ -59,28 +59,36 @@ def _add_errors(found: dict[str, Window], start: datetime, end: datetime) -> Non
         found.setdefault(source, Window()).errors.setdefault(metric_type, Counter())[error or ""] += n
 
 
-def last_seen(exact_since: datetime, until: datetime) -> dict[str, int]:
-    """When each channel's newest record was made (ms), as far back as the minute rollups go
-    (the detailed rows' retention). The newest minute per channel comes through the rollups'
-    key (one index lookup each); for channels that reported since `exact_since`, the newest
-    record's own time, otherwise the end of its newest minute."""
-    seen = {
-        source: epoch_ms(minute) + MINUTE_MS
-        for source, minute in MinuteRollup.objects.filter(minute__lt=until)
-        .order_by()
+def newest_minutes(until: datetime, channels: Iterable[str] | None = None) -> dict[str, int]:
+    """The start (ms) of each channel's (or each of `channels`') newest minute with records
+    before `until`, as far back as the minute rollups go (the detailed rows' retention): one
+    index lookup per channel through the rollups' key."""
+    rows = MinuteRollup.objects.filter(minute__lt=until)
+    if channels is not None:
+        rows = rows.filter(scraper_source__in=list(channels))
+    return {
+        source: epoch_ms(minute)
+        for source, minute in rows.order_by()
         .values_list("scraper_source")
         .annotate(newest=Max("minute"))
         .values_list("scraper_source", "newest")
     }
-    recent = (
-        MinuteRollup.objects.filter(minute__gte=exact_since, minute__lt=until)
+
+
+def last_records(newest: dict[str, int]) -> dict[str, int]:
+    """The newest record's own time (ms) of each channel given with its newest minute."""
+    if not newest:
+        return {}
+    which = Q()
+    for source, minute_ms in newest.items():
+        which |= Q(scraper_source=source, minute=datetime.fromtimestamp(minute_ms / 1000, UTC))
+    return dict(
+        MinuteRollup.objects.filter(which)
         .order_by()
         .values_list("scraper_source")
         .annotate(newest=Max("last_recorded_at"))
         .values_list("scraper_source", "newest")
     )
-    seen.update(recent)
-    return seen
 
 
 @dataclass(frozen=True)

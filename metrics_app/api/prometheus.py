@@ -23,7 +23,6 @@ from metrics_app.models import Alert, HourlyRollup
 from metrics_app.stream.bus import get_bus
 
 LE_SECONDS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-LAST_SEEN_EXACT_S: Final = 3600
 
 
 class Cluster(Collector):
@@ -64,8 +63,8 @@ class Cluster(Collector):
             "When a source's newest record was made.",
             labels=["source"],
         )
-        now = timezone.now()
-        for source, at in sorted(signals.last_seen(now - timedelta(seconds=LAST_SEEN_EXACT_S), now).items()):
+        newest = signals.newest_minutes(timezone.now() + timedelta(minutes=1))
+        for source, at in sorted(signals.last_records(newest).items()):
             last.add_metric([source], at / 1000)
         yield last
         firing = GaugeMetricFamily(

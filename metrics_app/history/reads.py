@@ -144,6 +144,22 @@ def totals(start: datetime, end: datetime, bucket: str, channel: str | None = No
     return found
 
 
+def totals_by_type(start: datetime, end: datetime) -> dict[tuple[str, str], Slot]:
+    """Each channel's records per type in the whole minutes of start … end, summed in the
+    database (the alert evaluator's window: a few rows per channel, whatever the minutes)."""
+    found: dict[tuple[str, str], Slot] = {}
+    for source, metric_type, bucket_number, n, ok, total, items, retries, size in (
+        _rollup_rows(start, end, "minute", None, None)
+        .values_list("scraper_source", "metric_type", "duration_bucket")
+        .annotate(*(Sum(column) for column in _ROLLUP_SUMS))
+        .values_list(
+            "scraper_source", "metric_type", "duration_bucket", *(f"{column}__sum" for column in _ROLLUP_SUMS)
+        )
+    ):
+        found.setdefault((source, metric_type), Slot()).add(n, ok, total, items, retries, size, bucket_number)
+    return found
+
+
 _ROLLUP_SUMS = ("records", "successes", "duration_sum", "items_sum", "retry_sum", "bytes_sum")
 
 
