@@ -5,11 +5,13 @@ Records are stored the way ingest stores them (rollups included), relative to a 
 and the evaluator runs at chosen times, so the default window (300 s) is tested as shipped."""
 
 import random
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from metrics_app.alerts.evaluator import Evaluator
@@ -202,3 +204,99 @@ def test_only_one_evaluator_holds_the_lease_and_another_takes_over_when_it_stops
     assert first.acquire(now + timedelta(seconds=10))  # renewed
     assert second.acquire(now + timedelta(minutes=5))  # the first stopped renewing
     assert not first.acquire(now + timedelta(minutes=5))
+
+
+def test_a_flapping_source_stays_one_alert_and_holds_longer(now: Any) -> None:
+    """The condition goes away and comes back while firing: one alert, flaps counted, and each
+    flap holds the resolution half a window longer."""
+    now_ms = epoch_ms(now)
+    in_window(now_ms, navigation, scraperSource="flappy", success=False, error="connection reset")
+    evaluator = Evaluator("test")
+    assert [e.status for e in evaluate_until_firing(evaluator, now)] == ["firing"]
+    t = now + WINDOW / 2
+    for _ in range(2):  # gone for a moment (records outside the window), then back
+        t += WINDOW + timedelta(seconds=61)
+        assert evaluator.run_once(t)[1] == []
+        t += timedelta(seconds=30)
+        in_window(epoch_ms(t), navigation, scraperSource="flappy", success=False, error="connection reset")
+        assert evaluator.run_once(t)[1] == []
+    alert = Alert.objects.get()
+    assert (alert.state, alert.flaps) == ("firing", 2)
+    t += WINDOW + timedelta(seconds=61)  # gone for good
+    assert evaluator.run_once(t)[1] == []
+    assert evaluator.run_once(t + WINDOW / 2)[1] == []  # held: 2 flaps, 1.5 windows
+    _, events = evaluator.run_once(t + WINDOW * 3 / 2)
+    assert [e.status for e in events] == ["resolved"]
+    assert AlertEvent.objects.filter(status="firing").count() == 1
+
+
+def test_email_goes_out_through_djangos_backend(now: Any, settings: Any) -> None:
+    from django.core import mail
+
+    from metrics_app.alerts import notify
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.METRICS_ALERT_EMAILS = ["ops@example.com", "oncall@example.com"]
+    in_window(epoch_ms(now), navigation, scraperSource="cnbc", success=False, error="connection refused")
+    evaluate_until_firing(Evaluator("test"), now)
+
+    assert notify.deliver_due(now + WINDOW) == (1, 0)  # the transition happened half a window on
+    (message,) = mail.outbox
+    assert message.to == ["ops@example.com", "oncall@example.com"]
+    assert message.subject.startswith("[FIRING] cnbc: site down:")
+    assert "/analytics/source/cnbc/" in message.body
+    assert Notification.objects.get().state == "sent"
+
+
+def test_the_watchdog_says_when_evaluation_stopped(now: Any, settings: Any) -> None:
+    from metrics_app.alerts import evaluator
+
+    assert evaluator.health()["stale"] is True  # never ran
+    watcher = Evaluator("test")
+    assert watcher.acquire()
+    watcher.run_once()
+    health = evaluator.health()
+    assert health["stale"] is False and health["lastRunAt"] is not None
+    settings.METRICS_ALERT_EVAL_INTERVAL_S = 0.001
+    time.sleep(0.01)
+    assert evaluator.health()["stale"] is True
+
+
+def test_the_api_lists_alerts_and_refuses_bad_parameters(reader: Any, now: Any) -> None:
+    in_window(epoch_ms(now), navigation, scraperSource="cnbc", success=False, error="connection refused")
+    evaluate_until_firing(Evaluator("test"), now)
+
+    (alert,) = reader.get("/api/alerts/").json()["alerts"]
+    assert (alert["verdict"], alert["scraperSource"], alert["severity"], alert["endsAt"]) == (
+        "site_down", "cnbc", "critical", None,
+    )  # fmt: skip
+    assert reader.get("/api/alerts/?state=resolved").json() == {"alerts": []}
+    assert reader.get("/api/alerts/?source=webull").json() == {"alerts": []}
+    bad = reader.get("/api/alerts/?state=open")
+    assert bad.status_code == 400 and bad.json()["field"] == "state"
+    assert Client().get("/api/alerts/").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"minutes": 60}, "scraperSource"),
+        ({"scraperSource": "Not A Name", "minutes": 60}, "scraperSource"),
+        ({"verdict": "broken", "minutes": 60}, "verdict"),
+        ({"scraperSource": "cnbc", "minutes": 0}, "minutes"),
+        ({"scraperSource": "cnbc", "minutes": "60"}, "minutes"),
+        ({"scraperSource": "cnbc", "minutes": 60, "reason": "x" * 501}, "reason"),
+    ],
+)
+def test_a_bad_silence_is_refused_naming_the_field(reader: Any, body: dict[str, Any], field: str) -> None:
+    response = reader.post("/api/alerts/silences/", body, content_type="application/json")
+    assert response.status_code == 400 and response.json()["field"] == field
+    assert not Silence.objects.exists()
+
+
+def test_strangers_cannot_silence(client: Any) -> None:
+    response = client.post(
+        "/api/alerts/silences/", {"scraperSource": "cnbc", "minutes": 5}, content_type="application/json"
+    )
+    assert response.status_code == 401
+    assert not Silence.objects.exists()
