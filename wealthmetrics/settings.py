@@ -214,7 +214,15 @@ METRICS_ALERT_EVAL_INTERVAL_S = env_int("METRICS_ALERT_EVAL_INTERVAL_S", 15, min
 METRICS_ALERT_WINDOW_S = env_int("METRICS_ALERT_WINDOW_S", 300, minimum=10, maximum=86_400)
 METRICS_ALERT_NO_DATA_S = env_int("METRICS_ALERT_NO_DATA_S", 600, minimum=10, maximum=7 * 86_400)
 METRICS_ALERT_WEBHOOK_URLS = env_list("METRICS_ALERT_WEBHOOK_URLS", [])
+for _url in METRICS_ALERT_WEBHOOK_URLS:
+    if not _url.startswith(("http://", "https://")) or len(_url) > 500:
+        raise BadSetting(
+            f"METRICS_ALERT_WEBHOOK_URLS must be http(s) URLs (at most 500 characters), got {_url!r}"
+        )
 METRICS_ALERT_EMAILS = env_list("METRICS_ALERT_EMAILS", [])
+for _address in METRICS_ALERT_EMAILS:
+    if "@" not in _address:
+        raise BadSetting(f"METRICS_ALERT_EMAILS must be email addresses, got {_address!r}")
 # Where people open the page: the `link` of a notification.
 METRICS_PUBLIC_URL = env_str(
     "METRICS_PUBLIC_URL", f"http://{env_str('HOST', '127.0.0.1')}:{env_str('PORT', '8000')}"

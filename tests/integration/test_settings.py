@@ -44,6 +44,11 @@ def test_env_bool_and_list(monkeypatch: pytest.MonkeyPatch) -> None:
         ("DATABASE_URL", "nosuchdb://x"),
         ("DATABASE_URL", "postgres://user@db.example/wealthmetrics"),
         ("METRICS_DB_CONNECTIONS", "0"),
+        ("METRICS_ALERT_EVAL_INTERVAL_S", "0"),
+        ("METRICS_ALERT_EVAL_INTERVAL_S", "301"),
+        ("METRICS_ALERT_WINDOW_S", "soon"),
+        ("METRICS_ALERT_WEBHOOK_URLS", "hooks.slack.com/services/x"),
+        ("METRICS_ALERT_EMAILS", "ops"),
     ],
 )
 def test_bad_value_stops_start_up_in_one_line_naming_the_variable(name: str, value: str) -> None:
