@@ -35,14 +35,20 @@ from metrics_app.models import Threshold, Verdict
 # Words of an error message that say what kind of failure it is (lower case).
 REFUSAL_WORDS: Final = ("403", "429", "captcha", "forbidden", "denied", "too many requests", "blocked",
                         "rate limit", "robot", "unusual traffic")  # fmt: skip
-OUTAGE_WORDS: Final = ("timeout", "timed out", "refused", "reset", "unreachable", "dns", "resolve",
+OUTAGE_WORDS: Final = ("timeout", "timed out", "etimedout", "econn", "enotfound", "connect", "refused",
+                       "reset", "unreachable", "dns", "resolve",
                        "getaddrinfo", "no route", "500", "502", "503", "504", "connection", "net::err",
                        "ssl", "eof")  # fmt: skip
 EXTRACTION_WORDS: Final = ("selector", "not found", "parse", "xpath", "no items", "missing", "extract")
 
 MIN_RECORDS: Final = 5  # a window with fewer records of a type is not judged on rates
-FAILURE_MARGIN: Final = 0.20  # above the usual high, failures must rise by this much…
-FAILURE_SIGMAS: Final = 3.0  # …and by this many binomial standard deviations
+# Failures are "far above usual" when both hold: the rate is FAILURE_MARGIN above the usual high,
+# and so many failures among the window's records would happen by chance at the usual rate
+# with probability below FAILURE_CHANCE (Chernoff's bound on the binomial tail: a healthy
+# source with 5 % failures and 12 records a window must not fire on 4 of them).
+FAILURE_MARGIN: Final = 0.15
+FAILURE_CHANCE: Final = 1e-5
+MIN_USUAL_FAILURE_RATE: Final = 0.01  # a source that never fails may still fail now and then
 DOWN_FAILURE_RATE: Final = 0.9  # nearly every navigation failing is an outage whatever the words
 SMALL_PAGE_FACTOR: Final = 0.3  # pages below this part of the usual low are ban pages
 FEW_ITEMS_FACTOR: Final = 0.3  # items below this part of the usual low
@@ -166,13 +172,32 @@ def _failing(slot: Slot, usual: Spread | None) -> tuple[float, float, str] | Non
     if slot.count < MIN_RECORDS:
         return None
     rate = 1 - slot.ok / slot.count
-    base = usual.high if usual else 0.0
-    noise = FAILURE_SIGMAS * math.sqrt(max(base, 0.01) * (1 - min(base, 0.99)) / slot.count)
-    threshold = min(0.95, base + max(FAILURE_MARGIN, noise))
-    if rate <= threshold:
+    base = min(max(usual.high if usual else 0.0, MIN_USUAL_FAILURE_RATE), 0.9)
+    threshold = max(base + FAILURE_MARGIN, unlikely_rate(base, slot.count))
+    if rate < threshold:
         return None
     basis = f"usual {_range(usual, _pct)} ({usual.basis})" if usual else "no usual learned yet"
     return rate, threshold, basis
+
+
+def unlikely_rate(usual: float, n: int) -> float:
+    """The lowest failure rate among n records whose chance at the usual rate is below
+    FAILURE_CHANCE, by Chernoff's bound P(rate ≥ q) ≤ exp(-n · KL(q ‖ usual)); 1.0 (every
+    record failing) when even that is not unlikely enough."""
+    needed = math.log(1 / FAILURE_CHANCE) / n
+    if _kl(1.0, usual) < needed:
+        return 1.0
+    low, high = usual, 1.0
+    for _ in range(40):  # bisection: KL(q ‖ usual) grows with q above usual
+        middle = (low + high) / 2
+        low, high = (middle, high) if _kl(middle, usual) < needed else (low, middle)
+    return high
+
+
+def _kl(q: float, p: float) -> float:
+    """Kullback-Leibler divergence of Bernoulli(q) from Bernoulli(p)."""
+    total = q * math.log(q / p) if q > 0 else 0.0
+    return total + ((1 - q) * math.log((1 - q) / (1 - p)) if q < 1 else 0.0)
 
 
 def _kinds(errors: Counter[str]) -> Counter[str]:
