@@ -111,9 +111,9 @@ class Evaluator:
         window_s = settings.METRICS_ALERT_WINDOW_S
         no_data_ms = settings.METRICS_ALERT_NO_DATA_S * 1000
         span = f"over the last {verdicts.duration_text(window_s * 1000)}"
-        recent_span = f"over the last {verdicts.duration_text(max(60, window_s / 4) * 1000)}"
+        recent_span = f"over the last {verdicts.duration_text(max(60, window_s / 2) * 1000)}"
         until = now + timedelta(microseconds=1)
-        recent = now - timedelta(seconds=max(60, window_s / 4))
+        recent = now - timedelta(seconds=max(60, window_s / 2))
         windows, lately = signals.windows(now - timedelta(seconds=window_s), until, recent)
         seen = self._last_seen(now, until, windows)
         runs = signals.recent_runs(now - HISTORY, until)
