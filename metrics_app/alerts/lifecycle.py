@@ -25,6 +25,9 @@ from metrics_app.models import Alert, AlertEvent, Notification, Silence, Verdict
 from metrics_app.records import SOURCE_PATTERN, is_source_name
 
 MAX_HOLD_FLAPS: Final = 3
+# what an evaluation changes in an alert whose condition still holds
+HELD_FIELDS: Final = ["summary", "value", "threshold", "threshold_source", "sources", "last_held_at", "flaps",
+                      "clear_since"]  # fmt: skip
 RULES: Final = {
     "site_down": "navigation_failures",
     "blocked": "refusals_or_small_pages",
@@ -73,6 +76,7 @@ def apply(findings: Sequence[Finding], now: datetime) -> list[AlertEvent]:
             )
         }
         silences = list(Silence.objects.filter(starts_at__lte=now, ends_at__gt=now))
+        held: list[Alert] = []  # open alerts whose condition still holds, state unchanged
         for finding in findings:
             alert = open_alerts.pop(finding.fingerprint, None) or _opened(finding, now)
             _describe(alert, finding, now)
@@ -84,8 +88,12 @@ def apply(findings: Sequence[Finding], now: datetime) -> list[AlertEvent]:
                 alert.silenced = _silenced(alert, silences)
                 alert.save()
                 events.append(_event(alert, "firing", now, silences))
-            else:
+            elif alert.pk is None:
                 alert.save()
+            else:
+                held.append(alert)
+        # one statement for all of them: a long outage updates its alerts every cycle
+        Alert.objects.bulk_update(held, HELD_FIELDS, batch_size=500)
         for alert in open_alerts.values():  # their conditions are gone
             if alert.state == Alert.State.PENDING:
                 alert.delete()
