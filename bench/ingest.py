@@ -1,11 +1,20 @@
-"""Ingest benchmark: concurrent senders of 1000-record batches against running daphne(s).
+"""Ingest benchmark: concurrent senders of batches against running daphne(s).
 
     DATABASE_URL=mysql://root@127.0.0.1:3306/wealthmetrics .venv/bin/python bench/ingest.py
+    DATABASE_URL=… .venv/bin/python bench/ingest.py --senders 32 --batch 10 --limits   # the fleet shape
 
-Starts --servers daphne processes on that database (or uses --url), creates an API key,
-then --senders threads POST pre-serialised batches for --duration seconds. It prints the
-records per second that were answered 202, then counts the rows in the database: a 202
-means stored, so the two must agree (0 lost). Run it several times; the machine is noisy.
+Starts --servers daphne processes on that database, creates an API key, then --senders
+threads POST pre-serialised batches of --batch records for --duration seconds. It prints the
+records per second that were answered 202, the latencies, and the peak database connections
+of the run, then counts the rows in the database: a 202 means stored, so the two must agree
+(0 lost). Run it several times; the machine is noisy.
+
+With --limits it measures, in the same run and with the same senders and batch size, the two
+ceilings it is compared with:
+  - the server's: a bare ASGI app (bench/bare_app.py) on the same daphne, answering 202 with
+    no framework, key check, validation or database;
+  - the database's: --senders threads, each with its own connection, committing one
+    --batch-row INSERT per transaction into a copy of the detailed table.
 """
 
 import argparse
@@ -18,6 +27,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 import orjson
 
@@ -97,6 +108,108 @@ class Sender(threading.Thread):
                 self.accepted += orjson.loads(payload)["accepted"]
 
 
+def send_all(
+    ports: list[int], key: str, bodies: list[bytes], args: argparse.Namespace
+) -> tuple[list[Sender], float]:
+    until = time.monotonic() + args.duration
+    senders = [Sender("127.0.0.1", ports[i % len(ports)], key, bodies, until) for i in range(args.senders)]
+    started = time.monotonic()
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    return senders, time.monotonic() - started
+
+
+class ConnectionWatcher(threading.Thread):
+    """The peak number of connections to the benchmark's database (MySQL), sampled every 50 ms,
+    less the watcher's own."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.url = urlparse(env.get("DATABASE_URL", ""))
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        if self.url.scheme != "mysql":
+            return
+        import MySQLdb
+
+        db = MySQLdb.connect(host=self.url.hostname or "127.0.0.1", port=self.url.port or 3306,
+                             user=self.url.username or "root", password=self.url.password or "")  # fmt: skip
+        cursor = db.cursor()
+        name = self.url.path.lstrip("/")
+        while not self._stop.wait(0.05):
+            cursor.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = %s", [name])
+            self.peak = max(self.peak, int(cursor.fetchone()[0]))
+        db.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join()
+
+
+def bare_ceiling(env: dict[str, str], key: str, bodies: list[bytes], args: argparse.Namespace) -> float:
+    """Requests per second of the same senders against bench/bare_app.py on the same daphne."""
+    servers = [DaphneServer(env, application="bench.bare_app:application") for _ in range(args.servers)]
+    for server in servers:
+        server.start()
+    try:
+        senders, elapsed = send_all([server.port for server in servers], key, bodies, args)
+    finally:
+        for server in servers:
+            server.stop()
+    return sum(sum(sender.statuses.values()) for sender in senders) / elapsed
+
+
+def database_limit(env: dict[str, str], args: argparse.Namespace) -> float:
+    """Transactions per second of --senders threads each committing one --batch-row INSERT into a
+    copy of the detailed table (MySQL), for --duration seconds."""
+    url = urlparse(env.get("DATABASE_URL", ""))
+    if url.scheme != "mysql":
+        return float("nan")
+    import MySQLdb
+
+    def connect() -> Any:
+        return MySQLdb.connect(
+            host=url.hostname or "127.0.0.1", port=url.port or 3306, user=url.username or "root",
+            password=url.password or "", database=url.path.lstrip("/"),
+        )  # fmt: skip
+
+    setup = connect()
+    cursor = setup.cursor()
+    cursor.execute("DROP TABLE IF EXISTS bench_insert_limit")
+    cursor.execute("CREATE TABLE bench_insert_limit LIKE scraper_page_performance")
+    columns = ("scraper_source", "metric_type", "page_url", "navigation_duration_ms", "retry_count",
+               "success", "error", "created_at")  # fmt: skip
+    sql = (f"INSERT INTO bench_insert_limit ({', '.join(columns)}) VALUES "
+           + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, NOW(6))"] * args.batch))  # fmt: skip
+    until = time.monotonic() + args.duration
+    counts = [0] * args.senders
+
+    def work(n: int) -> None:
+        db = connect()
+        cur = db.cursor()
+        row = ["bench-limit", "page_navigation", "https://example.com/p", 420, 1, True, None]
+        while time.monotonic() < until:
+            cur.execute(sql, row * args.batch)
+            db.commit()
+            counts[n] += 1
+        db.close()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(args.senders)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    cursor.execute("DROP TABLE bench_insert_limit")
+    setup.close()
+    return sum(counts) / elapsed
+
+
 def count_rows(env: dict[str, str], run: str) -> int:
     code = (
         "import django; django.setup()\n"
@@ -137,6 +250,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of sending (default 20)")
     parser.add_argument("--batch", type=int, default=1000, help="records per request (default 1000)")
     parser.add_argument("--keep", action="store_true", help="keep the rows afterwards")
+    parser.add_argument("--limits", action="store_true", help="also measure the bare server and the database")
     args = parser.parse_args()
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "PYTHONUNBUFFERED": "1"}
@@ -155,17 +269,10 @@ def main() -> None:
             f"servers: {args.servers} daphne, senders: {args.senders}, batch: {args.batch}, "
             f"duration: {args.duration:.0f}s, body: {len(bodies[0]) / 1024:.0f} KiB"
         )
-        until = time.monotonic() + args.duration
-        senders = [
-            Sender("127.0.0.1", servers[i % len(servers)].port, key, bodies, until)
-            for i in range(args.senders)
-        ]
-        started = time.monotonic()
-        for sender in senders:
-            sender.start()
-        for sender in senders:
-            sender.join()
-        elapsed = time.monotonic() - started
+        watcher = ConnectionWatcher(env)
+        watcher.start()
+        senders, elapsed = send_all([server.port for server in servers], key, bodies, args)
+        watcher.stop()
     finally:
         for server in servers:
             server.stop()
@@ -182,8 +289,18 @@ def main() -> None:
         p99 = latencies[int(len(latencies) * 0.99) - 1]
         print(f"request latency: p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
     print(f"accepted (202): {accepted} records in {elapsed:.1f}s = {accepted / elapsed:,.0f} records/s")
+    requests_per_s = sum(statuses.values()) / elapsed
+    print(f"requests/s: {requests_per_s:,.0f}; peak database connections of the server(s): {watcher.peak}")
     server_errors = sum(n for status, n in statuses.items() if status >= 500)
     print(f"rows in database: {in_db}  lost: {accepted - in_db}  5xx: {server_errors}")
+    if args.limits:
+        bare = bare_ceiling(env, key, bodies, args)
+        print(f"bare ASGI app on the same daphne: {bare:,.0f} requests/s; wealthmetrics: "
+              f"{requests_per_s / bare:.2f} of it")  # fmt: skip
+        transactions = database_limit(env, args)
+        print(f"database: {args.senders} threads committing {args.batch}-row INSERTs: {transactions:,.0f} "
+              f"transactions/s ({transactions * args.batch:,.0f} rows/s); wealthmetrics: "
+              f"{requests_per_s / transactions:.2f} of it")  # fmt: skip
     if not args.keep:
         delete_rows(env, run)
     if in_db != accepted:
