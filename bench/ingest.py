@@ -129,7 +129,7 @@ class ConnectionWatcher(threading.Thread):
         super().__init__(daemon=True)
         self.url = urlparse(env.get("DATABASE_URL", ""))
         self.peak = 0
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
         if self.url.scheme != "mysql":
@@ -140,13 +140,13 @@ class ConnectionWatcher(threading.Thread):
                              user=self.url.username or "root", password=self.url.password or "")  # fmt: skip
         cursor = db.cursor()
         name = self.url.path.lstrip("/")
-        while not self._stop.wait(0.05):
+        while not self._done.wait(0.05):
             cursor.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = %s", [name])
             self.peak = max(self.peak, int(cursor.fetchone()[0]))
         db.close()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join()
 
 
