@@ -179,6 +179,13 @@ def database_limit(env: dict[str, str], args: argparse.Namespace) -> float:
 
     setup = connect()
     cursor = setup.cursor()
+    cursor.execute("SELECT @@max_connections")
+    # the server refuses connections past max_connections: leave room for the others
+    threads = min(args.senders, int(cursor.fetchone()[0]) - 20)
+    if threads < args.senders:
+        print(
+            f"  (the database allows {threads + 20} connections: {threads} threads instead of {args.senders})"
+        )
     cursor.execute("DROP TABLE IF EXISTS bench_insert_limit")
     cursor.execute("CREATE TABLE bench_insert_limit LIKE scraper_page_performance")
     columns = ("scraper_source", "metric_type", "page_url", "navigation_duration_ms", "retry_count",
@@ -186,7 +193,7 @@ def database_limit(env: dict[str, str], args: argparse.Namespace) -> float:
     sql = (f"INSERT INTO bench_insert_limit ({', '.join(columns)}) VALUES "
            + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, NOW(6))"] * args.batch))  # fmt: skip
     until = time.monotonic() + args.duration
-    counts = [0] * args.senders
+    counts = [0] * threads
 
     def work(n: int) -> None:
         db = connect()
@@ -198,12 +205,12 @@ def database_limit(env: dict[str, str], args: argparse.Namespace) -> float:
             counts[n] += 1
         db.close()
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(args.senders)]
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
     started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
     elapsed = time.monotonic() - started
     cursor.execute("DROP TABLE bench_insert_limit")
     setup.close()
@@ -298,7 +305,7 @@ def main() -> None:
         print(f"bare ASGI app on the same daphne: {bare:,.0f} requests/s; wealthmetrics: "
               f"{requests_per_s / bare:.2f} of it")  # fmt: skip
         transactions = database_limit(env, args)
-        print(f"database: {args.senders} threads committing {args.batch}-row INSERTs: {transactions:,.0f} "
+        print(f"database: up to {args.senders} threads committing {args.batch}-row INSERTs: {transactions:,.0f} "
               f"transactions/s ({transactions * args.batch:,.0f} rows/s); wealthmetrics: "
               f"{requests_per_s / transactions:.2f} of it")  # fmt: skip
     if not args.keep:
