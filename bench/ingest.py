@@ -305,8 +305,8 @@ def main() -> None:
         print(f"bare ASGI app on the same daphne: {bare:,.0f} requests/s; wealthmetrics: "
               f"{requests_per_s / bare:.2f} of it")  # fmt: skip
         transactions = database_limit(env, args)
-        print(f"database: up to {args.senders} threads committing {args.batch}-row INSERTs: {transactions:,.0f} "
-              f"transactions/s ({transactions * args.batch:,.0f} rows/s); wealthmetrics: "
+        print(f"database: up to {args.senders} threads committing {args.batch}-row INSERTs: "
+              f"{transactions:,.0f} transactions/s ({transactions * args.batch:,.0f} rows/s); wealthmetrics: "
               f"{requests_per_s / transactions:.2f} of it")  # fmt: skip
     if not args.keep:
         delete_rows(env, run)
