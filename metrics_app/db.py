@@ -47,6 +47,12 @@ def own_thread(name: str) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"wealthmetrics-{name}")
 
 
+def call(function: Callable[..., T], *args: Any) -> T:
+    """Run `function(*args)` here, on a long-lived thread of its own (the group writer's), with
+    the same care for its connection as the background threads take."""
+    return _call(function, args)
+
+
 def _call(function: Callable[..., T], args: tuple[Any, ...]) -> T:
     idle = time.monotonic() - getattr(_last_used, "at", 0.0)
     if idle > IDLE_CHECK_SECONDS and connection.connection is not None and not connection.is_usable():

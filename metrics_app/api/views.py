@@ -29,7 +29,7 @@ from metrics_app.api.auth import (
 )
 from metrics_app.history import failures as failed
 from metrics_app.history import overview, reads
-from metrics_app.ingest.storage import store_metrics
+from metrics_app.ingest.writer import store_and_publish
 from metrics_app.records import (
     MAX_RECORDED_AT,
     METRIC_TYPES,
@@ -40,7 +40,7 @@ from metrics_app.records import (
     decode_batch,
     is_source_name,
 )
-from metrics_app.stream import broadcast_metrics, totals
+from metrics_app.stream import totals
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,8 @@ def ingest(request: HttpRequest) -> HttpResponse:
         )
     if len(records) > MAX_RECORDS_PER_REQUEST:
         return _too_large(f"{len(records)} records; at most {MAX_RECORDS_PER_REQUEST} per request")
-    ids = store_metrics(records)
+    store_and_publish(records)
     counters.incr("records_stored", len(records))
-    broadcast_metrics(records, ids)
     return JsonResponse({"accepted": len(records)}, status=202)
 
 

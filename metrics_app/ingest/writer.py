@@ -1,0 +1,107 @@
+"""Group commit: concurrent ingest requests of a process share transactions.
+
+Each request hands its validated records to the process's writer and waits. The writer, one
+thread with one database connection, takes what is waiting, up to MAX_RECORDS records or
+MAX_WAIT_S after the first, stores it all in one transaction with its rollup upserts
+(metrics_app.ingest.storage), publishes it once, then answers every request in it: with its
+own records' ids once they are committed, or with the transaction's error, which fails
+exactly the requests in that transaction.
+
+A fleet of scrapers sends many small batches at once; one transaction per request meant one
+fsync and one round of rollup upserts each, and concurrent transactions waiting on each
+other's row locks for the same rollup rows. Batched, those costs are paid once per group.
+
+Used where a server runs the application (metrics_app.server.features.serving); elsewhere
+(management commands, Django's test client) requests store directly, in the caller's
+transaction.
+"""
+
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Final
+
+from metrics_app import counters, db
+from metrics_app.ingest.storage import store_metrics
+from metrics_app.records import Metric
+from metrics_app.server import features
+from metrics_app.stream import broadcast_metrics
+
+log = logging.getLogger(__name__)
+
+MAX_RECORDS: Final = 5000
+MAX_WAIT_S: Final = 0.002  # after the first request: long enough for the others arriving with it
+
+
+class GroupWriter:
+    def __init__(self, autostart: bool = True) -> None:
+        """`autostart`: start the writing thread with the first request (else `start()` does)."""
+        self._queue: queue.SimpleQueue[tuple[Sequence[Metric], Future[list[int]]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._autostart = autostart
+
+    def store(self, records: Sequence[Metric]) -> list[int]:
+        """Store and publish the records with whatever else is waiting; their ids once
+        committed. Raises the error of the transaction they were in."""
+        return self.submit(records).result()
+
+    def submit(self, records: Sequence[Metric]) -> "Future[list[int]]":
+        """Queue records for the next group; the future holds their ids or the group's error."""
+        if self._autostart:
+            self.start()
+        done: Future[list[int]] = Future()
+        self._queue.put((records, done))
+        return done
+
+    def start(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="wealthmetrics-writer", daemon=True
+                    )
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            group = [self._queue.get()]
+            size = len(group[0][0])
+            while size < MAX_RECORDS:
+                try:
+                    item = self._queue.get(timeout=MAX_WAIT_S)
+                except queue.Empty:
+                    break
+                group.append(item)
+                size += len(item[0])
+            self._commit(group)
+
+    def _commit(self, group: list[tuple[Sequence[Metric], Future[list[int]]]]) -> None:
+        records = [record for batch, _ in group for record in batch]
+        try:
+            ids = db.call(store_metrics, records)
+        except BaseException as exc:  # every request of the group hears of it; the writer goes on
+            for _, done in group:
+                done.set_exception(exc)
+            return
+        counters.incr("group_commits")
+        broadcast_metrics(records, ids)
+        at = 0
+        for batch, done in group:
+            done.set_result(ids[at : at + len(batch)])
+            at += len(batch)
+
+
+writer = GroupWriter()
+
+
+def store_and_publish(records: Sequence[Metric]) -> list[int]:
+    """Store records and publish them; their ids once committed. Under a server, through the
+    group writer; elsewhere in the caller's own transaction."""
+    if features.serving:
+        return writer.store(records)
+    ids = store_metrics(records)
+    broadcast_metrics(records, ids)
+    return ids
