@@ -3,6 +3,8 @@
 Both are read on the event loop, where the live hub lives, so the numbers are consistent.
 """
 
+import asyncio
+import contextlib
 import os
 import time
 from typing import Any
@@ -25,12 +27,33 @@ async def websocket_health() -> dict[str, Any]:
     hub = get_hub()
     if features.serving:
         await hub.start()  # a health check is often a fresh process's first request
-    try:
-        watchdog = await db.run(evaluator.health)
-    except DatabaseError as exc:
-        watchdog = {"stale": True, "error": str(exc)[:200]}
     # The watchdog: an evaluator that stopped is itself an alert, shown here.
-    return {**hub.health(), "fastPath": features.fast_sockets, "alertEvaluator": watchdog}
+    return {**hub.health(), "fastPath": features.fast_sockets, "alertEvaluator": await _watchdog()}
+
+
+# The watchdog's last reading. A health check must answer while the database hangs (a load
+# balancer asks it), so it waits for a fresh reading at most WATCHDOG_WAIT_S, and at most one
+# reading is in flight however many checks come.
+WATCHDOG_WAIT_S = 1.0
+_reading: dict[str, Any] = {"lastRunAt": None, "lastRunMs": None, "stale": True}
+_refresh: "asyncio.Future[None] | None" = None
+
+
+async def _watchdog() -> dict[str, Any]:
+    global _refresh
+    if _refresh is None or _refresh.done():
+        _refresh = asyncio.ensure_future(_read_watchdog())
+    with contextlib.suppress(TimeoutError, DatabaseError):
+        await asyncio.wait_for(asyncio.shield(_refresh), WATCHDOG_WAIT_S)
+    return _reading
+
+
+async def _read_watchdog() -> None:
+    global _reading
+    try:
+        _reading = await db.run(evaluator.health)
+    except DatabaseError as exc:
+        _reading = {**_reading, "stale": True, "error": str(exc)[:200]}
 
 
 async def server_stats() -> dict[str, Any]:
