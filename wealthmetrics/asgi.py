@@ -20,6 +20,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
 from dashboard_app.routing import websocket_urlpatterns
 from dashboard_app.security import IdentifiedSockets
+from metrics_app.api.ingest_route import IngestRoute
 from wealthmetrics import daphne_internals
 from wealthmetrics.limits import RequestLimit
 
@@ -30,7 +31,9 @@ application = ProtocolTypeRouter(
     {
         # daphne serves static files itself (the admin's, the dashboard's, Chart.js), so one
         # process is the whole web tier; put a CDN or nginx in front if you like.
-        "http": ASGIStaticFilesHandler(RequestLimit(django_asgi_app)),  # type: ignore[arg-type]
+        # POST /api/metrics/ is served in front of Django (metrics_app.api.ingest_route): the
+        # machine endpoint does only what it needs.
+        "http": ASGIStaticFilesHandler(IngestRoute(RequestLimit(django_asgi_app))),  # type: ignore[arg-type]
         # Origin, key and session are checked together, before the consumer: see
         # dashboard_app.security (Channels' validator ignores scheme and port).
         "websocket": SessionMiddlewareStack(IdentifiedSockets(URLRouter(websocket_urlpatterns))),

@@ -27,6 +27,7 @@ from metrics_app.api.auth import (
     require_reader,
     unauthorized,
 )
+from metrics_app.api.ingest_route import Answer, checked_batch, declared_size, too_large
 from metrics_app.history import failures as failed
 from metrics_app.history import overview, reads
 from metrics_app.ingest.writer import store_and_publish
@@ -36,8 +37,6 @@ from metrics_app.records import (
     MIN_RECORDED_AT,
     SOURCE_PATTERN,
     WILDCARD,
-    InvalidMetrics,
-    decode_batch,
     is_source_name,
 )
 from metrics_app.stream import totals
@@ -72,40 +71,29 @@ def allow(*methods: str) -> Any:
 @allow("POST")
 @require_api_key
 def ingest(request: HttpRequest) -> HttpResponse:
-    limit = settings.METRICS_MAX_BODY_BYTES
-    try:
-        declared = int(request.headers.get("Content-Length") or 0)
-    except ValueError:
-        return error(400, "invalid_request", "Content-Length is not a number")
-    if declared > limit:
-        return _too_large(f"body is {declared} bytes; the limit is {limit}")
+    """POST /api/metrics/ where Django serves it (its test client, a WSGI server); under ASGI the
+    same steps run in front of Django (metrics_app.api.ingest_route)."""
+    if refused := declared_size(request.headers.get("Content-Length")):
+        return _answer(refused)
     try:
         body = request.body
     except RequestDataTooBig:
-        return _too_large(f"body exceeds the limit of {limit} bytes")
-    try:
-        records = decode_batch(body)
-    except InvalidMetrics as exc:
-        counters.incr("requests_rejected")
-        details = [e.as_dict() for e in exc.errors]
-        return error(400, "invalid_metrics", "some records are invalid; none were stored", details=details)
-    if not records:
-        return error(
-            400,
-            "invalid_metrics",
-            "send 1 to 1000 records",
-            details=[{"index": None, "field": "metrics", "message": "must not be empty"}],
-        )
-    if len(records) > MAX_RECORDS_PER_REQUEST:
-        return _too_large(f"{len(records)} records; at most {MAX_RECORDS_PER_REQUEST} per request")
+        return _answer(too_large(f"body exceeds the limit of {settings.METRICS_MAX_BODY_BYTES} bytes"))
+    records = checked_batch(body)
+    if isinstance(records, Answer):
+        return _answer(records)
     store_and_publish(records)
     counters.incr("records_stored", len(records))
     return JsonResponse({"accepted": len(records)}, status=202)
 
 
-def _too_large(message: str) -> JsonResponse:
-    counters.incr("requests_too_large")
-    return error(413, "too_large", message)
+def _answer(answer: Answer) -> JsonResponse:
+    response = JsonResponse(
+        {"error": answer.code, "message": answer.message, **answer.extra}, status=answer.status
+    )
+    for name, value in answer.headers:
+        response[name] = value
+    return response
 
 
 @allow("GET")

@@ -1,5 +1,6 @@
 """The HTTP API over real sockets against a running daphne."""
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,24 @@ def test_ingest_stores_then_answers(daphne: DaphneServer, committed_api_key: str
     assert response.status_code == 202
     assert response.json() == {"accepted": 1000}
     assert PagePerformance.objects.filter(scraper_source="live").count() == 1000
+    # served in front of Django (metrics_app.api.ingest_route), stored by the group writer
+    assert daphne.stats(committed_api_key)["counters"]["group_commits"] >= 1
+
+
+def test_concurrent_small_batches_share_transactions(daphne: DaphneServer, committed_api_key: str) -> None:
+    async def send_all() -> list[int]:
+        async with httpx.AsyncClient(base_url=daphne.url, timeout=30) as client:
+            bodies = [orjson.dumps({"metrics": [navigation(scraperSource="fleet", url=f"u{n}-{i}") for i in range(5)]})
+                      for n in range(64)]  # fmt: skip
+            answers = await asyncio.gather(*(client.post("/api/metrics/", content=body, headers=auth(committed_api_key))
+                                             for body in bodies))  # fmt: skip
+            return [answer.status_code for answer in answers]
+
+    before = daphne.stats(committed_api_key)["counters"].get("group_commits", 0)
+    assert asyncio.run(send_all()) == [202] * 64
+    commits = daphne.stats(committed_api_key)["counters"]["group_commits"] - before
+    assert PagePerformance.objects.filter(scraper_source="fleet").count() == 320
+    assert commits < 64  # requests that arrived together were stored together
 
 
 @pytest.mark.parametrize(
