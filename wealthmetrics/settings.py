@@ -195,6 +195,9 @@ METRICS_MAX_BODY_BYTES = env_int(
 # METRICS_MAX_WAITING_REQUESTS more wait their turn, beyond that the answer is 503 at once.
 # With the live stream's and the collector's, a process holds at most this + 3 connections.
 METRICS_DB_CONNECTIONS = env_int("METRICS_DB_CONNECTIONS", 8, minimum=1, maximum=1000)
+# Group commit's writer threads per process (metrics_app.ingest.writer), each with its own
+# database connection: the ingest API's whole share of connections, whatever the senders.
+METRICS_DB_WRITERS = env_int("METRICS_DB_WRITERS", 4, minimum=1, maximum=64)
 METRICS_MAX_WAITING_REQUESTS = env_int("METRICS_MAX_WAITING_REQUESTS", 1000, minimum=0, maximum=100_000)
 # Read and write timeout of the maintenance connections (daily aggregation, rollup repairs,
 # retention): a repair of a 10-million-record day runs for tens of seconds.

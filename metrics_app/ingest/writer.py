@@ -1,8 +1,9 @@
 """Group commit: concurrent ingest requests of a process share transactions.
 
-Each request hands its validated records to the process's writer and waits. The writer, one
-thread with one database connection, takes what is waiting, up to MAX_RECORDS records or
-MAX_WAIT_S after the first, stores it all in one transaction with its rollup upserts
+Each request hands its validated records to the process's writer and waits. A writer thread
+(METRICS_DB_WRITERS of them, each with one database connection) takes what is waiting, up to
+MAX_RECORDS records or MAX_WAIT_S after the first, stores it all in one transaction with its
+rollup upserts
 (metrics_app.ingest.storage), publishes it once, then answers every request in it: with its
 own records' ids once they are committed, or with the transaction's error, which fails
 exactly the requests in that transaction.
@@ -23,6 +24,8 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Final
 
+from django.conf import settings
+
 from metrics_app import counters, db
 from metrics_app.ingest.storage import store_metrics
 from metrics_app.records import Metric
@@ -39,7 +42,7 @@ class GroupWriter:
     def __init__(self, autostart: bool = True) -> None:
         """`autostart`: start the writing thread with the first request (else `start()` does)."""
         self._queue: queue.SimpleQueue[tuple[Sequence[Metric], Future[list[int]]]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._autostart = autostart
 
@@ -57,13 +60,18 @@ class GroupWriter:
         return done
 
     def start(self) -> None:
-        if self._thread is None:
+        """Start the writers: METRICS_DB_WRITERS threads, each with its own connection, taking
+        groups from the same queue (one stores while another builds its rows or waits on the
+        disk; small batches arriving together still share a group)."""
+        if not self._threads:
             with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="wealthmetrics-writer", daemon=True
-                    )
-                    self._thread.start()
+                if not self._threads:
+                    for n in range(settings.METRICS_DB_WRITERS):
+                        thread = threading.Thread(
+                            target=self._run, name=f"wealthmetrics-writer-{n}", daemon=True
+                        )
+                        thread.start()
+                        self._threads.append(thread)
 
     def _run(self) -> None:
         while True:
