@@ -24,15 +24,13 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wealthmetrics.settings")
 
-import django  # noqa: E402
 
-from bench.common import machine, recreate_database  # noqa: E402
+from bench.common import fresh_bench_database, machine  # noqa: E402
 
 CHUNK = 500_000
 DAY_US = 86_400_000_000
@@ -49,15 +47,7 @@ def main() -> None:
     parser.add_argument("--keep-data", action="store_true", help="skip the cleanup: leave every row in place")
     args = parser.parse_args()
 
-    url = os.environ.get("DATABASE_URL", "")
-    name = urlparse(url).path.lstrip("/")
-    if not url.startswith("mysql://") or "bench" not in name:
-        sys.exit("set DATABASE_URL=mysql://…/<a database whose name contains 'bench'>; it is recreated")
-    recreate_database(url, name)
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    fresh_bench_database()
 
     today = datetime.now(UTC).date()
     expired = today - timedelta(days=9)

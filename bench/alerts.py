@@ -32,15 +32,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wealthmetrics.settings")
 
-import django  # noqa: E402
 
-from bench.common import machine, recreate_database  # noqa: E402
+from bench.common import fresh_bench_database, machine  # noqa: E402
 
 MINUTE_MS = 60_000
 HEALTHY_ERRORS = (
@@ -96,15 +94,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", choices=("accuracy", "cost"), help="run one of the two parts")
     args = parser.parse_args()
-    url = os.environ.get("DATABASE_URL", "")
-    name = urlparse(url).path.lstrip("/")
-    if not url.startswith("mysql://") or "bench" not in name:
-        sys.exit("set DATABASE_URL=mysql://…/<a database whose name contains 'bench'>; it is recreated")
-    recreate_database(url, name)
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    fresh_bench_database()
     from django.conf import settings
 
     print(f"machine: {machine()}")

@@ -56,3 +56,19 @@ def recreate_database(url: str, name: str) -> None:
     cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
     cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     db.close()
+
+
+def fresh_bench_database() -> None:
+    """Drop and create the MySQL database named in DATABASE_URL (its name must contain "bench"),
+    set Django up on it and migrate; exits with a message otherwise."""
+    url = os.environ.get("DATABASE_URL", "")
+    name = urlparse(url).path.lstrip("/")
+    if not url.startswith("mysql://") or "bench" not in name:
+        sys.exit("set DATABASE_URL=mysql://…/<a database whose name contains 'bench'>; it is recreated")
+    recreate_database(url, name)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)

@@ -214,16 +214,10 @@ class SchedulerDailySummary(models.Model):
         return f"{self.scheduler_name} {self.metric_date}"
 
 
-class HourlyRollup(models.Model):
-    """Records of one channel, type (and scheduler) and hour that fell in one duration bucket.
+class RollupRow(models.Model):
+    """What both rollup grains keep per channel, type (and scheduler), time bucket and duration
+    bucket (metrics_app.history.rollups); each grain adds its time column."""
 
-    Kept current by the same transaction that stores the records (metrics_app.history.rollups), and
-    kept forever: hour and day history read these rows, and the daily summaries are built from
-    them. One row per histogram bucket (metrics_app.histogram) is what lets percentiles be
-    merged across hours and days. Hours are cut in TIME_ZONE, so its days are whole hours.
-    """
-
-    hour = models.DateTimeField(help_text="Start of the hour, in TIME_ZONE's hours.")
     scraper_source = models.CharField(
         max_length=50, help_text="The channel: the source, or a bare scheduler's own name."
     )
@@ -240,6 +234,21 @@ class HourlyRollup(models.Model):
     retry_sum = models.BigIntegerField()
     items_sum = models.BigIntegerField()
     bytes_sum = models.BigIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class HourlyRollup(RollupRow):
+    """Records of one channel, type (and scheduler) and hour that fell in one duration bucket.
+
+    Kept current by the same transaction that stores the records (metrics_app.history.rollups), and
+    kept forever: hour and day history read these rows, and the daily summaries are built from
+    them. One row per histogram bucket (metrics_app.histogram) is what lets percentiles be
+    merged across hours and days. Hours are cut in TIME_ZONE, so its days are whole hours.
+    """
+
+    hour = models.DateTimeField(help_text="Start of the hour, in TIME_ZONE's hours.")
 
     class Meta:
         db_table = "scraper_metrics_hourly"
@@ -261,27 +270,13 @@ class HourlyRollup(models.Model):
         return f"{self.scraper_source} {self.metric_type} {self.hour:%Y-%m-%d %H:%M}"
 
 
-class MinuteRollup(models.Model):
+class MinuteRollup(RollupRow):
     """Records of one channel, type (and scheduler) and UTC minute that fell in one duration
     bucket: HourlyRollup's rows at minute grain, kept by the same transaction, and kept as long
     as the detailed rows. The live and 1-hour ranges, minute history and each process's live
     totals read these rows, so their cost does not grow with the records per second."""
 
     minute = models.DateTimeField(help_text="Start of the minute (UTC).")
-    scraper_source = models.CharField(
-        max_length=50, help_text="The channel: the source, or a bare scheduler's own name."
-    )
-    metric_type = models.CharField(max_length=20)
-    scheduler_name = models.CharField(max_length=50, default="", blank=True)
-    duration_bucket = models.SmallIntegerField()
-    records = models.BigIntegerField()
-    successes = models.BigIntegerField()
-    duration_sum = models.BigIntegerField()
-    duration_min = models.IntegerField()
-    duration_max = models.IntegerField()
-    retry_sum = models.BigIntegerField()
-    items_sum = models.BigIntegerField()
-    bytes_sum = models.BigIntegerField()
     last_recorded_at = models.BigIntegerField(
         help_text="The newest record's recordedAt (ms since the epoch)."
     )

@@ -27,9 +27,7 @@ LE_SECONDS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.
 
 class Cluster(Collector):
     def collect(self) -> Iterator[Any]:
-        records = CounterMetricFamily(
-            "wealthmetrics_records", "Stored records.", labels=["source", "type", "success"]
-        )
+        totals: dict[tuple[str, str], list[int]] = {}  # (source, type) → [records, successes]
         items = CounterMetricFamily("wealthmetrics_items", "Items extracted (scrapes) and processed (runs).",
                                     labels=["source"])  # fmt: skip
         durations: dict[tuple[str, str], tuple[list[int], float]] = {}
@@ -39,13 +37,20 @@ class Cluster(Collector):
             .values_list("scraper_source", "metric_type", "duration_bucket")
             .annotate(Sum("records"), Sum("successes"), Sum("duration_sum"), Sum("items_sum"))
         ):
-            records.add_metric([source, kind, "true"], ok)
-            records.add_metric([source, kind, "false"], n - ok)
+            summed = totals.setdefault((source, kind), [0, 0])
+            summed[0] += n
+            summed[1] += ok
             counts, seconds = durations.get((source, kind), ([0] * (len(LE_SECONDS) + 1), 0.0))
             counts[_edge(bucket)] += n
             durations[(source, kind)] = (counts, seconds + total / 1000)
             item_sums[source] = item_sums.get(source, 0) + found
-        yield _summed(records)
+        records = CounterMetricFamily(
+            "wealthmetrics_records", "Stored records.", labels=["source", "type", "success"]
+        )
+        for (source, kind), (n, ok) in sorted(totals.items()):
+            records.add_metric([source, kind, "true"], ok)
+            records.add_metric([source, kind, "false"], n - ok)
+        yield records
         for source, found in sorted(item_sums.items()):
             items.add_metric([source], found)
         yield items
@@ -81,18 +86,6 @@ def _edge(bucket: int) -> int:
     """The first LE_SECONDS edge at or above a rollup bucket's upper bound (or +Inf)."""
     upper = histogram.upper_bound(bucket) / 1000
     return next((n for n, edge in enumerate(LE_SECONDS) if upper <= edge), len(LE_SECONDS))
-
-
-def _summed(family: CounterMetricFamily) -> CounterMetricFamily:
-    """One sample per label set: the rollups come per duration bucket."""
-    sums: dict[tuple[str, ...], float] = {}
-    for sample in family.samples:
-        key = tuple(sample.labels[name] for name in ("source", "type", "success"))
-        sums[key] = sums.get(key, 0) + sample.value
-    merged = CounterMetricFamily(family.name, family.documentation, labels=["source", "type", "success"])
-    for labels, value in sorted(sums.items()):
-        merged.add_metric(list(labels), value)
-    return merged
 
 
 def _firing() -> list[tuple[str, str | None, int]]:
