@@ -1,4 +1,5 @@
-"""The baseline for bench/fanout.py: a plain asyncio `websockets` broadcast server.
+"""The baseline for bench/fanout.py: a plain asyncio `websockets` broadcast server,
+and the baseline of bench/connect.py.
 
 It reads the same Redis stream as wealthmetrics' hub (metrics_app.stream.bus), batches records per
 source on the same interval and size, serialises each batch once and sends it to every
@@ -20,6 +21,25 @@ import redis.asyncio
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 CHANNEL = "wealthmetrics:metrics"
+# What bench/connect.py waits for after subscribing: the same two messages wealthmetrics sends,
+# built once (a 100-record history, the size of wealthmetrics' first page).
+SUBSCRIBED = orjson.dumps({"type": "subscribed", "scraperSource": "*", "subscriptions": ["*"]}).decode()
+HISTORY = orjson.dumps(
+    {
+        "type": "history",
+        "scraperSource": "*",
+        "metrics": [
+            {
+                "type": "page_navigation",
+                "scraperSource": "storm",
+                "url": f"https://example.com/{i}",
+                "navigationDurationMs": 100 + i,
+                "recordedAt": 0,
+            }
+            for i in range(100)
+        ],
+    }
+).decode()
 
 
 class Broadcaster:
@@ -32,8 +52,10 @@ class Broadcaster:
     async def handler(self, ws: ServerConnection) -> None:
         self.clients.add(ws)
         try:
-            async for _ in ws:  # subscriptions are ignored: everyone gets everything
-                pass
+            async for message in ws:  # everyone gets everything: a subscribe is only answered
+                if b'"subscribe"' in (message.encode() if isinstance(message, str) else message):
+                    await ws.send(SUBSCRIBED)
+                    await ws.send(HISTORY)
         finally:
             self.clients.discard(ws)
 

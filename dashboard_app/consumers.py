@@ -12,6 +12,8 @@ import secrets
 from typing import Any
 
 import orjson
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
@@ -45,6 +47,16 @@ class MetricsConsumer(AsyncWebsocketConsumer):
             # while it was awaiting something, and disconnect() never ran.
             get_hub().remove(self)
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch (and websocket_disconnect) first closes stale database
+        # connections in a thread: a thread round trip per message, a quarter of a reconnect
+        # storm's CPU. This consumer never touches Django's connections (history is read by
+        # metrics_app.db's own threads).
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self) -> None:
         hub = get_hub()
         if len(hub.clients) >= settings.METRICS_MAX_CLIENTS:
@@ -67,8 +79,10 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         hub.add(self)
         self.writer.send(hub.update_frame())
 
-    async def disconnect(self, code: int) -> None:
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # Not Channels' own: no groups to leave, and no stale connections to close (dispatch).
         get_hub().remove(self)
+        raise StopConsumer()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         hub = get_hub()

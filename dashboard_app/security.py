@@ -11,7 +11,9 @@ Anything else is refused with 403 before the consumer exists. When the database 
 later), which the page's client retries with backoff.
 """
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -84,10 +86,50 @@ async def identify(scope: dict[str, Any]) -> Identity | None:
         return None
     if key:
         return Identity(key=key)
-    user = await get_user(scope) if "session" in scope else None
-    if user is not None and user.is_authenticated and user.is_active:
-        return Identity(user=user)
-    return None
+    user = await sessions.user(scope)
+    return Identity(user=user) if user is not None else None
+
+
+class SessionCache:
+    """The person behind each session key seen lately, so that a storm of reconnecting pages
+    costs one session lookup per session, not one per socket (concurrent handshakes of one
+    session share one lookup). A session that ended (logout, expiry, a deactivated user)
+    stops opening sockets within METRICS_KEY_CACHE_SECONDS."""
+
+    MAX_ENTRIES: Final = 10_000
+
+    def __init__(self) -> None:
+        self._users: dict[str, tuple[float, AbstractBaseUser | None]] = {}
+        self._lookups: dict[str, asyncio.Future[AbstractBaseUser | None]] = {}
+
+    async def user(self, scope: dict[str, Any]) -> AbstractBaseUser | None:
+        """The session's active user, or None. Raises DatabaseError in an outage."""
+        session = scope.get("session")
+        session_key = session.session_key if session is not None else None
+        if not session_key:
+            return None
+        seen = self._users.get(session_key)
+        if seen is not None and time.monotonic() - seen[0] < settings.METRICS_KEY_CACHE_SECONDS:
+            return seen[1]
+        lookup = self._lookups.get(session_key)
+        if lookup is None:
+            lookup = self._lookups[session_key] = asyncio.ensure_future(self._lookup(scope, session_key))
+            lookup.add_done_callback(lambda _: self._lookups.pop(session_key, None))
+        # shielded: one handshake going away must not cancel the lookup the others wait for
+        return await asyncio.shield(lookup)
+
+    async def _lookup(self, scope: dict[str, Any], session_key: str) -> AbstractBaseUser | None:
+        counters.incr("session_lookups")
+        started = time.monotonic()
+        found = await get_user(scope)
+        user = found if found.is_authenticated and found.is_active else None
+        if len(self._users) >= self.MAX_ENTRIES:
+            self._users.clear()  # a rare, cheap reset beats tracking ages
+        self._users[session_key] = (started, user)
+        return user
+
+
+sessions = SessionCache()
 
 
 class IdentifiedSockets:

@@ -15,12 +15,14 @@ class ServerFeatures:
     serving: bool = False  # a long-lived event loop runs the application
     request_guard: bool = False  # bodies are checked before the server reads them
     fast_sockets: bool = False  # sockets are written by a server-specific writer
+    listen_backlog: int | None = None  # given to endpoints without one (None: the server's own)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "server": self.name or None,
             "requestGuard": self.request_guard,
             "fastSockets": self.fast_sockets,
+            "listenBacklog": self.listen_backlog,
         }
 
 

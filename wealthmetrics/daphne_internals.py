@@ -22,6 +22,12 @@ Two things need the server itself, below ASGI:
    data is watched through Twisted's producer interface (the transport pauses a registered
    producer when its buffer passes `bufferSize`, and resumes it once drained).
 
+3. **The listen backlog.** daphne gives Twisted no backlog for `-b`/`-p` or a plain `tcp:`/
+   `unix:` endpoint, so the kernel queues only 50 connections not yet accepted: a restart's
+   reconnect storm overflows it and handshakes stall for seconds or fail. Endpoints without a
+   `backlog=` of their own get METRICS_LISTEN_BACKLOG (the kernel caps it at
+   net.core.somaxconn). daphne's `--fd` sockets keep the backlog they were made with.
+
 What is not public, and is checked by `install()` before anything is changed:
 - daphne's HTTPFactory builds requests from `daphne.http_protocol.WebRequest` (replaced by a
   subclass), and Twisted's HTTPChannel calls `gotLength` with the headers in and keeps the
@@ -33,7 +39,9 @@ What is not public, and is checked by `install()` before anything is changed:
 - autobahn's `sendCloseFrame`, to send 1001 (going away) and 1013 (try again later), which its
   `sendClose` refuses to an application;
 - the handshake's request and response, kept by autobahn and daphne after the socket opens
-  (released to save memory; skipped if absent).
+  (released to save memory; skipped if absent);
+- daphne.server's module-level `serverFromString`, which its Server.run() calls with each
+  endpoint description (replaced by a wrapper that adds the backlog).
 If a check fails, that part stays off, an error is logged, and `metrics_app.server.features`
 (shown in /api/stats/ and /api/health/websocket) says so: the generic paths still work, at
 the cost the checks protect against. Behind nginx, `client_max_body_size` refuses large
@@ -58,6 +66,7 @@ from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from daphne import http_protocol, ws_protocol
 from django.conf import settings
 from django.db import DatabaseError
+from twisted.internet import endpoints
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.testing import StringTransport
 from twisted.web import http
@@ -302,11 +311,31 @@ def install() -> None:
         features.fast_sockets = True
     else:
         log.error("fast socket writer is OFF (%s): sockets are written through ASGI", problem)
+    features.listen_backlog = _install_backlog()
     _on_shutdown(lambda: get_hub().shutdown())
     # Every process offers to evaluate alerts; a lease elects one (metrics_app.alerts.evaluator).
     from twisted.internet import reactor
 
     reactor.callWhenRunning(evaluator.start_watching)
+
+
+def _install_backlog() -> int | None:
+    from daphne import server
+
+    original = getattr(server, "serverFromString", None)
+    if original is not endpoints.serverFromString:
+        log.error("listen backlog stays at Twisted's 50: daphne.server no longer calls serverFromString")
+        return None
+    backlog = settings.METRICS_LISTEN_BACKLOG
+
+    def with_backlog(reactor: Any, description: str) -> Any:
+        kind = description.partition(":")[0]
+        if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
+            description = f"{description}:backlog={backlog}"
+        return original(reactor, description)
+
+    server.serverFromString = with_backlog
+    return backlog
 
 
 def _install_guard() -> bool:

@@ -199,9 +199,15 @@ METRICS_DB_CONNECTIONS = env_int("METRICS_DB_CONNECTIONS", 8, minimum=1, maximum
 # database connection: the ingest API's whole share of connections, whatever the senders.
 METRICS_DB_WRITERS = env_int("METRICS_DB_WRITERS", 4, minimum=1, maximum=64)
 METRICS_MAX_WAITING_REQUESTS = env_int("METRICS_MAX_WAITING_REQUESTS", 1000, minimum=0, maximum=100_000)
+# How long an ingest request's records may wait for a writer before the answer is 503
+# overloaded with Retry-After (and they are not stored): an overloaded process answers at once.
+METRICS_INGEST_QUEUE_MS = env_int("METRICS_INGEST_QUEUE_MS", 500, minimum=10, maximum=60_000)
 # Read and write timeout of the maintenance connections (daily aggregation, rollup repairs,
 # retention): a repair of a 10-million-record day runs for tens of seconds.
 METRICS_MAINTENANCE_TIMEOUT_S = env_int("METRICS_MAINTENANCE_TIMEOUT_S", 3600, minimum=1, maximum=86_400)
+# Connections the kernel queues for a daphne before it accepts them (wealthmetrics.daphne_internals):
+# a restart's reconnect storm arrives at once. The kernel caps it at net.core.somaxconn.
+METRICS_LISTEN_BACKLOG = env_int("METRICS_LISTEN_BACKLOG", 4096, minimum=16, maximum=65_535)
 # How long a process trusts its copy of the API keys: the bound on a revocation's delay.
 METRICS_KEY_CACHE_SECONDS = env_int("METRICS_KEY_CACHE_SECONDS", 2, minimum=1, maximum=300)
 # Records the in-process collector holds per record type while the database is away; beyond

@@ -4,19 +4,22 @@ API keys are checked against a process-local copy of the active keys (`keys`), s
 costs no database round trip for its key; see KeyCache for how long a revocation takes.
 """
 
+import contextlib
 import functools
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Final
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
+from metrics_app import db
 from metrics_app.models import ApiKey, hash_key
 
 View = Callable[..., HttpResponse]
@@ -92,9 +95,11 @@ class KeyCache:
             self._loaded_at = started
 
     def _mark_used(self, key_hash: str, info: KeyInfo, now: float) -> None:
+        # On a thread of its own, never waited for: a write must not hold up a request's key
+        # check (SQLite has one writer at a time, and a long ingest transaction may be it).
         if now - self._used.get(key_hash, float("-inf")) > _LAST_USED_RESOLUTION.total_seconds():
             self._used[key_hash] = now
-            ApiKey.objects.filter(pk=info.id).update(last_used_at=timezone.now())
+            _marker.submit(db.call, _write_last_used, info.id, timezone.now())
 
     def saved(self, instance: ApiKey, **kwargs: object) -> None:
         """post_save of ApiKey: a key issued or revoked by this process counts here at once."""
@@ -104,6 +109,12 @@ class KeyCache:
             self._keys.pop(instance.key_hash, None)
 
 
+def _write_last_used(pk: int, at: datetime) -> None:
+    with contextlib.suppress(DatabaseError):  # a courtesy for the admin, written again later
+        ApiKey.objects.filter(pk=pk).update(last_used_at=at)
+
+
+_marker = db.own_thread("key-marks")
 keys = KeyCache()
 
 

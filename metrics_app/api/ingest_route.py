@@ -20,6 +20,7 @@ Every other request, and other methods on this path, go on to Django.
 import asyncio
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -142,7 +143,9 @@ class IngestRoute:
             return OVERLOADED
         self._waiting += 1
         try:
-            await asyncio.wrap_future(writer.submit(records))
+            if not await _stored_in_time(writer.submit(records)):
+                counters.incr("requests_overloaded")
+                return OVERLOADED
         except (OperationalError, InterfaceError) as exc:
             counters.problem("database_unavailable", log, "database unavailable (ingest): %s", exc)
             return UNAVAILABLE
@@ -150,6 +153,20 @@ class IngestRoute:
             self._waiting -= 1
         counters.incr("records_stored", len(records))
         return len(records)
+
+
+async def _stored_in_time(stored: "Future[list[int]]") -> bool:
+    """Wait for the writer; False if no writer took the records within METRICS_INGEST_QUEUE_MS
+    (they are withdrawn, never stored), so that an overloaded process answers within about a
+    second instead of queueing ever longer. Raises the error of the records' transaction."""
+    result = asyncio.wrap_future(stored)
+    try:
+        await asyncio.wait_for(asyncio.shield(result), settings.METRICS_INGEST_QUEUE_MS / 1000)
+    except TimeoutError:
+        if stored.cancel():
+            return False
+        await result  # a writer has them: they are stored (or fail) with their group
+    return True
 
 
 async def _authorized(authorization: str | None) -> bool:

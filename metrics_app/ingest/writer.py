@@ -52,7 +52,9 @@ class GroupWriter:
         return self.submit(records).result()
 
     def submit(self, records: Sequence[Metric]) -> "Future[list[int]]":
-        """Queue records for the next group; the future holds their ids or the group's error."""
+        """Queue records for the next group; the future holds their ids or the group's error.
+        Cancelling the future while it waits takes the records out (cancel() says whether it
+        was in time: once a writer has them, they are stored or fail with their group)."""
         if self._autostart:
             self.start()
         done: Future[list[int]] = Future()
@@ -75,15 +77,18 @@ class GroupWriter:
 
     def _run(self) -> None:
         while True:
-            group = [self._queue.get()]
-            size = len(group[0][0])
+            group: list[tuple[Sequence[Metric], Future[list[int]]]] = []
+            size = 0
             while size < MAX_RECORDS:
                 try:
-                    item = self._queue.get(timeout=MAX_WAIT_S)
+                    item = self._queue.get(timeout=MAX_WAIT_S) if group else self._queue.get()
                 except queue.Empty:
                     break
-                group.append(item)
-                size += len(item[0])
+                # False when its request stopped waiting (cancel(): overloaded, answered 503)
+                # before a writer took it: then it is not stored, as its answer said.
+                if item[1].set_running_or_notify_cancel():
+                    group.append(item)
+                    size += len(item[0])
             self._commit(group)
 
     def _commit(self, group: list[tuple[Sequence[Metric], Future[list[int]]]]) -> None:

@@ -35,6 +35,15 @@ def reader(client: Client, django_user_model: Any) -> Client:
 
 
 @pytest.fixture
+def session(client: Client, django_user_model: Any) -> str:
+    """A logged-in browser session a daphne under test accepts (needs a transactional test)."""
+    client.force_login(
+        django_user_model.objects.create_user(f"u{uuid.uuid4().hex[:6]}", password="pw-123456!")
+    )
+    return client.cookies["sessionid"].value
+
+
+@pytest.fixture
 def login(client: Client, django_user_model: Any) -> dict[str, str]:
     """A person's username and password, for logging in through the page."""
     user = django_user_model.objects.create_user(f"viewer{uuid.uuid4().hex[:6]}", password="pw-123456!")

@@ -2,6 +2,9 @@
 daphne, Twisted and autobahn, and are the ones in use under a real daphne."""
 
 import asyncio
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +35,16 @@ def test_under_daphne_both_fast_paths_are_in_use(daphne: DaphneServer, committed
             await ws.close()
 
     asyncio.run(three_sockets())
+
+
+def test_daphne_listens_with_a_backlog_for_reconnect_storms(
+    start_daphne: Callable[..., DaphneServer], committed_api_key: str
+) -> None:
+    server = start_daphne(METRICS_LISTEN_BACKLOG="1234")  # started with -b/-p, as `make run` does
+    assert server.stats(committed_api_key)["listenBacklog"] == 1234
+    listening = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    # For a listening socket, ss's Send-Q column is the backlog (capped by net.core.somaxconn).
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert int(listening[2]) == min(1234, somaxconn)

@@ -50,3 +50,13 @@ def test_a_failed_transaction_fails_exactly_the_requests_in_it(monkeypatch: pyte
     later = writer.submit(batch("b", 3))  # the writer goes on
     assert len(later.result(timeout=10)) == 3
     assert list(PagePerformance.objects.values_list("scraper_source", flat=True)) == ["b"] * 3
+
+
+def test_records_withdrawn_before_a_writer_took_them_are_not_stored() -> None:
+    writer = GroupWriter(autostart=False)
+    withdrawn, kept = writer.submit(batch("gave-up", 2)), writer.submit(batch("waited", 1))
+    assert withdrawn.cancel()  # what an overloaded request does after METRICS_INGEST_QUEUE_MS
+    writer.start()
+    assert len(kept.result(timeout=10)) == 1
+    assert list(PagePerformance.objects.values_list("scraper_source", flat=True)) == ["waited"]
+    assert len(writer.submit(batch("late", 1)).result(timeout=10)) == 1  # the writer goes on

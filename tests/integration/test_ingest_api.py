@@ -16,6 +16,7 @@ from metrics_app.models import ApiKey, HourlyRollup, PagePerformance, SchedulerM
 from metrics_app.records import now_ms
 from tests.support.db import stored
 from tests.support.records import navigation, scheduler_run, scrape
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -122,9 +123,10 @@ def test_get_is_405(client: Client, api_key: str) -> None:
     assert response["Allow"] == "POST"
 
 
-def test_marks_key_last_used(client: Client, api_key: str) -> None:
-    post(client, {"metrics": [navigation()]}, api_key)
-    assert ApiKey.objects.get().last_used_at is not None
+@pytest.mark.django_db(transaction=True)
+def test_marks_key_last_used_without_holding_up_the_request(client: Client, committed_api_key: str) -> None:
+    post(client, {"metrics": [navigation()]}, committed_api_key)
+    assert wait_for(lambda: ApiKey.objects.get().last_used_at is not None, 5)  # on a thread of its own
 
 
 json_values = st.recursive(

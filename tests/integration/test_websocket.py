@@ -1,14 +1,12 @@
 """/ws/metrics/ (docs/websocket.md) over real sockets against a running daphne."""
 
 import asyncio
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from django.test import Client
 from websockets.exceptions import InvalidStatus
 
 from tests.support.records import navigation, scheduler_run, scrape
@@ -25,15 +23,6 @@ from tests.support.ws import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def session(client: Client, django_user_model: Any) -> str:
-    """A logged-in browser session the daphne under test accepts."""
-    client.force_login(
-        django_user_model.objects.create_user(f"u{uuid.uuid4().hex[:6]}", password="pw-123456!")
-    )
-    return client.cookies["sessionid"].value
 
 
 # --- handshakes ------------------------------------------------------------------------
