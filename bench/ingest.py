@@ -31,11 +31,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 import orjson
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import machine, prepare  # noqa: E402
+from bench.open_loop import offer  # noqa: E402
 from tests.support.servers import DaphneServer  # noqa: E402
 
 
@@ -78,18 +80,29 @@ def make_bodies(run: str, batches: int, size: int) -> list[bytes]:
 
 
 class Sender(threading.Thread):
-    def __init__(self, host: str, port: int, key: str, bodies: list[bytes], until: float) -> None:
+    """Posts batches one after another, or (`interval`) one every `interval` seconds whatever
+    the answers take: an open loop, as a fleet that does not slow down for the server."""
+
+    def __init__(
+        self, host: str, port: int, key: str, bodies: list[bytes], until: float, interval: float | None = None
+    ) -> None:
         super().__init__(daemon=True)
         self.host, self.port, self.key, self.bodies, self.until = host, port, key, bodies, until
+        self.interval = interval
         self.accepted = 0
         self.statuses: dict[int, int] = {}
         self.latencies: list[float] = []
+        self.without_retry_after = 0  # 429/503 answers that do not say when to retry
 
     def run(self) -> None:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
         headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
         i = 0
+        next_at = time.monotonic()
         while time.monotonic() < self.until:
+            if self.interval:
+                time.sleep(max(0.0, next_at - time.monotonic()))
+                next_at = max(next_at + self.interval, time.monotonic() - self.interval)
             body = self.bodies[i % len(self.bodies)]
             i += 1
             started = time.perf_counter()
@@ -104,15 +117,21 @@ class Sender(threading.Thread):
                 continue
             self.latencies.append(time.perf_counter() - started)
             self.statuses[response.status] = self.statuses.get(response.status, 0) + 1
+            if response.status in (429, 503) and not response.getheader("Retry-After"):
+                self.without_retry_after += 1
             if response.status == 202:
                 self.accepted += orjson.loads(payload)["accepted"]
 
 
 def send_all(
-    ports: list[int], key: str, bodies: list[bytes], args: argparse.Namespace
+    ports: list[int], key: str, bodies: list[bytes], args: argparse.Namespace, rate: float | None = None
 ) -> tuple[list[Sender], float]:
+    """--senders threads for --duration seconds; with `rate`, together that many requests a second."""
     until = time.monotonic() + args.duration
-    senders = [Sender("127.0.0.1", ports[i % len(ports)], key, bodies, until) for i in range(args.senders)]
+    interval = args.senders / rate if rate else None
+    senders = [
+        Sender("127.0.0.1", ports[i % len(ports)], key, bodies, until, interval) for i in range(args.senders)
+    ]
     started = time.monotonic()
     for sender in senders:
         sender.start()
@@ -148,6 +167,53 @@ class ConnectionWatcher(threading.Thread):
     def stop(self) -> None:
         self._done.set()
         self.join()
+
+
+class MemoryWatcher(threading.Thread):
+    """The servers' summed RSS, sampled every 200 ms: first, peak and last."""
+
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.processes = [psutil.Process(pid) for pid in pids]
+        self.samples: list[int] = []
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.2):
+            self.samples.append(sum(p.memory_info().rss for p in self.processes))
+
+    def stop(self) -> str:
+        self._done.set()
+        self.join()
+        first, peak, last = (x / 2**20 for x in (self.samples[0], max(self.samples), self.samples[-1]))
+        return f"{first:.0f} MB at the start, peak {peak:.0f} MB, {last:.0f} MB at the end"
+
+
+def overload(servers: list[DaphneServer], key: str, bodies: list[bytes], args: argparse.Namespace,
+             sustainable: float) -> int:  # fmt: skip
+    """--overload times the sustainable request rate, open loop (bench/open_loop.py): every
+    request must be answered within 1 s (202, or 429/503 with Retry-After) and memory must stay
+    bounded. Returns the records accepted."""
+    rate = args.overload * sustainable
+    memory = MemoryWatcher([server.process.pid for server in servers if server.process])
+    memory.start()
+    ports = [server.port for server in servers]
+    result = offer("127.0.0.1", ports, key, bodies, rate=rate, duration=args.duration,
+                   processes=max(2, len(ports)), max_connections=args.overload_connections)  # fmt: skip
+    print(f"overload: {args.overload:g} x {sustainable:,.0f} = {rate:,.0f} requests/s offered, open loop, "
+          f"over at most {args.overload_connections} connections (the fleet's size); "
+          f"memory of the server(s): {memory.stop()}")  # fmt: skip
+    latencies = sorted(result.latencies)
+    answered = len(latencies)
+    within = sum(1 for x in latencies if x <= 1.0)
+    p99, worst = latencies[int(answered * 0.99) - 1] * 1000, latencies[-1] * 1000
+    statuses = dict(sorted(result.statuses.items()))
+    print(f"  answered {answered / result.elapsed:,.0f} requests/s; by status {statuses}; "
+          f"not sent (client limit): {result.not_sent}; errors: {dict(result.errors) or 0}")  # fmt: skip
+    print(f"  answered within 1 s: {within} of {answered} ({100 * within / max(1, answered):.2f} %), "
+          f"p99 {p99:.0f} ms, max {worst:.0f} ms; 429/503 without Retry-After: "
+          f"{result.without_retry_after}")  # fmt: skip
+    return result.accepted
 
 
 def bare_ceiling(env: dict[str, str], key: str, bodies: list[bytes], args: argparse.Namespace) -> float:
@@ -258,6 +324,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="records per request (default 1000)")
     parser.add_argument("--keep", action="store_true", help="keep the rows afterwards")
     parser.add_argument("--limits", action="store_true", help="also measure the bare server and the database")
+    parser.add_argument("--overload", type=float, metavar="F",
+                        help="then offer F times the measured request rate, open loop")  # fmt: skip
+    parser.add_argument("--overload-connections", type=int, default=256, metavar="N",
+                        help="the overload's senders, one request in flight each (default 256)")  # fmt: skip
     args = parser.parse_args()
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "PYTHONUNBUFFERED": "1"}
@@ -280,11 +350,14 @@ def main() -> None:
         watcher.start()
         senders, elapsed = send_all([server.port for server in servers], key, bodies, args)
         watcher.stop()
+        accepted = sum(s.accepted for s in senders)
+        if args.overload:
+            sustainable = sum(sum(s.statuses.values()) for s in senders) / elapsed
+            accepted += overload(servers, key, bodies, args, sustainable)
     finally:
         for server in servers:
             server.stop()
 
-    accepted = sum(s.accepted for s in senders)
     statuses: dict[int, int] = {}
     for sender in senders:
         for status, n in sender.statuses.items():
@@ -295,7 +368,8 @@ def main() -> None:
     if latencies:
         p99 = latencies[int(len(latencies) * 0.99) - 1]
         print(f"request latency: p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
-    print(f"accepted (202): {accepted} records in {elapsed:.1f}s = {accepted / elapsed:,.0f} records/s")
+    print(f"accepted (202): {sum(s.accepted for s in senders)} records in {elapsed:.1f}s = "
+          f"{sum(s.accepted for s in senders) / elapsed:,.0f} records/s")  # fmt: skip
     requests_per_s = sum(statuses.values()) / elapsed
     print(f"requests/s: {requests_per_s:,.0f}; peak database connections of the server(s): {watcher.peak}")
     server_errors = sum(n for status, n in statuses.items() if status >= 500)

@@ -202,6 +202,9 @@ METRICS_MAX_WAITING_REQUESTS = env_int("METRICS_MAX_WAITING_REQUESTS", 1000, min
 # How long an ingest request's records may wait for a writer before the answer is 503
 # overloaded with Retry-After (and they are not stored): an overloaded process answers at once.
 METRICS_INGEST_QUEUE_MS = env_int("METRICS_INGEST_QUEUE_MS", 500, minimum=10, maximum=60_000)
+# How late the event loop may run before new ingest requests are refused (503 overloaded):
+# past it, every request already waits that long before any of its own work.
+METRICS_MAX_LOOP_LAG_MS = env_int("METRICS_MAX_LOOP_LAG_MS", 200, minimum=10, maximum=60_000)
 # Read and write timeout of the maintenance connections (daily aggregation, rollup repairs,
 # retention): a repair of a 10-million-record day runs for tens of seconds.
 METRICS_MAINTENANCE_TIMEOUT_S = env_int("METRICS_MAINTENANCE_TIMEOUT_S", 3600, minimum=1, maximum=86_400)

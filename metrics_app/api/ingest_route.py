@@ -18,7 +18,9 @@ Every other request, and other methods on this path, go on to Django.
 """
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -105,6 +107,34 @@ def checked_batch(body: bytes) -> Sequence[Metric] | Answer:
     return records
 
 
+class LoopPressure:
+    """How late this process's event loop runs callbacks: the wait every request sees before
+    any of its own work. Past METRICS_MAX_LOOP_LAG_MS the process is overloaded, and new
+    ingest requests are refused at once (503 with Retry-After) rather than queued behind the
+    others until every answer is late. Watching starts with the first question."""
+
+    TICK_S: Final = 0.05
+
+    def __init__(self) -> None:
+        self.lag = 0.0  # seconds the last tick came late
+        self._watching: asyncio.Task[None] | None = None
+
+    def overloaded(self) -> bool:
+        if self._watching is None:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing to watch
+                self._watching = asyncio.get_running_loop().create_task(self._watch())
+        return self.lag * 1000 > settings.METRICS_MAX_LOOP_LAG_MS
+
+    async def _watch(self) -> None:
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(self.TICK_S)
+            self.lag = max(0.0, time.monotonic() - started - self.TICK_S)
+
+
+pressure = LoopPressure()
+
+
 class IngestRoute:
     def __init__(self, application: Any) -> None:
         self.application = application
@@ -131,6 +161,9 @@ class IngestRoute:
             return UNAUTHORIZED
         if refused := declared_size(_header(scope, b"content-length")):
             return refused
+        if pressure.overloaded():
+            counters.incr("requests_overloaded")
+            return OVERLOADED
         limit = settings.METRICS_MAX_BODY_BYTES
         body = await _read(receive, limit)
         if body is None:

@@ -6,12 +6,14 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 from django.db import connection
 
+from metrics_app.api.ingest_route import LoopPressure
 from metrics_app.models import ApiKey, PagePerformance, hash_key
 from tests.support.records import navigation
 from tests.support.servers import DaphneServer
@@ -145,3 +147,20 @@ def test_an_overloaded_process_answers_at_once_with_retry_after(
     counters = server.stats(committed_api_key)["counters"]
     assert counters["requests_overloaded"] == 24
     assert PagePerformance.objects.filter(scraper_source=source).count() == 1  # nothing of the 503s
+
+
+def test_a_late_event_loop_refuses_new_ingest_until_it_catches_up(settings: Any) -> None:
+    settings.METRICS_MAX_LOOP_LAG_MS = 200
+
+    async def scenario() -> list[bool]:
+        pressure = LoopPressure()
+        seen = [pressure.overloaded()]  # starts watching
+        await asyncio.sleep(0.01)
+        time.sleep(0.4)  # a loop that runs late: every callback waits this long
+        await asyncio.sleep(0.02)  # the late tick runs; the next is not due yet
+        seen.append(pressure.overloaded())
+        await asyncio.sleep(0.2)
+        seen.append(pressure.overloaded())
+        return seen
+
+    assert asyncio.run(scenario()) == [False, True, False]
