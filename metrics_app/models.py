@@ -367,6 +367,27 @@ class ApiKey(models.Model):
         self.save(update_fields=["revoked_at"])
 
 
+class IdempotencyKey(models.Model):
+    """A batch stored under an `Idempotency-Key` (docs/api.md): written in the batch's own
+    transaction, so a batch resent after a lost answer finds it and is not stored again.
+    Kept IDEMPOTENCY_HOURS (metrics_app.ingest.idempotency), then removed by the cleanup."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, db_constraint=False)
+    key = models.CharField(max_length=100)
+    body_hash = models.CharField(max_length=64)  # sha256 of the request body
+    accepted = models.PositiveIntegerField()  # the first answer: {"accepted": n}
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "metrics_idempotency_keys"
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["api_key", "key"], name="one_use_per_api_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.accepted} records)"
+
+
 # --- Alerts (metrics_app.alerts) ----------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from metrics_app.dialect import db_datetime, db_instant
+from metrics_app.ingest import idempotency
 from metrics_app.models import MinuteRollup, PagePerformance, SchedulerMetric
 from metrics_app.records import epoch_ms
 
@@ -62,6 +63,7 @@ class CleanupReport:
     cutoff: datetime
     tables: list[TableCleanup]  # the detailed tables
     minute_rollups: TableCleanup
+    idempotency_keys: int = 0  # past their 24 h
 
     @property
     def deleted(self) -> int:
@@ -73,6 +75,7 @@ class CleanupReport:
             "cutoff": self.cutoff.isoformat(),
             "deleted": {table.table: table.deleted for table in [*self.tables, self.minute_rollups]},
             "droppedPartitions": {table.table: table.dropped_partitions for table in self.tables},
+            "idempotencyKeys": self.idempotency_keys,
         }
 
 
@@ -145,6 +148,8 @@ def cleanup(
         report = CleanupReport(
             cutoff, tables, _delete_expired(TableCleanup(MINUTE_ROLLUPS), "minute", minute, say)
         )
+        report.idempotency_keys = idempotency.forget_expired()
+        say(f"idempotency keys: {report.idempotency_keys} past {idempotency.IDEMPOTENCY_HOURS} h deleted")
     return report
 
 

@@ -76,7 +76,6 @@ from metrics_app import counters, db
 from metrics_app.alerts import evaluator
 from metrics_app.api import ingest_route
 from metrics_app.api.auth import MISSING_KEY, UNKNOWN, bearer_token, keys
-from metrics_app.api.ingest_route import pressure
 from metrics_app.server import features
 from metrics_app.stream.hub import get_hub
 from metrics_app.stream.sockets import SLOW_AFTER_SECONDS, AsgiSend, Frame, SocketWriter, register_fast_path

@@ -17,8 +17,11 @@ never retried: the records a 400 names as invalid are dropped and counted in
 whole batch. When the buffer is full the oldest records are dropped and counted in
 `stats()["dropped"]`. What is buffered is sent at interpreter exit.
 
-Delivery is at least once: if the server stored a batch but the answer was lost on the way
-back, the batch is sent again.
+Each batch carries an `Idempotency-Key`, kept while the same batch is retried: if the server
+stored a batch but the answer was lost on the way back, the batch is sent again and the
+server answers with its first answer without storing it twice. (Only when the buffer
+overflows while a batch waits for its retry, so that records of it are dropped, does the
+rest go under a new key.)
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import deque
 from typing import Any
 
@@ -88,6 +92,7 @@ class MetricsClient(MetricRecorder[None]):
         self._failures = 0  # consecutive failed sends, for the backoff
         self._server_errors = 0  # consecutive 500s for the batch at the front
         self._retry_at = 0.0
+        self._retrying: tuple[str, int] | None = None  # the front batch's key and size, to resend as is
         self._last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="wealthmetrics-client", daemon=True)
         self._thread.start()
@@ -107,7 +112,8 @@ class MetricsClient(MetricRecorder[None]):
             if self._closing:
                 raise RuntimeError("this MetricsClient is closed")
             if len(self._buffer) == self._buffer.maxlen:
-                self._counts["dropped"] += 1
+                self._counts["dropped"] += 1  # the oldest: maybe part of a batch to resend
+                self._retrying = None
             self._buffer.append(encoded)
             self._counts["recorded"] += 1
             full = len(self._buffer) >= self.batch_size
@@ -185,10 +191,12 @@ class MetricsClient(MetricRecorder[None]):
         with self._lock:
             if not self._buffer or self._retry_at > time.monotonic():
                 return False
-            batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+            key, size = self._retrying or (uuid.uuid4().hex, self.batch_size)
+            batch = [self._buffer.popleft() for _ in range(min(size, len(self._buffer)))]
             self._sending = len(batch)
+            self._retrying = None
         try:
-            outcome, retry_after, invalid = self._post(batch)
+            outcome, retry_after, invalid = self._post(batch, key)
         except Exception as exc:  # whatever went wrong, the batch is kept and the thread lives on
             self._last_error = f"{type(exc).__name__}: {exc}"
             outcome, retry_after, invalid = "retry", 0.0, set()
@@ -215,7 +223,8 @@ class MetricsClient(MetricRecorder[None]):
                 backing_off = True
                 if outcome == "server_error":
                     self._server_errors += 1
-                self._requeue(batch)
+                if self._requeue(batch):
+                    self._retrying = (key, len(batch))
                 self._failures += 1
                 self._counts["retries"] += 1
                 backoff = random.uniform(0, min(self.backoff_max, self.backoff_base * 2**self._failures))
@@ -223,22 +232,26 @@ class MetricsClient(MetricRecorder[None]):
             self._idle.notify_all()
             return bool(self._buffer) and not backing_off
 
-    def _requeue(self, batch: list[str]) -> None:
+    def _requeue(self, batch: list[str]) -> bool:
         """Put records back at the front, in order; with the lock held. What no longer fits
-        is the oldest, so it goes, counted."""
+        is the oldest, so it goes, counted. True if all of the batch is back."""
         room = (self._buffer.maxlen or 0) - len(self._buffer)
-        if room < len(batch):
+        whole = room >= len(batch)
+        if not whole:
             self._counts["dropped"] += len(batch) - room
             batch = batch[len(batch) - room :]
         self._buffer.extendleft(reversed(batch))
+        return whole
 
-    def _post(self, batch: list[str]) -> tuple[str, float, set[int]]:
+    def _post(self, batch: list[str], key: str) -> tuple[str, float, set[int]]:
         """("sent" | "rejected" | "server_error" | "retry", seconds the server asked us to wait,
         indices of the records a 400 named as invalid)."""
+        headers = {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json",
+                   "Idempotency-Key": key}  # fmt: skip
         request = urllib.request.Request(
             self.endpoint,
             data=('{"metrics":[' + ",".join(batch) + "]}").encode(),
-            headers={"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"},
+            headers=headers,
             method="POST",
         )
         try:

@@ -31,8 +31,9 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from metrics_app import counters, db
-from metrics_app.api.auth import MISSING_KEY, UNKNOWN, bearer_token, keys
-from metrics_app.ingest.writer import writer
+from metrics_app.api.auth import MISSING_KEY, KeyInfo, bearer_token, keys
+from metrics_app.ingest.idempotency import Claim, Earlier, key_problem
+from metrics_app.ingest.writer import Stored, writer
 from metrics_app.records import InvalidMetrics, Metric, decode_batch
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,13 @@ OVERLOADED: Final = Answer(
     "the server is busy; retry after a second",
     headers=(("Retry-After", str(RETRY_AFTER_OVERLOADED_S)),),
 )
+
+
+KEY_REUSED: Final = Answer(
+    409, "idempotency_key_reused",
+    "this Idempotency-Key came with a different body before; nothing was stored",
+    {"details": [{"index": None, "field": "Idempotency-Key", "message": "already used with another body"}]},
+)  # fmt: skip
 
 
 def declared_size(declared: str | None) -> Answer | None:
@@ -155,8 +163,9 @@ class IngestRoute:
         await send({"type": "http.response.body", "body": content})
 
     async def _ingest(self, scope: dict[str, Any], receive: Any) -> Answer | int:
-        """The refusal, or how many records were stored."""
-        if not await _authorized(_header(scope, b"authorization")):
+        """The refusal, or how many records were stored (or the first answer to its key)."""
+        api_key = await _api_key(_header(scope, b"authorization"))
+        if api_key is None:
             counters.incr("requests_unauthorized")
             return UNAUTHORIZED
         if refused := declared_size(_header(scope, b"content-length")):
@@ -171,44 +180,64 @@ class IngestRoute:
         records = checked_batch(body)
         if isinstance(records, Answer):
             return records
+        claim = idempotency_claim(_header(scope, b"idempotency-key"), api_key, body)
+        if isinstance(claim, Answer):
+            return claim
         if self._waiting >= settings.METRICS_MAX_WAITING_REQUESTS:
             counters.incr("requests_overloaded")
             return OVERLOADED
         self._waiting += 1
         try:
-            if not await _stored_in_time(writer.submit(records)):
-                counters.incr("requests_overloaded")
-                return OVERLOADED
+            stored = await _stored_in_time(writer.submit(records, claim))
         except (OperationalError, InterfaceError) as exc:
             counters.problem("database_unavailable", log, "database unavailable (ingest): %s", exc)
             return UNAVAILABLE
         finally:
             self._waiting -= 1
-        counters.incr("records_stored", len(records))
-        return len(records)
+        if stored is None:
+            counters.incr("requests_overloaded")
+            return OVERLOADED
+        return answered(stored, len(records))
 
 
-async def _stored_in_time(stored: "Future[list[int]]") -> bool:
-    """Wait for the writer; False if no writer took the records within METRICS_INGEST_QUEUE_MS
+def idempotency_claim(value: str | None, api_key: KeyInfo, body: bytes) -> Claim | Answer | None:
+    """The request's Idempotency-Key as a claim on its body, none, or the refusal of a bad one."""
+    if value is None:
+        return None
+    if problem := key_problem(value):
+        details = [{"index": None, "field": "Idempotency-Key", "message": problem}]
+        return Answer(400, "invalid_request", f"Idempotency-Key {problem}", {"details": details})
+    return Claim.of(api_key.id, value, body)
+
+
+def answered(stored: Stored, count: int) -> Answer | int:
+    """How many records a stored request may report (202), or 409 for a reused key."""
+    if isinstance(stored, Earlier):
+        counters.incr("idempotent_replays")
+        return stored.accepted if stored.same_body else KEY_REUSED
+    counters.incr("records_stored", count)
+    return count
+
+
+async def _stored_in_time(stored: "Future[Stored]") -> Stored | None:
+    """Wait for the writer; None if no writer took the records within METRICS_INGEST_QUEUE_MS
     (they are withdrawn, never stored), so that an overloaded process answers within about a
     second instead of queueing ever longer. Raises the error of the records' transaction."""
     result = asyncio.wrap_future(stored)
     try:
-        await asyncio.wait_for(asyncio.shield(result), settings.METRICS_INGEST_QUEUE_MS / 1000)
+        return await asyncio.wait_for(asyncio.shield(result), settings.METRICS_INGEST_QUEUE_MS / 1000)
     except TimeoutError:
         if stored.cancel():
-            return False
-        await result  # a writer has them: they are stored (or fail) with their group
-    return True
+            return None
+        return await result  # a writer has them: they are stored (or fail) with their group
 
 
-async def _authorized(authorization: str | None) -> bool:
+async def _api_key(authorization: str | None) -> KeyInfo | None:
     token = bearer_token(authorization)
     if token is None:
-        return False
-    if keys.peek(token) is not UNKNOWN:
-        return True
-    return await db.run(keys.lookup, token) is not None
+        return None
+    known = keys.peek(token)
+    return known if isinstance(known, KeyInfo) else await db.run(keys.lookup, token)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:

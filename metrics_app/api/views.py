@@ -15,7 +15,6 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from metrics_app import counters
 from metrics_app.alerts import lifecycle
 from metrics_app.api import prometheus, status
 from metrics_app.api.auth import (
@@ -27,7 +26,14 @@ from metrics_app.api.auth import (
     require_reader,
     unauthorized,
 )
-from metrics_app.api.ingest_route import Answer, checked_batch, declared_size, too_large
+from metrics_app.api.ingest_route import (
+    Answer,
+    answered,
+    checked_batch,
+    declared_size,
+    idempotency_claim,
+    too_large,
+)
 from metrics_app.history import failures as failed
 from metrics_app.history import overview, reads
 from metrics_app.ingest.writer import store_and_publish
@@ -82,9 +88,15 @@ def ingest(request: HttpRequest) -> HttpResponse:
     records = checked_batch(body)
     if isinstance(records, Answer):
         return _answer(records)
-    store_and_publish(records)
-    counters.incr("records_stored", len(records))
-    return JsonResponse({"accepted": len(records)}, status=202)
+    api_key = find_api_key(bearer_token(request.headers.get("Authorization")))
+    assert api_key is not None  # require_api_key let it through
+    claim = idempotency_claim(request.headers.get("Idempotency-Key"), api_key, body)
+    if isinstance(claim, Answer):
+        return _answer(claim)
+    accepted = answered(store_and_publish(records, claim), len(records))
+    if isinstance(accepted, Answer):
+        return _answer(accepted)
+    return JsonResponse({"accepted": accepted}, status=202)
 
 
 def _answer(answer: Answer) -> JsonResponse:

@@ -12,10 +12,12 @@ record, so a browser that re-reads history after a gap can drop what it already 
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 
 from metrics_app.dialect import insert_sql
 from metrics_app.history.rollups import add_to_rollups
+from metrics_app.ingest import idempotency
+from metrics_app.ingest.idempotency import Claim, Earlier
 from metrics_app.ingest.rows import (
     PAGE_COLUMNS,
     PAGE_TABLE,
@@ -46,38 +48,69 @@ def _insert(cursor: Any, table: str, columns: tuple[str, ...], rows: list[tuple[
 
 def store_metrics(records: Sequence[Metric]) -> list[int]:
     """Store every record or none; returns their ids, in the order given, once committed."""
-    page_rows: list[tuple[Any, ...]] = []
-    scheduler_rows: list[tuple[Any, ...]] = []
-    page_at: list[int] = []
-    scheduler_at: list[int] = []
-    for index, record in enumerate(records):
-        if isinstance(record, SchedulerRun):
-            scheduler_rows.append(scheduler_row(record))
-            scheduler_at.append(index)
-        else:
-            page_rows.append(page_row(record))
-            page_at.append(index)
-    tables = (
-        (PAGE_TABLE, PAGE_COLUMNS, page_rows, page_at),
-        (SCHEDULER_TABLE, SCHEDULER_COLUMNS, scheduler_rows, scheduler_at),
-    )
+    stored = store_batches([(records, None)])[0]
+    assert isinstance(stored, list)  # no idempotency key, so never an earlier use
+    return stored
 
-    def store_once() -> list[int]:
-        ids = [0] * len(records)
-        with transaction.atomic(), connection.cursor() as cursor:
-            for table, columns, rows, positions in tables:
-                for index, row_id in zip(positions, _insert(cursor, table, columns, rows), strict=True):
-                    ids[index] = row_id
-            add_to_rollups(cursor, records)
-        return ids
 
+Batch = tuple[Sequence[Metric], Claim | None]
+
+
+def store_batches(batches: Sequence[Batch]) -> list[list[int] | Earlier]:
+    """Store batches in one transaction: each batch's ids, in order, or the earlier use of its
+    idempotency key (metrics_app.ingest.idempotency), whose records are then not stored."""
     for _ in range(DEADLOCK_ATTEMPTS - 1):
         try:
-            return store_once()
+            return _store_once(batches)
         except OperationalError as exc:
             if not _is_retryable(exc):
                 raise
-    return store_once()
+        except IntegrityError:
+            # A key was remembered by another transaction meanwhile: run again, finding it.
+            if connection.in_atomic_block or all(claim is None for _, claim in batches):
+                raise
+    return _store_once(batches)
+
+
+def _store_once(batches: Sequence[Batch]) -> list[list[int] | Earlier]:
+    with transaction.atomic(), connection.cursor() as cursor:
+        earlier = idempotency.settle(
+            [claim for _, claim in batches], [len(records) for records, _ in batches]
+        )
+        records = [record for (batch, _), used in zip(batches, earlier, strict=True) if used is None
+                   for record in batch]  # fmt: skip
+        ids = _insert_records(cursor, records)
+        add_to_rollups(cursor, records)
+    stored: list[list[int] | Earlier] = []
+    at = 0
+    for (batch, _), used in zip(batches, earlier, strict=True):
+        if used is None:
+            stored.append(ids[at : at + len(batch)])
+            at += len(batch)
+        else:
+            stored.append(used)
+    return stored
+
+
+def _insert_records(cursor: Any, records: Sequence[Metric]) -> list[int]:
+    """Insert the records' rows, one multi-row INSERT per table; their ids in the order given."""
+    ids = [0] * len(records)
+    by_table: dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]], list[int]]] = {
+        PAGE_TABLE: (PAGE_COLUMNS, [], []),
+        SCHEDULER_TABLE: (SCHEDULER_COLUMNS, [], []),
+    }
+    for index, record in enumerate(records):
+        if isinstance(record, SchedulerRun):
+            _, rows, positions = by_table[SCHEDULER_TABLE]
+            rows.append(scheduler_row(record))
+        else:
+            _, rows, positions = by_table[PAGE_TABLE]
+            rows.append(page_row(record))
+        positions.append(index)
+    for table, (columns, rows, positions) in by_table.items():
+        for index, row_id in zip(positions, _insert(cursor, table, columns, rows), strict=True):
+            ids[index] = row_id
+    return ids
 
 
 def _is_retryable(exc: OperationalError) -> bool:

@@ -20,6 +20,7 @@ transaction.
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Final
@@ -27,7 +28,8 @@ from typing import Final
 from django.conf import settings
 
 from metrics_app import counters, db
-from metrics_app.ingest.storage import store_metrics
+from metrics_app.ingest.idempotency import Claim, Earlier
+from metrics_app.ingest.storage import store_batches
 from metrics_app.records import Metric
 from metrics_app.server import features
 from metrics_app.stream import broadcast_metrics
@@ -37,28 +39,33 @@ log = logging.getLogger(__name__)
 MAX_RECORDS: Final = 5000
 MAX_WAIT_S: Final = 0.002  # after the first request: long enough for the others arriving with it
 
+# What a request hears back: its records' ids once committed, or the earlier use of its
+# idempotency key (its records were not stored again).
+Stored = list[int] | Earlier
+Waiting = tuple[Sequence[Metric], Claim | None, "Future[Stored]"]
+
 
 class GroupWriter:
     def __init__(self, autostart: bool = True) -> None:
         """`autostart`: start the writing thread with the first request (else `start()` does)."""
-        self._queue: queue.SimpleQueue[tuple[Sequence[Metric], Future[list[int]]]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Waiting] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._autostart = autostart
 
-    def store(self, records: Sequence[Metric]) -> list[int]:
+    def store(self, records: Sequence[Metric], claim: Claim | None = None) -> Stored:
         """Store and publish the records with whatever else is waiting; their ids once
         committed. Raises the error of the transaction they were in."""
-        return self.submit(records).result()
+        return self.submit(records, claim).result()
 
-    def submit(self, records: Sequence[Metric]) -> "Future[list[int]]":
+    def submit(self, records: Sequence[Metric], claim: Claim | None = None) -> "Future[Stored]":
         """Queue records for the next group; the future holds their ids or the group's error.
         Cancelling the future while it waits takes the records out (cancel() says whether it
         was in time: once a writer has them, they are stored or fail with their group)."""
         if self._autostart:
             self.start()
-        done: Future[list[int]] = Future()
-        self._queue.put((records, done))
+        done: Future[Stored] = Future()
+        self._queue.put((records, claim, done))
         return done
 
     def start(self) -> None:
@@ -77,44 +84,52 @@ class GroupWriter:
 
     def _run(self) -> None:
         while True:
-            group: list[tuple[Sequence[Metric], Future[list[int]]]] = []
-            size = 0
+            group: list[Waiting] = []
+            size, deadline = 0, 0.0
             while size < MAX_RECORDS:
                 try:
-                    item = self._queue.get(timeout=MAX_WAIT_S) if group else self._queue.get()
+                    if group:
+                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    else:
+                        item = self._queue.get()
+                        deadline = time.monotonic() + MAX_WAIT_S
                 except queue.Empty:
                     break
                 # False when its request stopped waiting (cancel(): overloaded, answered 503)
                 # before a writer took it: then it is not stored, as its answer said.
-                if item[1].set_running_or_notify_cancel():
+                if item[2].set_running_or_notify_cancel():
                     group.append(item)
                     size += len(item[0])
             self._commit(group)
 
-    def _commit(self, group: list[tuple[Sequence[Metric], Future[list[int]]]]) -> None:
-        records = [record for batch, _ in group for record in batch]
+    def _commit(self, group: list[Waiting]) -> None:
         try:
-            ids = db.call(store_metrics, records)
+            outcomes = db.call(store_batches, [(batch, claim) for batch, claim, _ in group])
         except BaseException as exc:  # every request of the group hears of it; the writer goes on
-            for _, done in group:
+            for _, _, done in group:
                 done.set_exception(exc)
             return
         counters.incr("group_commits")
-        broadcast_metrics(records, ids)
-        at = 0
-        for batch, done in group:
-            done.set_result(ids[at : at + len(batch)])
-            at += len(batch)
+        for (_, _, done), outcome in zip(group, outcomes, strict=True):
+            done.set_result(outcome)  # committed: the answers need not wait for the broadcast
+        stored = [
+            (batch, ids) for (batch, _, _), ids in zip(group, outcomes, strict=True) if isinstance(ids, list)
+        ]
+        broadcast_metrics(
+            [record for batch, _ in stored for record in batch], [i for _, ids in stored for i in ids]
+        )
 
 
 writer = GroupWriter()
 
 
-def store_and_publish(records: Sequence[Metric]) -> list[int]:
-    """Store records and publish them; their ids once committed. Under a server, through the
-    group writer; elsewhere in the caller's own transaction."""
+def store_and_publish(records: Sequence[Metric], claim: Claim | None = None) -> Stored:
+    """Store records and publish them; their ids once committed (or the earlier use of their
+    idempotency key). Under a server, through the group writer; elsewhere in the caller's own
+    transaction."""
     if features.serving:
-        return writer.store(records)
-    ids = store_metrics(records)
-    broadcast_metrics(records, ids)
-    return ids
+        return writer.store(records, claim)
+    outcome = store_batches([(records, claim)])[0]
+    if isinstance(outcome, list):
+        broadcast_metrics(records, outcome)
+    return outcome

@@ -3,6 +3,9 @@ process, and honest overload (an answer at once, with Retry-After, and nothing o
 
 import asyncio
 import contextlib
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +19,8 @@ from django.db import connection
 from metrics_app.api.ingest_route import LoopPressure
 from metrics_app.models import ApiKey, PagePerformance, hash_key
 from tests.support.records import navigation
-from tests.support.servers import DaphneServer
+from tests.support.servers import ROOT, DaphneServer, free_port
+from tests.support.waiting import wait_for
 from tests.support.ws import ingest, next_of, open_socket, send, unique_source
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -164,3 +168,44 @@ def test_a_late_event_loop_refuses_new_ingest_until_it_catches_up(settings: Any)
         return seen
 
     assert asyncio.run(scenario()) == [False, True, False]
+
+
+def test_two_daphnes_share_one_port_for_ingest_and_sockets(
+    live_server_env: dict[str, str], committed_api_key: str
+) -> None:
+    port = free_port()
+    group = subprocess.Popen(
+        [sys.executable, "bin/daphnes", "--processes", "2", "--port", str(port)],
+        cwd=ROOT, env=live_server_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {committed_api_key}"}
+    source = unique_source()
+    try:
+        assert wait_for(lambda: _answers(url), 30), "bin/daphnes did not start"
+
+        async def fleet() -> tuple[list[int], set[int]]:
+            async def one(n: int) -> tuple[int, int]:
+                async with httpx.AsyncClient(base_url=url, timeout=30) as client:  # a connection each
+                    body = orjson.dumps({"metrics": [navigation(scraperSource=source, url=f"u{n}")]})
+                    stored = await client.post("/api/metrics/", content=body, headers=headers)
+                    pid = (await client.get("/api/stats/", headers=headers)).json()["pid"]
+                    return stored.status_code, pid
+
+            answers = await asyncio.gather(*(one(n) for n in range(64)))
+            return [status for status, _ in answers], {pid for _, pid in answers}
+
+        statuses, pids = asyncio.run(fleet())
+        assert statuses == [202] * 64
+        assert len(pids) == 2  # the kernel spread the connections over both processes
+        assert PagePerformance.objects.filter(scraper_source=source).count() == 64
+    finally:
+        group.send_signal(signal.SIGTERM)
+        assert group.wait(30) == 0
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/health/websocket", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

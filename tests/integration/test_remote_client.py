@@ -5,6 +5,7 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 from django.conf import settings
 
@@ -215,3 +216,48 @@ def test_503_and_429_are_retried_for_as_long_as_it_takes(
     assert client.flush(timeout=20)
     stats = client.stats()
     assert (stats["sent"], stats["failed"], stats["retries"]) == (5, 0, 8)
+
+
+class AnswerEater(BaseHTTPRequestHandler):
+    """Forwards each POST to a real server, and for the first `eat` of them throws the answer
+    away and cuts the connection: the server stored the batch, the client never heard."""
+
+    target = ""
+    eat = 0
+    keys: list[str] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.keys.append(self.headers["Idempotency-Key"])
+        forwarded = {
+            name: self.headers[name] for name in ("Authorization", "Content-Type", "Idempotency-Key")
+        }
+        answer = httpx.post(f"{self.target}/api/metrics/", content=body, headers=forwarded, timeout=30)
+        if AnswerEater.eat > 0:
+            AnswerEater.eat -= 1
+            self.close_connection = True
+            return  # no answer at all
+        self.send_response(answer.status_code)
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_batch_whose_answer_was_lost_is_stored_once(
+    daphne: DaphneServer, committed_api_key: str, make_client: Callable[..., MetricsClient]
+) -> None:
+    AnswerEater.target, AnswerEater.eat, AnswerEater.keys = daphne.url, 2, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AnswerEater)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = make_client(f"http://127.0.0.1:{server.server_address[1]}", committed_api_key, batch_size=10)
+        navigate(client, "lost-answer", 10)
+        assert client.flush(timeout=20)
+    finally:
+        server.shutdown()
+    assert len(AnswerEater.keys) == 3 and len(set(AnswerEater.keys)) == 1  # one key, kept across retries
+    assert sorted(urls("lost-answer")) == sorted(f"https://x/{i}" for i in range(10))  # stored once
+    assert client.stats()["sent"] == 10
