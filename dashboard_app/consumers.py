@@ -20,6 +20,7 @@ from django.db import DatabaseError
 
 from dashboard_app.protocol import ClientError, Ping, Subscribe, parse_command
 from metrics_app import counters
+from metrics_app.api.auth import read_refusal
 from metrics_app.records import now_ms
 from metrics_app.stream.hub import get_hub
 from metrics_app.stream.sockets import Frame, SocketWriter, writer_for
@@ -92,6 +93,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
                 self._reply({"type": "pong", "timestamp": now_ms()})
             elif isinstance(command, Subscribe):
                 self._check_limit(command.sources)
+                self._check_allowed(command.sources)
                 for source in command.sources:
                     hub.subscribe(self, source)
                 for source in command.sources:
@@ -123,6 +125,12 @@ class MetricsConsumer(AsyncWebsocketConsumer):
 
     def _listed(self) -> list[str]:
         return sorted(self.subscriptions)
+
+    def _check_allowed(self, sources: tuple[str, ...]) -> None:
+        key = self.scope["identity"].key
+        for source in sources:
+            if key is not None and (refusal := read_refusal(key, source)):
+                raise ClientError("forbidden", refusal)
 
     def _check_limit(self, sources: tuple[str, ...]) -> None:
         limit = settings.METRICS_MAX_SUBSCRIPTIONS

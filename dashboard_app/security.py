@@ -79,6 +79,8 @@ async def identify(scope: dict[str, Any]) -> Identity | None:
     if token is not None:
         peeked = keys.peek(token)
         key = peeked if isinstance(peeked, KeyInfo) else await db.run(keys.lookup, token)
+    if key is not None and not key.reads:  # an ingest-only key reads nothing, live or not
+        return None
     origin = headers.get(b"origin")
     if origin is None:  # not a browser: a key or nothing
         return Identity(key=key) if key else None

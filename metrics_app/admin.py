@@ -221,10 +221,19 @@ class HourlyRollupAdmin(ReadOnlyAdmin):
 class ApiKeyAdmin(admin.ModelAdmin):
     """Keys are created here (the key is shown once, in a message) and revoked, never edited."""
 
-    list_display = ("name", "prefix", "created_at", "last_used_at", "revoked_at", "active")
-    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    list_display = (
+        "name",
+        "prefix",
+        "scope",
+        "sources",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+        "active",
+    )
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter), "scope")
     search_fields = ("name", "prefix")
-    fields = ("name", "prefix", "created_at", "last_used_at", "revoked_at")
+    fields = ("name", "scope", "sources", "prefix", "created_at", "last_used_at", "revoked_at")
     readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
     actions = ("revoke",)
     ordering = ("-created_at",)
@@ -235,9 +244,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:
-            obj.save(update_fields=["name"])
+            obj.save(update_fields=["name", "scope", "sources"])
             return
-        api_key, key = ApiKey.issue(obj.name)
+        api_key, key = ApiKey.issue(obj.name, obj.scope, obj.source_list or ())
         obj.pk, obj.prefix, obj.key_hash = api_key.pk, api_key.prefix, api_key.key_hash
         obj.created_at = api_key.created_at
         messages.warning(request, f"The new key (shown only now; copy it): {key}")

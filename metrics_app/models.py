@@ -8,6 +8,7 @@ their one definition in metrics_app.records.
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from typing import ClassVar, Final
 
 from django.db import models
@@ -329,10 +330,22 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
         return self.filter(revoked_at__isnull=True)
 
 
+class Scope(models.TextChoices):
+    """What a key may do (docs/api.md, "Keys")."""
+
+    ALL = "all", "ingest and read"
+    INGEST = "ingest", "ingest only"
+    READ = "read", "read only"
+
+
 class ApiKey(models.Model):
     """A machine's credential. Only a hash is stored; the key itself is shown once."""
 
     name = models.CharField(max_length=100, help_text="Who uses it, e.g. 'robinhood scraper'.")
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.ALL)
+    sources = models.TextField(
+        blank=True, default="", help_text="Comma-separated sources it may write and read; empty: all."
+    )
     prefix = models.CharField(
         max_length=12, editable=False, help_text="First characters, to tell keys apart."
     )
@@ -355,11 +368,19 @@ class ApiKey(models.Model):
     def is_active(self) -> bool:
         return self.revoked_at is None
 
+    @property
+    def source_list(self) -> frozenset[str] | None:
+        """The sources it is limited to, or None for every source."""
+        listed = frozenset(part.strip() for part in self.sources.split(",") if part.strip())
+        return listed or None
+
     @classmethod
-    def issue(cls, name: str) -> tuple["ApiKey", str]:
+    def issue(cls, name: str, scope: str = Scope.ALL, sources: Iterable[str] = ()) -> tuple["ApiKey", str]:
         """Create a key; returns the row and the plain key, which is not kept anywhere."""
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        api_key = cls.objects.create(name=name, prefix=key[:10], key_hash=hash_key(key))
+        api_key = cls.objects.create(
+            name=name, prefix=key[:10], key_hash=hash_key(key), scope=scope, sources=",".join(sorted(sources))
+        )
         return api_key, key
 
     def revoke(self) -> None:

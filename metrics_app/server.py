@@ -16,6 +16,7 @@ class ServerFeatures:
     request_guard: bool = False  # bodies are checked before the server reads them
     fast_sockets: bool = False  # sockets are written by a server-specific writer
     listen_backlog: int | None = None  # given to endpoints without one (None: the server's own)
+    idle_timeout: bool = False  # idle HTTP connections are closed after METRICS_HTTP_IDLE_TIMEOUT_S
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -23,6 +24,7 @@ class ServerFeatures:
             "requestGuard": self.request_guard,
             "fastSockets": self.fast_sockets,
             "listenBacklog": self.listen_backlog,
+            "idleTimeout": self.idle_timeout,
         }
 
 

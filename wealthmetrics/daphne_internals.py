@@ -22,7 +22,12 @@ Two things need the server itself, below ASGI:
    data is watched through Twisted's producer interface (the transport pauses a registered
    producer when its buffer passes `bufferSize`, and resumes it once drained).
 
-3. **The listen backlog.** daphne gives Twisted no backlog for `-b`/`-p` or a plain `tcp:`/
+3. **Slow clients.** Twisted keeps a silent connection 12 hours, and a body that trickles in
+   a byte at a time for ever. daphne's HTTP factory is replaced by one whose idle timeout is
+   METRICS_HTTP_IDLE_TIMEOUT_S, and once a request's headers are in, its body must arrive
+   within METRICS_HTTP_READ_TIMEOUT_S or the answer is 408 and the connection closes.
+
+4. **The listen backlog.** daphne gives Twisted no backlog for `-b`/`-p` or a plain `tcp:`/
    `unix:` endpoint, so the kernel queues only 50 connections not yet accepted: a restart's
    reconnect storm overflows it and handshakes stall for seconds or fail. Endpoints without a
    `backlog=` of their own get METRICS_LISTEN_BACKLOG (the kernel caps it at
@@ -40,6 +45,8 @@ What is not public, and is checked by `install()` before anything is changed:
   `sendClose` refuses to an application;
 - the handshake's request and response, kept by autobahn and daphne after the socket opens
   (released to save memory; skipped if absent);
+- daphne.server's module-level `HTTPFactory` (replaced by a subclass that sets Twisted's
+  `timeOut`);
 - daphne.server's module-level `serverFromString`, which its Server.run() calls with each
   endpoint description (replaced by a wrapper that adds the backlog).
 If a check fails, that part stays off, an error is logged, and `metrics_app.server.features`
@@ -115,6 +122,9 @@ UNAUTHORIZED: Final = Refusal(
     "requests_unauthorized",
     (("WWW-Authenticate", 'Bearer realm="wealthmetrics"'),),
 )
+TOO_SLOW: Final = Refusal(
+    408, "request_timeout", "the request body did not arrive in time", "requests_read_timeout"
+)
 UNAVAILABLE: Final = Refusal(
     503, "database_unavailable", "the database is unreachable; retry later", "database_unavailable",
     (("Retry-After", "5"),),
@@ -148,9 +158,27 @@ class GuardedRequest(http_protocol.WebRequest):
     _received = 0  # body bytes so far
     _linger_until = 0  # after a refusal: close once this many have come
     _wants_continue = False
+    _read_deadline: asyncio.TimerHandle | None = None
+
+    def connectionLost(self, reason: Any) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+        super().connectionLost(reason)
+
+    def _read_too_slow(self) -> None:
+        if self._refused:
+            self._close()
+        else:
+            self._refuse(TOO_SLOW, close=True)
 
     def gotLength(self, length: int | None) -> None:
         channel = self.channel
+        # The headers are in; the body must follow within METRICS_HTTP_READ_TIMEOUT_S, however
+        # slowly its bytes trickle in (each byte would reset the channel's idle timeout).
+        with contextlib.suppress(RuntimeError):  # no loop: the start-up self-check
+            self._read_deadline = asyncio.get_running_loop().call_later(
+                settings.METRICS_HTTP_READ_TIMEOUT_S, self._read_too_slow
+            )
         authorization = self.requestHeaders.getRawHeaders(b"authorization", [None])[0]
         verdict = judge(channel._command, channel._path, authorization, length)
         if isinstance(verdict, Refusal):
@@ -171,6 +199,8 @@ class GuardedRequest(http_protocol.WebRequest):
         super().handleContentChunk(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
         if self._refused:  # the answer is written; the body has been read
             self._close()
             return
@@ -319,6 +349,7 @@ def install() -> None:
     else:
         log.error("fast socket writer is OFF (%s): sockets are written through ASGI", problem)
     features.listen_backlog = _install_backlog()
+    features.idle_timeout = _install_idle_timeout()
     _on_shutdown(lambda: get_hub().shutdown())
     # Every process offers to evaluate alerts; a lease elects one (metrics_app.alerts.evaluator).
     from twisted.internet import reactor
@@ -343,6 +374,28 @@ def _install_backlog() -> int | None:
 
     server.serverFromString = with_backlog
     return backlog
+
+
+class IdleLimitedFactory(http_protocol.HTTPFactory):
+    """daphne's HTTP factory with an idle timeout of METRICS_HTTP_IDLE_TIMEOUT_S instead of
+    Twisted's 12 hours: a connection that sends nothing (before, between or inside requests)
+    is closed."""
+
+    def __init__(self, server: Any) -> None:
+        super().__init__(server)
+        self.timeOut = settings.METRICS_HTTP_IDLE_TIMEOUT_S
+
+
+def _install_idle_timeout() -> bool:
+    from daphne import server
+
+    if getattr(server, "HTTPFactory", None) is not http_protocol.HTTPFactory:
+        log.error(
+            "idle HTTP connections are kept 12 h: daphne.server no longer builds http_protocol.HTTPFactory"
+        )
+        return False
+    server.HTTPFactory = IdleLimitedFactory
+    return True
 
 
 def _install_guard() -> bool:

@@ -8,8 +8,10 @@ and Celery apps) print that message as one line, without a traceback.
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management.utils import get_random_secret_key
 
 
 class BadSetting(ImproperlyConfigured):
@@ -65,3 +67,29 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def stored_secret_key(path: Path) -> str:
+    """The key kept in `path`, made (random, readable by this user only) the first time.
+
+    Processes starting together may race to make it: each writes a complete file of its own
+    and links it into place, which only the first link wins; the others read the winner's."""
+    for _ in range(50):
+        try:
+            key = path.read_text().strip()
+        except FileNotFoundError:
+            key = ""
+        if key:
+            return key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(get_random_secret_key() + "\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process made it first: read theirs
+        finally:
+            draft.unlink()
+    raise BadSetting(f"SECRET_KEY is not set and {path} stays empty; set SECRET_KEY")

@@ -6,6 +6,7 @@ from typing import Final
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import add_never_cache_headers
 
 from metrics_app import counters
 
@@ -39,4 +40,19 @@ class DatabaseOutage:
             )
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         response._has_been_logged = True  # type: ignore[attr-defined]  # by us: Django would add an ERROR line
+        return response
+
+
+class PrivateAnswers:
+    """What a person or a key reads is theirs: no browser or proxy keeps a copy
+    (`Cache-Control: no-store`), so a shared computer's back button or a caching proxy shows
+    nothing after a logout. The login page, static files and public health stay cacheable."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.user.is_authenticated or "Authorization" in request.headers:
+            add_never_cache_headers(response)
         return response

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from wealthmetrics.env import BadSetting, env_bool, env_int, env_list, env_str
+from wealthmetrics.env import BadSetting, env_bool, env_int, env_list, env_str, stored_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Where the embedded SQLite database and first-run login live.
@@ -18,11 +18,24 @@ VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
+    if env_bool("REQUIRE_SECRET_KEY", False):
         raise BadSetting("SECRET_KEY must be set")
-    # A development key, stable across restarts so sessions survive them. Production sets
-    # SECRET_KEY (and REQUIRE_SECRET_KEY=1 to make forgetting it an error).
-    SECRET_KEY = "wealthmetrics-development-key-not-for-production"
+    # Never a key shared between installations: one made for this one, kept under VAR_DIR
+    # (mode 0600) so sessions survive restarts. Several machines need SECRET_KEY set alike.
+    SECRET_KEY = stored_secret_key(VAR_DIR / "secret_key")
+
+# Django's security settings, from variables of their own names (README "Running behind a
+# proxy"): with them set for HTTPS, `manage.py check --deploy` reports nothing.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+_PROXY_SSL_HEADER = env_list("SECURE_PROXY_SSL_HEADER", [])
+if _PROXY_SSL_HEADER and len(_PROXY_SSL_HEADER) != 2:
+    raise BadSetting("SECURE_PROXY_SSL_HEADER must be HEADER,value, e.g. HTTP_X_FORWARDED_PROTO,https")
+SECURE_PROXY_SSL_HEADER = (_PROXY_SSL_HEADER[0], _PROXY_SSL_HEADER[1]) if _PROXY_SSL_HEADER else None
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -49,10 +62,32 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "wealthmetrics.middleware.PrivateAnswers",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
+
+# Messages live in the session (the database), not in a cookie: the admin shows a new API key
+# once through one, and a signed cookie is readable by whoever holds it.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
+# A strict Content-Security-Policy on every page (django-csp): scripts, styles and
+# connections from this origin only ('self' covers its ws:/wss:), nothing inline, no frames.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 ROOT_URLCONF = "wealthmetrics.urls"
 ASGI_APPLICATION = "wealthmetrics.asgi.application"
@@ -208,6 +243,10 @@ METRICS_MAX_LOOP_LAG_MS = env_int("METRICS_MAX_LOOP_LAG_MS", 200, minimum=10, ma
 # Read and write timeout of the maintenance connections (daily aggregation, rollup repairs,
 # retention): a repair of a 10-million-record day runs for tens of seconds.
 METRICS_MAINTENANCE_TIMEOUT_S = env_int("METRICS_MAINTENANCE_TIMEOUT_S", 3600, minimum=1, maximum=86_400)
+# Slow clients (wealthmetrics.daphne_internals): a connection silent this long is closed, and a
+# request's body must arrive within the read timeout once its headers are in (else 408).
+METRICS_HTTP_IDLE_TIMEOUT_S = env_int("METRICS_HTTP_IDLE_TIMEOUT_S", 60, minimum=1, maximum=86_400)
+METRICS_HTTP_READ_TIMEOUT_S = env_int("METRICS_HTTP_READ_TIMEOUT_S", 30, minimum=1, maximum=3600)
 # Connections the kernel queues for a daphne before it accepts them (wealthmetrics.daphne_internals):
 # a restart's reconnect storm arrives at once. The kernel caps it at net.core.somaxconn.
 METRICS_LISTEN_BACKLOG = env_int("METRICS_LISTEN_BACKLOG", 4096, minimum=16, maximum=65_535)

@@ -20,7 +20,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
 from metrics_app import db
-from metrics_app.models import ApiKey, hash_key
+from metrics_app.models import ApiKey, Scope, hash_key
 
 View = Callable[..., HttpResponse]
 
@@ -37,6 +37,26 @@ MISS_RELOAD_SECONDS: Final = 0.25
 class KeyInfo:
     id: int
     name: str
+    scope: str = Scope.ALL
+    sources: frozenset[str] | None = None  # None: every source
+
+    @classmethod
+    def of(cls, api_key: ApiKey) -> "KeyInfo":
+        return cls(api_key.pk, api_key.name, api_key.scope, api_key.source_list)
+
+    @property
+    def ingests(self) -> bool:
+        return self.scope in (Scope.ALL, Scope.INGEST)
+
+    @property
+    def reads(self) -> bool:
+        return self.scope in (Scope.ALL, Scope.READ)
+
+    def covers(self, source: str | None) -> bool:
+        """May it touch this source (None or '*': every source)?"""
+        if self.sources is None:
+            return True
+        return source is not None and source in self.sources
 
 
 class Unknown(Enum):
@@ -90,8 +110,7 @@ class KeyCache:
                 return
             time.sleep(max(0.0, self._loaded_at + spacing - time.monotonic()))
             started = time.monotonic()
-            rows = ApiKey.objects.active().values_list("key_hash", "id", "name")
-            self._keys = {key_hash: KeyInfo(pk, name) for key_hash, pk, name in rows}
+            self._keys = {api_key.key_hash: KeyInfo.of(api_key) for api_key in ApiKey.objects.active()}
             self._loaded_at = started
 
     def _mark_used(self, key_hash: str, info: KeyInfo, now: float) -> None:
@@ -104,7 +123,7 @@ class KeyCache:
     def saved(self, instance: ApiKey, **kwargs: object) -> None:
         """post_save of ApiKey: a key issued or revoked by this process counts here at once."""
         if instance.is_active:
-            self._keys[instance.key_hash] = KeyInfo(instance.pk, instance.name)
+            self._keys[instance.key_hash] = KeyInfo.of(instance)
         else:
             self._keys.pop(instance.key_hash, None)
 
@@ -158,11 +177,33 @@ def is_reader(request: HttpRequest) -> bool:
     return find_api_key(bearer_token(request.headers.get("Authorization"))) is not None
 
 
+def forbidden(message: str, field: str | None = None) -> JsonResponse:
+    extra = {"field": field} if field else {}
+    return JsonResponse({"error": "forbidden", "message": message, **extra}, status=403)
+
+
+def read_refusal(key: KeyInfo, source: str | None) -> str | None:
+    """Why a key may not read `source` (None or '*': every source), or None if it may."""
+    if not key.reads:
+        return "this key may only send records"
+    if not key.covers(None if source == "*" else source):
+        return f"this key may read only {', '.join(sorted(key.sources or ()))}"
+    return None
+
+
 def require_reader(view: View) -> View:
+    """People, or keys with the read scope, for the `source` they ask about (a key limited to
+    sources must name one of them)."""
+
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        if not is_reader(request):
-            return unauthorized("log in or send a valid API key")
+        user = request.user
+        if not (user.is_authenticated and user.is_active):
+            key = find_api_key(bearer_token(request.headers.get("Authorization")))
+            if key is None:
+                return unauthorized("log in or send a valid API key")
+            if refusal := read_refusal(key, request.GET.get("source") or None):
+                return forbidden(refusal, "source" if key.reads else None)
         return view(request, *args, **kwargs)
 
     return wrapper

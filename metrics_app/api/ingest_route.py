@@ -34,7 +34,7 @@ from metrics_app import counters, db
 from metrics_app.api.auth import MISSING_KEY, KeyInfo, bearer_token, keys
 from metrics_app.ingest.idempotency import Claim, Earlier, key_problem
 from metrics_app.ingest.writer import Stored, writer
-from metrics_app.records import InvalidMetrics, Metric, decode_batch
+from metrics_app.records import InvalidMetrics, Metric, channel_of, decode_batch
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ OVERLOADED: Final = Answer(
 )
 
 
+READ_ONLY: Final = Answer(403, "forbidden", "this key may only read; nothing was stored")
 KEY_REUSED: Final = Answer(
     409, "idempotency_key_reused",
     "this Idempotency-Key came with a different body before; nothing was stored",
@@ -168,6 +169,8 @@ class IngestRoute:
         if api_key is None:
             counters.incr("requests_unauthorized")
             return UNAUTHORIZED
+        if not api_key.ingests:
+            return READ_ONLY
         if refused := declared_size(_header(scope, b"content-length")):
             return refused
         if pressure.overloaded():
@@ -180,6 +183,8 @@ class IngestRoute:
         records = checked_batch(body)
         if isinstance(records, Answer):
             return records
+        if refused := outside_sources(records, api_key):
+            return refused
         claim = idempotency_claim(_header(scope, b"idempotency-key"), api_key, body)
         if isinstance(claim, Answer):
             return claim
@@ -198,6 +203,27 @@ class IngestRoute:
             counters.incr("requests_overloaded")
             return OVERLOADED
         return answered(stored, len(records))
+
+
+def outside_sources(records: Sequence[Metric], api_key: KeyInfo) -> Answer | None:
+    """403 naming the records of sources a key limited to some may not write, or None."""
+    if api_key.sources is None:
+        return None
+    details = [
+        {
+            "index": index,
+            "field": "scraperSource",
+            "message": f"this key may not write {channel_of(record)!r}",
+        }
+        for index, record in enumerate(records)
+        if channel_of(record) not in api_key.sources
+    ]
+    if not details:
+        return None
+    allowed = ", ".join(sorted(api_key.sources))
+    return Answer(
+        403, "forbidden", f"this key may write only {allowed}; nothing was stored", {"details": details}
+    )
 
 
 def idempotency_claim(value: str | None, api_key: KeyInfo, body: bytes) -> Claim | Answer | None:

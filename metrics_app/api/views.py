@@ -1,9 +1,13 @@
 """The HTTP API (docs/api.md). Thin: parse, check, call one function, answer."""
 
+import contextlib
 import functools
 import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from asgiref.sync import sync_to_async
@@ -27,11 +31,13 @@ from metrics_app.api.auth import (
     unauthorized,
 )
 from metrics_app.api.ingest_route import (
+    READ_ONLY,
     Answer,
     answered,
     checked_batch,
     declared_size,
     idempotency_claim,
+    outside_sources,
     too_large,
 )
 from metrics_app.history import failures as failed
@@ -90,6 +96,9 @@ def ingest(request: HttpRequest) -> HttpResponse:
         return _answer(records)
     api_key = find_api_key(bearer_token(request.headers.get("Authorization")))
     assert api_key is not None  # require_api_key let it through
+    refused = READ_ONLY if not api_key.ingests else outside_sources(records, api_key)
+    if refused:
+        return _answer(refused)
     claim = idempotency_claim(request.headers.get("Idempotency-Key"), api_key, body)
     if isinstance(claim, Answer):
         return _answer(claim)
@@ -145,8 +154,55 @@ def history(request: HttpRequest) -> HttpResponse:
     if start >= end:
         return error(400, "invalid_request", "from must be before to", field="from")
     if (end - start) / BUCKET_LENGTH[bucket] > reads.MAX_HISTORY_BUCKETS:
-        return error(400, "invalid_request", f"too many {bucket} buckets; use a wider bucket", field="bucket")
-    return JsonResponse({"buckets": reads.history(source, metric_type, start, end, bucket)})
+        wider = (
+            f"more than {reads.MAX_HISTORY_BUCKETS} {bucket} buckets; use a wider bucket or a shorter range"
+        )
+        return error(400, "invalid_request", wider, field="bucket")
+    with _history_readers.turn(_client_of(request)) as allowed:
+        if not allowed:
+            busy = f"at most {HISTORY_AT_ONCE} history reads at once per client"
+            response = error(429, "too_many_requests", busy, field="bucket")
+            response["Retry-After"] = "1"
+            return response
+        return JsonResponse({"buckets": reads.history(source, metric_type, start, end, bucket)})
+
+
+HISTORY_AT_ONCE: Final = 2  # history reads one client may have running in this process
+
+
+class Turns:
+    """At most `limit` calls at once per client in this process; the rest are refused."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._running: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def turn(self, client: str) -> Iterator[bool]:
+        with self._lock:
+            allowed = self._running[client] < self.limit
+            if allowed:
+                self._running[client] += 1
+        try:
+            yield allowed
+        finally:
+            if allowed:
+                with self._lock:
+                    self._running[client] -= 1
+                    if not self._running[client]:
+                        del self._running[client]
+
+
+_history_readers = Turns(HISTORY_AT_ONCE)
+
+
+def _client_of(request: HttpRequest) -> str:
+    """Who asks: the person, else the key, else the address."""
+    if request.user.is_authenticated:
+        return f"user:{request.user.pk}"
+    key = find_api_key(bearer_token(request.headers.get("Authorization")))
+    return f"key:{key.id}" if key else f"addr:{request.META.get('REMOTE_ADDR', '')}"
 
 
 BUCKET_LENGTH = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
@@ -283,6 +339,13 @@ async def stats(request: HttpRequest) -> HttpResponse:
 
 
 async def websocket_health(request: HttpRequest) -> HttpResponse:
+    """Public, for load balancers: to strangers counts only; which sources are watched is for
+    people and keys."""
     if request.method != "GET":
         return error(405, "method_not_allowed", "use GET")
-    return JsonResponse(await status.websocket_health())
+    health = await status.websocket_health()
+    subscriptions = health["subscriptions"]
+    health["subscriptionCount"] = sum(subscriptions.values())
+    if not await sync_to_async(is_reader)(request):
+        health["subscriptions"] = {}
+    return JsonResponse(health)

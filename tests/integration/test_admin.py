@@ -48,13 +48,20 @@ def test_metric_rows_are_read_only(staff: Client) -> None:
     assert response.status_code == 403
 
 
-def test_creating_a_key_shows_it_once(staff: Client) -> None:
-    response = staff.post("/admin/metrics_app/apikey/add/", {"name": "cnbc scraper"}, follow=True)
-    (message,) = [str(m) for m in response.context["messages"] if "shown only now" in str(m)]
-    key = message.rsplit(" ", 1)[-1]
+def test_creating_a_key_shows_it_once_never_through_a_cookie(staff: Client) -> None:
+    created = staff.post(
+        "/admin/metrics_app/apikey/add/", {"name": "cnbc scraper", "scope": "all", "sources": ""}
+    )
     api_key = ApiKey.objects.get()
+    assert "messages" not in created.cookies  # kept server-side, in the session
+    shown = staff.get(created["Location"])
+    (message,) = [str(m) for m in shown.context["messages"] if "shown only now" in str(m)]
+    key = message.rsplit(" ", 1)[-1]
+    assert key in shown.content.decode()
     assert api_key.name == "cnbc scraper"
     assert api_key.key_hash == hash_key(key) and key not in api_key.key_hash
+    assert "no-store" in shown["Cache-Control"]  # and no cache keeps the page
+    assert key not in staff.get(created["Location"]).content.decode()  # once
 
 
 def test_revoking_keys(staff: Client) -> None:

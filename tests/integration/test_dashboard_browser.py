@@ -111,3 +111,19 @@ def test_survives_a_server_restart(
         assert [e for e in errors if "WebSocket" not in e and "Failed to load resource" not in e] == []
     finally:
         server.stop()
+
+
+def test_the_page_works_under_its_own_content_security_policy(
+    browser: Any, daphne: DaphneServer, login: dict[str, str], committed_api_key: str
+) -> None:
+    source = f"csp-{uuid.uuid4().hex[:8]}"
+    ingest(daphne, committed_api_key, [scrape(scraperSource=source)])
+    page, errors = open_dashboard(browser, daphne, login, bypass_csp=False)
+    policy = page.evaluate("fetch('/analytics/').then(r => [r.headers.get('content-security-policy'), "
+                           "r.headers.get('cache-control')])")  # fmt: skip
+    assert "script-src 'self'" in policy[0] and "unsafe-inline" not in policy[0]
+    assert "no-store" in policy[1]  # a logged-in page is never cached
+    page.wait_for_selector('#connection[data-connection-state="live"]', timeout=5000)
+    page.wait_for_selector(f"#scraper-grid >> text={source}", timeout=5000)  # drawn by our scripts
+    assert page.evaluate("Object.values(Chart.instances).length") >= 1  # the charts of the open tab
+    assert errors == []  # no script, style or socket refused by the policy

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from metrics_app.api.views import Turns
 from metrics_app.ingest.storage import store_metrics
 from metrics_app.records import validate_records
 from tests.support.db import store
@@ -93,3 +94,23 @@ def test_rejects_bad_parameters(reader: Client, params: dict[str, str], field: s
 
 def test_strangers_are_refused(client: Client) -> None:
     assert client.get("/api/metrics/history/").status_code == 401
+
+
+def test_more_buckets_than_the_limit_is_400_naming_bucket(reader: Client) -> None:
+    week = reader.get("/api/metrics/history/", {"bucket": "minute", "from": "2026-11-01T00:00:00Z",
+                                                 "to": "2026-11-08T00:00:00Z"})  # fmt: skip
+    assert week.status_code == 400
+    assert week.json()["field"] == "bucket"
+    day = reader.get("/api/metrics/history/", {"bucket": "minute", "from": "2026-11-01T00:00:00Z",
+                                                "to": "2026-11-02T00:00:00Z"})  # fmt: skip
+    assert day.status_code == 200
+
+
+def test_one_client_runs_a_bounded_number_of_history_reads_at_once() -> None:
+    turns = Turns(limit=2)
+    with turns.turn("key:1") as first, turns.turn("key:1") as second, turns.turn("key:1") as third:
+        assert (first, second, third) == (True, True, False)
+        with turns.turn("key:2") as someone_else:
+            assert someone_else
+    with turns.turn("key:1") as later:
+        assert later  # turns are given back

@@ -6,6 +6,7 @@ what comes back before (or instead of) sending the body.
 """
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -141,3 +142,25 @@ def test_a_streamed_body_is_cut_at_the_limit_and_memory_stays_bounded(
     assert time.monotonic() - started < 20
     assert process.memory_info().rss - before < 10 * 3 * limit  # ≤ 3 times the limit per request
     assert server.stats(committed_api_key)["counters"]["requests_too_large"] == 10
+
+
+def test_slow_clients_are_not_held(start_daphne: Callable[..., DaphneServer], committed_api_key: str) -> None:
+    server = start_daphne(METRICS_HTTP_IDLE_TIMEOUT_S="1", METRICS_HTTP_READ_TIMEOUT_S="1")
+    assert server.stats(committed_api_key)["idleTimeout"] is True
+    silent = socket.create_connection(("127.0.0.1", server.port))
+    trickling = socket.create_connection(("127.0.0.1", server.port))
+    trickling.sendall(
+        b"POST /api/metrics/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + committed_api_key.encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )  # fmt: skip
+    started = time.monotonic()
+    for _ in range(4):  # a byte now and then: each would reset an idle timeout
+        time.sleep(0.4)
+        with contextlib.suppress(OSError):
+            trickling.sendall(b" ")
+    trickling.settimeout(5)
+    answer = b"".join(iter(lambda: trickling.recv(4096), b""))
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    silent.settimeout(5)
+    assert silent.recv(1) == b""  # closed by the server
+    assert time.monotonic() - started < 5

@@ -1,8 +1,10 @@
 """Settings come from the environment and a bad value stops start-up, naming the variable."""
 
 import os
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -72,3 +74,40 @@ def test_the_database_url_names_what_is_supported() -> None:
             "wealthmetrics: DATABASE_URL must be mysql://user:password@host:3306/name (MySQL or MariaDB) "
             "or sqlite:///path, got postgres://…"
         )
+
+
+def settings_of(env: dict[str, str], code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_without_secret_key_one_is_made_once_for_this_installation(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"} | {"VAR_DIR": str(tmp_path)}
+    code = "from django.conf import settings; print(settings.SECRET_KEY)"
+    first, again = (settings_of(env, code).stdout.strip().splitlines()[-1] for _ in range(2))
+    kept = tmp_path / "secret_key"
+    assert first == again == kept.read_text().strip()  # sessions survive restarts
+    assert len(first) >= 50
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600  # only the service's user reads it
+    other = settings_of(env | {"VAR_DIR": str(tmp_path / "elsewhere")}, code).stdout.strip().splitlines()[-1]
+    assert other != first  # never a key shared between installations
+
+
+def test_check_deploy_is_clean_under_the_documented_production_settings(tmp_path: Path) -> None:
+    env = os.environ | {
+        "VAR_DIR": str(tmp_path),
+        "DEBUG": "0",
+        "ALLOWED_HOSTS": "metrics.example.com",
+        "SECURE_SSL_REDIRECT": "1",
+        "SESSION_COOKIE_SECURE": "1",
+        "CSRF_COOKIE_SECURE": "1",
+        "SECURE_HSTS_SECONDS": "31536000",
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",
+        "SECURE_HSTS_PRELOAD": "1",
+        "SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https",
+    }
+    env.pop("SECRET_KEY", None)  # the generated one is strong enough for the check
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "no issues" in result.stdout

@@ -33,8 +33,12 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def open_dashboard(browser: Any, server: Any, login: dict[str, str], **context: Any) -> tuple[Any, list[str]]:
-    """A logged-in page on /analytics/, and the console errors it will collect."""
-    page = browser.new_context(**context).new_page()
+    """A logged-in page on /analytics/, and the console errors it will collect.
+
+    Playwright runs wait_for_function's predicates with eval inside the page, which the
+    page's Content-Security-Policy forbids; tests open it with bypass_csp unless they ask
+    otherwise (test_dashboard_browser checks the page under its real policy)."""
+    page = browser.new_context(**{"bypass_csp": True, **context}).new_page()
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: errors.append(str(error)))

@@ -122,8 +122,12 @@ class DaphneServer:
         result: dict[str, Any] = response.json()
         return result
 
-    def health(self) -> dict[str, Any]:
-        result: dict[str, Any] = httpx.get(f"{self.url}/api/health/websocket", timeout=10).json()
+    def health(self, key: str | None = None) -> dict[str, Any]:
+        """/api/health/websocket: counts only, or with a key the watched sources too."""
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        result: dict[str, Any] = httpx.get(
+            f"{self.url}/api/health/websocket", headers=headers, timeout=10
+        ).json()
         return result
 
 
