@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from dashboard_app.protocol import ClientError, Ping, Subscribe, parse_command
+from dashboard_app.security import credentials
 from metrics_app import counters
 from metrics_app.api.auth import read_refusal
 from metrics_app.records import now_ms
@@ -78,6 +79,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         )
         await hub.start()  # the first socket of a process waits for the hub's first load
         hub.add(self)
+        credentials.start(lambda: hub.clients)
         self.writer.send(hub.update_frame())
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:

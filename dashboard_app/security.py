@@ -14,7 +14,9 @@ later), which the page's client retries with backoff.
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -123,7 +125,10 @@ class SessionCache:
     async def _lookup(self, scope: dict[str, Any], session_key: str) -> AbstractBaseUser | None:
         counters.incr("session_lookups")
         started = time.monotonic()
-        found = await get_user(scope)
+        # A session object of its own: the socket's keeps what it read at the handshake, and a
+        # check of a socket that is open must see a logout since.
+        fresh = {**scope, "session": import_module(settings.SESSION_ENGINE).SessionStore(session_key)}
+        found = await get_user(fresh)
         user = found if found.is_authenticated and found.is_active else None
         if len(self._users) >= self.MAX_ENTRIES:
             self._users.clear()  # a rare, cheap reset beats tracking ages
@@ -132,6 +137,49 @@ class SessionCache:
 
 
 sessions = SessionCache()
+
+# Close code for a socket whose key was revoked or whose session ended (docs/websocket.md);
+# in the application's range, which every server lets an application send.
+CLOSE_CREDENTIALS_ENDED: Final = 4401
+
+
+class CredentialWatch:
+    """Open sockets whose key was revoked, or whose session ended (logout, expiry, a user made
+    inactive), are closed with CLOSE_CREDENTIALS_ENDED: checked every
+    METRICS_KEY_CACHE_SECONDS against the key copy and the session cache, so within twice that.
+    One task per process, started with its first socket."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, clients: Callable[[], Iterable[Any]]) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(clients))
+
+    async def _run(self, clients: Callable[[], Iterable[Any]]) -> None:
+        while True:
+            await asyncio.sleep(settings.METRICS_KEY_CACHE_SECONDS)
+            try:
+                await self.check(list(clients()))
+            except DatabaseError:  # cannot tell now; the sockets stay until it can
+                counters.incr("credential_checks_failed")
+
+    async def check(self, clients: list[Any]) -> None:
+        active = await db.run(keys.active_ids)
+        for client in clients:
+            identity: Identity | None = client.scope.get("identity")
+            if identity is None:
+                continue
+            if identity.key is not None:
+                ended = identity.key.id not in active
+            else:
+                ended = await sessions.user(client.scope) is None
+            if ended:
+                counters.incr("websocket_closed_credentials")
+                client.writer.close(CLOSE_CREDENTIALS_ENDED)
+
+
+credentials = CredentialWatch()
 
 
 class IdentifiedSockets:

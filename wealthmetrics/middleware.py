@@ -4,6 +4,7 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import add_never_cache_headers
@@ -46,13 +47,15 @@ class DatabaseOutage:
 class PrivateAnswers:
     """What a person or a key reads is theirs: no browser or proxy keeps a copy
     (`Cache-Control: no-store`), so a shared computer's back button or a caching proxy shows
-    nothing after a logout. The login page, static files and public health stay cacheable."""
+    nothing after a logout. Answers to requests without a session or a key stay cacheable."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if request.user.is_authenticated or "Authorization" in request.headers:
+        # Judged by what the request carries, not by looking the session up: that needs the
+        # database, which may be away while this answer is an error page.
+        if settings.SESSION_COOKIE_NAME in request.COOKIES or "Authorization" in request.headers:
             add_never_cache_headers(response)
         return response

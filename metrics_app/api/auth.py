@@ -103,6 +103,14 @@ class KeyCache:
             self._mark_used(key_hash, info, asked)
         return info
 
+    def active_ids(self) -> set[int]:
+        """The ids of the active keys, from a copy at most METRICS_KEY_CACHE_SECONDS old
+        (blocking: reloads when it is older)."""
+        asked = time.monotonic()
+        if asked - self._loaded_at >= settings.METRICS_KEY_CACHE_SECONDS:
+            self._reload(since=asked - settings.METRICS_KEY_CACHE_SECONDS)
+        return {info.id for info in self._keys.values()}
+
     def _reload(self, *, since: float, spacing: float = 0.0) -> None:
         """Reload unless a reload that started after `since` has finished meanwhile."""
         with self._lock:

@@ -6,6 +6,9 @@
 
 import { WILDCARD, channelOf, recordKey } from "./records.js";
 
+// docs/websocket.md: the server closes with this when the socket's key or session ended.
+export const CLOSE_CREDENTIALS_ENDED = 4401;
+
 export const State = Object.freeze({
   CONNECTING: "connecting",
   LIVE: "live",
@@ -92,7 +95,7 @@ export class MetricsWebSocketClient {
     this.socket = socket;
     socket.onopen = () => this.opened(socket);
     socket.onmessage = (event) => this.received(socket, event.data);
-    socket.onclose = () => this.closed(socket);
+    socket.onclose = (event) => this.closed(socket, event?.code);
     socket.onerror = () => this.emit("error", { code: "socket_error", message: "WebSocket error" });
   }
 
@@ -108,11 +111,19 @@ export class MetricsWebSocketClient {
     if (this.subscriptions.size) this.send({ type: "subscribe", scraperSources: [...this.subscriptions] });
   }
 
-  closed(socket) {
+  closed(socket, code) {
     if (socket !== this.socket) return;
     this.socket = null;
     this.clearTimer("heartbeatTimer");
     this.emit("disconnect", {});
+    if (code === CLOSE_CREDENTIALS_ENDED) {
+      // The key was revoked or the session ended: the same credentials would be refused.
+      this.stopped = true;
+      this.clearTimers();
+      this.setState(State.CLOSED);
+      this.emit("credentials_ended", {});
+      return;
+    }
     if (this.stopped) return;
     this.attempts += 1;
     const slow = this.attempts > this.options.maxReconnectAttempts;

@@ -19,6 +19,8 @@ export function connect(source, onRecords) {
     badge.textContent = state === State.LIVE ? "live" : state;
   });
   client.on("metrics", onRecords);
+  // Logged out elsewhere (or the account was disabled): back to the login page.
+  client.on("credentials_ended", () => location.assign(`/accounts/login/?next=${encodeURIComponent(location.pathname)}`));
   client.connect();
   client.subscribe(source);
   return client;

@@ -209,3 +209,27 @@ def _answers(url: str) -> bool:
         return httpx.get(f"{url}/api/health/websocket", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_a_revoked_key_or_an_ended_session_closes_its_open_sockets(
+    start_daphne: Callable[..., DaphneServer], session: str, client: Any
+) -> None:
+    server = start_daphne(METRICS_KEY_CACHE_SECONDS="1")
+    api_key, token = ApiKey.issue("soon revoked")
+
+    async def closed_after(end: Callable[[], None], **credentials: str) -> tuple[int | None, float]:
+        ws = await open_socket(server, **credentials)
+        await next_of(ws, "connected")
+        await send(ws, {"type": "subscribe", "scraperSource": "*"})
+        await next_of(ws, "subscribed")
+        await asyncio.get_running_loop().run_in_executor(None, end)
+        ended = time.monotonic()
+        with contextlib.suppress(Exception):
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        return ws.close_code, time.monotonic() - ended
+
+    code, took = asyncio.run(closed_after(api_key.revoke, key=token))
+    assert code == 4401 and took <= 2 * 1 + 1.0, (code, took)
+    code, took = asyncio.run(closed_after(client.logout, session=session, origin=server.url))
+    assert code == 4401 and took <= 2 * 1 + 1.0, (code, took)

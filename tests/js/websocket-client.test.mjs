@@ -15,9 +15,9 @@ class FakeSocket {
   send(text) {
     this.sent.push(JSON.parse(text));
   }
-  close() {
+  close(code = 1006) {
     this.closed = true;
-    this.onclose?.();
+    this.onclose?.({ code });
   }
   open() {
     this.onopen?.();
@@ -173,4 +173,19 @@ test("disconnect() stops everything", () => {
   timers.advance(600000);
   assert.equal(FakeSocket.all.length, 1);
   assert.equal(client.state, State.CLOSED);
+});
+
+test("a socket closed because its credentials ended is not reopened", () => {
+  const { client, socket, timers, polls } = makeClient();
+  let ended = 0;
+  client.on("credentials_ended", () => (ended += 1));
+  client.connect();
+  socket().open();
+  client.subscribe("cnbc");
+  socket().close(4401);
+  assert.equal(client.state, State.CLOSED);
+  assert.equal(ended, 1);
+  timers.advance(120000);
+  assert.equal(FakeSocket.all.length, 1, "no reconnect with credentials that are refused");
+  assert.equal(polls.length, 0, "no polling either");
 });
