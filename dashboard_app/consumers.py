@@ -9,7 +9,8 @@ is decided before it exists (dashboard_app.security).
 
 import logging
 import secrets
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Final, TypeVar
 
 import orjson
 from channels.consumer import get_handler_name
@@ -18,15 +19,21 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
 
-from dashboard_app.protocol import ClientError, Ping, Subscribe, parse_command
+from dashboard_app.protocol import ClientError, Ping, Since, Subscribe, parse_command
 from dashboard_app.security import credentials
-from metrics_app import counters
+from metrics_app import counters, db
 from metrics_app.api.auth import read_refusal
-from metrics_app.records import now_ms
+from metrics_app.history import reads
+from metrics_app.records import WILDCARD, now_ms
 from metrics_app.stream.hub import get_hub
 from metrics_app.stream.sockets import Frame, SocketWriter, writer_for
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RESYNC_PAGE: Final = 1000  # records per history message of a resync
+RESYNC_MAX_RECORDS: Final = 20_000  # past this a resync says `truncated`
 
 
 class MetricsConsumer(AsyncWebsocketConsumer):
@@ -102,7 +109,10 @@ class MetricsConsumer(AsyncWebsocketConsumer):
                     self._reply(
                         {"type": "subscribed", "scraperSource": source, "subscriptions": self._listed()}
                     )
-                    await self._send_history(source)
+                    if command.since is None:
+                        await self._send_history(source)
+                    else:
+                        await self._send_missed(source, command.since)
             else:
                 for source in command.sources:
                     hub.unsubscribe(self, source)
@@ -114,11 +124,25 @@ class MetricsConsumer(AsyncWebsocketConsumer):
             self._reply(error.as_message())
 
     async def _send_history(self, source: str) -> None:
-        try:
-            self.writer.send(await get_hub().history(source))
-        except DatabaseError:  # subscribed all the same: live batches come, history later
-            counters.incr("history_unavailable")
-            raise ClientError("history_unavailable", f"history of {source!r} cannot be read now") from None
+        self.writer.send(await _history_read(source, get_hub().history(source)))
+
+    async def _send_missed(self, source: str, since: Since) -> None:
+        """A resync: every record of the source stored after `since`, in pages of
+        RESYNC_PAGE, at most RESYNC_MAX_RECORDS (then `truncated`: reload from the HTTP API)."""
+        channel = None if source == WILDCARD else source
+        page, scheduler, sent = since.page, since.scheduler, 0
+        while True:
+            read = db.run(reads.metrics_after, channel, page, scheduler, RESYNC_PAGE)
+            metrics, more = await _history_read(source, read)
+            sent += len(metrics)
+            truncated = more and sent >= RESYNC_MAX_RECORDS
+            self._reply({"type": "history", "scraperSource": source, "metrics": metrics, "resync": True,
+                         "more": more and not truncated, "truncated": truncated})  # fmt: skip
+            if not more or truncated:
+                counters.incr("resyncs")
+                return
+            page = max([page, *(m["id"] for m in metrics if m["type"] != "scheduler_run")])
+            scheduler = max([scheduler, *(m["id"] for m in metrics if m["type"] == "scheduler_run")])
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -138,3 +162,13 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         limit = settings.METRICS_MAX_SUBSCRIPTIONS
         if len(self.subscriptions | set(sources)) > limit:
             raise ClientError("too_many_subscriptions", f"at most {limit} subscriptions per connection")
+
+
+async def _history_read(source: str, read: Awaitable[T]) -> T:
+    """A read of history; when the database is away, the `history_unavailable` error (the
+    subscription holds all the same: live batches come, history later)."""
+    try:
+        return await read
+    except DatabaseError:
+        counters.incr("history_unavailable")
+        raise ClientError("history_unavailable", f"history of {source!r} cannot be read now") from None

@@ -25,8 +25,17 @@ class ClientError(Exception):
 
 
 @dataclass(frozen=True)
+class Since:
+    """Where a client's records end: the newest page and scheduler-run ids it holds."""
+
+    page: int
+    scheduler: int
+
+
+@dataclass(frozen=True)
 class Subscribe:
     sources: tuple[str, ...]
+    since: Since | None = None  # resync: every record after these, not the newest 100
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,7 @@ def parse_command(text: str | None) -> Command:
         return Ping()
     if kind in ("subscribe", "unsubscribe"):
         sources = _sources(message)
-        return Subscribe(sources) if kind == "subscribe" else Unsubscribe(sources)
+        return Subscribe(sources, _since(message)) if kind == "subscribe" else Unsubscribe(sources)
     raise ClientError("unknown_type", f"unknown type {kind!r}; use subscribe, unsubscribe or ping")
 
 
@@ -77,3 +86,13 @@ def _sources(message: dict[str, Any]) -> tuple[str, ...]:
                 "invalid_source", f"{source!r} is not a source name (pattern {SOURCE_PATTERN}) or '*'"
             )
     return tuple(dict.fromkeys(sources))
+
+
+def _since(message: dict[str, Any]) -> Since | None:
+    since = message.get("since")
+    if since is None:
+        return None
+    ids = [since.get(name, 0) for name in ("page", "scheduler")] if isinstance(since, dict) else None
+    if ids is None or not all(type(value) is int and 0 <= value < 2**63 for value in ids):
+        raise ClientError("invalid_since", 'since is {"page": id, "scheduler": id}, whole numbers >= 0')
+    return Since(*ids)

@@ -39,6 +39,24 @@ def recent_metrics(channel: str | None, limit: int) -> list[dict[str, Any]]:
     return [to_wire(row.to_metric(), row.id) for row in reversed(newest[:limit])]
 
 
+def metrics_after(
+    channel: str | None, page_id: int, scheduler_id: int, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `limit` records of a channel (every channel when None) stored after the given
+    ids, in the order they were stored (pages, then scheduler runs), and whether more follow.
+    Each table's part is a prefix of its rows by id, so the client asks for the next page from
+    the newest ids it got without skipping any."""
+    pages = PagePerformance.objects.filter(id__gt=page_id)
+    runs = SchedulerMetric.objects.filter(id__gt=scheduler_id)
+    if channel is not None:
+        pages = pages.filter(scraper_source=channel)
+        runs = runs.on_channel(channel)
+    rows: list[PagePerformance | SchedulerMetric] = list(pages.order_by("id")[: limit + 1])
+    if len(rows) <= limit:
+        rows += runs.order_by("id")[: limit + 1 - len(rows)]
+    return [to_wire(row.to_metric(), row.id) for row in rows[:limit]], len(rows) > limit
+
+
 HISTORY_BUCKETS = ("minute", "hour", "day")
 # A day of minutes, a year of hours by day, five years of days: more is refused (400 naming
 # `bucket`). 7 days of minutes (10,080 buckets) took seconds to build and answer.

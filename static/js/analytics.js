@@ -265,15 +265,16 @@ async function load() {
   if (state.tab === "alerts") failures.show(state.range, state.source).catch(console.warn);
 }
 
-// Live batches are added to the live range as they come. A history (the socket resyncing after
-// a gap, or reconnecting) or a poll (the HTTP fallback) means records may have been missed:
-// the range is loaded again instead, at most every few seconds. The first history, right after
-// the page subscribes, repeats what the first load already has.
+// Live batches, and the missed records a resync brings after a gap or a reconnect, are added
+// to the live range as they come. A plain history (a resync before any record came) or a poll
+// (the HTTP fallback) may not hold everything missed: the range is loaded again instead, at
+// most every few seconds. The first history, right after the page subscribes, repeats what the
+// first load already has.
 let histories = 0;
 let reloadTimer = 0;
 
 function onRecords({ metrics, origin }) {
-  if (origin !== "live") {
+  if (origin !== "live" && origin !== "resync") {
     histories += origin === "history" ? 1 : 0;
     if ((origin === "history" && histories === 1) || reloadTimer) return;
     reloadTimer = setTimeout(() => {
@@ -324,6 +325,7 @@ function exportCharts(format) {
 
 function main() {
   const client = connect(WILDCARD, onRecords);
+  client.on("resync_truncated", () => load().catch(console.warn)); // too much missed: reload the range
   client.on("alert", () => alerts.load().catch(console.warn)); // an alert fired or resolved
   client.on("status", ({ state: connection }) => {
     if (connection === "live") alerts.load().catch(console.warn); // what changed while away

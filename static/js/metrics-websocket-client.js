@@ -47,6 +47,8 @@ export class MetricsWebSocketClient {
     this.buffers = new Map(); // source -> last records, oldest first
     this.seen = new Map(); // source -> Set of record keys in its buffer
     this.nextSeq = new Map(); // source -> the seq its next batch should have
+    this.newest = new Map(); // source (and "*") -> {page, scheduler}: the newest ids received
+    this.catchingUp = new Set(); // sources whose missed records are still coming
     this.attempts = 0;
     this.socket = null;
     this.stopped = true;
@@ -106,9 +108,8 @@ export class MetricsWebSocketClient {
     this.setState(State.LIVE);
     this.emit("connect", {});
     this.resetHeartbeat();
-    // Every reconnect is a resync: history comes back for each subscription.
-    for (const source of this.subscriptions) this.nextSeq.delete(source);
-    if (this.subscriptions.size) this.send({ type: "subscribe", scraperSources: [...this.subscriptions] });
+    // Every reconnect is a resync: what was missed meanwhile comes back for each subscription.
+    for (const source of this.subscriptions) this.resync(source);
   }
 
   closed(socket, code) {
@@ -198,17 +199,34 @@ export class MetricsWebSocketClient {
     const expected = this.nextSeq.get(source);
     this.nextSeq.set(source, message.seq + message.count);
     if (expected !== undefined && message.seq !== expected) {
-      // Records were lost between the database and us: take history again.
+      // Records were lost between the database and us: ask for everything after the newest.
       this.emit("error", { code: "gap", message: `missed records of ${source}; resyncing` });
-      this.nextSeq.delete(source);
-      this.send({ type: "subscribe", scraperSource: source });
+      this.resync(source);
     }
     this.deliver(message.metrics, "live");
   }
 
+  // Subscribe again, asking for every record stored after the newest we have (docs/websocket.md,
+  // "Gaps and resync"); without any yet, for the newest 100.
+  resync(source) {
+    this.nextSeq.delete(source);
+    const since = this.newest.get(source);
+    if (!since) return this.send({ type: "subscribe", scraperSource: source });
+    this.catchingUp.add(source);
+    this.emit("catching_up", { sources: [...this.catchingUp] });
+    this.send({ type: "subscribe", scraperSource: source, since });
+  }
+
   history(message) {
-    this.nextSeq.delete(message.scraperSource);
-    this.deliver(message.metrics, "history");
+    const source = message.scraperSource;
+    this.nextSeq.delete(source);
+    if (!message.resync) return this.deliver(message.metrics, "history");
+    this.deliver(message.metrics, "resync");
+    if (message.more) return undefined;
+    this.catchingUp.delete(source);
+    this.emit("catching_up", { sources: [...this.catchingUp] });
+    if (message.truncated) this.emit("resync_truncated", { source });
+    return undefined;
   }
 
   // Keep the last records per source, once each, and pass on only the new ones.
@@ -217,6 +235,8 @@ export class MetricsWebSocketClient {
     for (const record of records) {
       const source = channelOf(record);
       const key = recordKey(record);
+      this.noteNewest(source, record);
+      this.noteNewest(WILDCARD, record);
       let seen = this.seen.get(source);
       if (!seen) {
         seen = new Set();
@@ -231,6 +251,13 @@ export class MetricsWebSocketClient {
       fresh.push(record);
     }
     if (fresh.length) this.emit("metrics", { metrics: fresh, origin });
+  }
+
+  noteNewest(source, record) {
+    if (typeof record.id !== "number") return;
+    const table = record.type === "scheduler_run" ? "scheduler" : "page";
+    const newest = this.newest.get(source) ?? { page: 0, scheduler: 0 };
+    if (record.id > newest[table]) this.newest.set(source, { ...newest, [table]: record.id });
   }
 
   // --- polling fallback -------------------------------------------------------------------

@@ -14,9 +14,16 @@ export function connect(source, onRecords) {
   const badge = document.querySelector("#connection");
   const path = JSON.parse(document.getElementById("ws-path").textContent);
   const client = new MetricsWebSocketClient(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`);
-  client.on("status", ({ state }) => {
+  let catchingUp = false;
+  const show = (state) => {
     badge.dataset.connectionState = state;
-    badge.textContent = state === State.LIVE ? "live" : state;
+    badge.textContent = state !== State.LIVE ? state : catchingUp ? "catching up" : "live";
+  };
+  client.on("status", ({ state }) => show(state));
+  client.on("catching_up", ({ sources }) => {
+    catchingUp = sources.length > 0;
+    badge.dataset.catchingUp = String(catchingUp);
+    show(client.state);
   });
   client.on("metrics", onRecords);
   // Logged out elsewhere (or the account was disabled): back to the login page.

@@ -117,7 +117,7 @@ async function load() {
 }
 
 function onRecords({ metrics, origin }) {
-  if (origin !== "live" || state.range !== "live" || !state.view) return;
+  if ((origin !== "live" && origin !== "resync") || state.range !== "live" || !state.view) return;
   for (const record of metrics) state.view.add(record);
   invalidate();
 }

@@ -50,6 +50,9 @@ def test_make_run_shows_a_live_demo_with_a_past(tmp_path: Path) -> None:
     run = subprocess.Popen(
         ["make", "-s", "run"], cwd=ROOT, env=env, start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # As from a terminal: a suite started in the background inherits SIGINT ignored, and a
+        # non-interactive shell could not undo that for the Ctrl-C this test sends.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         database = tmp_path / "wealthmetrics.sqlite3"

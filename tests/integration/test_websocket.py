@@ -301,3 +301,39 @@ def test_health_counts_clients_and_subscriptions(daphne: DaphneServer, committed
             assert stats.json()["websocket"]["clients"] >= 1
 
     asyncio.run(scenario())
+
+
+def test_a_resync_brings_every_record_after_the_newest_held_in_pages(
+    daphne: DaphneServer, committed_api_key: str
+) -> None:
+    source = unique_source()
+    records = [navigation(scraperSource=source, url=f"https://x/{i}") for i in range(2500)]
+
+    async def scenario() -> list[dict[str, Any]]:
+        for start in range(0, 2500, 1000):
+            await ingest(daphne, committed_api_key, records[start : start + 1000])
+        async with await open_socket(daphne, key=committed_api_key) as ws:
+            assert len((await subscribe(ws, source))["metrics"]) == 100  # without since: the newest 100
+            # a page that held none of the source's records: all 2,500 were missed
+            since = {"page": 0, "scheduler": 0}
+            await send(ws, {"type": "subscribe", "scraperSource": source, "since": since})
+            await next_of(ws, "subscribed")
+            pages = [await next_of(ws, "history")]
+            while pages[-1]["more"]:
+                pages.append(await next_of(ws, "history"))
+            return pages
+
+    pages = asyncio.run(scenario())
+    assert [len(page["metrics"]) for page in pages] == [1000, 1000, 500]
+    assert all(page["resync"] for page in pages) and not pages[-1]["truncated"]
+    urls = [record["url"] for page in pages for record in page["metrics"]]
+    assert urls == [f"https://x/{i}" for i in range(2500)]  # every one, once, in the order stored
+
+
+def test_a_malformed_since_is_an_error_naming_it(daphne: DaphneServer, committed_api_key: str) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with await open_socket(daphne, key=committed_api_key) as ws:
+            await send(ws, {"type": "subscribe", "scraperSource": "*", "since": {"page": -1}})
+            return await next_of(ws, "error")
+
+    assert asyncio.run(scenario())["code"] == "invalid_since"

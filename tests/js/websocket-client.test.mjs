@@ -102,7 +102,7 @@ test("goes live, subscribes, and keeps the last records once each", () => {
   assert.deepEqual(states, [State.CONNECTING, State.LIVE]);
 });
 
-test("a gap in sequence numbers asks for history again", () => {
+test("a gap in sequence numbers asks for what was missed", () => {
   const { client, socket } = makeClient();
   const errors = [];
   client.on("error", (e) => errors.push(e.code));
@@ -114,7 +114,8 @@ test("a gap in sequence numbers asks for history again", () => {
   assert.equal(socket().sent.length, 1);
   socket().message(batch(9, [9]));
   assert.deepEqual(errors, ["gap"]);
-  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "cnbc" });
+  // everything after the newest record held before the gap
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "cnbc", since: { page: 3, scheduler: 0 } });
 });
 
 test("reconnects with backoff, polls meanwhile, then returns to live and resubscribes", () => {
@@ -130,7 +131,7 @@ test("reconnects with backoff, polls meanwhile, then returns to live and resubsc
   assert.equal(FakeSocket.all.length, 2);
   socket().open();
   assert.equal(client.state, State.LIVE);
-  assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSources: ["cnbc"] }]);
+  assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "cnbc" }]); // nothing held yet: the newest 100
   timers.advance(50000);
   assert.equal(polls.length, 1, "no polling while live");
   assert.deepEqual(states, [State.CONNECTING, State.LIVE, State.RECONNECTING, State.LIVE]);
@@ -188,4 +189,36 @@ test("a socket closed because its credentials ended is not reopened", () => {
   timers.advance(120000);
   assert.equal(FakeSocket.all.length, 1, "no reconnect with credentials that are refused");
   assert.equal(polls.length, 0, "no polling either");
+});
+
+test("after a gap it asks for everything after the newest ids, and catches up page by page", () => {
+  const { client, socket } = makeClient();
+  const catching = [];
+  client.on("catching_up", ({ sources }) => catching.push(sources.length > 0));
+  const got = [];
+  client.on("metrics", ({ metrics, origin }) => got.push([origin, metrics.map((m) => m.id)]));
+  client.connect();
+  socket().open();
+  client.subscribe("cnbc");
+  socket().message(batch(10, [1, 2]));
+  socket().message(batch(20, [9])); // 12 expected: 3..8 were lost
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "cnbc", since: { page: 2, scheduler: 0 } });
+  const missed = (ids, more) => ({ ...batch(0, ids), type: "history", resync: true, more, truncated: false });
+  socket().message(missed([], true)); // nothing new in this page: still catching up
+  assert.equal(client.catchingUp.size, 1);
+  socket().message(missed([10, 11], false));
+  assert.deepEqual(catching, [true, false]);
+  assert.deepEqual(got.at(-1), ["resync", [10, 11]]);
+});
+
+test("a reconnect resyncs each subscription from its newest ids", () => {
+  const { client, socket, timers } = makeClient();
+  client.connect();
+  socket().open();
+  client.subscribe("*");
+  socket().message(batch(1, [5, 7]));
+  socket().close();
+  timers.advance(500);
+  socket().open();
+  assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "*", since: { page: 7, scheduler: 0 } }]);
 });
