@@ -74,5 +74,6 @@ def test_the_page_shows_what_the_database_holds_after_redis_restarts(
     )
     assert page.get_attribute("#connection", "data-catching-up") == "false"
     assert shown_records(page) == str(stored)  # every record, none twice
+    assert server.stats(committed_api_key)["counters"]["resyncs"] >= 1  # caught up through a resync
     screenshot(page, "resync-after-redis-restart")
     assert [e for e in errors if "gap" not in e] == []
