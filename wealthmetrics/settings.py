@@ -250,6 +250,9 @@ METRICS_HTTP_READ_TIMEOUT_S = env_int("METRICS_HTTP_READ_TIMEOUT_S", 30, minimum
 # Connections the kernel queues for a daphne before it accepts them (wealthmetrics.daphne_internals):
 # a restart's reconnect storm arrives at once. The kernel caps it at net.core.somaxconn.
 METRICS_LISTEN_BACKLOG = env_int("METRICS_LISTEN_BACKLOG", 4096, minimum=16, maximum=65_535)
+# Per-key request rates (requests a second per key and process, with a burst): off at 0.
+METRICS_KEY_RATE_LIMIT = env_int("METRICS_KEY_RATE_LIMIT", 0, minimum=0, maximum=1_000_000)
+METRICS_KEY_RATE_BURST = env_int("METRICS_KEY_RATE_BURST", 0, minimum=0, maximum=1_000_000)
 # How long a process trusts its copy of the API keys: the bound on a revocation's delay.
 METRICS_KEY_CACHE_SECONDS = env_int("METRICS_KEY_CACHE_SECONDS", 2, minimum=1, maximum=300)
 # Records the in-process collector holds per record type while the database is away; beyond

@@ -6,6 +6,7 @@ costs no database round trip for its key; see KeyCache for how long a revocation
 
 import contextlib
 import functools
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
-from metrics_app import db
+from metrics_app import counters, db
 from metrics_app.models import ApiKey, Scope, hash_key
 
 View = Callable[..., HttpResponse]
@@ -145,6 +146,46 @@ _marker = db.own_thread("key-marks")
 keys = KeyCache()
 
 
+class RateLimits:
+    """Per-key request rates of this process, off unless METRICS_KEY_RATE_LIMIT is set: a
+    token bucket per key holding METRICS_KEY_RATE_BURST requests, refilled at the limit per
+    second. A key over it is answered 429 with Retry-After (whole seconds until a token)."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, tuple[float, float]] = {}  # key id -> (tokens, when counted)
+        self._lock = threading.Lock()
+
+    def wait(self, key_id: int) -> int:
+        """0 if the key may go on now (a token is taken), else the seconds to wait."""
+        rate = settings.METRICS_KEY_RATE_LIMIT
+        if not rate:
+            return 0
+        burst = max(1, settings.METRICS_KEY_RATE_BURST or rate)
+        now = time.monotonic()
+        with self._lock:
+            tokens, then = self._buckets.get(key_id, (burst, now))
+            tokens = min(burst, tokens + (now - then) * rate)
+            if tokens >= 1:
+                self._buckets[key_id] = (tokens - 1, now)
+                return 0
+            self._buckets[key_id] = (tokens, now)
+        counters.incr("requests_rate_limited")
+        return max(1, math.ceil((1 - tokens) / rate))
+
+
+rates = RateLimits()
+
+
+def rate_limit_message(wait: int) -> str:
+    return f"too many requests for this key; retry in {wait} s"
+
+
+def rate_limited(wait: int) -> JsonResponse:
+    response = JsonResponse({"error": "rate_limited", "message": rate_limit_message(wait)}, status=429)
+    response["Retry-After"] = str(wait)
+    return response
+
+
 def bearer_token(authorization: str | None) -> str | None:
     if not authorization:
         return None
@@ -212,6 +253,8 @@ def require_reader(view: View) -> View:
                 return unauthorized("log in or send a valid API key")
             if refusal := read_refusal(key, request.GET.get("source") or None):
                 return forbidden(refusal, "source" if key.reads else None)
+            if wait := rates.wait(key.id):
+                return rate_limited(wait)
         return view(request, *args, **kwargs)
 
     return wrapper

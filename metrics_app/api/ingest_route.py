@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from metrics_app import counters, db
-from metrics_app.api.auth import MISSING_KEY, KeyInfo, bearer_token, keys
+from metrics_app.api.auth import MISSING_KEY, KeyInfo, bearer_token, keys, rate_limit_message, rates
 from metrics_app.ingest.idempotency import Claim, Earlier, key_problem
 from metrics_app.ingest.writer import Stored, writer
 from metrics_app.records import InvalidMetrics, Metric, channel_of, decode_batch
@@ -171,6 +171,9 @@ class IngestRoute:
             return UNAUTHORIZED
         if not api_key.ingests:
             return READ_ONLY
+        if wait := rates.wait(api_key.id):
+            retry = (("Retry-After", str(wait)),)
+            return Answer(429, "rate_limited", rate_limit_message(wait), headers=retry)
         if refused := declared_size(_header(scope, b"content-length")):
             return refused
         if pressure.overloaded():

@@ -26,6 +26,8 @@ from metrics_app.api.auth import (
     bearer_token,
     find_api_key,
     is_reader,
+    rate_limited,
+    rates,
     require_api_key,
     require_reader,
     unauthorized,
@@ -99,6 +101,8 @@ def ingest(request: HttpRequest) -> HttpResponse:
     refused = READ_ONLY if not api_key.ingests else outside_sources(records, api_key)
     if refused:
         return _answer(refused)
+    if wait := rates.wait(api_key.id):
+        return rate_limited(wait)
     claim = idempotency_claim(request.headers.get("Idempotency-Key"), api_key, body)
     if isinstance(claim, Answer):
         return _answer(claim)

@@ -96,3 +96,16 @@ def test_existing_keys_keep_every_right(client: Client, committed_api_key: str) 
     assert ApiKey.objects.get().scope == Scope.ALL
     assert post(client, committed_api_key, "any-source").status_code == 202
     assert read(client, committed_api_key).status_code == 200
+
+
+def test_per_key_rate_limits_answer_429_with_retry_after(client: Client, settings: Any) -> None:
+    settings.METRICS_KEY_RATE_LIMIT, settings.METRICS_KEY_RATE_BURST = 1, 2
+    key, other = create(), create()
+    answers = [post(client, key, "limited").status_code for _ in range(3)]
+    assert answers == [202, 202, 429]  # a burst of 2, then one a second
+    limited = post(client, key, "limited")
+    assert limited.status_code == 429 and int(limited["Retry-After"]) >= 1
+    assert limited.json()["error"] == "rate_limited"
+    assert read(client, key).status_code == 429  # reads count too
+    assert post(client, other, "limited").status_code == 202  # per key
+    assert PagePerformance.objects.filter(scraper_source="limited").count() == 3

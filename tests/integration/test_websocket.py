@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from websockets.exceptions import InvalidStatus
 
 from tests.support.records import navigation, scheduler_run, scrape
@@ -21,6 +23,7 @@ from tests.support.ws import (
     subscribe,
     unique_source,
 )
+from tests.unit.test_protocol import json_values, messages
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -337,3 +340,24 @@ def test_a_malformed_since_is_an_error_naming_it(daphne: DaphneServer, committed
             return await next_of(ws, "error")
 
     assert asyncio.run(scenario())["code"] == "invalid_since"
+
+
+client_messages = st.one_of(messages.map(lambda m: orjson.dumps(m).decode()), st.text(max_size=100),
+                            json_values.map(lambda v: orjson.dumps(v).decode()))  # fmt: skip
+
+
+@given(st.lists(client_messages, min_size=20, max_size=60))
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fuzzed_client_messages_never_crash_a_live_socket(
+    daphne: DaphneServer, committed_api_key: str, texts: list[str]
+) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with await open_socket(daphne, key=committed_api_key) as ws:
+            for text in texts:
+                await ws.send(text)
+            await send(ws, {"type": "ping"})
+            return await next_of(ws, "pong", timeout=10)  # still answering
+
+    log_before = len(daphne.log())
+    assert asyncio.run(scenario())["type"] == "pong"
+    assert "Traceback" not in daphne.log()[log_before:]
