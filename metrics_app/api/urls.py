@@ -15,4 +15,5 @@ urlpatterns = [
     path("alerts/silences/", views.silence, name="alert-silences"),
     path("stats/", views.stats, name="stats"),
     path("health/websocket", views.websocket_health, name="health-websocket"),
+    path("schema/", views.schema, name="schema"),
 ]

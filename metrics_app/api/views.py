@@ -353,3 +353,12 @@ async def websocket_health(request: HttpRequest) -> HttpResponse:
     if not await sync_to_async(is_reader)(request):
         health["subscriptions"] = {}
     return JsonResponse(health)
+
+
+OPENAPI_DOCUMENT: Final = settings.BASE_DIR / "docs" / "openapi.yaml"
+
+
+@allow("GET")
+def schema(request: HttpRequest) -> HttpResponse:
+    """GET /api/schema/: the OpenAPI document of this API (docs/openapi.yaml), public."""
+    return HttpResponse(OPENAPI_DOCUMENT.read_bytes(), content_type="application/yaml")
