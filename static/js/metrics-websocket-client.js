@@ -210,7 +210,7 @@ export class MetricsWebSocketClient {
   // "Gaps and resync"); without any yet, for the newest 100.
   resync(source) {
     this.nextSeq.delete(source);
-    const since = this.newest.get(source);
+    const since = this.sinceFor(source);
     if (!since) return this.send({ type: "subscribe", scraperSource: source });
     this.catchingUp.add(source);
     this.emit("catching_up", { sources: [...this.catchingUp] });
@@ -236,7 +236,6 @@ export class MetricsWebSocketClient {
       const source = channelOf(record);
       const key = recordKey(record);
       this.noteNewest(source, record);
-      this.noteNewest(WILDCARD, record);
       let seen = this.seen.get(source);
       if (!seen) {
         seen = new Set();
@@ -251,6 +250,19 @@ export class MetricsWebSocketClient {
       fresh.push(record);
     }
     if (fresh.length) this.emit("metrics", { metrics: fresh, origin });
+  }
+
+  // Where a source's missed records start: after the newest of it we hold. For "*", the
+  // oldest of those over every source, so that no source's missed records are skipped (what
+  // comes twice is dropped by deliver()).
+  sinceFor(source) {
+    if (source !== WILDCARD) return this.newest.get(source);
+    const held = [...this.newest.values()];
+    if (!held.length) return undefined;
+    const oldest = (table) => Math.min(...held.map((n) => n[table]).filter((id) => id > 0), Infinity);
+    const page = oldest("page");
+    const scheduler = oldest("scheduler");
+    return { page: page === Infinity ? 0 : page, scheduler: scheduler === Infinity ? 0 : scheduler };
   }
 
   noteNewest(source, record) {

@@ -222,3 +222,16 @@ test("a reconnect resyncs each subscription from its newest ids", () => {
   socket().open();
   assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "*", since: { page: 7, scheduler: 0 } }]);
 });
+
+test("a resync of '*' starts after the oldest of every source's newest record", () => {
+  const { client, socket, timers } = makeClient();
+  client.connect();
+  socket().open();
+  client.subscribe("*");
+  socket().message(batch(1, [5, 7], "cnbc"));
+  socket().message(batch(1, [6], "webull")); // webull's records after 6 may still be on their way
+  socket().close();
+  timers.advance(500);
+  socket().open();
+  assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "*", since: { page: 6, scheduler: 0 } }]);
+});
