@@ -7,8 +7,10 @@ channel of its own, which is what lets one process hold thousands of sockets. Wh
 is decided before it exists (dashboard_app.security).
 """
 
+import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Awaitable
 from typing import Any, Final, TypeVar
 
@@ -105,9 +107,15 @@ class MetricsConsumer(AsyncWebsocketConsumer):
                 self._check_allowed(command.sources)
                 for source in command.sources:
                     hub.subscribe(self, source)
+                newest = await _history_read("*", newest_ids())
                 for source in command.sources:
                     self._reply(
-                        {"type": "subscribed", "scraperSource": source, "subscriptions": self._listed()}
+                        {
+                            "type": "subscribed",
+                            "scraperSource": source,
+                            "subscriptions": self._listed(),
+                            "newest": newest,
+                        }
                     )
                     if command.since is None:
                         await self._send_history(source)
@@ -172,3 +180,19 @@ async def _history_read(source: str, read: Awaitable[T]) -> T:
     except DatabaseError:
         counters.incr("history_unavailable")
         raise ClientError("history_unavailable", f"history of {source!r} cannot be read now") from None
+
+
+_newest: tuple[float, "asyncio.Future[dict[str, int]]"] | None = None
+
+
+async def newest_ids() -> dict[str, int]:
+    """reads.newest_ids, read at most once a second for every subscriber of the process (a
+    reconnect storm subscribes thousands at once)."""
+    global _newest
+    if (
+        _newest is None
+        or time.monotonic() - _newest[0] > 1.0
+        or (_newest[1].done() and _newest[1].exception() is not None)
+    ):
+        _newest = (time.monotonic(), asyncio.ensure_future(db.run(reads.newest_ids)))
+    return await asyncio.shield(_newest[1])

@@ -394,7 +394,7 @@ class IdempotencyKey(models.Model):
     Kept IDEMPOTENCY_HOURS (metrics_app.ingest.idempotency), then removed by the cleanup."""
 
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, db_constraint=False)
-    key = models.CharField(max_length=100)
+    key = models.CharField(max_length=64)  # sha256 of the Idempotency-Key: exact on every database
     body_hash = models.CharField(max_length=64)  # sha256 of the request body
     accepted = models.PositiveIntegerField()  # the first answer: {"accepted": n}
     created_at = models.DateTimeField(db_index=True)

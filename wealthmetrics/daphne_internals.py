@@ -213,7 +213,10 @@ class GuardedRequest(http_protocol.WebRequest):
         self._refused = True
         counters.incr(refusal.counter)
         self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" after the answer
-        self.channel.transport.write(refusal.response())
+        transport = self._transport()
+        if transport is None:
+            return
+        transport.write(refusal.response())
         if close:
             self._close()
             return
@@ -222,9 +225,15 @@ class GuardedRequest(http_protocol.WebRequest):
             asyncio.get_running_loop().call_later(LINGER_SECONDS, self._close)
 
     def _close(self) -> None:
-        transport = self.channel.transport if self.channel is not None else None
+        transport = self._transport()
         if transport is not None:
             transport.loseConnection()
+
+    def _transport(self) -> Any:
+        """The connection's transport, or None once Twisted let go of the request (it deletes
+        `channel` when the connection is lost, which a key lookup may outlast)."""
+        channel = getattr(self, "channel", None)
+        return channel.transport if channel is not None else None
 
     def _look_up_key(self, token: str) -> None:
         """Stop reading until a database thread has looked the key up."""
@@ -235,7 +244,7 @@ class GuardedRequest(http_protocol.WebRequest):
         asyncio.ensure_future(db.run(keys.lookup, token)).add_done_callback(self._key_looked_up)
 
     def _key_looked_up(self, lookup: "asyncio.Future[Any]") -> None:
-        transport = self.channel.transport if self.channel is not None else None
+        transport = self._transport()
         if transport is None or not transport.connected:
             return  # the client went away meanwhile
         try:

@@ -28,7 +28,7 @@ from typing import Any, Final
 
 import orjson
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError
 
 from metrics_app import counters, db
 from metrics_app.api.auth import MISSING_KEY, KeyInfo, bearer_token, keys, rate_limit_message, rates
@@ -197,7 +197,7 @@ class IngestRoute:
         self._waiting += 1
         try:
             stored = await _stored_in_time(writer.submit(records, claim))
-        except (OperationalError, InterfaceError) as exc:
+        except DatabaseError as exc:  # the group's transaction failed: nothing of it is stored
             counters.problem("database_unavailable", log, "database unavailable (ingest): %s", exc)
             return UNAVAILABLE
         finally:

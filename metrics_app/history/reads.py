@@ -39,6 +39,14 @@ def recent_metrics(channel: str | None, limit: int) -> list[dict[str, Any]]:
     return [to_wire(row.to_metric(), row.id) for row in reversed(newest[:limit])]
 
 
+def newest_ids() -> dict[str, int]:
+    """The newest stored ids of both tables: where a client that holds nothing yet of a table
+    starts its resyncs (docs/websocket.md)."""
+    page = PagePerformance.objects.order_by("-id").values_list("id", flat=True).first()
+    run = SchedulerMetric.objects.order_by("-id").values_list("id", flat=True).first()
+    return {"page": page or 0, "scheduler": run or 0}
+
+
 def metrics_after(
     channel: str | None, page_id: int, scheduler_id: int, limit: int
 ) -> tuple[list[dict[str, Any]], bool]:

@@ -29,12 +29,14 @@ class Claim:
     """A request's key: whose, which, and the body it came with."""
 
     api_key_id: int
-    key: str
+    key: str  # sha256 of the Idempotency-Key
     body_hash: str
 
     @classmethod
     def of(cls, api_key_id: int, key: str, body: bytes) -> "Claim":
-        return cls(api_key_id, key, hashlib.sha256(body).hexdigest())
+        # Kept as a hash: exact on every database (MySQL's default collation would take "abc"
+        # and "ABC" for one key), and the same length whatever the client sends.
+        return cls(api_key_id, hashlib.sha256(key.encode()).hexdigest(), hashlib.sha256(body).hexdigest())
 
 
 @dataclass(frozen=True)

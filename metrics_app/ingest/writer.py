@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from typing import Final
 
 from django.conf import settings
+from django.db import DatabaseError
 
 from metrics_app import counters, db
 from metrics_app.ingest.idempotency import Claim, Earlier
@@ -100,7 +101,13 @@ class GroupWriter:
                 if item[2].set_running_or_notify_cancel():
                     group.append(item)
                     size += len(item[0])
-            self._commit(group)
+            try:
+                self._commit(group)
+            except Exception:  # a writer that died would leave every request waiting: log, go on
+                log.exception("group writer: committing a group failed")
+                for _, _, done in group:
+                    if not done.done():
+                        done.set_exception(DatabaseError("the group writer failed"))
 
     def _commit(self, group: list[Waiting]) -> None:
         try:

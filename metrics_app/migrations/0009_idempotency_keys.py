@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
                         auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
                     ),
                 ),
-                ("key", models.CharField(max_length=100)),
+                ("key", models.CharField(max_length=64)),
                 ("body_hash", models.CharField(max_length=64)),
                 ("accepted", models.PositiveIntegerField()),
                 ("created_at", models.DateTimeField(db_index=True)),

@@ -47,7 +47,7 @@ export class MetricsWebSocketClient {
     this.buffers = new Map(); // source -> last records, oldest first
     this.seen = new Map(); // source -> Set of record keys in its buffer
     this.nextSeq = new Map(); // source -> the seq its next batch should have
-    this.newest = new Map(); // source (and "*") -> {page, scheduler}: the newest ids received
+    this.newest = new Map(); // source and "*" -> {page, scheduler}: the newest ids held
     this.catchingUp = new Set(); // sources whose missed records are still coming
     this.attempts = 0;
     this.socket = null;
@@ -183,9 +183,15 @@ export class MetricsWebSocketClient {
       case "metrics:update":
         return this.emit("update", message.data);
       case "subscribed":
+        // Where this subscription starts: records stored before it came with the page's load.
+        if (message.newest && !this.newest.has(message.scraperSource)) this.newest.set(message.scraperSource, message.newest);
+        return this.emit("subscription", message);
       case "unsubscribed":
+        this.doneCatchingUp(message.scraperSource);
         return this.emit("subscription", message);
       case "error":
+        // What was being caught up cannot come now (the database is away, or not allowed).
+        if (message.code === "history_unavailable" || message.code === "forbidden") this.doneCatchingUp();
         return this.emit("error", message);
       case "alert":
         return this.emit("alert", message);
@@ -223,10 +229,16 @@ export class MetricsWebSocketClient {
     if (!message.resync) return this.deliver(message.metrics, "history");
     this.deliver(message.metrics, "resync");
     if (message.more) return undefined;
-    this.catchingUp.delete(source);
-    this.emit("catching_up", { sources: [...this.catchingUp] });
+    this.doneCatchingUp(source);
     if (message.truncated) this.emit("resync_truncated", { source });
     return undefined;
+  }
+
+  // `source` (every source when undefined) has all it missed, or will not get it now.
+  doneCatchingUp(source) {
+    if (source === undefined) this.catchingUp.clear();
+    else this.catchingUp.delete(source);
+    this.emit("catching_up", { sources: [...this.catchingUp] });
   }
 
   // Keep the last records per source, once each, and pass on only the new ones.
@@ -235,7 +247,11 @@ export class MetricsWebSocketClient {
     for (const record of records) {
       const source = channelOf(record);
       const key = recordKey(record);
-      this.noteNewest(source, record);
+      // While a source catches up, live records must not move where its next resync starts.
+      if (origin !== "live" || !this.catchingUp.size) {
+        this.noteNewest(source, record);
+        this.noteNewest(WILDCARD, record);
+      }
       let seen = this.seen.get(source);
       if (!seen) {
         seen = new Set();
@@ -252,23 +268,16 @@ export class MetricsWebSocketClient {
     if (fresh.length) this.emit("metrics", { metrics: fresh, origin });
   }
 
-  // Where a source's missed records start: after the newest of it we hold. For "*", the
-  // oldest of those over every source, so that no source's missed records are skipped (what
-  // comes twice is dropped by deliver()).
+  // Where a source's missed records start: after the newest of it held, or where its (or
+  // "*"'s) subscription started when none came yet (docs/websocket.md, "Gaps and resync").
   sinceFor(source) {
-    if (source !== WILDCARD) return this.newest.get(source);
-    const held = [...this.newest.values()];
-    if (!held.length) return undefined;
-    const oldest = (table) => Math.min(...held.map((n) => n[table]).filter((id) => id > 0), Infinity);
-    const page = oldest("page");
-    const scheduler = oldest("scheduler");
-    return { page: page === Infinity ? 0 : page, scheduler: scheduler === Infinity ? 0 : scheduler };
+    return this.newest.get(source) ?? this.newest.get(WILDCARD);
   }
 
   noteNewest(source, record) {
     if (typeof record.id !== "number") return;
     const table = record.type === "scheduler_run" ? "scheduler" : "page";
-    const newest = this.newest.get(source) ?? { page: 0, scheduler: 0 };
+    const newest = this.newest.get(source) ?? this.newest.get(WILDCARD) ?? { page: 0, scheduler: 0 };
     if (record.id > newest[table]) this.newest.set(source, { ...newest, [table]: record.id });
   }
 

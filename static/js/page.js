@@ -26,8 +26,9 @@ export function connect(source, onRecords) {
     show(client.state);
   });
   client.on("metrics", onRecords);
-  // Logged out elsewhere (or the account was disabled): back to the login page.
-  client.on("credentials_ended", () => location.assign(`/accounts/login/?next=${encodeURIComponent(location.pathname)}`));
+  // The socket's session ended (logged out elsewhere, or a new login replaced it): load the
+  // page again, which goes to the login page only if no session is left.
+  client.on("credentials_ended", () => location.reload());
   client.connect();
   client.subscribe(source);
   return client;

@@ -128,6 +128,8 @@ rangeSelect.addEventListener("change", () => {
   history.replaceState(null, "", `?range=${state.range}`);
   load().catch(console.warn);
 });
-connect(source, onRecords).on("alert", () => alerts.load(source).catch(console.warn));
+const client = connect(source, onRecords);
+client.on("alert", () => alerts.load(source).catch(console.warn));
+client.on("resync_truncated", () => load().catch(console.warn)); // too much missed: reload the range
 setInterval(() => load().catch(console.warn), RELOAD_MS);
 load().catch(console.warn);

@@ -170,6 +170,7 @@ def test_a_late_event_loop_refuses_new_ingest_until_it_catches_up(settings: Any)
     assert asyncio.run(scenario()) == [False, True, False]
 
 
+@pytest.mark.redis  # several processes share their live stream through Redis
 def test_two_daphnes_share_one_port_for_ingest_and_sockets(
     live_server_env: dict[str, str], committed_api_key: str
 ) -> None:

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import InvalidStatus
 
+from metrics_app.models import PagePerformance
 from tests.support.records import navigation, scheduler_run, scrape
 from tests.support.servers import DaphneServer
 from tests.support.ws import (
@@ -127,6 +128,8 @@ def test_connected_then_update_then_history(daphne: DaphneServer, committed_api_
             assert set(update["data"]) >= {"totals", "sources", "trends"}
             await send(ws, {"type": "subscribe", "scraperSource": source})
             subscribed = await next_of(ws, "subscribed")
+            newest = subscribed.pop("newest")  # where this subscription starts (docs/websocket.md)
+            assert set(newest) == {"page", "scheduler"}
             assert subscribed == {"type": "subscribed", "scraperSource": source, "subscriptions": [source]}
             history = await next_of(ws, "history")
             assert history["scraperSource"] == source
@@ -306,6 +309,10 @@ def test_health_counts_clients_and_subscriptions(daphne: DaphneServer, committed
     asyncio.run(scenario())
 
 
+def newest_page_id() -> int:
+    return PagePerformance.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
 def test_a_resync_brings_every_record_after_the_newest_held_in_pages(
     daphne: DaphneServer, committed_api_key: str
 ) -> None:
@@ -320,7 +327,9 @@ def test_a_resync_brings_every_record_after_the_newest_held_in_pages(
             # a page that held none of the source's records: all 2,500 were missed
             since = {"page": 0, "scheduler": 0}
             await send(ws, {"type": "subscribe", "scraperSource": source, "since": since})
-            await next_of(ws, "subscribed")
+            subscribed = await next_of(ws, "subscribed")
+            stored_newest = await asyncio.to_thread(newest_page_id)
+            assert 0 <= subscribed["newest"]["page"] <= stored_newest  # never ahead of what is stored
             pages = [await next_of(ws, "history")]
             while pages[-1]["more"]:
                 pages.append(await next_of(ws, "history"))

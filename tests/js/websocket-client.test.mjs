@@ -223,15 +223,28 @@ test("a reconnect resyncs each subscription from its newest ids", () => {
   assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "*", since: { page: 7, scheduler: 0 } }]);
 });
 
-test("a resync of '*' starts after the oldest of every source's newest record", () => {
+test("a resync starts where the subscription started when nothing came since", () => {
   const { client, socket, timers } = makeClient();
   client.connect();
   socket().open();
   client.subscribe("*");
-  socket().message(batch(1, [5, 7], "cnbc"));
-  socket().message(batch(1, [6], "webull")); // webull's records after 6 may still be on their way
+  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], newest: { page: 40, scheduler: 9 } });
+  socket().message(batch(1, [41, 43], "cnbc"));
   socket().close();
   timers.advance(500);
   socket().open();
-  assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "*", since: { page: 6, scheduler: 0 } }]);
+  // the newest page record held, and for scheduler runs (none came) where the subscription began
+  assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "*", since: { page: 43, scheduler: 9 } }]);
+});
+
+test("an error while catching up ends the catching up", () => {
+  const { client, socket } = makeClient();
+  client.connect();
+  socket().open();
+  client.subscribe("cnbc");
+  socket().message(batch(10, [1, 2]));
+  socket().message(batch(20, [9]));
+  assert.equal(client.catchingUp.size, 1);
+  socket().message({ type: "error", code: "history_unavailable", message: "later" });
+  assert.equal(client.catchingUp.size, 0);
 });

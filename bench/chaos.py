@@ -1,0 +1,329 @@
+"""Chaos: the fleet keeps sending while daphnes are killed, the database is cut and Redis
+freezes and restarts; afterwards every acknowledged record must be stored exactly once, and
+every careful dashboard client must hold exactly what the database holds.
+
+    REDIS_URL is not used (a private Redis is started); DATABASE_URL=mysql://…/wealthmetrics_bench \\
+        .venv/bin/python bench/chaos.py [--seconds 120] [--senders 32] [--clients 500]
+
+Topology, all on this machine: 2 daphne processes on one port (a SO_REUSEPORT socket each, as
+bin/daphnes), reaching MySQL through a TCP relay that can be cut; a private redis-server.
+Load: --senders scraper-kit clients (10 records a second each, an Idempotency-Key per batch),
+a probe posting one record every 100 ms and timing each acknowledgement (the longest stall), and
+--clients WebSocket clients on '*': 20 careful ones that resync with `since` after every gap or
+reconnect (docs/websocket.md) and keep every record, the rest reconnecting readers.
+Faults: SIGKILL one daphne every 30 s (it is restarted at once), the database cut for 20 s
+from 40 s, Redis frozen for 8 s at 95 s and then restarted.
+"""
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "client"))
+
+from bench.common import machine, prepare  # noqa: E402
+from bench.soak import fleet  # noqa: E402
+from tests.support.servers import RedisServer, TcpProxy, free_port  # noqa: E402
+
+CAREFUL = 20
+
+
+class Daphnes:
+    """N daphnes on one port, each on its own SO_REUSEPORT socket; kill() and respawn."""
+
+    def __init__(self, count: int, port: int, env: dict[str, str]) -> None:
+        self.port, self.env = port, env
+        self.log = open(ROOT / "var" / "chaos-daphnes.log", "wb")  # noqa: SIM115 - for the children
+        self.processes = [self._spawn() for _ in range(count)]
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        sock = socket.create_server(("127.0.0.1", self.port), backlog=4096, reuse_port=True)
+        sock.set_inheritable(True)
+        command = [
+            sys.executable,
+            "-m",
+            "daphne",
+            "--fd",
+            str(sock.fileno()),
+            "wealthmetrics.asgi:application",
+        ]
+        process = subprocess.Popen(command, cwd=ROOT, env=self.env, pass_fds=[sock.fileno()], stdout=self.log,
+                                   stderr=subprocess.STDOUT)  # fmt: skip
+        sock.close()
+        return process
+
+    def kill_one(self, index: int) -> None:
+        victim = self.processes[index]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        self.processes[index] = self._spawn()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(20)
+
+
+class Probe(threading.Thread):
+    """One record every 100 ms, retried until acknowledged: how long each took."""
+
+    def __init__(self, url: str, key: str, run: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.key, self.run_id = url, key, run
+        self.stop = threading.Event()
+        self.waits: list[tuple[float, float]] = []  # (when asked, seconds until acknowledged)
+        self.sent = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            asked = time.monotonic()
+            record = {"type": "page_navigation", "scraperSource": f"soak-{self.run_id}-probe",
+                      "url": f"https://probe/{self.sent}", "navigationDurationMs": 1}  # fmt: skip
+            body = orjson.dumps({"metrics": [record]})
+            headers = {
+                "Authorization": f"Bearer {self.key}",
+                "Idempotency-Key": f"probe-{self.run_id}-{self.sent}",
+            }
+            while True:
+                try:
+                    if (
+                        httpx.post(
+                            f"{self.url}/api/metrics/", content=body, headers=headers, timeout=5
+                        ).status_code
+                        == 202
+                    ):
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+            self.waits.append((asked, time.monotonic() - asked))
+            self.sent += 1
+            time.sleep(max(0.0, 0.1 - (time.monotonic() - asked)))
+
+
+async def careful_client(url: str, key: str, prefix: str, stop: asyncio.Event, held: set[int]) -> None:
+    """Subscribes to '*' from the run's start, and resyncs after every gap or reconnect."""
+    from websockets.asyncio.client import connect
+
+    newest: dict[str, dict[str, int]] = {}
+    next_seq: dict[str, int] = {}
+
+    def since() -> dict[str, int]:
+        pages = [n["page"] for n in newest.values() if n["page"]] or [0]
+        return {"page": min(pages), "scheduler": 0}
+
+    def keep(records: list[dict[str, Any]]) -> None:
+        for record in records:
+            source = record["scraperSource"]
+            if source.startswith(prefix):
+                held.add(record["id"])
+            mark = newest.setdefault(source, {"page": 0})
+            mark["page"] = max(mark["page"], record["id"])
+
+    while not stop.is_set():
+        try:
+            async with connect(url, additional_headers={"Authorization": f"Bearer {key}"}, open_timeout=10,
+                               max_size=None, ping_interval=None) as ws:  # fmt: skip
+                start = since() if newest else {"page": START_PAGE, "scheduler": 0}
+                await ws.send(
+                    orjson.dumps({"type": "subscribe", "scraperSource": "*", "since": start}).decode()
+                )
+                next_seq.clear()
+                while not stop.is_set():
+                    message = orjson.loads(await asyncio.wait_for(ws.recv(), 1))
+                    if message["type"] == "metrics_batch":
+                        source = message["scraperSource"]
+                        expected = next_seq.get(source)
+                        next_seq[source] = message["seq"] + message["count"]
+                        if expected is not None and message["seq"] != expected:
+                            held_up_to = newest.get(source, {"page": 0})["page"]
+                            again = {"type": "subscribe", "scraperSource": source,
+                                     "since": {"page": held_up_to, "scheduler": 0}}  # fmt: skip
+                            await ws.send(orjson.dumps(again).decode())
+                        keep(message["metrics"])
+                    elif message["type"] == "history":
+                        keep(message["metrics"])
+        except (TimeoutError, OSError, Exception):  # a killed server: reconnect
+            await asyncio.sleep(0.3)
+
+
+async def passive_client(url: str, key: str, stop: asyncio.Event) -> None:
+    from websockets.asyncio.client import connect
+
+    while not stop.is_set():
+        try:
+            async with connect(url, additional_headers={"Authorization": f"Bearer {key}"}, open_timeout=10,
+                               max_size=None, ping_interval=None) as ws:  # fmt: skip
+                await ws.send('{"type":"subscribe","scraperSource":"*"}')
+                while not stop.is_set():
+                    await asyncio.wait_for(ws.recv(), 1)
+        except (TimeoutError, OSError, Exception):  # reconnect
+            await asyncio.sleep(0.3 + 2 * (hash(id(stop)) % 10) / 10)
+
+
+START_PAGE = 0
+
+
+def clients_process(url: str, key: str, prefix: str, count: int, start_page: int, conn: Any) -> None:
+    global START_PAGE
+    START_PAGE = start_page
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        helds = [set[int]() for _ in range(CAREFUL)]
+        tasks = [asyncio.ensure_future(careful_client(url, key, prefix, stop, held)) for held in helds]
+        tasks += [asyncio.ensure_future(passive_client(url, key, stop)) for _ in range(count - CAREFUL)]
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        conn.send([sorted(held) for held in helds])
+
+    asyncio.run(main())
+
+
+def newest_page_id(env: dict[str, str]) -> int:
+    code = "import django; django.setup()\nfrom metrics_app.models import PagePerformance as P\n" \
+           "print(P.objects.order_by('-id').values_list('id', flat=True).first() or 0)\n"  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    return int(out.stdout.strip())
+
+
+def stored_ids(env: dict[str, str], run: str) -> tuple[list[int], int]:
+    """The run's stored page ids, and how many urls were stored more than once."""
+    code = ("import django, json; django.setup()\nfrom django.db.models import Count\n"
+            "from metrics_app.models import PagePerformance as P\n"
+            f"rows = P.objects.filter(scraper_source__startswith='soak-{run}-')\n"
+            "ids = list(rows.values_list('id', flat=True))\n"
+            "twice = rows.values('page_url').annotate(n=Count('id')).filter(n__gt=1).count()\n"
+            "print(json.dumps([sorted(ids), twice]))\n")  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    ids, twice = orjson.loads(out.stdout)
+    return ids, twice
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--senders", type=int, default=32)
+    parser.add_argument("--clients", type=int, default=500)
+    args = parser.parse_args()
+    database = os.environ.get("DATABASE_URL", "")
+    if not database.startswith("mysql://"):
+        sys.exit("bench/chaos.py needs DATABASE_URL=mysql://…")
+    host_port = database.split("@", 1)[1].split("/", 1)[0]
+    db_host, _, db_port = host_port.partition(":")
+    run = f"c{uuid.uuid4().hex[:6]}"  # the fleet's and the probe's sources: soak-<run>-…
+    with RedisServer() as redis_server, TcpProxy(db_host, int(db_port or 3306)) as relay:
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "PYTHONUNBUFFERED": "1",
+               "REDIS_URL": redis_server.url, "METRICS_MAX_CLIENTS": "100000", "METRICS_ALERT_EVALUATOR": "0",
+               "DATABASE_URL": database.replace(host_port, f"127.0.0.1:{relay.port}")}  # fmt: skip
+        key = prepare(env, "bench-chaos")
+        start_page = newest_page_id(env)
+        port = free_port()
+        daphnes = Daphnes(2, port, env)
+        url = f"http://127.0.0.1:{port}"
+        time.sleep(6)
+        print(f"machine: {machine()}")
+        print(f"chaos: {args.seconds:g} s, 2 daphnes on one port, {args.senders} scraper-kit senders "
+              f"x 10 records/s, "
+              f"{args.clients} WebSocket clients ({CAREFUL} careful), a probe every 100 ms")  # fmt: skip
+        ws_parent, ws_child = multiprocessing.Pipe()
+        ws_url = url.replace("http", "ws") + "/ws/metrics/"
+        clients = multiprocessing.Process(target=clients_process, args=(
+            ws_url, key, f"soak-{run}-", args.clients, start_page, ws_child))  # fmt: skip
+        clients.start()
+        time.sleep(3)
+        fleet_parent, fleet_child = multiprocessing.Pipe()
+        senders = multiprocessing.Process(
+            target=fleet, args=(url, key, run, args.senders, args.seconds, fleet_child)
+        )
+        senders.start()
+        probe = Probe(url, key, run)
+        probe.start()
+
+        started = time.monotonic()
+        faults: list[tuple[str, float, float]] = []
+        events = [(30.0 * k, "kill", k % 2) for k in range(1, int(args.seconds // 30) + 1)]
+        events += [
+            (40.0, "cut_db", 0),
+            (60.0, "restore_db", 0),
+            (95.0, "freeze_redis", 0),
+            (103.0, "restart_redis", 0),
+        ]
+        for at, what, which in sorted(events):
+            if at >= args.seconds:
+                continue
+            time.sleep(max(0.0, started + at - time.monotonic()))
+            moment = time.monotonic() - started
+            if what == "kill":
+                daphnes.kill_one(which)
+                faults.append((f"SIGKILL daphne {which}", moment, moment))
+            elif what == "cut_db":
+                relay.cut()
+            elif what == "restore_db":
+                relay.restore()
+                faults.append(("database cut 20 s", 40.0, moment))
+            elif what == "freeze_redis":
+                redis_server.freeze()
+            else:
+                redis_server.stop()
+                redis_server.start()
+                faults.append(("Redis frozen 8 s, restarted", 95.0, moment))
+            print(f"  {moment:6.1f} s  {what}", flush=True)
+        time.sleep(max(0.0, started + args.seconds - time.monotonic()))
+
+        _, acknowledged = fleet_parent.recv()
+        senders.join()
+        probe.stop.set()
+        probe.join(60)
+        time.sleep(10)  # the careful clients' last resyncs
+        ws_parent.send("stop")
+        helds: list[list[int]] = ws_parent.recv()
+        clients.join(30)
+        daphnes.stop()
+
+    ids, twice = stored_ids(env | {"DATABASE_URL": database}, run)
+    acknowledged += probe.sent
+    print(f"records acknowledged {acknowledged} (fleet {acknowledged - probe.sent}, probe {probe.sent}), "
+          f"stored {len(ids)}: lost {max(0, acknowledged - len(ids))}, "
+          f"urls stored twice {twice}")  # fmt: skip
+    expected = set(ids)
+    complete = [len(expected & set(held)) / max(1, len(expected)) for held in helds]
+    extra = [len(set(held) - expected) for held in helds]
+    low, high = min(complete) * 100, max(complete) * 100
+    print(f"careful clients: hold {low:.2f}–{high:.2f} % of the stored records "
+          f"(records they hold that are not stored: {max(extra)})")  # fmt: skip
+    longest = max(probe.waits, key=lambda wait: wait[1])
+    print(f"longest ingest stall: {longest[1]:.1f} s (asked at {longest[0] - started:.0f} s)")
+    waits = [(at - started, wait) for at, wait in probe.waits]  # (seconds into the run, wait)
+    for name, begin, end in faults:
+        worst = max((wait for at, wait in waits if begin - 1 <= at <= end + 5), default=float("nan"))
+        back = next((at + wait - end for at, wait in waits if at + wait >= end and wait < 0.5), float("nan"))
+        print(f"  {name:<30} {begin:5.0f}–{end:5.0f} s: longest wait {worst:4.1f} s, "
+              f"acknowledgements fast again {back:+.1f} s after it ended")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
