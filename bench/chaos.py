@@ -43,6 +43,32 @@ from tests.support.servers import RedisServer, TcpProxy, free_port  # noqa: E402
 CAREFUL = 20
 
 
+class DatabaseRelay(TcpProxy):
+    """TcpProxy whose cut keeps the port: links are dropped and new ones refused until restore()
+    (closing the listener would let the kernel hand the port to one of the run's own sockets)."""
+
+    refusing = False
+
+    def cut(self) -> None:
+        self.refusing = True
+        self._call(self._drop_links())
+
+    def restore(self) -> None:
+        self.refusing = False
+        self._call(self._listen())
+
+    async def _drop_links(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
+        await super()._relay(reader, writer)
+
+
 class Daphnes:
     """N daphnes on one port, each on its own SO_REUSEPORT socket; kill() and respawn."""
 
@@ -235,7 +261,7 @@ def main() -> None:
     host_port = database.split("@", 1)[1].split("/", 1)[0]
     db_host, _, db_port = host_port.partition(":")
     run = f"c{uuid.uuid4().hex[:6]}"  # the fleet's and the probe's sources: soak-<run>-…
-    with RedisServer() as redis_server, TcpProxy(db_host, int(db_port or 3306)) as relay:
+    with RedisServer() as redis_server, DatabaseRelay(db_host, int(db_port or 3306)) as relay:
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "PYTHONUNBUFFERED": "1",
                "REDIS_URL": redis_server.url, "METRICS_MAX_CLIENTS": "100000", "METRICS_ALERT_EVALUATOR": "0",
                "DATABASE_URL": database.replace(host_port, f"127.0.0.1:{relay.port}")}  # fmt: skip
