@@ -1,9 +1,10 @@
 """Soak: hours of a steady fleet and open dashboards, watching for what grows.
 
-    REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=mysql://root@127.0.0.1:3306/wealthmetrics_bench \\
+    DATABASE_URL=mysql://root@127.0.0.1:3306/wealthmetrics_bench \\
         .venv/bin/python bench/soak.py --minutes 60 [--senders 32] [--clients 500]
 
-Runs `bin/daphnes --processes 2` on one port, --senders scraper-kit clients
+Runs `bin/daphnes --processes 2` on one port with a Redis of its own, --senders scraper-kit
+clients
 (wealthmetrics_client.MetricsClient, each recording 10 records a second and flushing every
 second, with an Idempotency-Key per batch) and --clients WebSocket clients subscribed to '*'
 (bench/fanout.py's load generator). Every minute it prints the servers' summed RSS, their open
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT / "client"))
 
 from bench.common import machine, prepare  # noqa: E402
 from bench.fanout import loadgen  # noqa: E402
-from tests.support.servers import free_port  # noqa: E402
+from tests.support.servers import RedisServer, free_port  # noqa: E402
 from wealthmetrics_client import MetricsClient  # noqa: E402
 
 
@@ -92,10 +93,15 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=32)
     parser.add_argument("--clients", type=int, default=500)
     args = parser.parse_args()
+    # A Redis of its own: records published by anything else on the machine (a test suite on
+    # the shared Redis) would reach the soak's clients and skew what it measures.
+    private_redis = RedisServer()
+    private_redis.start()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "PYTHONUNBUFFERED": "1",
-           "METRICS_MAX_CLIENTS": "100000", "METRICS_ALERT_EVALUATOR": "0"}  # fmt: skip
-    if not env.get("DATABASE_URL", "").startswith("mysql") or not env.get("REDIS_URL"):
-        sys.exit("bench/soak.py needs DATABASE_URL=mysql://… and REDIS_URL")
+           "METRICS_MAX_CLIENTS": "100000", "METRICS_ALERT_EVALUATOR": "0",
+           "REDIS_URL": private_redis.url}  # fmt: skip
+    if not env.get("DATABASE_URL", "").startswith("mysql"):
+        sys.exit("bench/soak.py needs DATABASE_URL=mysql://…")
     key = prepare(env, "bench-soak")
     port = free_port()
     log = open(ROOT / "var" / "soak-daphnes.log", "wb")  # noqa: SIM115 - kept open for the children
@@ -137,6 +143,7 @@ def main() -> None:
     sockets.join(30)
     group.terminate()
     group.wait(30)
+    private_redis.stop()
     in_db = stored(env, run)
     print(f"records recorded {recorded}, acknowledged {sent}, stored {in_db}: "
           f"lost {sent - in_db if in_db <= sent else 0}, duplicated {max(0, in_db - sent)}")  # fmt: skip
