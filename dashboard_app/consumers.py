@@ -107,14 +107,14 @@ class MetricsConsumer(AsyncWebsocketConsumer):
                 self._check_allowed(command.sources)
                 for source in command.sources:
                     hub.subscribe(self, source)
-                newest = await _history_read("*", newest_ids())
+                newest = await _newest_if_quick()
                 for source in command.sources:
                     self._reply(
                         {
                             "type": "subscribed",
                             "scraperSource": source,
                             "subscriptions": self._listed(),
-                            "newest": newest,
+                            **({"newest": newest} if newest else {}),
                         }
                     )
                     if command.since is None:
@@ -183,6 +183,16 @@ async def _history_read(source: str, read: Awaitable[T]) -> T:
 
 
 _newest: tuple[float, "asyncio.Future[dict[str, int]]"] | None = None
+NEWEST_WAIT_S: Final = 0.2
+
+
+async def _newest_if_quick() -> dict[str, int] | None:
+    """The newest stored ids for a `subscribed` message, or None when the database cannot say
+    at once (an outage must not hold the answer; the client then resyncs from what it holds)."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(newest_ids()), NEWEST_WAIT_S)
+    except (TimeoutError, DatabaseError):
+        return None
 
 
 async def newest_ids() -> dict[str, int]:
