@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "client"))
 
-from bench.common import machine, prepare  # noqa: E402
+from bench.common import django_output, machine, prepare  # noqa: E402
 from bench.soak import fleet  # noqa: E402
 from tests.support.servers import RedisServer, TcpProxy, free_port  # noqa: E402
 
@@ -224,26 +224,20 @@ def clients_process(url: str, key: str, prefix: str, count: int, start_page: int
 
 
 def newest_page_id(env: dict[str, str]) -> int:
-    code = "import django; django.setup()\nfrom metrics_app.models import PagePerformance as P\n" \
+    code = "from metrics_app.models import PagePerformance as P\n" \
            "print(P.objects.order_by('-id').values_list('id', flat=True).first() or 0)\n"  # fmt: skip
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    )
-    return int(out.stdout.strip())
+    return int(django_output(env, code))
 
 
 def stored_ids(env: dict[str, str], run: str) -> tuple[list[int], int]:
     """The run's stored page ids, and how many urls were stored more than once."""
-    code = ("import django, json; django.setup()\nfrom django.db.models import Count\n"
+    code = ("import json\nfrom django.db.models import Count\n"
             "from metrics_app.models import PagePerformance as P\n"
             f"rows = P.objects.filter(scraper_source__startswith='soak-{run}-')\n"
             "ids = list(rows.values_list('id', flat=True))\n"
             "twice = rows.values('page_url').annotate(n=Count('id')).filter(n__gt=1).count()\n"
             "print(json.dumps([sorted(ids), twice]))\n")  # fmt: skip
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    )
-    ids, twice = orjson.loads(out.stdout)
+    ids, twice = orjson.loads(django_output(env, code))
     return ids, twice
 
 

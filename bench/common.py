@@ -27,6 +27,16 @@ def manage(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
+def django_output(env: dict[str, str], code: str) -> str:
+    """What `code` prints, run with Django set up in a child process on the benchmark's
+    database (its env), so the bench's own process stays free of Django."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()\n" + code],
+        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return result.stdout.strip()
+
+
 def prepare(env: dict[str, str], key_name: str) -> str:
     """Migrate, then create an API key for the run; returns the key."""
     (ROOT / "var").mkdir(exist_ok=True)

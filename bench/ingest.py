@@ -36,7 +36,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import machine, prepare  # noqa: E402
+from bench.common import django_output, machine, prepare  # noqa: E402
 from bench.open_loop import offer  # noqa: E402
 from tests.support.servers import DaphneServer  # noqa: E402
 
@@ -285,14 +285,10 @@ def database_limit(env: dict[str, str], args: argparse.Namespace) -> float:
 
 def count_rows(env: dict[str, str], run: str) -> int:
     code = (
-        "import django; django.setup()\n"
         "from metrics_app.models import PagePerformance as P\n"
         f"print(P.objects.filter(scraper_source__startswith='bench-{run}-').count())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    )
-    return int(out.stdout.strip())
+    return int(django_output(env, code))
 
 
 DELETE_SCRIPT = """

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "client"))
 
-from bench.common import machine, prepare  # noqa: E402
+from bench.common import django_output, machine, prepare  # noqa: E402
 from bench.fanout import loadgen  # noqa: E402
 from tests.support.servers import RedisServer, free_port  # noqa: E402
 from wealthmetrics_client import MetricsClient  # noqa: E402
@@ -77,12 +77,9 @@ def fleet(url: str, key: str, run: str, senders: int, seconds: float, conn: obje
 
 
 def stored(env: dict[str, str], run: str) -> int:
-    code = ("import django; django.setup()\nfrom metrics_app.models import PagePerformance as P\n"
+    code = ("from metrics_app.models import PagePerformance as P\n"
             f"print(P.objects.filter(scraper_source__startswith='soak-{run}-').count())\n")  # fmt: skip
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    )
-    return int(out.stdout.strip())
+    return int(django_output(env, code))
 
 
 def main() -> None:

@@ -81,7 +81,6 @@ from zope.interface import implementer
 
 from metrics_app import counters, db
 from metrics_app.alerts import evaluator
-from metrics_app.api import ingest_route
 from metrics_app.api.auth import MISSING_KEY, UNKNOWN, bearer_token, keys
 from metrics_app.server import features
 from metrics_app.stream.hub import get_hub
@@ -128,12 +127,6 @@ TOO_SLOW: Final = Refusal(
 UNAVAILABLE: Final = Refusal(
     503, "database_unavailable", "the database is unreachable; retry later", "database_unavailable",
     (("Retry-After", "5"),),
-)  # fmt: skip
-
-
-OVERLOADED: Final = Refusal(
-    503, "overloaded", ingest_route.OVERLOADED.message, "requests_overloaded",
-    (("Retry-After", str(ingest_route.RETRY_AFTER_OVERLOADED_S)),),
 )  # fmt: skip
 
 

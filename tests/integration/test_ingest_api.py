@@ -16,6 +16,7 @@ from metrics_app.models import ApiKey, HourlyRollup, PagePerformance, SchedulerM
 from metrics_app.records import now_ms
 from tests.support.db import stored
 from tests.support.records import navigation, scheduler_run, scrape
+from tests.support.strategies import json_values
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -129,17 +130,6 @@ def test_marks_key_last_used_without_holding_up_the_request(client: Client, comm
     assert wait_for(lambda: ApiKey.objects.get().last_used_at is not None, 5)  # on a thread of its own
 
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
-    ),
-    max_leaves=12,
-)
 record_keys = st.sampled_from(
     [
         "type",

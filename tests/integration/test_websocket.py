@@ -14,6 +14,7 @@ from websockets.exceptions import InvalidStatus
 from metrics_app.models import PagePerformance
 from tests.support.records import navigation, scheduler_run, scrape
 from tests.support.servers import DaphneServer
+from tests.support.strategies import client_messages
 from tests.support.ws import (
     collect_batches,
     ingest,
@@ -24,7 +25,6 @@ from tests.support.ws import (
     subscribe,
     unique_source,
 )
-from tests.unit.test_protocol import json_values, messages
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -349,10 +349,6 @@ def test_a_malformed_since_is_an_error_naming_it(daphne: DaphneServer, committed
             return await next_of(ws, "error")
 
     assert asyncio.run(scenario())["code"] == "invalid_since"
-
-
-client_messages = st.one_of(messages.map(lambda m: orjson.dumps(m).decode()), st.text(max_size=100),
-                            json_values.map(lambda v: orjson.dumps(v).decode()))  # fmt: skip
 
 
 @given(st.lists(client_messages, min_size=20, max_size=60))

@@ -1,12 +1,11 @@
 """What a browser may send on /ws/metrics/ (dashboard_app.protocol): every message and every
 way it can be wrong."""
 
-import orjson
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from dashboard_app.protocol import MAX_MESSAGE_BYTES, ClientError, Ping, Subscribe, Unsubscribe, parse_command
+from tests.support.strategies import client_messages
 
 
 @pytest.mark.parametrize(
@@ -48,31 +47,7 @@ def test_names_what_is_wrong(text: str | None, code: str) -> None:
     assert caught.value.as_message()["message"]
 
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
-    ),
-    max_leaves=12,
-)
-# Messages near the real ones, so the fuzz reaches past the first checks.
-messages = st.fixed_dictionaries(
-    {"type": st.sampled_from(["subscribe", "unsubscribe", "ping", "other"]) | json_values},
-    optional={
-        "scraperSource": json_values | st.sampled_from(["cnbc", "*"]),
-        "scraperSources": json_values,
-        "since": json_values,
-    },
-)
-
-
-@given(
-    st.one_of(messages.map(lambda m: orjson.dumps(m).decode()), st.text(max_size=200), json_values.map(repr))
-)
+@given(client_messages)
 @settings(max_examples=600, deadline=None)
 def test_any_client_message_is_a_command_or_a_client_error(text: str) -> None:
     """Fuzz: whatever a client sends is understood or answered with an error naming it, never a crash."""
