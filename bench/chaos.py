@@ -9,8 +9,9 @@ Topology, all on this machine: 2 daphne processes on one port (a SO_REUSEPORT so
 bin/daphnes), reaching MySQL through a TCP relay that can be cut; a private redis-server.
 Load: --senders scraper-kit clients (10 records a second each, an Idempotency-Key per batch),
 a probe posting one record every 100 ms and timing each acknowledgement (the longest stall), and
---clients WebSocket clients on '*': 20 careful ones that resync with `since` after every gap or
-reconnect (docs/websocket.md) and keep every record, the rest reconnecting readers.
+--clients WebSocket clients on '*': 20 careful ones that follow the page's resync rules (a gap
+in `seq`, a `subscribed` whose `seq` moved on, `history_unavailable`: docs/websocket.md) and
+keep every record, the rest reconnecting readers.
 Faults: SIGKILL one daphne every 30 s (it is restarted at once), the database cut for 20 s
 from 40 s, Redis frozen for 8 s at 95 s and then restarted.
 """
@@ -26,6 +27,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -143,50 +145,91 @@ class Probe(threading.Thread):
             time.sleep(max(0.0, 0.1 - (time.monotonic() - asked)))
 
 
-async def careful_client(url: str, key: str, prefix: str, stop: asyncio.Event, held: set[int]) -> None:
-    """Subscribes to '*' from the run's start, and resyncs after every gap or reconnect."""
-    from websockets.asyncio.client import connect
+class CarefulClient:
+    """The page's resync rules (static/js/metrics-websocket-client.js; docs/websocket.md, "Gaps
+    and resync"), for page records only, keeping every record of the run it receives."""
 
-    newest: dict[str, dict[str, int]] = {}
-    next_seq: dict[str, int] = {}
+    def __init__(self, prefix: str, start_page: int) -> None:
+        self.prefix, self.start_page = prefix, start_page
+        self.held: set[int] = set()
+        self.newest: dict[str, int] = {}  # source -> the newest page id held
+        self.next_seq: dict[str, int] = {}  # source -> the seq its next batch should have
+        self.catching_up: int | None = None  # the page id the missed records of '*' follow
+        self.retry_at = 0.0  # after history_unavailable: when to ask again
+        self.sampled = False  # the first plain history came
+        self.ws: Any = None
 
-    def since() -> dict[str, int]:
-        pages = [n["page"] for n in newest.values() if n["page"]] or [0]
-        return {"page": min(pages), "scheduler": 0}
+    async def run(self, url: str, key: str, stop: asyncio.Event) -> None:
+        from websockets.asyncio.client import connect
 
-    def keep(records: list[dict[str, Any]]) -> None:
+        first = True
+        while not stop.is_set():
+            try:
+                async with connect(url, additional_headers={"Authorization": f"Bearer {key}"},
+                                   open_timeout=10, max_size=None, ping_interval=None) as ws:  # fmt: skip
+                    self.ws, again = ws, not first
+                    await ws.send('{"type":"subscribe","scraperSource":"*"}')
+                    if first:  # everything of the run, whenever this client came
+                        await self.ask(self.start_page)
+                    first = False
+                    while not stop.is_set():
+                        message = orjson.loads(await asyncio.wait_for(ws.recv(), 3))
+                        await self.handle(message, again)
+                        if message["type"] == "subscribed":
+                            again = False
+                        if self.retry_at and time.monotonic() >= self.retry_at:
+                            await self.ask(self.catching_up or 0)
+            except (TimeoutError, OSError, Exception):  # a killed server, or silence: reconnect
+                await asyncio.sleep(0.3)
+
+    async def ask(self, since: int) -> None:
+        """Everything of '*' after `since`; asked again while catching up, from the older."""
+        self.catching_up = since if self.catching_up is None else min(self.catching_up, since)
+        self.retry_at = 0.0
+        since_ids = {"page": self.catching_up, "scheduler": 0}
+        await self.ws.send(
+            orjson.dumps({"type": "subscribe", "scraperSource": "*", "since": since_ids}).decode()
+        )
+
+    def since(self, source: str) -> int:
+        return self.newest.get(source, max(self.newest.values(), default=self.start_page))
+
+    async def handle(self, message: dict[str, Any], again: bool) -> None:
+        kind = message["type"]
+        if kind == "metrics_batch":
+            source = message["scraperSource"]
+            expected = self.next_seq.get(source)
+            self.next_seq[source] = message["seq"] + message["count"]
+            if expected is not None and message["seq"] != expected:
+                await self.ask(self.since(source))
+            self.keep(message["metrics"], live=True)
+        elif kind == "subscribed":
+            missed = []
+            for source, seq in message.get("seq", {}).items():
+                expected = self.next_seq.get(source)
+                if again if expected is None else expected != seq:
+                    missed.append(source)
+                self.next_seq[source] = seq
+            if missed:
+                await self.ask(min(self.since(source) for source in missed))
+        elif kind == "history" and message.get("resync"):
+            self.keep(message["metrics"], live=False)
+            if not message["more"]:
+                self.catching_up = None
+        elif kind == "history" and not self.sampled:
+            self.sampled = True
+            self.keep(message["metrics"], live=False)
+        elif kind == "error" and message["code"] == "history_unavailable":
+            self.retry_at = time.monotonic() + 1
+
+    def keep(self, records: list[dict[str, Any]], live: bool) -> None:
         for record in records:
             source = record["scraperSource"]
-            if source.startswith(prefix):
-                held.add(record["id"])
-            mark = newest.setdefault(source, {"page": 0})
-            mark["page"] = max(mark["page"], record["id"])
-
-    while not stop.is_set():
-        try:
-            async with connect(url, additional_headers={"Authorization": f"Bearer {key}"}, open_timeout=10,
-                               max_size=None, ping_interval=None) as ws:  # fmt: skip
-                start = since() if newest else {"page": START_PAGE, "scheduler": 0}
-                await ws.send(
-                    orjson.dumps({"type": "subscribe", "scraperSource": "*", "since": start}).decode()
-                )
-                next_seq.clear()
-                while not stop.is_set():
-                    message = orjson.loads(await asyncio.wait_for(ws.recv(), 1))
-                    if message["type"] == "metrics_batch":
-                        source = message["scraperSource"]
-                        expected = next_seq.get(source)
-                        next_seq[source] = message["seq"] + message["count"]
-                        if expected is not None and message["seq"] != expected:
-                            held_up_to = newest.get(source, {"page": 0})["page"]
-                            again = {"type": "subscribe", "scraperSource": source,
-                                     "since": {"page": held_up_to, "scheduler": 0}}  # fmt: skip
-                            await ws.send(orjson.dumps(again).decode())
-                        keep(message["metrics"])
-                    elif message["type"] == "history":
-                        keep(message["metrics"])
-        except (TimeoutError, OSError, Exception):  # a killed server: reconnect
-            await asyncio.sleep(0.3)
+            if source.startswith(self.prefix):
+                self.held.add(record["id"])
+            # While catching up, live records must not move where a resync would start.
+            if not (live and self.catching_up is not None):
+                self.newest[source] = max(self.newest.get(source, 0), record["id"])
 
 
 async def passive_client(url: str, key: str, stop: asyncio.Event) -> None:
@@ -203,22 +246,16 @@ async def passive_client(url: str, key: str, stop: asyncio.Event) -> None:
             await asyncio.sleep(0.3 + 2 * (hash(id(stop)) % 10) / 10)
 
 
-START_PAGE = 0
-
-
 def clients_process(url: str, key: str, prefix: str, count: int, start_page: int, conn: Any) -> None:
-    global START_PAGE
-    START_PAGE = start_page
-
     async def main() -> None:
         stop = asyncio.Event()
-        helds = [set[int]() for _ in range(CAREFUL)]
-        tasks = [asyncio.ensure_future(careful_client(url, key, prefix, stop, held)) for held in helds]
+        careful = [CarefulClient(prefix, start_page) for _ in range(CAREFUL)]
+        tasks = [asyncio.ensure_future(client.run(url, key, stop)) for client in careful]
         tasks += [asyncio.ensure_future(passive_client(url, key, stop)) for _ in range(count - CAREFUL)]
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        conn.send([sorted(held) for held in helds])
+        conn.send([sorted(client.held) for client in careful])
 
     asyncio.run(main())
 
@@ -229,16 +266,17 @@ def newest_page_id(env: dict[str, str]) -> int:
     return int(django_output(env, code))
 
 
-def stored_ids(env: dict[str, str], run: str) -> tuple[list[int], int]:
-    """The run's stored page ids, and how many urls were stored more than once."""
+def stored_ids(env: dict[str, str], run: str) -> tuple[dict[int, float], int]:
+    """The run's stored page ids with their recordedAt (epoch seconds), and how many urls were
+    stored more than once."""
     code = ("import json\nfrom django.db.models import Count\n"
             "from metrics_app.models import PagePerformance as P\n"
             f"rows = P.objects.filter(scraper_source__startswith='soak-{run}-')\n"
-            "ids = list(rows.values_list('id', flat=True))\n"
+            "ids = {i: t.timestamp() for i, t in rows.values_list('id', 'created_at')}\n"
             "twice = rows.values('page_url').annotate(n=Count('id')).filter(n__gt=1).count()\n"
-            "print(json.dumps([sorted(ids), twice]))\n")  # fmt: skip
+            "print(json.dumps([ids, twice]))\n")  # fmt: skip
     ids, twice = orjson.loads(django_output(env, code))
-    return ids, twice
+    return {int(i): t for i, t in ids.items()}, twice
 
 
 def main() -> None:
@@ -283,7 +321,7 @@ def main() -> None:
         probe = Probe(url, key, run)
         probe.start()
 
-        started = time.monotonic()
+        started, wall_start = time.monotonic(), time.time()
         faults: list[tuple[str, float, float]] = []
         events = [(30.0 * k, "kill", k % 2) for k in range(1, int(args.seconds // 30) + 1)]
         events += [
@@ -335,6 +373,10 @@ def main() -> None:
     low, high = min(complete) * 100, max(complete) * 100
     print(f"careful clients: hold {low:.2f}–{high:.2f} % of the stored records "
           f"(records they hold that are not stored: {max(extra)})")  # fmt: skip
+    missed = Counter(int((ids[i] - wall_start) // 5) * 5 for held in helds for i in expected - set(held))
+    if missed:
+        print("  records the careful clients missed, by when they were recorded (s into the run): "
+              + ", ".join(f"{at}–{at + 5} s: {n}" for at, n in sorted(missed.items())))  # fmt: skip
     longest = max(probe.waits, key=lambda wait: wait[1])
     print(f"longest ingest stall: {longest[1]:.1f} s (asked at {longest[0] - started:.0f} s)")
     waits = [(at - started, wait) for at, wait in probe.waits]  # (seconds into the run, wait)

@@ -105,18 +105,22 @@ class MetricsConsumer(AsyncWebsocketConsumer):
             elif isinstance(command, Subscribe):
                 self._check_limit(command.sources)
                 self._check_allowed(command.sources)
+                newest = await _newest_if_quick()
+                # No await from here to the last `subscribed`: each one's `seq` must be where
+                # the batches written to this socket after it start.
                 for source in command.sources:
                     hub.subscribe(self, source)
-                newest = await _newest_if_quick()
                 for source in command.sources:
                     self._reply(
                         {
                             "type": "subscribed",
                             "scraperSource": source,
                             "subscriptions": self._listed(),
+                            "seq": hub.next_seqs(source),
                             **({"newest": newest} if newest else {}),
                         }
                     )
+                for source in command.sources:
                     if command.since is None:
                         await self._send_history(source)
                     else:
@@ -179,7 +183,9 @@ async def _history_read(source: str, read: Awaitable[T]) -> T:
         return await read
     except DatabaseError:
         counters.incr("history_unavailable")
-        raise ClientError("history_unavailable", f"history of {source!r} cannot be read now") from None
+        raise ClientError(
+            "history_unavailable", f"history of {source!r} cannot be read now", source=source
+        ) from None
 
 
 _newest: tuple[float, "asyncio.Future[dict[str, int]]"] | None = None

@@ -15,13 +15,15 @@ MAX_MESSAGE_BYTES: Final = 16 * 1024
 
 
 class ClientError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, source: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.source = source  # the subscription it is about, when there is one
 
     def as_message(self) -> dict[str, Any]:
-        return {"type": "error", "code": self.code, "message": self.message}
+        message = {"type": "error", "code": self.code, "message": self.message}
+        return message if self.source is None else {**message, "scraperSource": self.source}
 
 
 @dataclass(frozen=True)

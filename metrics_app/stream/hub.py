@@ -232,6 +232,13 @@ class Hub:
         client.subscriptions.add(source)
         self.subscribers[source].add(client)
 
+    def next_seqs(self, source: str) -> dict[str, int]:
+        """Where a new subscriber of `source` ('*': of every source) starts: per source this
+        hub has seen, the `seq` of the next batch it will send. A client compares it with what
+        it expected: a difference is records it missed (docs/websocket.md, "Gaps and resync")."""
+        channels = self._next_seq if source == WILDCARD else [source] if source in self._next_seq else []
+        return {channel: self._pending_seq.get(channel, self._next_seq[channel]) for channel in channels}
+
     def unsubscribe(self, client: Client, source: str) -> None:
         client.subscriptions.discard(source)
         subscribers = self.subscribers.get(source)

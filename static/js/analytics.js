@@ -266,17 +266,16 @@ async function load() {
 }
 
 // Live batches, and the missed records a resync brings after a gap or a reconnect, are added
-// to the live range as they come. A plain history (a resync before any record came) or a poll
-// (the HTTP fallback) may not hold everything missed: the range is loaded again instead, at
-// most every few seconds. The first history, right after the page subscribes, repeats what the
-// first load already has.
-let histories = 0;
+// to the live range as they come. A plain history (after subscribing, and again after a
+// reconnect) repeats what the page already has: what a reconnect missed comes as a resync. A
+// poll (the HTTP fallback) may not hold everything missed: the range is loaded again instead,
+// at most every few seconds.
 let reloadTimer = 0;
 
 function onRecords({ metrics, origin }) {
+  if (origin === "history") return;
   if (origin !== "live" && origin !== "resync") {
-    histories += origin === "history" ? 1 : 0;
-    if ((origin === "history" && histories === 1) || reloadTimer) return;
+    if (reloadTimer) return;
     reloadTimer = setTimeout(() => {
       reloadTimer = 0;
       load().catch(console.warn);

@@ -33,6 +33,13 @@ const DEFAULTS = {
   recentUrl: "/api/metrics/recent/",
 };
 
+// Ids are per table (docs/websocket.md): scheduler runs have their own.
+const tableOf = (record) => (record.type === "scheduler_run" ? "scheduler" : "page");
+const oldest = (marks) => ({
+  page: Math.min(...marks.map((mark) => mark.page)),
+  scheduler: Math.min(...marks.map((mark) => mark.scheduler)),
+});
+
 export class MetricsWebSocketClient {
   constructor(url, options = {}) {
     this.url = url;
@@ -47,8 +54,12 @@ export class MetricsWebSocketClient {
     this.buffers = new Map(); // source -> last records, oldest first
     this.seen = new Map(); // source -> Set of record keys in its buffer
     this.nextSeq = new Map(); // source -> the seq its next batch should have
-    this.newest = new Map(); // source and "*" -> {page, scheduler}: the newest ids held
-    this.catchingUp = new Set(); // sources whose missed records are still coming
+    this.newest = new Map(); // source -> {page?, scheduler?}: the newest ids held, per table
+    this.starts = new Map(); // subscription -> {page, scheduler}: the newest stored when it began
+    this.catchingUp = new Map(); // subscription -> the ids its missed records come after
+    this.retries = new Map(); // subscription -> {delay, timer}: asking again after history_unavailable
+    this.resubscribed = new Set(); // subscriptions sent again after a reconnect, until `subscribed`
+    this.sampled = new Set(); // subscriptions whose first (plain) history came
     this.attempts = 0;
     this.socket = null;
     this.stopped = true;
@@ -108,8 +119,12 @@ export class MetricsWebSocketClient {
     this.setState(State.LIVE);
     this.emit("connect", {});
     this.resetHeartbeat();
-    // Every reconnect is a resync: what was missed meanwhile comes back for each subscription.
-    for (const source of this.subscriptions) this.resync(source);
+    // Subscribe again; each `subscribed` says where its batches start, and what was missed
+    // meanwhile is asked for then (seqFrom).
+    for (const source of this.subscriptions) {
+      this.resubscribed.add(source);
+      this.send({ type: "subscribe", scraperSource: source });
+    }
   }
 
   closed(socket, code) {
@@ -151,6 +166,7 @@ export class MetricsWebSocketClient {
   subscribe(source) {
     this.subscriptions.add(source);
     this.nextSeq.delete(source);
+    this.sampled.delete(source);
     this.send({ type: "subscribe", scraperSource: source });
   }
 
@@ -184,14 +200,18 @@ export class MetricsWebSocketClient {
         return this.emit("update", message.data);
       case "subscribed":
         // Where this subscription starts: records stored before it came with the page's load.
-        if (message.newest && !this.newest.has(message.scraperSource)) this.newest.set(message.scraperSource, message.newest);
+        if (message.newest && !this.starts.has(message.scraperSource)) this.starts.set(message.scraperSource, message.newest);
+        this.seqFrom(message.scraperSource, message.seq ?? {});
         return this.emit("subscription", message);
       case "unsubscribed":
         this.doneCatchingUp(message.scraperSource);
         return this.emit("subscription", message);
       case "error":
-        // What was being caught up cannot come now (the database is away, or not allowed).
-        if (message.code === "history_unavailable" || message.code === "forbidden") this.doneCatchingUp();
+        if (message.code === "history_unavailable" && this.catchingUp.has(message.scraperSource)) {
+          this.retryResync(message.scraperSource); // the database is away: ask again later
+        } else if (message.code === "forbidden") {
+          this.doneCatchingUp(); // what was being caught up will not come
+        }
         return this.emit("error", message);
       case "alert":
         return this.emit("alert", message);
@@ -205,32 +225,65 @@ export class MetricsWebSocketClient {
     const expected = this.nextSeq.get(source);
     this.nextSeq.set(source, message.seq + message.count);
     if (expected !== undefined && message.seq !== expected) {
-      // Records were lost between the database and us: ask for everything after the newest.
+      // Records were lost between the database and us: ask for everything after the newest,
+      // through the subscription that brought them (no new subscription for a "*" one).
       this.emit("error", { code: "gap", message: `missed records of ${source}; resyncing` });
-      this.resync(source);
+      this.askSince(this.subscriptions.has(source) ? source : WILDCARD, this.sinceFor(source));
     }
     this.deliver(message.metrics, "live");
   }
 
-  // Subscribe again, asking for every record stored after the newest we have (docs/websocket.md,
-  // "Gaps and resync"); without any yet, for the newest 100.
-  resync(source) {
-    this.nextSeq.delete(source);
-    const since = this.sinceFor(source);
-    if (!since) return this.send({ type: "subscribe", scraperSource: source });
-    this.catchingUp.add(source);
-    this.emit("catching_up", { sources: [...this.catchingUp] });
-    this.send({ type: "subscribe", scraperSource: source, since });
+  // A subscription's start, per source: the `seq` of the next batch. A source we expected
+  // another number of missed records in between (a reconnect, or batches the server itself
+  // missed), and so did one that came up while we were away: ask for them, once, from the oldest
+  // of those sources' newest ids (docs/websocket.md, "Where a subscription starts").
+  seqFrom(subscription, seqs) {
+    const again = this.resubscribed.delete(subscription);
+    const missed = [];
+    for (const [source, seq] of Object.entries(seqs)) {
+      const expected = this.nextSeq.get(source);
+      if (expected === undefined ? again && subscription === WILDCARD : expected !== seq) missed.push(source);
+      this.nextSeq.set(source, seq);
+    }
+    if (missed.length) this.askSince(subscription, oldest(missed.map((source) => this.sinceFor(source))));
+  }
+
+  // Subscribe again, asking for every record stored after `since`. Asked again while the
+  // answer is still coming, it asks from the older of the two.
+  askSince(subscription, since) {
+    const asked = this.catchingUp.get(subscription);
+    const from = asked ? oldest([asked, since]) : since;
+    this.timers.clearTimeout(this.retries.get(subscription)?.timer);
+    this.catchingUp.set(subscription, from);
+    this.emit("catching_up", { sources: [...this.catchingUp.keys()] });
+    this.send({ type: "subscribe", scraperSource: subscription, since: from });
+  }
+
+  // The database could not give what was missed: ask again, from the same ids (live records do
+  // not move them while catching up), waiting twice as long each time up to 30 s.
+  retryResync(subscription) {
+    const delay = this.retries.get(subscription)?.delay ?? 1000;
+    const timer = this.timers.setTimeout(() => {
+      const since = this.catchingUp.get(subscription);
+      if (since) this.askSince(subscription, since);
+    }, delay);
+    this.retries.set(subscription, { delay: Math.min(30000, delay * 2), timer });
   }
 
   history(message) {
-    const source = message.scraperSource;
-    this.nextSeq.delete(source);
-    if (!message.resync) return this.deliver(message.metrics, "history");
+    const subscription = message.scraperSource;
+    if (!message.resync) {
+      // Only the first: after a reconnect it would mark as held what was missed meanwhile,
+      // which comes as a resync instead.
+      if (this.sampled.has(subscription)) return undefined;
+      this.sampled.add(subscription);
+      return this.deliver(message.metrics, "history");
+    }
     this.deliver(message.metrics, "resync");
     if (message.more) return undefined;
-    this.doneCatchingUp(source);
-    if (message.truncated) this.emit("resync_truncated", { source });
+    this.retries.delete(subscription);
+    this.doneCatchingUp(subscription);
+    if (message.truncated) this.emit("resync_truncated", { source: subscription });
     return undefined;
   }
 
@@ -238,7 +291,7 @@ export class MetricsWebSocketClient {
   doneCatchingUp(source) {
     if (source === undefined) this.catchingUp.clear();
     else this.catchingUp.delete(source);
-    this.emit("catching_up", { sources: [...this.catchingUp] });
+    this.emit("catching_up", { sources: [...this.catchingUp.keys()] });
   }
 
   // Keep the last records per source, once each, and pass on only the new ones.
@@ -247,10 +300,11 @@ export class MetricsWebSocketClient {
     for (const record of records) {
       const source = channelOf(record);
       const key = recordKey(record);
+      // A resync of "*" from an older id brings again what other sources already gave us.
+      if (origin === "resync" && this.holds(source, record)) continue;
       // While a source catches up, live records must not move where its next resync starts.
       if (origin !== "live" || !this.catchingUp.size) {
         this.noteNewest(source, record);
-        this.noteNewest(WILDCARD, record);
       }
       let seen = this.seen.get(source);
       if (!seen) {
@@ -268,17 +322,23 @@ export class MetricsWebSocketClient {
     if (fresh.length) this.emit("metrics", { metrics: fresh, origin });
   }
 
-  // Where a source's missed records start: after the newest of it held, or where its (or
-  // "*"'s) subscription started when none came yet (docs/websocket.md, "Gaps and resync").
+  // Where a source's missed records start: after the newest of it held, per table. For a table
+  // none came of (or none while catching up), after the newest held of any source: its records
+  // came after those; else where the subscriptions began.
   sinceFor(source) {
-    return this.newest.get(source) ?? this.newest.get(WILDCARD);
+    const held = this.newest.get(source) ?? {};
+    const marks = [...this.newest.values(), ...this.starts.values()];
+    const floor = (table) => Math.max(0, ...marks.map((mark) => mark[table] ?? 0));
+    return { page: held.page ?? floor("page"), scheduler: held.scheduler ?? floor("scheduler") };
+  }
+
+  holds(source, record) {
+    return record.id <= this.newest.get(source)?.[tableOf(record)];
   }
 
   noteNewest(source, record) {
-    if (typeof record.id !== "number") return;
-    const table = record.type === "scheduler_run" ? "scheduler" : "page";
-    const newest = this.newest.get(source) ?? this.newest.get(WILDCARD) ?? { page: 0, scheduler: 0 };
-    if (record.id > newest[table]) this.newest.set(source, { ...newest, [table]: record.id });
+    if (typeof record.id !== "number" || this.holds(source, record)) return;
+    this.newest.set(source, { ...this.newest.get(source), [tableOf(record)]: record.id });
   }
 
   // --- polling fallback -------------------------------------------------------------------
@@ -311,5 +371,7 @@ export class MetricsWebSocketClient {
 
   clearTimers() {
     for (const name of ["heartbeatTimer", "reconnectTimer", "pollTimer"]) this.clearTimer(name);
+    for (const { timer } of this.retries.values()) this.timers.clearTimeout(timer);
+    this.retries.clear();
   }
 }

@@ -66,8 +66,8 @@ def start_daphne(live_server_env: dict[str, str]) -> Iterator[Callable[..., Daph
     """Start daphnes with settings of the test's own; all are stopped afterwards."""
     started: list[DaphneServer] = []
 
-    def start(**env: str) -> DaphneServer:
-        server = DaphneServer({**live_server_env, **env})
+    def start(port: int | None = None, **env: str) -> DaphneServer:
+        server = DaphneServer({**live_server_env, **env}, port=port)
         server.start()
         started.append(server)
         return server

@@ -130,6 +130,8 @@ def test_connected_then_update_then_history(daphne: DaphneServer, committed_api_
             subscribed = await next_of(ws, "subscribed")
             newest = subscribed.pop("newest")  # where this subscription starts (docs/websocket.md)
             assert set(newest) == {"page", "scheduler"}
+            seq = subscribed.pop("seq")  # where its batches start (the 150 went by before)
+            assert list(seq) == [source] and isinstance(seq[source], int)
             assert subscribed == {"type": "subscribed", "scraperSource": source, "subscriptions": [source]}
             history = await next_of(ws, "history")
             assert history["scraperSource"] == source
@@ -340,6 +342,33 @@ def test_a_resync_brings_every_record_after_the_newest_held_in_pages(
     assert all(page["resync"] for page in pages) and not pages[-1]["truncated"]
     urls = [record["url"] for page in pages for record in page["metrics"]]
     assert urls == [f"https://x/{i}" for i in range(2500)]  # every one, once, in the order stored
+
+
+def test_subscribed_says_where_the_batches_start_so_a_returning_client_sees_what_it_missed(
+    daphne: DaphneServer, committed_api_key: str
+) -> None:
+    source = unique_source()
+
+    async def scenario() -> None:
+        async with await open_socket(daphne, key=committed_api_key) as ws:
+            await subscribe(ws, source)
+            await ingest(daphne, committed_api_key, [navigation(scraperSource=source)] * 2)
+            (first,) = await collect_batches(ws, lambda got: len(got) == 1)
+        expected = first["seq"] + first["count"]
+        # away: 3 records were stored meanwhile
+        await ingest(daphne, committed_api_key, [navigation(scraperSource=source)] * 3)
+        await asyncio.sleep(1.5)  # published and batched without us
+        async with await open_socket(daphne, key=committed_api_key) as ws:
+            await send(ws, {"type": "subscribe", "scraperSource": "*"})
+            starts = (await next_of(ws, "subscribed"))["seq"]
+            assert starts[source] == expected + 3  # 3 missed: the client resyncs them
+            await ingest(daphne, committed_api_key, [navigation(scraperSource=source)])
+            batch = await next_of(ws, "metrics_batch")
+            while batch["scraperSource"] != source:
+                batch = await next_of(ws, "metrics_batch")
+            assert batch["seq"] == starts[source]  # the next batch starts there
+
+    asyncio.run(scenario())
 
 
 def test_a_malformed_since_is_an_error_naming_it(daphne: DaphneServer, committed_api_key: str) -> None:

@@ -211,16 +211,40 @@ test("after a gap it asks for everything after the newest ids, and catches up pa
   assert.deepEqual(got.at(-1), ["resync", [10, 11]]);
 });
 
-test("a reconnect resyncs each subscription from its newest ids", () => {
+test("a reconnect subscribes again, and asks for what was missed where the server's numbers moved on", () => {
   const { client, socket, timers } = makeClient();
   client.connect();
   socket().open();
   client.subscribe("*");
+  socket().message(batch(1, [5, 7], "cnbc"));
+  socket().message(batch(1, [6], "webull"));
+  socket().message(batch(50, [8], "marketbeat"));
+  socket().close();
+  timers.advance(500);
+  socket().open();
+  assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "*" }]);
+  // cnbc and webull moved on while we were away, marketbeat did not: one resync for "*", from
+  // the oldest newest id of the sources that moved on
+  const seq = { cnbc: 9, webull: 5, marketbeat: 51 };
+  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq });
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 6, scheduler: 0 } });
+  assert.deepEqual([...client.catchingUp.keys()], ["*"]);
+  socket().message(batch(9, [20], "cnbc")); // where the server said: no gap
+  assert.equal(socket().sent.length, 2);
+});
+
+test("a subscription that starts where the client expected asks for nothing", () => {
+  const { client, socket, timers } = makeClient();
+  client.connect();
+  socket().open();
+  client.subscribe("cnbc");
   socket().message(batch(1, [5, 7]));
   socket().close();
   timers.advance(500);
   socket().open();
-  assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "*", since: { page: 7, scheduler: 0 } }]);
+  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: { cnbc: 3 } });
+  assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "cnbc" }]);
+  assert.equal(client.catchingUp.size, 0);
 });
 
 test("a resync starts where the subscription started when nothing came since", () => {
@@ -228,16 +252,40 @@ test("a resync starts where the subscription started when nothing came since", (
   client.connect();
   socket().open();
   client.subscribe("*");
-  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], newest: { page: 40, scheduler: 9 } });
+  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], newest: { page: 40, scheduler: 9 }, seq: {} });
   socket().message(batch(1, [41, 43], "cnbc"));
   socket().close();
   timers.advance(500);
   socket().open();
+  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: { cnbc: 10 } });
   // the newest page record held, and for scheduler runs (none came) where the subscription began
-  assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "*", since: { page: 43, scheduler: 9 } }]);
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 43, scheduler: 9 } });
 });
 
-test("an error while catching up ends the catching up", () => {
+test("when the database cannot give what was missed, it asks again later from the same ids", () => {
+  const { client, socket, timers } = makeClient();
+  client.connect();
+  socket().open();
+  client.subscribe("cnbc");
+  socket().message(batch(10, [1, 2]));
+  socket().message(batch(20, [9]));
+  const asked = { type: "subscribe", scraperSource: "cnbc", since: { page: 2, scheduler: 0 } };
+  assert.deepEqual(socket().sent.at(-1), asked);
+  const unavailable = { type: "error", code: "history_unavailable", scraperSource: "cnbc", message: "later" };
+  socket().message(unavailable);
+  assert.equal(client.catchingUp.size, 1, "still catching up");
+  socket().message(batch(21, [30])); // live records come meanwhile; they do not move the ids
+  timers.advance(1000);
+  assert.deepEqual(socket().sent.at(-1), asked);
+  assert.equal(socket().sent.length, 3);
+  socket().message(unavailable);
+  timers.advance(1999);
+  assert.equal(socket().sent.length, 3, "twice as long the second time");
+  timers.advance(1);
+  assert.deepEqual(socket().sent.at(-1), asked);
+});
+
+test("a refusal while catching up ends the catching up", () => {
   const { client, socket } = makeClient();
   client.connect();
   socket().open();
@@ -245,6 +293,70 @@ test("an error while catching up ends the catching up", () => {
   socket().message(batch(10, [1, 2]));
   socket().message(batch(20, [9]));
   assert.equal(client.catchingUp.size, 1);
-  socket().message({ type: "error", code: "history_unavailable", message: "later" });
+  socket().message({ type: "error", code: "forbidden", message: "not yours" });
   assert.equal(client.catchingUp.size, 0);
+});
+
+test("a gap in a source that came through '*' is resynced through '*', not a new subscription", () => {
+  const { client, socket } = makeClient();
+  client.connect();
+  socket().open();
+  client.subscribe("*");
+  socket().message(batch(1, [1, 2], "cnbc"));
+  socket().message(batch(9, [9], "cnbc"));
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 2, scheduler: 0 } });
+  socket().message(batch(1, [3], "webull"));
+  socket().message(batch(7, [10], "webull")); // another gap while the first is being answered
+  // asked again from the older of the two, so a retry cannot skip the first one's records
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 2, scheduler: 0 } });
+});
+
+test("after a reconnect, a source that came up meanwhile was missed too", () => {
+  const { client, socket, timers } = makeClient();
+  client.connect();
+  socket().open();
+  client.subscribe("*");
+  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: {} });
+  socket().message(batch(1, [5], "cnbc"));
+  socket().close();
+  timers.advance(500);
+  socket().open();
+  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: { cnbc: 2, robinhood: 40 } });
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 5, scheduler: 0 } });
+});
+
+test("after a reconnect the plain history is not taken as held: what was missed comes as a resync", () => {
+  const { client, socket, timers } = makeClient();
+  const got = [];
+  client.on("metrics", ({ metrics, origin }) => got.push([origin, metrics.map((m) => m.id)]));
+  client.connect();
+  socket().open();
+  client.subscribe("cnbc");
+  const plain = (ids) => ({ type: "history", scraperSource: "cnbc", metrics: batch(0, ids).metrics });
+  socket().message(plain([1]));
+  socket().message(batch(1, [2]));
+  socket().close(); // 3..6 are stored meanwhile, and the restarted server has not seen cnbc yet
+  timers.advance(500);
+  socket().open();
+  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: {} });
+  socket().message(plain([1, 2, 3, 4, 5, 6]));
+  socket().message(batch(7, [7])); // the gap shows with the first batch
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "cnbc", since: { page: 2, scheduler: 0 } });
+  socket().message({ ...plain([3, 4, 5, 6, 7]), resync: true, more: false, truncated: false });
+  assert.deepEqual(got, [["history", [1]], ["live", [2]], ["live", [7]], ["resync", [3, 4, 5, 6]]]);
+});
+
+test("a resync of '*' from an older id passes on only what is new", () => {
+  const { client, socket } = makeClient();
+  const got = [];
+  client.on("metrics", ({ metrics, origin }) => got.push([origin, metrics.map((m) => m.id)]));
+  client.connect();
+  socket().open();
+  client.subscribe("*");
+  socket().message(batch(1, [1], "cnbc"));
+  socket().message(batch(1, [2, 3, 4], "webull"));
+  socket().message(batch(5, [9], "cnbc")); // cnbc missed 2 numbers: "*" since 1
+  const records = [...batch(0, [5, 6], "cnbc").metrics, ...batch(0, [2, 3, 4, 7], "webull").metrics];
+  socket().message({ type: "history", scraperSource: "*", resync: true, more: false, truncated: false, metrics: records });
+  assert.deepEqual(got.at(-1), ["resync", [5, 6, 7]]); // webull's 2..4 were held already
 });

@@ -63,6 +63,21 @@ def test_a_jump_in_sequence_numbers_starts_a_new_batch() -> None:
     assert [(batch["seq"], batch["count"]) for batch in batches(client)] == [(1, 1), (5, 1)]
 
 
+def test_a_new_subscriber_learns_the_seq_of_the_next_batch_it_will_get() -> None:
+    hub = Hub()
+    assert hub.next_seqs("cnbc") == {} and hub.next_seqs("*") == {}  # nothing seen yet
+    hub.receive({"webull": 7}, [navigation(scraperSource="webull")])  # no subscriber: not held
+    watcher = subscribed(hub, "cnbc")
+    hub.receive({"cnbc": 3}, [navigation(scraperSource="cnbc"), navigation(scraperSource="cnbc")])
+    # cnbc's batch 3-4 is still pending: a subscriber from now gets it, so it starts at 3
+    assert hub.next_seqs("cnbc") == {"cnbc": 3}
+    assert hub.next_seqs("*") == {"cnbc": 3, "webull": 8}
+    late = subscribed(hub, "*")
+    hub.flush()
+    assert hub.next_seqs("cnbc") == {"cnbc": 5}
+    assert [batch["seq"] for batch in batches(late)] == [3] == [batch["seq"] for batch in batches(watcher)]
+
+
 def test_a_full_batch_goes_out_without_waiting(settings: Any) -> None:
     settings.METRICS_MAX_BATCH_SIZE = 3
     hub = Hub()
