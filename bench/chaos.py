@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,7 +28,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -147,54 +148,58 @@ class Probe(threading.Thread):
 
 class CarefulClient:
     """The page's resync rules (static/js/metrics-websocket-client.js; docs/websocket.md, "Gaps
-    and resync"), for page records only, keeping every record of the run it receives."""
+    and resync"), for page records (the fleet sends no scheduler runs), counting what it would
+    show: `shown` once each is the target, `shown_twice` what the page would count twice."""
 
-    def __init__(self, prefix: str, start_page: int) -> None:
-        self.prefix, self.start_page = prefix, start_page
-        self.held: set[int] = set()
+    RECENT = 100  # the page's recentLimit: the records per source it remembers as seen
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.shown: set[int] = set()  # the run's records passed on to the page
+        self.shown_twice = 0
+        self.seen: dict[str, OrderedDict[int, None]] = {}
         self.newest: dict[str, int] = {}  # source -> the newest page id held
-        self.next_seq: dict[str, int] = {}  # source -> the seq its next batch should have
-        self.catching_up: int | None = None  # the page id the missed records of '*' follow
-        self.retry_at = 0.0  # after history_unavailable: when to ask again
-        self.sampled = False  # the first plain history came
+        self.start: int | None = None  # the newest stored when '*' was first subscribed
+        self.next_seq: dict[str, int] = {}
+        self.catching_up: dict[str, Any] | None = None  # {"since": id, "asks": n}
+        self.caught_live: dict[str, dict[int, None]] = {}
+        self.retry_delay, self.retry_at = 1.0, 0.0
+        self.answered = self.resubscribed = self.sampling = False
         self.ws: Any = None
 
     async def run(self, url: str, key: str, stop: asyncio.Event) -> None:
         from websockets.asyncio.client import connect
 
-        first = True
         while not stop.is_set():
             try:
                 async with connect(url, additional_headers={"Authorization": f"Bearer {key}"},
                                    open_timeout=10, max_size=None, ping_interval=None) as ws:  # fmt: skip
-                    self.ws, again = ws, not first
+                    self.ws, self.resubscribed = ws, self.answered
                     await ws.send('{"type":"subscribe","scraperSource":"*"}')
-                    if first:  # everything of the run, whenever this client came
-                        await self.ask(self.start_page)
-                    first = False
                     while not stop.is_set():
-                        message = orjson.loads(await asyncio.wait_for(ws.recv(), 3))
-                        await self.handle(message, again)
-                        if message["type"] == "subscribed":
-                            again = False
-                        if self.retry_at and time.monotonic() >= self.retry_at:
-                            await self.ask(self.catching_up or 0)
-            except (TimeoutError, OSError, Exception):  # a killed server, or silence: reconnect
-                await asyncio.sleep(0.3)
+                        try:  # wakes every 0.5 s for a retry that is due
+                            text = await asyncio.wait_for(ws.recv(), 0.5)
+                            await self.handle(orjson.loads(text))
+                        except TimeoutError:
+                            pass
+                        if self.retry_at and time.monotonic() >= self.retry_at and self.catching_up:
+                            self.retry_at = 0.0
+                            await self.ask(self.catching_up["since"])
+            except (OSError, Exception):  # a killed server: reconnect, as the page does (jittered)
+                await asyncio.sleep(random.uniform(0, 1))
 
     async def ask(self, since: int) -> None:
-        """Everything of '*' after `since`; asked again while catching up, from the older."""
-        self.catching_up = since if self.catching_up is None else min(self.catching_up, since)
+        asked = self.catching_up
+        since = since if asked is None else min(asked["since"], since)
+        self.catching_up = {"since": since, "asks": (asked or {"asks": 0})["asks"] + 1}
         self.retry_at = 0.0
-        since_ids = {"page": self.catching_up, "scheduler": 0}
-        await self.ws.send(
-            orjson.dumps({"type": "subscribe", "scraperSource": "*", "since": since_ids}).decode()
-        )
+        ids = {"page": since, "scheduler": 0}
+        await self.ws.send(orjson.dumps({"type": "subscribe", "scraperSource": "*", "since": ids}).decode())
 
     def since(self, source: str) -> int:
-        return self.newest.get(source, max(self.newest.values(), default=self.start_page))
+        return self.newest.get(source, self.start or 0)
 
-    async def handle(self, message: dict[str, Any], again: bool) -> None:
+    async def handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "metrics_batch":
             source = message["scraperSource"]
@@ -202,8 +207,13 @@ class CarefulClient:
             self.next_seq[source] = message["seq"] + message["count"]
             if expected is not None and message["seq"] != expected:
                 await self.ask(self.since(source))
-            self.keep(message["metrics"], live=True)
+            self.deliver(message["metrics"], "live")
         elif kind == "subscribed":
+            again, self.resubscribed = self.resubscribed, False
+            if self.start is None and "newest" in message:
+                self.start = message["newest"]["page"]
+            self.sampling = self.sampling or not self.answered
+            self.answered = True
             missed = []
             for source, seq in message.get("seq", {}).items():
                 expected = self.next_seq.get(source)
@@ -212,24 +222,53 @@ class CarefulClient:
                 self.next_seq[source] = seq
             if missed:
                 await self.ask(min(self.since(source) for source in missed))
-        elif kind == "history" and message.get("resync"):
-            self.keep(message["metrics"], live=False)
-            if not message["more"]:
-                self.catching_up = None
-        elif kind == "history" and not self.sampled:
-            self.sampled = True
-            self.keep(message["metrics"], live=False)
-        elif kind == "error" and message["code"] == "history_unavailable":
-            self.retry_at = time.monotonic() + 1
+        elif kind == "history" and not message.get("resync"):
+            if self.sampling:
+                self.sampling = False
+                self.deliver(message["metrics"], "history")
+        elif kind == "history":
+            self.deliver(message["metrics"], "resync")
+            if not message["more"] and self.catching_up:
+                self.catching_up["asks"] -= 1
+                if self.catching_up["asks"] <= 0:
+                    self.done_catching_up()
+        elif kind == "error" and message["code"] == "history_unavailable" and message.get("resync"):
+            self.retry_later()
 
-    def keep(self, records: list[dict[str, Any]], live: bool) -> None:
+    def retry_later(self) -> None:
+        """The database could not answer: ask again from the same id, 1 s later, then twice as
+        long each time up to 30 s."""
+        if self.catching_up:
+            self.catching_up["asks"] -= 1
+            self.retry_at = time.monotonic() + self.retry_delay
+            self.retry_delay = min(30.0, self.retry_delay * 2)
+
+    def done_catching_up(self) -> None:
+        self.catching_up, self.retry_delay, self.retry_at = None, 1.0, 0.0
+        for source, ids in self.caught_live.items():
+            self.newest[source] = max([self.newest.get(source, 0), *ids])
+        self.caught_live.clear()
+
+    def deliver(self, records: list[dict[str, Any]], origin: str) -> None:
         for record in records:
-            source = record["scraperSource"]
-            if source.startswith(self.prefix):
-                self.held.add(record["id"])
-            # While catching up, live records must not move where a resync would start.
-            if not (live and self.catching_up is not None):
-                self.newest[source] = max(self.newest.get(source, 0), record["id"])
+            source, id_ = record["scraperSource"], record["id"]
+            held = id_ <= self.newest.get(source, -1) or id_ in self.caught_live.get(source, {})
+            if origin == "resync" and held:
+                continue
+            if origin == "live" and self.catching_up:
+                self.caught_live.setdefault(source, {})[id_] = None
+            else:
+                self.newest[source] = max(self.newest.get(source, 0), id_)
+            seen = self.seen.setdefault(source, OrderedDict())
+            if id_ in seen:
+                continue
+            seen[id_] = None
+            if len(seen) > self.RECENT:
+                seen.popitem(last=False)
+            if source.startswith(self.prefix) and origin != "history":  # the page shows these
+                if id_ in self.shown:
+                    self.shown_twice += 1
+                self.shown.add(id_)
 
 
 async def passive_client(url: str, key: str, stop: asyncio.Event) -> None:
@@ -246,24 +285,18 @@ async def passive_client(url: str, key: str, stop: asyncio.Event) -> None:
             await asyncio.sleep(0.3 + 2 * (hash(id(stop)) % 10) / 10)
 
 
-def clients_process(url: str, key: str, prefix: str, count: int, start_page: int, conn: Any) -> None:
+def clients_process(url: str, key: str, prefix: str, count: int, conn: Any) -> None:
     async def main() -> None:
         stop = asyncio.Event()
-        careful = [CarefulClient(prefix, start_page) for _ in range(CAREFUL)]
+        careful = [CarefulClient(prefix) for _ in range(CAREFUL)]
         tasks = [asyncio.ensure_future(client.run(url, key, stop)) for client in careful]
         tasks += [asyncio.ensure_future(passive_client(url, key, stop)) for _ in range(count - CAREFUL)]
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        conn.send([sorted(client.held) for client in careful])
+        conn.send([(sorted(client.shown), client.shown_twice) for client in careful])
 
     asyncio.run(main())
-
-
-def newest_page_id(env: dict[str, str]) -> int:
-    code = "from metrics_app.models import PagePerformance as P\n" \
-           "print(P.objects.order_by('-id').values_list('id', flat=True).first() or 0)\n"  # fmt: skip
-    return int(django_output(env, code))
 
 
 def stored_ids(env: dict[str, str], run: str) -> tuple[dict[int, float], int]:
@@ -298,7 +331,6 @@ def main() -> None:
                "REDIS_URL": redis_server.url, "METRICS_MAX_CLIENTS": "100000", "METRICS_ALERT_EVALUATOR": "0",
                "DATABASE_URL": database.replace(host_port, f"127.0.0.1:{relay.port}")}  # fmt: skip
         key = prepare(env, "bench-chaos")
-        start_page = newest_page_id(env)
         port = free_port()
         daphnes = Daphnes(2, port, env)
         url = f"http://127.0.0.1:{port}"
@@ -310,7 +342,7 @@ def main() -> None:
         ws_parent, ws_child = multiprocessing.Pipe()
         ws_url = url.replace("http", "ws") + "/ws/metrics/"
         clients = multiprocessing.Process(target=clients_process, args=(
-            ws_url, key, f"soak-{run}-", args.clients, start_page, ws_child))  # fmt: skip
+            ws_url, key, f"soak-{run}-", args.clients, ws_child))  # fmt: skip
         clients.start()
         time.sleep(3)
         fleet_parent, fleet_child = multiprocessing.Pipe()
@@ -358,7 +390,7 @@ def main() -> None:
         probe.join(60)
         time.sleep(10)  # the careful clients' last resyncs
         ws_parent.send("stop")
-        helds: list[list[int]] = ws_parent.recv()
+        shown: list[tuple[list[int], int]] = ws_parent.recv()
         clients.join(30)
         daphnes.stop()
 
@@ -368,12 +400,13 @@ def main() -> None:
           f"stored {len(ids)}: lost {max(0, acknowledged - len(ids))}, "
           f"urls stored twice {twice}")  # fmt: skip
     expected = set(ids)
-    complete = [len(expected & set(held)) / max(1, len(expected)) for held in helds]
-    extra = [len(set(held) - expected) for held in helds]
+    complete = [len(expected & set(held)) / max(1, len(expected)) for held, _ in shown]
+    extra = [len(set(held) - expected) for held, _ in shown]
     low, high = min(complete) * 100, max(complete) * 100
-    print(f"careful clients: hold {low:.2f}–{high:.2f} % of the stored records "
-          f"(records they hold that are not stored: {max(extra)})")  # fmt: skip
-    missed = Counter(int((ids[i] - wall_start) // 5) * 5 for held in helds for i in expected - set(held))
+    print(f"careful clients: show {low:.2f}–{high:.2f} % of the stored records; "
+          f"records shown twice: {max(twice for _, twice in shown)}; "
+          f"shown but not stored: {max(extra)}")  # fmt: skip
+    missed = Counter(int((ids[i] - wall_start) // 5) * 5 for held, _ in shown for i in expected - set(held))
     if missed:
         print("  records the careful clients missed, by when they were recorded (s into the run): "
               + ", ".join(f"{at}–{at + 5} s: {n}" for at, n in sorted(missed.items())))  # fmt: skip

@@ -121,10 +121,14 @@ class MetricsConsumer(AsyncWebsocketConsumer):
                         }
                     )
                 for source in command.sources:
-                    if command.since is None:
-                        await self._send_history(source)
-                    else:
-                        await self._send_missed(source, command.since)
+                    try:
+                        if command.since is None:
+                            await self._send_history(source)
+                        else:
+                            await self._send_missed(source, command.since)
+                    except ClientError as error:  # the next source's history may still come
+                        counters.incr("websocket_client_errors")
+                        self._reply(error.as_message())
             else:
                 for source in command.sources:
                     hub.unsubscribe(self, source)
@@ -136,7 +140,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
             self._reply(error.as_message())
 
     async def _send_history(self, source: str) -> None:
-        self.writer.send(await _history_read(source, get_hub().history(source)))
+        get_hub().send([self], await _history_read(source, get_hub().history(source)))
 
     async def _send_missed(self, source: str, since: Since) -> None:
         """A resync: every record of the source stored after `since`, in pages of
@@ -145,7 +149,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         page, scheduler, sent = since.page, since.scheduler, 0
         while True:
             read = db.run(reads.metrics_after, channel, page, scheduler, RESYNC_PAGE)
-            metrics, more = await _history_read(source, read)
+            metrics, more = await _history_read(source, read, resync=True)
             sent += len(metrics)
             truncated = more and sent >= RESYNC_MAX_RECORDS
             self._reply({"type": "history", "scraperSource": source, "metrics": metrics, "resync": True,
@@ -159,7 +163,8 @@ class MetricsConsumer(AsyncWebsocketConsumer):
     # --- helpers -------------------------------------------------------------------------
 
     def _reply(self, message: dict[str, Any]) -> None:
-        self.writer.send(Frame(orjson.dumps(message)))
+        # Through the hub: a socket that stopped reading is dropped, never left with a gap.
+        get_hub().send([self], Frame(orjson.dumps(message)))
 
     def _listed(self) -> list[str]:
         return sorted(self.subscriptions)
@@ -168,7 +173,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         key = self.scope["identity"].key
         for source in sources:
             if key is not None and (refusal := read_refusal(key, source)):
-                raise ClientError("forbidden", refusal)
+                raise ClientError("forbidden", refusal, source=source)
 
     def _check_limit(self, sources: tuple[str, ...]) -> None:
         limit = settings.METRICS_MAX_SUBSCRIPTIONS
@@ -176,16 +181,16 @@ class MetricsConsumer(AsyncWebsocketConsumer):
             raise ClientError("too_many_subscriptions", f"at most {limit} subscriptions per connection")
 
 
-async def _history_read(source: str, read: Awaitable[T]) -> T:
+async def _history_read(source: str, read: Awaitable[T], resync: bool = False) -> T:
     """A read of history; when the database is away, the `history_unavailable` error (the
-    subscription holds all the same: live batches come, history later)."""
+    subscription holds all the same: live batches come, history later). A resync's says so:
+    the client asks again for what it missed."""
     try:
         return await read
     except DatabaseError:
         counters.incr("history_unavailable")
-        raise ClientError(
-            "history_unavailable", f"history of {source!r} cannot be read now", source=source
-        ) from None
+        message = f"history of {source!r} cannot be read now"
+        raise ClientError("history_unavailable", message, source=source, resync=resync) from None
 
 
 _newest: tuple[float, "asyncio.Future[dict[str, int]]"] | None = None

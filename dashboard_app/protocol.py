@@ -15,15 +15,20 @@ MAX_MESSAGE_BYTES: Final = 16 * 1024
 
 
 class ClientError(Exception):
-    def __init__(self, code: str, message: str, source: str | None = None) -> None:
+    def __init__(self, code: str, message: str, source: str | None = None, resync: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.source = source  # the subscription it is about, when there is one
+        self.resync = resync  # it answers a subscribe with `since`
 
     def as_message(self) -> dict[str, Any]:
-        message = {"type": "error", "code": self.code, "message": self.message}
-        return message if self.source is None else {**message, "scraperSource": self.source}
+        message: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
+        if self.source is not None:
+            message["scraperSource"] = self.source
+        if self.resync:
+            message["resync"] = True
+        return message
 
 
 @dataclass(frozen=True)

@@ -108,13 +108,16 @@ class LocalBus(Bus):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seq: dict[str, int] = {}
+        # Numbers start at the time in µs, as RedisBus's do: after a restart they resume far
+        # beyond where they were, so a returning client sees the jump however few records came.
+        self._base = time.time_ns() // 1000
         self._subscribers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[bytes]]] = []
 
     def publish(self, counts: dict[str, int], payload: bytes) -> None:
         with self._lock:
             header = {}
             for source, count in counts.items():
-                header[source] = self._seq.get(source, 0) + 1
+                header[source] = self._seq.get(source, self._base) + 1
                 self._seq[source] = header[source] + count - 1
             message = orjson.dumps(header) + b"\n" + payload
             for loop, inbox in self._subscribers:

@@ -121,7 +121,7 @@ class Hub:
         async for message in get_bus().subscribe():
             try:
                 if message.startswith(EVENT_MARK):
-                    self._send(self.clients, Frame(message[len(EVENT_MARK) :]))
+                    self.send(self.clients, Frame(message[len(EVENT_MARK) :]))
                     continue
                 self.receive(*parse(message))
             except Exception:
@@ -147,6 +147,10 @@ class Hub:
             if self.known is not None:
                 self.known.add(channel)
             if not (wildcard or self.subscribers.get(channel)):
+                # Nobody to send it to. A batch still pending (its subscribers just left) is
+                # dropped: joined by later records it would skip the numbers in between.
+                self._pending.pop(channel, None)
+                self._pending_seq.pop(channel, None)
                 self._next_seq[channel] = seq + 1
                 continue
             pending = self._pending.get(channel)
@@ -183,11 +187,12 @@ class Hub:
             }
         )
         recipients = self.subscribers.get(channel, set()) | self.subscribers.get(WILDCARD, set())
-        self._send(recipients, frame)
+        self.send(recipients, frame)
         counters.incr("batches_broadcast")
         counters.incr("records_delivered", len(records) * len(recipients))
 
-    def _send(self, clients: Iterable[Client], frame: Frame) -> None:
+    def send(self, clients: Iterable[Client], frame: Frame) -> None:
+        """Write to each client; one that stopped reading is dropped (docs/websocket.md, "Limits")."""
         for client in list(clients):
             if not client.writer.send(frame):
                 counters.problem("clients_dropped_slow", log, "dropping a client that stopped reading (%s)",
@@ -196,7 +201,7 @@ class Hub:
                 self.remove(client)
 
     def heartbeat(self) -> None:
-        self._send(self.clients, _frame({"type": "heartbeat", "timestamp": now_ms()}))
+        self.send(self.clients, _frame({"type": "heartbeat", "timestamp": now_ms()}))
 
     def send_update(self) -> None:
         """At most once a second, and only while records flow."""
@@ -204,7 +209,7 @@ class Hub:
             return
         self._changed = False
         if self.clients:
-            self._send(self.clients, self.update_frame())
+            self.send(self.clients, self.update_frame())
 
     def update_frame(self) -> Frame:
         if self._update is None:

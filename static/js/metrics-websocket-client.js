@@ -56,10 +56,12 @@ export class MetricsWebSocketClient {
     this.nextSeq = new Map(); // source -> the seq its next batch should have
     this.newest = new Map(); // source -> {page?, scheduler?}: the newest ids held, per table
     this.starts = new Map(); // subscription -> {page, scheduler}: the newest stored when it began
-    this.catchingUp = new Map(); // subscription -> the ids its missed records come after
+    this.catchingUp = new Map(); // subscription -> {since, asks}: missed records still to come
+    this.caughtLive = new Map(); // source -> Map key -> record: what came live while catching up
     this.retries = new Map(); // subscription -> {delay, timer}: asking again after history_unavailable
-    this.resubscribed = new Set(); // subscriptions sent again after a reconnect, until `subscribed`
-    this.sampled = new Set(); // subscriptions whose first (plain) history came
+    this.answered = new Set(); // subscriptions a `subscribed` has answered (on any socket)
+    this.resubscribed = new Set(); // those sent again after a reconnect, until their `subscribed`
+    this.sampling = new Set(); // subscriptions whose plain history is still wanted (the first only)
     this.attempts = 0;
     this.socket = null;
     this.stopped = true;
@@ -122,7 +124,7 @@ export class MetricsWebSocketClient {
     // Subscribe again; each `subscribed` says where its batches start, and what was missed
     // meanwhile is asked for then (seqFrom).
     for (const source of this.subscriptions) {
-      this.resubscribed.add(source);
+      if (this.answered.has(source)) this.resubscribed.add(source);
       this.send({ type: "subscribe", scraperSource: source });
     }
   }
@@ -166,7 +168,7 @@ export class MetricsWebSocketClient {
   subscribe(source) {
     this.subscriptions.add(source);
     this.nextSeq.delete(source);
-    this.sampled.delete(source);
+    this.answered.delete(source);
     this.send({ type: "subscribe", scraperSource: source });
   }
 
@@ -207,10 +209,10 @@ export class MetricsWebSocketClient {
         this.doneCatchingUp(message.scraperSource);
         return this.emit("subscription", message);
       case "error":
-        if (message.code === "history_unavailable" && this.catchingUp.has(message.scraperSource)) {
+        if (message.code === "history_unavailable" && message.resync) {
           this.retryResync(message.scraperSource); // the database is away: ask again later
         } else if (message.code === "forbidden") {
-          this.doneCatchingUp(); // what was being caught up will not come
+          this.doneCatchingUp(message.scraperSource); // what was being caught up will not come
         }
         return this.emit("error", message);
       case "alert":
@@ -239,6 +241,8 @@ export class MetricsWebSocketClient {
   // of those sources' newest ids (docs/websocket.md, "Where a subscription starts").
   seqFrom(subscription, seqs) {
     const again = this.resubscribed.delete(subscription);
+    if (!this.answered.has(subscription)) this.sampling.add(subscription);
+    this.answered.add(subscription);
     const missed = [];
     for (const [source, seq] of Object.entries(seqs)) {
       const expected = this.nextSeq.get(source);
@@ -248,13 +252,13 @@ export class MetricsWebSocketClient {
     if (missed.length) this.askSince(subscription, oldest(missed.map((source) => this.sinceFor(source))));
   }
 
-  // Subscribe again, asking for every record stored after `since`. Asked again while the
-  // answer is still coming, it asks from the older of the two.
+  // Subscribe again, asking for every record stored after `since`. Asked again while answers
+  // are still coming, it asks from the older ids, and catching up lasts until the last answer.
   askSince(subscription, since) {
     const asked = this.catchingUp.get(subscription);
-    const from = asked ? oldest([asked, since]) : since;
+    const from = asked ? oldest([asked.since, since]) : since;
     this.timers.clearTimeout(this.retries.get(subscription)?.timer);
-    this.catchingUp.set(subscription, from);
+    this.catchingUp.set(subscription, { since: from, asks: (asked?.asks ?? 0) + 1 });
     this.emit("catching_up", { sources: [...this.catchingUp.keys()] });
     this.send({ type: "subscribe", scraperSource: subscription, since: from });
   }
@@ -262,9 +266,14 @@ export class MetricsWebSocketClient {
   // The database could not give what was missed: ask again, from the same ids (live records do
   // not move them while catching up), waiting twice as long each time up to 30 s.
   retryResync(subscription) {
-    const delay = this.retries.get(subscription)?.delay ?? 1000;
+    const asked = this.catchingUp.get(subscription);
+    if (!asked) return;
+    asked.asks -= 1;
+    const retry = this.retries.get(subscription);
+    this.timers.clearTimeout(retry?.timer);
+    const delay = retry?.delay ?? 1000;
     const timer = this.timers.setTimeout(() => {
-      const since = this.catchingUp.get(subscription);
+      const since = this.catchingUp.get(subscription)?.since;
       if (since) this.askSince(subscription, since);
     }, delay);
     this.retries.set(subscription, { delay: Math.min(30000, delay * 2), timer });
@@ -273,37 +282,48 @@ export class MetricsWebSocketClient {
   history(message) {
     const subscription = message.scraperSource;
     if (!message.resync) {
-      // Only the first: after a reconnect it would mark as held what was missed meanwhile,
-      // which comes as a resync instead.
-      if (this.sampled.has(subscription)) return undefined;
-      this.sampled.add(subscription);
-      return this.deliver(message.metrics, "history");
+      // Only a first subscription's: after a reconnect it would pass as held what was missed
+      // meanwhile, which comes as a resync instead.
+      if (this.sampling.delete(subscription)) this.deliver(message.metrics, "history");
+      return undefined;
     }
     this.deliver(message.metrics, "resync");
-    if (message.more) return undefined;
-    this.retries.delete(subscription);
-    this.doneCatchingUp(subscription);
+    const asked = this.catchingUp.get(subscription);
+    if (message.more || !asked) return undefined;
+    asked.asks -= 1;
     if (message.truncated) this.emit("resync_truncated", { source: subscription });
+    if (asked.asks <= 0) this.doneCatchingUp(subscription);
     return undefined;
   }
 
-  // `source` (every source when undefined) has all it missed, or will not get it now.
+  // `source` (every subscription when undefined) has all it missed, or will not get it now.
   doneCatchingUp(source) {
-    if (source === undefined) this.catchingUp.clear();
-    else this.catchingUp.delete(source);
+    for (const subscription of source === undefined ? [...this.catchingUp.keys()] : [source]) {
+      this.catchingUp.delete(subscription);
+      this.timers.clearTimeout(this.retries.get(subscription)?.timer);
+      this.retries.delete(subscription);
+    }
+    if (!this.catchingUp.size) {
+      // Now the live records may count as held: nothing missed before them is still to come.
+      for (const [channel, records] of this.caughtLive) for (const record of records.values()) this.noteNewest(channel, record);
+      this.caughtLive.clear();
+    }
     this.emit("catching_up", { sources: [...this.catchingUp.keys()] });
   }
 
-  // Keep the last records per source, once each, and pass on only the new ones.
+  // Keep the last records per source, once each, and pass on only the new ones. A poll's are
+  // passed on but not kept: they are a sample, and what came only by poll may still be missed.
   deliver(records, origin) {
     const fresh = [];
     for (const record of records) {
       const source = channelOf(record);
       const key = recordKey(record);
-      // A resync of "*" from an older id brings again what other sources already gave us.
-      if (origin === "resync" && this.holds(source, record)) continue;
-      // While a source catches up, live records must not move where its next resync starts.
-      if (origin !== "live" || !this.catchingUp.size) {
+      if (origin === "resync" && (this.holds(source, record) || this.caughtLive.get(source)?.has(key))) continue;
+      if (origin === "live" && this.catchingUp.size) {
+        // Not held yet as far as a resync goes: records missed before it are still to come.
+        if (!this.caughtLive.has(source)) this.caughtLive.set(source, new Map());
+        this.caughtLive.get(source).set(key, record);
+      } else if (origin !== "poll") {
         this.noteNewest(source, record);
       }
       let seen = this.seen.get(source);
@@ -313,23 +333,23 @@ export class MetricsWebSocketClient {
         this.buffers.set(source, []);
       }
       if (seen.has(key)) continue;
-      const buffer = this.buffers.get(source);
-      buffer.push(record);
-      seen.add(key);
-      if (buffer.length > this.options.recentLimit) seen.delete(recordKey(buffer.shift()));
+      if (origin !== "poll") {
+        const buffer = this.buffers.get(source);
+        buffer.push(record);
+        seen.add(key);
+        if (buffer.length > this.options.recentLimit) seen.delete(recordKey(buffer.shift()));
+      }
       fresh.push(record);
     }
     if (fresh.length) this.emit("metrics", { metrics: fresh, origin });
   }
 
-  // Where a source's missed records start: after the newest of it held, per table. For a table
-  // none came of (or none while catching up), after the newest held of any source: its records
-  // came after those; else where the subscriptions began.
+  // Where a source's missed records start: after the newest of it held, per table; for a table
+  // none came of, where its (or "*"'s) subscription began: what came before, the page loaded.
   sinceFor(source) {
     const held = this.newest.get(source) ?? {};
-    const marks = [...this.newest.values(), ...this.starts.values()];
-    const floor = (table) => Math.max(0, ...marks.map((mark) => mark[table] ?? 0));
-    return { page: held.page ?? floor("page"), scheduler: held.scheduler ?? floor("scheduler") };
+    const start = this.starts.get(source) ?? this.starts.get(WILDCARD) ?? { page: 0, scheduler: 0 };
+    return { page: held.page ?? start.page, scheduler: held.scheduler ?? start.scheduler };
   }
 
   holds(source, record) {

@@ -157,7 +157,17 @@ def test_reads_pages_and_sockets_answer_503_or_1013_while_the_database_is_away(
             await send(ws, {"type": "subscribe", "scraperSource": source})
             await next_of(ws, "subscribed")
             error = await next_of(ws, "error", timeout=15)
-            assert error["code"] == "history_unavailable"
+            assert (error["code"], error["scraperSource"], "resync" in error) == (
+                "history_unavailable",
+                source,
+                False,
+            )
+            # a resync that cannot be read says so: the client asks again later
+            await send(
+                ws, {"type": "subscribe", "scraperSource": source, "since": {"page": 0, "scheduler": 0}}
+            )
+            error = await next_of(ws, "error", timeout=15)
+            assert (error["code"], error["resync"]) == ("history_unavailable", True)
             await send(ws, {"type": "ping"})
             await next_of(ws, "pong")  # the socket stays open
 

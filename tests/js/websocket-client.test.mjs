@@ -95,6 +95,7 @@ test("goes live, subscribes, and keeps the last records once each", () => {
   assert.equal(client.state, State.LIVE);
   client.subscribe("cnbc");
   assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "cnbc" }]);
+  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: {} });
   socket().message({ type: "history", scraperSource: "cnbc", metrics: batch(1, [1, 2]).metrics });
   socket().message(batch(10, [2, 3, 4]));
   assert.deepEqual(seen, [1, 2, 3, 4]);
@@ -271,7 +272,7 @@ test("when the database cannot give what was missed, it asks again later from th
   socket().message(batch(20, [9]));
   const asked = { type: "subscribe", scraperSource: "cnbc", since: { page: 2, scheduler: 0 } };
   assert.deepEqual(socket().sent.at(-1), asked);
-  const unavailable = { type: "error", code: "history_unavailable", scraperSource: "cnbc", message: "later" };
+  const unavailable = { type: "error", code: "history_unavailable", scraperSource: "cnbc", resync: true, message: "later" };
   socket().message(unavailable);
   assert.equal(client.catchingUp.size, 1, "still catching up");
   socket().message(batch(21, [30])); // live records come meanwhile; they do not move the ids
@@ -302,13 +303,22 @@ test("a gap in a source that came through '*' is resynced through '*', not a new
   client.connect();
   socket().open();
   client.subscribe("*");
+  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: {}, newest: { page: 0, scheduler: 0 } });
   socket().message(batch(1, [1, 2], "cnbc"));
+  socket().message(batch(1, [4], "webull"));
   socket().message(batch(9, [9], "cnbc"));
   assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 2, scheduler: 0 } });
-  socket().message(batch(1, [3], "webull"));
   socket().message(batch(7, [10], "webull")); // another gap while the first is being answered
   // asked again from the older of the two, so a retry cannot skip the first one's records
   assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 2, scheduler: 0 } });
+  // the first answer ends; still catching up until the second has come too
+  const answer = (ids, source) => ({ type: "history", scraperSource: "*", resync: true, more: false, truncated: false, metrics: batch(0, ids, source).metrics });
+  socket().message(answer([3, 9], "cnbc"));
+  assert.deepEqual([...client.catchingUp.keys()], ["*"]);
+  socket().message(batch(8, [11], "webull")); // live while catching up: not yet held
+  socket().message(answer([5, 6, 10, 11], "webull"));
+  assert.equal(client.catchingUp.size, 0);
+  assert.deepEqual(client.sinceFor("webull"), { page: 11, scheduler: 0 });
 });
 
 test("after a reconnect, a source that came up meanwhile was missed too", () => {
@@ -316,13 +326,14 @@ test("after a reconnect, a source that came up meanwhile was missed too", () => 
   client.connect();
   socket().open();
   client.subscribe("*");
-  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: {} });
+  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: {}, newest: { page: 3, scheduler: 1 } });
   socket().message(batch(1, [5], "cnbc"));
   socket().close();
   timers.advance(500);
   socket().open();
   socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: { cnbc: 2, robinhood: 40 } });
-  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 5, scheduler: 0 } });
+  // robinhood, never held: from where the subscription began
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 3, scheduler: 1 } });
 });
 
 test("after a reconnect the plain history is not taken as held: what was missed comes as a resync", () => {
@@ -333,6 +344,7 @@ test("after a reconnect the plain history is not taken as held: what was missed 
   socket().open();
   client.subscribe("cnbc");
   const plain = (ids) => ({ type: "history", scraperSource: "cnbc", metrics: batch(0, ids).metrics });
+  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: {} });
   socket().message(plain([1]));
   socket().message(batch(1, [2]));
   socket().close(); // 3..6 are stored meanwhile, and the restarted server has not seen cnbc yet
@@ -359,4 +371,44 @@ test("a resync of '*' from an older id passes on only what is new", () => {
   const records = [...batch(0, [5, 6], "cnbc").metrics, ...batch(0, [2, 3, 4, 7], "webull").metrics];
   socket().message({ type: "history", scraperSource: "*", resync: true, more: false, truncated: false, metrics: records });
   assert.deepEqual(got.at(-1), ["resync", [5, 6, 7]]); // webull's 2..4 were held already
+});
+
+test("the page's first subscribe, sent before the socket opened, is not a reconnect", () => {
+  const { client, socket } = makeClient();
+  const got = [];
+  client.on("metrics", ({ metrics, origin }) => got.push([origin, metrics.map((m) => m.id)]));
+  client.subscribe("*");
+  client.connect();
+  socket().open();
+  assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "*" }]);
+  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: { cnbc: 7, webull: 3 } });
+  socket().message({ type: "history", scraperSource: "*", metrics: batch(0, [1, 2]).metrics });
+  assert.equal(socket().sent.length, 1, "nothing was missed");
+  assert.deepEqual(got, [["history", [1, 2]]]);
+});
+
+test("records missed during a long catch-up come once, however many came live meanwhile", () => {
+  const { client, socket } = makeClient({ recentLimit: 3 });
+  const got = [];
+  client.on("metrics", ({ metrics }) => got.push(...metrics.map((m) => m.id)));
+  client.connect();
+  socket().open();
+  client.subscribe("cnbc");
+  socket().message(batch(1, [1]));
+  socket().message(batch(5, [5])); // 2..4 missed
+  socket().message(batch(6, [6, 7, 8, 9])); // more live records than the client keeps
+  const page = (ids, more) => ({ type: "history", scraperSource: "cnbc", resync: true, more, truncated: false, metrics: batch(0, ids).metrics });
+  socket().message(page([2, 3, 4], true));
+  socket().message(page([5, 6, 7, 8, 9], false));
+  assert.deepEqual(got.sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+});
+
+test("polled records are shown but not taken as held", () => {
+  const { client } = makeClient();
+  const got = [];
+  client.on("metrics", ({ metrics, origin }) => got.push([origin, metrics.map((m) => m.id)]));
+  client.deliver(batch(0, [4, 5]).metrics, "poll");
+  assert.equal(client.newest.size, 0);
+  client.deliver(batch(0, [4, 5]).metrics, "resync");
+  assert.deepEqual(got, [["poll", [4, 5]], ["resync", [4, 5]]]);
 });

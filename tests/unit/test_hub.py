@@ -78,6 +78,19 @@ def test_a_new_subscriber_learns_the_seq_of_the_next_batch_it_will_get() -> None
     assert [batch["seq"] for batch in batches(late)] == [3] == [batch["seq"] for batch in batches(watcher)]
 
 
+def test_a_batch_whose_subscribers_left_is_not_joined_by_later_records() -> None:
+    hub = Hub()
+    leaving = subscribed(hub, "cnbc")
+    hub.receive({"cnbc": 3}, [navigation(scraperSource="cnbc")] * 2)  # pending: 3-4
+    hub.remove(leaving)
+    hub.receive({"cnbc": 5}, [navigation(scraperSource="cnbc")] * 2)  # nobody subscribed: 5-6
+    returning = subscribed(hub, "cnbc")
+    assert hub.next_seqs("cnbc") == {"cnbc": 7}
+    hub.receive({"cnbc": 7}, [navigation(scraperSource="cnbc")])
+    hub.flush()
+    assert [(batch["seq"], batch["count"]) for batch in batches(returning)] == [(7, 1)]
+
+
 def test_a_full_batch_goes_out_without_waiting(settings: Any) -> None:
     settings.METRICS_MAX_BATCH_SIZE = 3
     hub = Hub()
