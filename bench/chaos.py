@@ -157,12 +157,12 @@ class CarefulClient:
         self.prefix = prefix
         self.shown: set[int] = set()  # the run's records passed on to the page
         self.shown_twice = 0
-        self.seen: dict[str, OrderedDict[int, None]] = {}
-        self.newest: dict[str, int] = {}  # source -> the newest page id held
+        self.recent: dict[str, OrderedDict[int, None]] = {}  # source -> the last ids held, in order
         self.start: int | None = None  # the newest stored when '*' was first subscribed
         self.next_seq: dict[str, int] = {}
         self.catching_up: dict[str, Any] | None = None  # {"since": id, "asks": n}
-        self.caught_live: dict[str, dict[int, None]] = {}
+        self.caught_live: dict[str, set[int]] = {}
+        self.held_at_ask: dict[str, tuple[int, set[int]]] = {}  # source -> (floor, ids above it)
         self.retry_delay, self.retry_at = 1.0, 0.0
         self.answered = self.resubscribed = self.sampling = False
         self.ws: Any = None
@@ -189,6 +189,8 @@ class CarefulClient:
                 await asyncio.sleep(random.uniform(0, 1))
 
     async def ask(self, since: int) -> None:
+        if self.catching_up is None:
+            self.held_at_ask = {source: (min(ids), set(ids)) for source, ids in self.recent.items() if ids}
         asked = self.catching_up
         since = since if asked is None else min(asked["since"], since)
         self.catching_up = {"since": since, "asks": (asked or {"asks": 0})["asks"] + 1}
@@ -197,7 +199,10 @@ class CarefulClient:
         await self.ws.send(orjson.dumps({"type": "subscribe", "scraperSource": "*", "since": ids}).decode())
 
     def since(self, source: str) -> int:
-        return self.newest.get(source, self.start or 0)
+        """After the oldest of the last records held (a missed record may have a smaller id than
+        one received), or where the subscription began."""
+        ids = self.recent.get(source)
+        return min(ids) if ids else self.start or 0
 
     async def handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -245,26 +250,31 @@ class CarefulClient:
 
     def done_catching_up(self) -> None:
         self.catching_up, self.retry_delay, self.retry_at = None, 1.0, 0.0
-        for source, ids in self.caught_live.items():
-            self.newest[source] = max([self.newest.get(source, 0), *ids])
         self.caught_live.clear()
+        self.held_at_ask.clear()
+
+    def held_before(self, source: str, id_: int) -> bool:
+        floor, ids = self.held_at_ask.get(source, (-1, set()))
+        return (
+            id_ in self.recent.get(source, {})
+            or id_ in self.caught_live.get(source, ())
+            or id_ < floor
+            or id_ in ids
+        )
 
     def deliver(self, records: list[dict[str, Any]], origin: str) -> None:
         for record in records:
             source, id_ = record["scraperSource"], record["id"]
-            held = id_ <= self.newest.get(source, -1) or id_ in self.caught_live.get(source, {})
-            if origin == "resync" and held:
+            if origin == "resync" and self.held_before(source, id_):
                 continue
             if origin == "live" and self.catching_up:
-                self.caught_live.setdefault(source, {})[id_] = None
-            else:
-                self.newest[source] = max(self.newest.get(source, 0), id_)
-            seen = self.seen.setdefault(source, OrderedDict())
-            if id_ in seen:
+                self.caught_live.setdefault(source, set()).add(id_)
+            recent = self.recent.setdefault(source, OrderedDict())
+            if id_ in recent:
                 continue
-            seen[id_] = None
-            if len(seen) > self.RECENT:
-                seen.popitem(last=False)
+            recent[id_] = None
+            if len(recent) > self.RECENT:
+                recent.popitem(last=False)
             if source.startswith(self.prefix) and origin != "history":  # the page shows these
                 if id_ in self.shown:
                     self.shown_twice += 1

@@ -54,10 +54,10 @@ export class MetricsWebSocketClient {
     this.buffers = new Map(); // source -> last records, oldest first
     this.seen = new Map(); // source -> Set of record keys in its buffer
     this.nextSeq = new Map(); // source -> the seq its next batch should have
-    this.newest = new Map(); // source -> {page?, scheduler?}: the newest ids held, per table
     this.starts = new Map(); // subscription -> {page, scheduler}: the newest stored when it began
     this.catchingUp = new Map(); // subscription -> {since, asks}: missed records still to come
-    this.caughtLive = new Map(); // source -> Map key -> record: what came live while catching up
+    this.caughtLive = new Map(); // source -> keys of what came live while catching up
+    this.heldAtAsk = new Map(); // source -> {floor, keys}: what was held when catching up began
     this.retries = new Map(); // subscription -> {delay, timer}: asking again after history_unavailable
     this.answered = new Set(); // subscriptions a `subscribed` has answered (on any socket)
     this.resubscribed = new Set(); // those sent again after a reconnect, until their `subscribed`
@@ -227,8 +227,8 @@ export class MetricsWebSocketClient {
     const expected = this.nextSeq.get(source);
     this.nextSeq.set(source, message.seq + message.count);
     if (expected !== undefined && message.seq !== expected) {
-      // Records were lost between the database and us: ask for everything after the newest,
-      // through the subscription that brought them (no new subscription for a "*" one).
+      // Records were lost between the database and us: ask for what was missed, through the
+      // subscription that brought them (no new subscription for a "*" one).
       this.emit("error", { code: "gap", message: `missed records of ${source}; resyncing` });
       this.askSince(this.subscriptions.has(source) ? source : WILDCARD, this.sinceFor(source));
     }
@@ -238,7 +238,7 @@ export class MetricsWebSocketClient {
   // A subscription's start, per source: the `seq` of the next batch. A source we expected
   // another number of missed records in between (a reconnect, or batches the server itself
   // missed), and so did one that came up while we were away: ask for them, once, from the oldest
-  // of those sources' newest ids (docs/websocket.md, "Where a subscription starts").
+  // of those sources' marks (docs/websocket.md, "Where a subscription starts").
   seqFrom(subscription, seqs) {
     const again = this.resubscribed.delete(subscription);
     if (!this.answered.has(subscription)) this.sampling.add(subscription);
@@ -255,6 +255,7 @@ export class MetricsWebSocketClient {
   // Subscribe again, asking for every record stored after `since`. Asked again while answers
   // are still coming, it asks from the older ids, and catching up lasts until the last answer.
   askSince(subscription, since) {
+    if (!this.catchingUp.size) this.heldAtAsk = this.held();
     const asked = this.catchingUp.get(subscription);
     const from = asked ? oldest([asked.since, since]) : since;
     this.timers.clearTimeout(this.retries.get(subscription)?.timer);
@@ -304,9 +305,8 @@ export class MetricsWebSocketClient {
       this.retries.delete(subscription);
     }
     if (!this.catchingUp.size) {
-      // Now the live records may count as held: nothing missed before them is still to come.
-      for (const [channel, records] of this.caughtLive) for (const record of records.values()) this.noteNewest(channel, record);
       this.caughtLive.clear();
+      this.heldAtAsk.clear();
     }
     this.emit("catching_up", { sources: [...this.catchingUp.keys()] });
   }
@@ -318,13 +318,10 @@ export class MetricsWebSocketClient {
     for (const record of records) {
       const source = channelOf(record);
       const key = recordKey(record);
-      if (origin === "resync" && (this.holds(source, record) || this.caughtLive.get(source)?.has(key))) continue;
+      if (origin === "resync" && this.heldBefore(source, record)) continue;
       if (origin === "live" && this.catchingUp.size) {
-        // Not held yet as far as a resync goes: records missed before it are still to come.
-        if (!this.caughtLive.has(source)) this.caughtLive.set(source, new Map());
-        this.caughtLive.get(source).set(key, record);
-      } else if (origin !== "poll") {
-        this.noteNewest(source, record);
+        if (!this.caughtLive.has(source)) this.caughtLive.set(source, new Set());
+        this.caughtLive.get(source).add(key);
       }
       let seen = this.seen.get(source);
       if (!seen) {
@@ -344,21 +341,37 @@ export class MetricsWebSocketClient {
     if (fresh.length) this.emit("metrics", { metrics: fresh, origin });
   }
 
-  // Where a source's missed records start: after the newest of it held, per table; for a table
-  // none came of, where its (or "*"'s) subscription began: what came before, the page loaded.
+  // Where a source's missed records start, per table: after the oldest of the last records held
+  // of it, not the newest. Ids are handed out at insert and seen at commit, so a record missed
+  // may have a smaller id than one received; the last records span far more than that jitter.
+  // For a table none came of: where its (or "*"'s) subscription began (before, the page loaded).
   sinceFor(source) {
-    const held = this.newest.get(source) ?? {};
     const start = this.starts.get(source) ?? this.starts.get(WILDCARD) ?? { page: 0, scheduler: 0 };
-    return { page: held.page ?? start.page, scheduler: held.scheduler ?? start.scheduler };
+    const { floor } = this.heldOf(source);
+    return { page: floor.page ?? start.page, scheduler: floor.scheduler ?? start.scheduler };
   }
 
-  holds(source, record) {
-    return record.id <= this.newest.get(source)?.[tableOf(record)];
+  // What is held of each source: everything below `floor` (per table), and the `keys` above it.
+  held() {
+    return new Map([...this.buffers.keys()].map((source) => [source, this.heldOf(source)]));
   }
 
-  noteNewest(source, record) {
-    if (typeof record.id !== "number" || this.holds(source, record)) return;
-    this.newest.set(source, { ...this.newest.get(source), [tableOf(record)]: record.id });
+  heldOf(source) {
+    const buffer = this.buffers.get(source) ?? [];
+    const floor = {};
+    for (const record of buffer) {
+      const table = tableOf(record);
+      if (!(floor[table] <= record.id)) floor[table] = record.id;
+    }
+    return { floor, keys: new Set(buffer.map(recordKey)) };
+  }
+
+  // A resync brings again what was held when it was asked for, or what came live since.
+  heldBefore(source, record) {
+    const key = recordKey(record);
+    if (this.seen.get(source)?.has(key) || this.caughtLive.get(source)?.has(key)) return true;
+    const asked = this.heldAtAsk.get(source);
+    return Boolean(asked && (record.id < asked.floor[tableOf(record)] || asked.keys.has(key)));
   }
 
   // --- polling fallback -------------------------------------------------------------------

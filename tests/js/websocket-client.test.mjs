@@ -115,8 +115,9 @@ test("a gap in sequence numbers asks for what was missed", () => {
   assert.equal(socket().sent.length, 1);
   socket().message(batch(9, [9]));
   assert.deepEqual(errors, ["gap"]);
-  // everything after the newest record held before the gap
-  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "cnbc", since: { page: 3, scheduler: 0 } });
+  // everything after the oldest of the last records held (a missed record may have a smaller id
+  // than one received: ids are handed out at insert, seen at commit)
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "cnbc", since: { page: 1, scheduler: 0 } });
 });
 
 test("reconnects with backoff, polls meanwhile, then returns to live and resubscribes", () => {
@@ -192,7 +193,7 @@ test("a socket closed because its credentials ended is not reopened", () => {
   assert.equal(polls.length, 0, "no polling either");
 });
 
-test("after a gap it asks for everything after the newest ids, and catches up page by page", () => {
+test("after a gap it asks for everything after the last records held, and catches up page by page", () => {
   const { client, socket } = makeClient();
   const catching = [];
   client.on("catching_up", ({ sources }) => catching.push(sources.length > 0));
@@ -203,7 +204,7 @@ test("after a gap it asks for everything after the newest ids, and catches up pa
   client.subscribe("cnbc");
   socket().message(batch(10, [1, 2]));
   socket().message(batch(20, [9])); // 12 expected: 3..8 were lost
-  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "cnbc", since: { page: 2, scheduler: 0 } });
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "cnbc", since: { page: 1, scheduler: 0 } });
   const missed = (ids, more) => ({ ...batch(0, ids), type: "history", resync: true, more, truncated: false });
   socket().message(missed([], true)); // nothing new in this page: still catching up
   assert.equal(client.catchingUp.size, 1);
@@ -225,10 +226,10 @@ test("a reconnect subscribes again, and asks for what was missed where the serve
   socket().open();
   assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "*" }]);
   // cnbc and webull moved on while we were away, marketbeat did not: one resync for "*", from
-  // the oldest newest id of the sources that moved on
+  // the oldest of what is held of the sources that moved on
   const seq = { cnbc: 9, webull: 5, marketbeat: 51 };
   socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq });
-  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 6, scheduler: 0 } });
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 5, scheduler: 0 } });
   assert.deepEqual([...client.catchingUp.keys()], ["*"]);
   socket().message(batch(9, [20], "cnbc")); // where the server said: no gap
   assert.equal(socket().sent.length, 2);
@@ -259,8 +260,8 @@ test("a resync starts where the subscription started when nothing came since", (
   timers.advance(500);
   socket().open();
   socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: { cnbc: 10 } });
-  // the newest page record held, and for scheduler runs (none came) where the subscription began
-  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 43, scheduler: 9 } });
+  // from the page records held, and for scheduler runs (none came) where the subscription began
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 41, scheduler: 9 } });
 });
 
 test("when the database cannot give what was missed, it asks again later from the same ids", () => {
@@ -270,7 +271,7 @@ test("when the database cannot give what was missed, it asks again later from th
   client.subscribe("cnbc");
   socket().message(batch(10, [1, 2]));
   socket().message(batch(20, [9]));
-  const asked = { type: "subscribe", scraperSource: "cnbc", since: { page: 2, scheduler: 0 } };
+  const asked = { type: "subscribe", scraperSource: "cnbc", since: { page: 1, scheduler: 0 } };
   assert.deepEqual(socket().sent.at(-1), asked);
   const unavailable = { type: "error", code: "history_unavailable", scraperSource: "cnbc", resync: true, message: "later" };
   socket().message(unavailable);
@@ -307,10 +308,10 @@ test("a gap in a source that came through '*' is resynced through '*', not a new
   socket().message(batch(1, [1, 2], "cnbc"));
   socket().message(batch(1, [4], "webull"));
   socket().message(batch(9, [9], "cnbc"));
-  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 2, scheduler: 0 } });
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 1, scheduler: 0 } });
   socket().message(batch(7, [10], "webull")); // another gap while the first is being answered
   // asked again from the older of the two, so a retry cannot skip the first one's records
-  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 2, scheduler: 0 } });
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 1, scheduler: 0 } });
   // the first answer ends; still catching up until the second has come too
   const answer = (ids, source) => ({ type: "history", scraperSource: "*", resync: true, more: false, truncated: false, metrics: batch(0, ids, source).metrics });
   socket().message(answer([3, 9], "cnbc"));
@@ -318,7 +319,7 @@ test("a gap in a source that came through '*' is resynced through '*', not a new
   socket().message(batch(8, [11], "webull")); // live while catching up: not yet held
   socket().message(answer([5, 6, 10, 11], "webull"));
   assert.equal(client.catchingUp.size, 0);
-  assert.deepEqual(client.sinceFor("webull"), { page: 11, scheduler: 0 });
+  assert.deepEqual(client.recent("webull").map((m) => m.id), [4, 10, 11, 5, 6]); // each once
 });
 
 test("after a reconnect, a source that came up meanwhile was missed too", () => {
@@ -353,8 +354,8 @@ test("after a reconnect the plain history is not taken as held: what was missed 
   socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: {} });
   socket().message(plain([1, 2, 3, 4, 5, 6]));
   socket().message(batch(7, [7])); // the gap shows with the first batch
-  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "cnbc", since: { page: 2, scheduler: 0 } });
-  socket().message({ ...plain([3, 4, 5, 6, 7]), resync: true, more: false, truncated: false });
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "cnbc", since: { page: 1, scheduler: 0 } });
+  socket().message({ ...plain([2, 3, 4, 5, 6, 7]), resync: true, more: false, truncated: false });
   assert.deepEqual(got, [["history", [1]], ["live", [2]], ["live", [7]], ["resync", [3, 4, 5, 6]]]);
 });
 
@@ -408,7 +409,24 @@ test("polled records are shown but not taken as held", () => {
   const got = [];
   client.on("metrics", ({ metrics, origin }) => got.push([origin, metrics.map((m) => m.id)]));
   client.deliver(batch(0, [4, 5]).metrics, "poll");
-  assert.equal(client.newest.size, 0);
+  assert.deepEqual(client.recent("cnbc"), []);
   client.deliver(batch(0, [4, 5]).metrics, "resync");
   assert.deepEqual(got, [["poll", [4, 5]], ["resync", [4, 5]]]);
+});
+
+test("a record missed with a smaller id than one received still comes back", () => {
+  const { client, socket } = makeClient();
+  const got = [];
+  client.on("metrics", ({ metrics, origin }) => got.push([origin, metrics.map((m) => m.id)]));
+  client.connect();
+  socket().open();
+  client.subscribe("*");
+  socket().message(batch(1, [10, 12], "cnbc"));
+  socket().message(batch(1, [20, 21], "webull"));
+  // cnbc's 11 was stored before 12 but became visible after it, and its batch was lost
+  socket().message(batch(4, [13], "cnbc"));
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 10, scheduler: 0 } });
+  const answer = [...batch(0, [11, 12, 13], "cnbc").metrics, ...batch(0, [20, 21], "webull").metrics];
+  socket().message({ type: "history", scraperSource: "*", resync: true, more: false, truncated: false, metrics: answer });
+  assert.deepEqual(got.at(-1), ["resync", [11]]); // once; what was held is not shown again
 });
