@@ -18,6 +18,7 @@ from 40 s, Redis frozen for 8 s at 95 s and then restarted.
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import random
@@ -146,23 +147,36 @@ class Probe(threading.Thread):
             time.sleep(max(0.0, 0.1 - (time.monotonic() - asked)))
 
 
-class CarefulClient:
-    """The page's resync rules (static/js/metrics-websocket-client.js; docs/websocket.md, "Gaps
-    and resync"), for page records (the fleet sends no scheduler runs), counting what it would
-    show: `shown` once each is the target, `shown_twice` what the page would count twice."""
+Key = tuple[str, int]  # (table, id): ids are per table ("page" or "scheduler")
+Ids = dict[str, int]  # {"page": id, "scheduler": id}
 
-    RECENT = 100  # the page's recentLimit: the records per source it remembers as seen
+
+def table_of(record: dict[str, Any]) -> str:
+    return "scheduler" if record["type"] == "scheduler_run" else "page"
+
+
+def oldest(marks: list[Ids]) -> Ids:
+    return {table: min(mark[table] for mark in marks) for table in ("page", "scheduler")}
+
+
+class CarefulClient:
+    """The page's client, ported line for line where it matters (static/js/metrics-websocket-
+    client.js; docs/websocket.md, "Gaps and resync"), subscribed to '*'. It counts what the page
+    would show: every stored record of the run once is the target; `shown_twice` is what the page
+    would count twice, `truncated` how often it would have reloaded from the HTTP API instead."""
+
+    RECENT = 100  # the page's recentLimit: the last records per source it keeps
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self.shown: set[int] = set()  # the run's records passed on to the page
-        self.shown_twice = 0
-        self.recent: dict[str, OrderedDict[int, None]] = {}  # source -> the last ids held, in order
-        self.start: int | None = None  # the newest stored when '*' was first subscribed
+        self.shown: set[int] = set()  # the run's page records passed on to the page
+        self.shown_twice = self.truncated = 0
+        self.recent: dict[str, OrderedDict[Key, dict[str, Any]]] = {}  # source -> last records held
         self.next_seq: dict[str, int] = {}
-        self.catching_up: dict[str, Any] | None = None  # {"since": id, "asks": n}
-        self.caught_live: dict[str, set[int]] = {}
-        self.held_at_ask: dict[str, tuple[int, set[int]]] = {}  # source -> (floor, ids above it)
+        self.start: Ids | None = None  # the newest stored when '*' was first answered
+        self.catching_up: dict[str, Any] | None = None  # {"since": Ids, "asks": n}
+        self.since_ask: dict[str, set[Key]] = {}  # what came (live or resynced) while catching up
+        self.held_at_ask: dict[str, tuple[dict[str, int], set[Key]]] = {}  # source -> (floor, keys)
         self.retry_delay, self.retry_at = 1.0, 0.0
         self.answered = self.resubscribed = self.sampling = False
         self.ws: Any = None
@@ -176,33 +190,39 @@ class CarefulClient:
                                    open_timeout=10, max_size=None, ping_interval=None) as ws:  # fmt: skip
                     self.ws, self.resubscribed = ws, self.answered
                     await ws.send('{"type":"subscribe","scraperSource":"*"}')
+                    if self.catching_up:  # answers still to come were lost with the old socket
+                        self.catching_up["asks"] = 0
+                        await self.ask(self.catching_up["since"])
                     while not stop.is_set():
-                        try:  # wakes every 0.5 s for a retry that is due
-                            text = await asyncio.wait_for(ws.recv(), 0.5)
-                            await self.handle(orjson.loads(text))
-                        except TimeoutError:
-                            pass
+                        with contextlib.suppress(TimeoutError):  # wakes every 0.5 s for a due retry
+                            await self.handle(orjson.loads(await asyncio.wait_for(ws.recv(), 0.5)))
                         if self.retry_at and time.monotonic() >= self.retry_at and self.catching_up:
                             self.retry_at = 0.0
                             await self.ask(self.catching_up["since"])
             except (OSError, Exception):  # a killed server: reconnect, as the page does (jittered)
                 await asyncio.sleep(random.uniform(0, 1))
 
-    async def ask(self, since: int) -> None:
+    async def ask(self, since: Ids) -> None:
         if self.catching_up is None:
-            self.held_at_ask = {source: (min(ids), set(ids)) for source, ids in self.recent.items() if ids}
+            self.held_at_ask = {source: self.held_of(source) for source in self.recent}
         asked = self.catching_up
-        since = since if asked is None else min(asked["since"], since)
+        since = since if asked is None else oldest([asked["since"], since])
         self.catching_up = {"since": since, "asks": (asked or {"asks": 0})["asks"] + 1}
         self.retry_at = 0.0
-        ids = {"page": since, "scheduler": 0}
-        await self.ws.send(orjson.dumps({"type": "subscribe", "scraperSource": "*", "since": ids}).decode())
+        await self.ws.send(orjson.dumps({"type": "subscribe", "scraperSource": "*", "since": since}).decode())
 
-    def since(self, source: str) -> int:
-        """After the oldest of the last records held (a missed record may have a smaller id than
-        one received), or where the subscription began."""
-        ids = self.recent.get(source)
-        return min(ids) if ids else self.start or 0
+    def start_of(self) -> Ids:
+        return self.start or {"page": 0, "scheduler": 0}
+
+    def held_of(self, source: str) -> tuple[dict[str, int], set[Key]]:
+        floor: dict[str, int] = {}
+        for table, id_ in self.recent.get(source, {}):
+            floor[table] = min(floor.get(table, id_), id_)
+        return floor, set(self.recent.get(source, {}))
+
+    def floor_of(self, source: str) -> Ids | None:
+        floor, _ = self.held_of(source)
+        return {**self.start_of(), **floor} if floor else None
 
     async def handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -211,14 +231,15 @@ class CarefulClient:
             expected = self.next_seq.get(source)
             self.next_seq[source] = message["seq"] + message["count"]
             if expected is not None and message["seq"] != expected:
-                await self.ask(self.since(source))
+                await self.ask(self.floor_of(source) or self.start_of())
             self.deliver(message["metrics"], "live")
         elif kind == "subscribed":
             again, self.resubscribed = self.resubscribed, False
-            if self.start is None and "newest" in message:
-                self.start = message["newest"]["page"]
-            self.sampling = self.sampling or not self.answered
-            self.answered = True
+            if not self.answered:
+                self.answered = self.sampling = True
+                self.start = message.get("newest")
+            elif again:
+                self.sampling = False
             missed = []
             for source, seq in message.get("seq", {}).items():
                 expected = self.next_seq.get(source)
@@ -226,7 +247,8 @@ class CarefulClient:
                     missed.append(source)
                 self.next_seq[source] = seq
             if missed:
-                await self.ask(min(self.since(source) for source in missed))
+                marks = [mark for source in missed if (mark := self.floor_of(source))]
+                await self.ask(oldest(marks) if marks else self.start_of())
         elif kind == "history" and not message.get("resync"):
             if self.sampling:
                 self.sampling = False
@@ -235,50 +257,48 @@ class CarefulClient:
             self.deliver(message["metrics"], "resync")
             if not message["more"] and self.catching_up:
                 self.catching_up["asks"] -= 1
+                self.truncated += bool(message["truncated"])
                 if self.catching_up["asks"] <= 0:
-                    self.done_catching_up()
-        elif kind == "error" and message["code"] == "history_unavailable" and message.get("resync"):
-            self.retry_later()
+                    self.catching_up, self.retry_delay, self.retry_at = None, 1.0, 0.0
+                    self.since_ask.clear()
+                    self.held_at_ask.clear()
+        elif kind == "error" and message["code"] == "history_unavailable":
+            if not message.get("resync"):
+                self.sampling = False
+            elif self.catching_up:  # ask again from the same ids, later and later
+                self.catching_up["asks"] -= 1
+                self.retry_at = time.monotonic() + self.retry_delay
+                self.retry_delay = min(30.0, self.retry_delay * 2)
 
-    def retry_later(self) -> None:
-        """The database could not answer: ask again from the same id, 1 s later, then twice as
-        long each time up to 30 s."""
-        if self.catching_up:
-            self.catching_up["asks"] -= 1
-            self.retry_at = time.monotonic() + self.retry_delay
-            self.retry_delay = min(30.0, self.retry_delay * 2)
-
-    def done_catching_up(self) -> None:
-        self.catching_up, self.retry_delay, self.retry_at = None, 1.0, 0.0
-        self.caught_live.clear()
-        self.held_at_ask.clear()
-
-    def held_before(self, source: str, id_: int) -> bool:
-        floor, ids = self.held_at_ask.get(source, (-1, set()))
-        return (
-            id_ in self.recent.get(source, {})
-            or id_ in self.caught_live.get(source, ())
-            or id_ < floor
-            or id_ in ids
-        )
+    def held_before(self, source: str, key: Key) -> bool:
+        table, id_ = key
+        if key in self.recent.get(source, {}) or key in self.since_ask.get(source, set()):
+            return True
+        if self.start is not None and id_ <= self.start[table]:
+            return True  # came with the page's first load
+        floor, keys = self.held_at_ask.get(source, ({}, set()))
+        return id_ < floor.get(table, -1) or key in keys
 
     def deliver(self, records: list[dict[str, Any]], origin: str) -> None:
+        catching = self.catching_up is not None
         for record in records:
-            source, id_ = record["scraperSource"], record["id"]
-            if origin == "resync" and self.held_before(source, id_):
+            source = record.get("scraperSource") or record["schedulerName"]
+            key = (table_of(record), record["id"])
+            if origin == "resync" and self.held_before(source, key):
                 continue
-            if origin == "live" and self.catching_up:
-                self.caught_live.setdefault(source, set()).add(id_)
+            if catching and origin in ("live", "resync"):
+                self.since_ask.setdefault(source, set()).add(key)
             recent = self.recent.setdefault(source, OrderedDict())
-            if id_ in recent:
+            if key in recent:
                 continue
-            recent[id_] = None
-            if len(recent) > self.RECENT:
-                recent.popitem(last=False)
-            if source.startswith(self.prefix) and origin != "history":  # the page shows these
-                if id_ in self.shown:
-                    self.shown_twice += 1
-                self.shown.add(id_)
+            later = origin == "history" and self.start is not None and key[1] > self.start[key[0]]
+            if not later:
+                recent[key] = record
+                if len(recent) > self.RECENT:
+                    recent.popitem(last=False)
+            if source.startswith(self.prefix) and key[0] == "page" and origin != "history":
+                self.shown_twice += key[1] in self.shown
+                self.shown.add(key[1])
 
 
 async def passive_client(url: str, key: str, stop: asyncio.Event) -> None:

@@ -89,6 +89,11 @@ class Bus(ABC):
         alert), unnumbered. Delivered as EVENT_MARK + message."""
 
     @abstractmethod
+    def last_numbers(self) -> dict[str, int]:
+        """Per source, the last sequence number handed out (blocking: call it off the event
+        loop). A hub that starts takes these as where each source's next batch starts."""
+
+    @abstractmethod
     def report_clients(self, count: int) -> None:
         """Say how many sockets this process holds (blocking: call it off the event loop)."""
 
@@ -123,6 +128,10 @@ class LocalBus(Bus):
             for loop, inbox in self._subscribers:
                 loop.call_soon_threadsafe(inbox.put_nowait, message)
         counters.incr("records_broadcast", sum(counts.values()))
+
+    def last_numbers(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._seq)
 
     def publish_event(self, message: bytes) -> None:
         with self._lock:
@@ -182,6 +191,17 @@ class RedisBus(Bus):
 
     def publish_event(self, message: bytes) -> None:
         self._queue.put((None, message))  # in order with the batches, on the publishing thread
+
+    def last_numbers(self) -> dict[str, int]:
+        keys = list(self._client.scan_iter(match=SEQ_KEY_PREFIX + "*", count=1000))
+        numbers: dict[str, int] = {}
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            values: list[bytes | None] = self._client.mget(chunk)  # type: ignore[assignment]
+            for key, value in zip(chunk, values, strict=True):
+                if value is not None:
+                    numbers[key.decode()[len(SEQ_KEY_PREFIX) :]] = int(value)
+        return numbers
 
     def report_clients(self, count: int) -> None:
         self._client.hset(CLIENTS_KEY, PROCESS, f"{count} {time.time():.0f}")

@@ -87,6 +87,10 @@ class Hub:
             log.info("live hub started with the last hour's %d records", loaded)
         except DatabaseError as exc:  # totals fill from the live stream instead
             log.warning("live hub started without the last hour: %s", exc)
+        try:
+            self.adopt_numbers(await asyncio.to_thread(get_bus().last_numbers))
+        except Exception as exc:  # Redis away: sources are learnt from their batches instead
+            log.warning("live hub started without the sources' sequence numbers: %s", exc)
         self._tasks.append(asyncio.ensure_future(self._listen()))
         self._tasks.append(
             asyncio.ensure_future(self._every(settings.METRICS_BATCH_INTERVAL_MS / 1000, self.flush))
@@ -236,6 +240,13 @@ class Hub:
     def subscribe(self, client: Client, source: str) -> None:
         client.subscriptions.add(source)
         self.subscribers[source].add(client)
+
+    def adopt_numbers(self, last: dict[str, int]) -> None:
+        """Where each source's numbers stand, for a hub that has just started: a client that
+        comes to it from a process that was killed with a batch pending sees what it missed
+        when it subscribes, not only at the source's next batch."""
+        for source, number in last.items():
+            self._next_seq.setdefault(source, number + 1)
 
     def next_seqs(self, source: str) -> dict[str, int]:
         """Where a new subscriber of `source` ('*': of every source) starts: per source this

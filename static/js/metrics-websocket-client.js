@@ -56,7 +56,7 @@ export class MetricsWebSocketClient {
     this.nextSeq = new Map(); // source -> the seq its next batch should have
     this.starts = new Map(); // subscription -> {page, scheduler}: the newest stored when it began
     this.catchingUp = new Map(); // subscription -> {since, asks}: missed records still to come
-    this.caughtLive = new Map(); // source -> keys of what came live while catching up
+    this.sinceAsk = new Map(); // source -> keys of what came (live or resynced) while catching up
     this.heldAtAsk = new Map(); // source -> {floor, keys}: what was held when catching up began
     this.retries = new Map(); // subscription -> {delay, timer}: asking again after history_unavailable
     this.answered = new Set(); // subscriptions a `subscribed` has answered (on any socket)
@@ -126,6 +126,12 @@ export class MetricsWebSocketClient {
     for (const source of this.subscriptions) {
       if (this.answered.has(source)) this.resubscribed.add(source);
       this.send({ type: "subscribe", scraperSource: source });
+    }
+    // Answers still to come were lost with the old socket: ask again, from the same ids.
+    for (const [subscription, asked] of this.catchingUp) {
+      this.timers.clearTimeout(this.retries.get(subscription)?.timer);
+      asked.asks = 0;
+      this.askSince(subscription, asked.since);
     }
   }
 
@@ -201,9 +207,7 @@ export class MetricsWebSocketClient {
       case "metrics:update":
         return this.emit("update", message.data);
       case "subscribed":
-        // Where this subscription starts: records stored before it came with the page's load.
-        if (message.newest && !this.starts.has(message.scraperSource)) this.starts.set(message.scraperSource, message.newest);
-        this.seqFrom(message.scraperSource, message.seq ?? {});
+        this.seqFrom(message.scraperSource, message.seq ?? {}, message.newest);
         return this.emit("subscription", message);
       case "unsubscribed":
         this.doneCatchingUp(message.scraperSource);
@@ -211,6 +215,8 @@ export class MetricsWebSocketClient {
       case "error":
         if (message.code === "history_unavailable" && message.resync) {
           this.retryResync(message.scraperSource); // the database is away: ask again later
+        } else if (message.code === "history_unavailable") {
+          this.sampling.delete(message.scraperSource); // a later plain history is no first one
         } else if (message.code === "forbidden") {
           this.doneCatchingUp(message.scraperSource); // what was being caught up will not come
         }
@@ -230,26 +236,35 @@ export class MetricsWebSocketClient {
       // Records were lost between the database and us: ask for what was missed, through the
       // subscription that brought them (no new subscription for a "*" one).
       this.emit("error", { code: "gap", message: `missed records of ${source}; resyncing` });
-      this.askSince(this.subscriptions.has(source) ? source : WILDCARD, this.sinceFor(source));
+      const subscription = this.subscriptions.has(source) ? source : WILDCARD;
+      this.askSince(subscription, this.floorOf(source, subscription) ?? this.startOf(subscription));
     }
     this.deliver(message.metrics, "live");
   }
 
-  // A subscription's start, per source: the `seq` of the next batch. A source we expected
-  // another number of missed records in between (a reconnect, or batches the server itself
-  // missed), and so did one that came up while we were away: ask for them, once, from the oldest
-  // of those sources' marks (docs/websocket.md, "Where a subscription starts").
-  seqFrom(subscription, seqs) {
+  // A subscription's start (docs/websocket.md, "Where a subscription starts"): per source, the
+  // `seq` of its next batch. A source we expected another number of missed records in between
+  // (a reconnect, or batches the server itself missed); after a reconnect, so did one we never
+  // had. They are asked for once: from the oldest mark of those we hold records of (a source we
+  // never had came up after those), else from where the subscription began.
+  seqFrom(subscription, seqs, newest) {
     const again = this.resubscribed.delete(subscription);
-    if (!this.answered.has(subscription)) this.sampling.add(subscription);
-    this.answered.add(subscription);
+    if (!this.answered.has(subscription)) {
+      this.answered.add(subscription);
+      this.sampling.add(subscription);
+      if (newest) this.starts.set(subscription, newest);
+    } else if (again) {
+      this.sampling.delete(subscription); // a first history that never came must not come now
+    }
     const missed = [];
     for (const [source, seq] of Object.entries(seqs)) {
       const expected = this.nextSeq.get(source);
-      if (expected === undefined ? again && subscription === WILDCARD : expected !== seq) missed.push(source);
+      if (expected === undefined ? again : expected !== seq) missed.push(source);
       this.nextSeq.set(source, seq);
     }
-    if (missed.length) this.askSince(subscription, oldest(missed.map((source) => this.sinceFor(source))));
+    if (!missed.length) return;
+    const marks = missed.map((source) => this.floorOf(source, subscription)).filter(Boolean);
+    this.askSince(subscription, marks.length ? oldest(marks) : this.startOf(subscription));
   }
 
   // Subscribe again, asking for every record stored after `since`. Asked again while answers
@@ -264,8 +279,8 @@ export class MetricsWebSocketClient {
     this.send({ type: "subscribe", scraperSource: subscription, since: from });
   }
 
-  // The database could not give what was missed: ask again, from the same ids (live records do
-  // not move them while catching up), waiting twice as long each time up to 30 s.
+  // The database could not give what was missed: ask again, from the same ids, waiting twice
+  // as long each time up to 30 s.
   retryResync(subscription) {
     const asked = this.catchingUp.get(subscription);
     if (!asked) return;
@@ -285,10 +300,10 @@ export class MetricsWebSocketClient {
     if (!message.resync) {
       // Only a first subscription's: after a reconnect it would pass as held what was missed
       // meanwhile, which comes as a resync instead.
-      if (this.sampling.delete(subscription)) this.deliver(message.metrics, "history");
+      if (this.sampling.delete(subscription)) this.deliver(message.metrics, "history", subscription);
       return undefined;
     }
-    this.deliver(message.metrics, "resync");
+    this.deliver(message.metrics, "resync", subscription);
     const asked = this.catchingUp.get(subscription);
     if (message.more || !asked) return undefined;
     asked.asks -= 1;
@@ -305,7 +320,7 @@ export class MetricsWebSocketClient {
       this.retries.delete(subscription);
     }
     if (!this.catchingUp.size) {
-      this.caughtLive.clear();
+      this.sinceAsk.clear();
       this.heldAtAsk.clear();
     }
     this.emit("catching_up", { sources: [...this.catchingUp.keys()] });
@@ -313,15 +328,18 @@ export class MetricsWebSocketClient {
 
   // Keep the last records per source, once each, and pass on only the new ones. A poll's are
   // passed on but not kept: they are a sample, and what came only by poll may still be missed.
-  deliver(records, origin) {
+  // So are a first history's records stored after the subscription began: their live copies
+  // are still to come.
+  deliver(records, origin, subscription) {
+    const catching = this.catchingUp.size > 0;
     const fresh = [];
     for (const record of records) {
       const source = channelOf(record);
       const key = recordKey(record);
-      if (origin === "resync" && this.heldBefore(source, record)) continue;
-      if (origin === "live" && this.catchingUp.size) {
-        if (!this.caughtLive.has(source)) this.caughtLive.set(source, new Set());
-        this.caughtLive.get(source).add(key);
+      if (origin === "resync" && this.heldBefore(source, record, subscription)) continue;
+      if (catching && (origin === "live" || origin === "resync")) {
+        if (!this.sinceAsk.has(source)) this.sinceAsk.set(source, new Set());
+        this.sinceAsk.get(source).add(key);
       }
       let seen = this.seen.get(source);
       if (!seen) {
@@ -330,7 +348,8 @@ export class MetricsWebSocketClient {
         this.buffers.set(source, []);
       }
       if (seen.has(key)) continue;
-      if (origin !== "poll") {
+      const later = origin === "history" && record.id > this.starts.get(subscription)?.[tableOf(record)];
+      if (origin !== "poll" && !later) {
         const buffer = this.buffers.get(source);
         buffer.push(record);
         seen.add(key);
@@ -341,13 +360,20 @@ export class MetricsWebSocketClient {
     if (fresh.length) this.emit("metrics", { metrics: fresh, origin });
   }
 
+  // Where a subscription began: the newest stored when it was first answered. What was stored
+  // before, the page loaded over HTTP.
+  startOf(subscription) {
+    return this.starts.get(subscription) ?? this.starts.get(WILDCARD) ?? { page: 0, scheduler: 0 };
+  }
+
   // Where a source's missed records start, per table: after the oldest of the last records held
   // of it, not the newest. Ids are handed out at insert and seen at commit, so a record missed
   // may have a smaller id than one received; the last records span far more than that jitter.
-  // For a table none came of: where its (or "*"'s) subscription began (before, the page loaded).
-  sinceFor(source) {
-    const start = this.starts.get(source) ?? this.starts.get(WILDCARD) ?? { page: 0, scheduler: 0 };
+  // A table none came of: from where the subscription began. Undefined when nothing is held.
+  floorOf(source, subscription) {
     const { floor } = this.heldOf(source);
+    if (floor.page === undefined && floor.scheduler === undefined) return undefined;
+    const start = this.startOf(subscription);
     return { page: floor.page ?? start.page, scheduler: floor.scheduler ?? start.scheduler };
   }
 
@@ -366,10 +392,12 @@ export class MetricsWebSocketClient {
     return { floor, keys: new Set(buffer.map(recordKey)) };
   }
 
-  // A resync brings again what was held when it was asked for, or what came live since.
-  heldBefore(source, record) {
+  // A resync brings again what was held when it was asked for, what came (live or resynced)
+  // since, and what came with the page's first load.
+  heldBefore(source, record, subscription) {
     const key = recordKey(record);
-    if (this.seen.get(source)?.has(key) || this.caughtLive.get(source)?.has(key)) return true;
+    if (this.seen.get(source)?.has(key) || this.sinceAsk.get(source)?.has(key)) return true;
+    if (record.id <= this.starts.get(subscription)?.[tableOf(record)]) return true;
     const asked = this.heldAtAsk.get(source);
     return Boolean(asked && (record.id < asked.floor[tableOf(record)] || asked.keys.has(key)));
   }

@@ -12,6 +12,7 @@ import redis
 
 from metrics_app import counters
 from metrics_app.stream.bus import TOPIC, RedisBus, parse
+from metrics_app.stream.hub import Hub
 from tests.support.servers import TcpProxy
 
 
@@ -49,6 +50,20 @@ def test_redis_bus_numbers_atomically_and_publishes_once(
     (first, records) = next_message(subscriber)
     assert records == [{"n": 1}, {"n": 2}]
     assert next_message(subscriber) == ({source: first[source] + 2}, [{"n": 3}])
+
+
+@pytest.mark.redis
+def test_a_starting_hub_learns_where_each_sources_numbers_stand(
+    redis_url: str, subscriber: redis.client.PubSub
+) -> None:
+    source = f"marks-{uuid.uuid4().hex[:8]}"
+    bus = RedisBus(redis_url)
+    bus.publish({source: 3}, orjson.dumps([{"n": 1}, {"n": 2}, {"n": 3}]))
+    (first, _) = next_message(subscriber)
+    assert bus.last_numbers()[source] == first[source] + 2
+    hub = Hub()
+    hub.adopt_numbers(bus.last_numbers())
+    assert hub.next_seqs(source) == {source: first[source] + 3}  # before any batch of it came
 
 
 @pytest.mark.redis

@@ -430,3 +430,99 @@ test("a record missed with a smaller id than one received still comes back", () 
   socket().message({ type: "history", scraperSource: "*", resync: true, more: false, truncated: false, metrics: answer });
   assert.deepEqual(got.at(-1), ["resync", [11]]); // once; what was held is not shown again
 });
+
+const answer = (subscription, records, more = false) => ({
+  type: "history", scraperSource: subscription, resync: true, more, truncated: false, metrics: records,
+});
+
+test("an answer lost with its socket is asked for again on the next one", () => {
+  const { client, socket, timers } = makeClient();
+  const got = [];
+  client.on("metrics", ({ metrics }) => got.push(...metrics.map((m) => m.id)));
+  client.connect();
+  socket().open();
+  client.subscribe("cnbc");
+  socket().message(batch(1, [1]));
+  socket().message(batch(5, [5])); // 2..4 missed: asked for
+  socket().close(); // before the answer came
+  timers.advance(500);
+  socket().open();
+  const since = { page: 1, scheduler: 0 };
+  assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "cnbc" }, { type: "subscribe", scraperSource: "cnbc", since }]);
+  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: { cnbc: 6 } });
+  socket().message(answer("cnbc", batch(0, [2, 3, 4, 5]).metrics));
+  assert.equal(client.catchingUp.size, 0, "not catching up for ever");
+  assert.deepEqual(got, [1, 5, 2, 3, 4]);
+});
+
+test("a second answer does not show again what the first brought", () => {
+  const { client, socket } = makeClient({ recentLimit: 2 });
+  const got = [];
+  client.on("metrics", ({ metrics }) => got.push(...metrics.map((m) => m.id)));
+  client.connect();
+  socket().open();
+  client.subscribe("*");
+  socket().message(batch(1, [10], "cnbc"));
+  socket().message(batch(1, [1], "webull"));
+  socket().message(batch(9, [20], "cnbc")); // asks since 10
+  socket().message(batch(9, [21], "webull")); // asks again, since 1
+  socket().message(answer("*", batch(0, [11, 12, 13, 20], "cnbc").metrics));
+  socket().message(answer("*", [...batch(0, [2, 3, 21], "webull").metrics, ...batch(0, [11, 12, 13, 20], "cnbc").metrics]));
+  assert.deepEqual(got.sort((a, b) => a - b), [1, 2, 3, 10, 11, 12, 13, 20, 21]);
+  assert.equal(client.catchingUp.size, 0);
+});
+
+test("a first history's records stored after the subscription began are not held: their live copies show", () => {
+  const { client, socket } = makeClient();
+  const got = [];
+  client.on("metrics", ({ metrics, origin }) => got.push([origin, metrics.map((m) => m.id)]));
+  client.connect();
+  socket().open();
+  client.subscribe("cnbc");
+  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: {}, newest: { page: 5, scheduler: 0 } });
+  socket().message({ type: "history", scraperSource: "cnbc", metrics: batch(0, [4, 5, 6]).metrics });
+  socket().message(batch(1, [6]));
+  assert.deepEqual(got, [["history", [4, 5, 6]], ["live", [6]]]);
+});
+
+test("a first history that never came is not taken from a reconnect's subscribe", () => {
+  const { client, socket, timers } = makeClient();
+  const got = [];
+  client.on("metrics", ({ metrics, origin }) => got.push([origin, metrics.map((m) => m.id)]));
+  client.connect();
+  socket().open();
+  client.subscribe("cnbc");
+  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: {}, newest: { page: 1, scheduler: 0 } });
+  socket().message({ type: "error", code: "history_unavailable", scraperSource: "cnbc", message: "later" });
+  socket().close();
+  timers.advance(500);
+  socket().open();
+  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: { cnbc: 4 } });
+  // cnbc was never had, and the server has seen it since: stored while we were away
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "cnbc", since: { page: 1, scheduler: 0 } });
+  socket().message({ type: "history", scraperSource: "cnbc", metrics: batch(0, [2, 3]).metrics });
+  socket().message(answer("cnbc", batch(0, [2, 3]).metrics));
+  assert.deepEqual(got, [["resync", [2, 3]]]);
+});
+
+test("where a subscription began is its first answer's, and a resync does not show again what the page loaded", () => {
+  const { client, socket, timers } = makeClient();
+  const got = [];
+  client.on("metrics", ({ metrics, origin }) => origin !== "history" && got.push(...metrics.map((m) => m.id)));
+  client.connect();
+  socket().open();
+  client.subscribe("*");
+  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: {}, newest: { page: 50, scheduler: 0 } });
+  // the sample is the newest by time, not by id: webull's 8 is older than cnbc's 40
+  socket().message({ type: "history", scraperSource: "*", metrics: [...batch(0, [40], "cnbc").metrics, ...batch(0, [8], "webull").metrics] });
+  socket().message(batch(1, [51], "cnbc"));
+  socket().close();
+  timers.advance(500);
+  socket().open();
+  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: { cnbc: 5 }, newest: { page: 90, scheduler: 0 } });
+  assert.deepEqual(client.startOf("*"), { page: 50, scheduler: 0 });
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 40, scheduler: 0 } });
+  // webull's 41 was stored before the page subscribed: it came with the page's load
+  socket().message(answer("*", [...batch(0, [41], "webull").metrics, ...batch(0, [51, 52, 53], "cnbc").metrics]));
+  assert.deepEqual(got, [51, 52, 53]);
+});

@@ -91,6 +91,13 @@ def test_a_batch_whose_subscribers_left_is_not_joined_by_later_records() -> None
     assert [(batch["seq"], batch["count"]) for batch in batches(returning)] == [(7, 1)]
 
 
+def test_numbers_adopted_at_start_never_override_what_came() -> None:
+    hub = Hub()
+    hub.receive({"cnbc": 10}, [navigation(scraperSource="cnbc")])
+    hub.adopt_numbers({"cnbc": 4, "webull": 7})
+    assert hub.next_seqs("*") == {"cnbc": 11, "webull": 8}
+
+
 def test_a_full_batch_goes_out_without_waiting(settings: Any) -> None:
     settings.METRICS_MAX_BATCH_SIZE = 3
     hub = Hub()
