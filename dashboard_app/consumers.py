@@ -143,17 +143,25 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         get_hub().send([self], await _history_read(source, get_hub().history(source)))
 
     async def _send_missed(self, source: str, since: Since) -> None:
-        """A resync: every record of the source stored after `since`, in pages of
-        RESYNC_PAGE, at most RESYNC_MAX_RECORDS (then `truncated`: reload from the HTTP API)."""
+        """A resync: every record of the source stored after `since`, in pages of RESYNC_PAGE,
+        at most RESYNC_MAX_RECORDS and half of what a socket may hold unsent (then `truncated`:
+        reload from the HTTP API). Past that bound a slow link would be dropped as a client that
+        stopped reading, and would ask for the same again when it came back."""
         channel = None if source == WILDCARD else source
-        page, scheduler, sent = since.page, since.scheduler, 0
+        page, scheduler, sent, sent_bytes = since.page, since.scheduler, 0, 0
         while True:
             read = db.run(reads.metrics_after, channel, page, scheduler, RESYNC_PAGE)
             metrics, more = await _history_read(source, read, resync=True)
-            sent += len(metrics)
-            truncated = more and sent >= RESYNC_MAX_RECORDS
-            self._reply({"type": "history", "scraperSource": source, "metrics": metrics, "resync": True,
-                         "more": more and not truncated, "truncated": truncated})  # fmt: skip
+            message = {"type": "history", "scraperSource": source, "metrics": metrics, "resync": True,
+                       "more": more, "truncated": False}  # fmt: skip
+            data = orjson.dumps(message)
+            sent, sent_bytes = sent + len(metrics), sent_bytes + len(data)
+            truncated = more and (
+                sent >= RESYNC_MAX_RECORDS or sent_bytes >= settings.METRICS_CLIENT_BUFFER_BYTES // 2
+            )
+            if truncated:
+                data = orjson.dumps({**message, "more": False, "truncated": True})
+            get_hub().send([self], Frame(data))
             if not more or truncated:
                 counters.incr("resyncs")
                 return

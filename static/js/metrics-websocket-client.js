@@ -39,6 +39,16 @@ const oldest = (marks) => ({
   page: Math.min(...marks.map((mark) => mark.page)),
   scheduler: Math.min(...marks.map((mark) => mark.scheduler)),
 });
+const newestOf = (marks) => ({
+  page: Math.max(...marks.map((mark) => mark.page)),
+  scheduler: Math.max(...marks.map((mark) => mark.scheduler)),
+});
+// How far back a source's mark reaches: the ids of its records that came in the last seconds
+// before its newest, far more than ids are ever seen out of order, and never further.
+const MARK_WINDOW_MS = 10000;
+// What came by resync or live is remembered this long after catching up ends, for a copy of it
+// still on its way by the other path.
+const LINGER_MS = 5000;
 
 export class MetricsWebSocketClient {
   constructor(url, options = {}) {
@@ -48,10 +58,12 @@ export class MetricsWebSocketClient {
     this.fetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
     this.timers = options.timers ?? globalThis;
     this.random = options.random ?? Math.random;
+    this.now = options.now ?? Date.now;
     this.state = State.CLOSED;
     this.subscriptions = new Set();
     this.handlers = new Map();
     this.buffers = new Map(); // source -> last records, oldest first
+    this.arrivedAt = new WeakMap(); // record -> when it came
     this.seen = new Map(); // source -> Set of record keys in its buffer
     this.nextSeq = new Map(); // source -> the seq its next batch should have
     this.starts = new Map(); // subscription -> {page, scheduler}: the newest stored when it began
@@ -264,19 +276,25 @@ export class MetricsWebSocketClient {
     }
     if (!missed.length) return;
     const marks = missed.map((source) => this.floorOf(source, subscription)).filter(Boolean);
-    this.askSince(subscription, marks.length ? oldest(marks) : this.startOf(subscription));
+    if (marks.length) return this.askSince(subscription, oldest(marks));
+    // Only sources we never had: they came up after what we hold of any other.
+    const held = [...this.buffers.keys()].map((source) => this.floorOf(source, subscription)).filter(Boolean);
+    this.askSince(subscription, held.length ? newestOf(held) : this.startOf(subscription));
   }
 
-  // Subscribe again, asking for every record stored after `since`. Asked again while answers
-  // are still coming, it asks from the older ids, and catching up lasts until the last answer.
+  // Subscribe again, asking for every record stored after `since`. Catching up lasts until the
+  // last answer; a retry or a reconnect asks from the oldest ids asked for meanwhile.
   askSince(subscription, since) {
-    if (!this.catchingUp.size) this.heldAtAsk = this.held();
+    if (!this.catchingUp.size) {
+      this.timers.clearTimeout(this.lingerTimer);
+      this.heldAtAsk = this.held();
+    }
     const asked = this.catchingUp.get(subscription);
     const from = asked ? oldest([asked.since, since]) : since;
     this.timers.clearTimeout(this.retries.get(subscription)?.timer);
     this.catchingUp.set(subscription, { since: from, asks: (asked?.asks ?? 0) + 1 });
     this.emit("catching_up", { sources: [...this.catchingUp.keys()] });
-    this.send({ type: "subscribe", scraperSource: subscription, since: from });
+    this.send({ type: "subscribe", scraperSource: subscription, since });
   }
 
   // The database could not give what was missed: ask again, from the same ids, waiting twice
@@ -320,8 +338,10 @@ export class MetricsWebSocketClient {
       this.retries.delete(subscription);
     }
     if (!this.catchingUp.size) {
-      this.sinceAsk.clear();
       this.heldAtAsk.clear();
+      this.lingerTimer = this.timers.setTimeout(() => {
+        if (!this.catchingUp.size) this.sinceAsk.clear();
+      }, LINGER_MS);
     }
     this.emit("catching_up", { sources: [...this.catchingUp.keys()] });
   }
@@ -337,6 +357,7 @@ export class MetricsWebSocketClient {
       const source = channelOf(record);
       const key = recordKey(record);
       if (origin === "resync" && this.heldBefore(source, record, subscription)) continue;
+      if (origin === "live" && this.sinceAsk.get(source)?.has(key)) continue; // a resync brought it
       if (catching && (origin === "live" || origin === "resync")) {
         if (!this.sinceAsk.has(source)) this.sinceAsk.set(source, new Set());
         this.sinceAsk.get(source).add(key);
@@ -349,15 +370,27 @@ export class MetricsWebSocketClient {
       }
       if (seen.has(key)) continue;
       const later = origin === "history" && record.id > this.starts.get(subscription)?.[tableOf(record)];
-      if (origin !== "poll" && !later) {
-        const buffer = this.buffers.get(source);
-        buffer.push(record);
-        seen.add(key);
-        if (buffer.length > this.options.recentLimit) seen.delete(recordKey(buffer.shift()));
-      }
+      if (origin !== "poll" && !later) this.keep(source, record);
       fresh.push(record);
     }
     if (fresh.length) this.emit("metrics", { metrics: fresh, origin });
+  }
+
+  // Into the source's last records. Past the limit, the one with the lowest id of the table goes
+  // (not the first to come): what is not kept is below the source's mark, so counts as held.
+  keep(source, record) {
+    const buffer = this.buffers.get(source);
+    buffer.push(record);
+    this.seen.get(source).add(recordKey(record));
+    this.arrivedAt.set(record, this.now());
+    if (buffer.length <= this.options.recentLimit) return;
+    const table = tableOf(record);
+    let lowest = -1;
+    buffer.forEach((held, index) => {
+      if (tableOf(held) === table && (lowest < 0 || held.id < buffer[lowest].id)) lowest = index;
+    });
+    const [gone] = buffer.splice(lowest, 1);
+    this.seen.get(source).delete(recordKey(gone));
   }
 
   // Where a subscription began: the newest stored when it was first answered. What was stored
@@ -366,10 +399,11 @@ export class MetricsWebSocketClient {
     return this.starts.get(subscription) ?? this.starts.get(WILDCARD) ?? { page: 0, scheduler: 0 };
   }
 
-  // Where a source's missed records start, per table: after the oldest of the last records held
-  // of it, not the newest. Ids are handed out at insert and seen at commit, so a record missed
-  // may have a smaller id than one received; the last records span far more than that jitter.
-  // A table none came of: from where the subscription began. Undefined when nothing is held.
+  // Where a source's missed records start, per table: after the oldest of its records held that
+  // came in the last seconds before its newest, not after the newest. Ids are handed out at
+  // insert and seen at commit, so a record missed may have a smaller id than one received;
+  // seconds are far more than that jitter. A table none came of: from where the subscription
+  // began. Undefined when nothing is held.
   floorOf(source, subscription) {
     const { floor } = this.heldOf(source);
     if (floor.page === undefined && floor.scheduler === undefined) return undefined;
@@ -384,10 +418,16 @@ export class MetricsWebSocketClient {
 
   heldOf(source) {
     const buffer = this.buffers.get(source) ?? [];
+    const latest = {};
+    for (const record of buffer) {
+      const table = tableOf(record);
+      latest[table] = Math.max(latest[table] ?? 0, this.arrivedAt.get(record));
+    }
     const floor = {};
     for (const record of buffer) {
       const table = tableOf(record);
-      if (!(floor[table] <= record.id)) floor[table] = record.id;
+      const recent = this.arrivedAt.get(record) >= latest[table] - MARK_WINDOW_MS;
+      if (recent && !(floor[table] <= record.id)) floor[table] = record.id;
     }
     return { floor, keys: new Set(buffer.map(recordKey)) };
   }
@@ -431,7 +471,7 @@ export class MetricsWebSocketClient {
   }
 
   clearTimers() {
-    for (const name of ["heartbeatTimer", "reconnectTimer", "pollTimer"]) this.clearTimer(name);
+    for (const name of ["heartbeatTimer", "reconnectTimer", "pollTimer", "lingerTimer"]) this.clearTimer(name);
     for (const { timer } of this.retries.values()) this.timers.clearTimeout(timer);
     this.retries.clear();
   }

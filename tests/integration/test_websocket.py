@@ -371,6 +371,29 @@ def test_subscribed_says_where_the_batches_start_so_a_returning_client_sees_what
     asyncio.run(scenario())
 
 
+def test_a_resync_stops_at_half_of_what_a_socket_may_hold(
+    start_daphne: Callable[..., DaphneServer], committed_api_key: str
+) -> None:
+    server = start_daphne(METRICS_CLIENT_BUFFER_BYTES=str(64 * 1024))
+    source = unique_source()
+
+    async def scenario() -> list[dict[str, Any]]:
+        for _ in range(2):
+            await ingest(server, committed_api_key, [navigation(scraperSource=source) for _ in range(750)])
+        async with await open_socket(server, key=committed_api_key) as ws:
+            await send(
+                ws, {"type": "subscribe", "scraperSource": source, "since": {"page": 0, "scheduler": 0}}
+            )
+            pages = [await next_of(ws, "history")]
+            while pages[-1]["more"]:
+                pages.append(await next_of(ws, "history"))
+            return pages
+
+    # the first page of 1,000 already passes 32 KiB: the page reloads over HTTP instead
+    (page,) = asyncio.run(scenario())
+    assert (len(page["metrics"]), page["more"], page["truncated"]) == (1000, False, True)
+
+
 def test_a_malformed_since_is_an_error_naming_it(daphne: DaphneServer, committed_api_key: str) -> None:
     async def scenario() -> dict[str, Any]:
         async with await open_socket(daphne, key=committed_api_key) as ws:

@@ -79,6 +79,10 @@ const batch = (seq, ids, source = "cnbc") => ({
   metrics: ids.map((id) => ({ type: "page_navigation", scraperSource: source, id, recordedAt: id, navigationDurationMs: 1, success: true })),
 });
 
+const answer = (subscription, records, more = false) => ({
+  type: "history", scraperSource: subscription, resync: true, more, truncated: false, metrics: records,
+});
+
 test("backoff is exponential with full jitter and capped", () => {
   assert.equal(backoffDelay(0, { random: () => 0.999 }), 999);
   assert.equal(backoffDelay(3, { random: () => 0.5 }), 4000);
@@ -310,8 +314,9 @@ test("a gap in a source that came through '*' is resynced through '*', not a new
   socket().message(batch(9, [9], "cnbc"));
   assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 1, scheduler: 0 } });
   socket().message(batch(7, [10], "webull")); // another gap while the first is being answered
-  // asked again from the older of the two, so a retry cannot skip the first one's records
-  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 1, scheduler: 0 } });
+  // asked with its own ids; a retry would ask from the older of the two
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 4, scheduler: 0 } });
+  assert.deepEqual(client.catchingUp.get("*").since, { page: 1, scheduler: 0 });
   // the first answer ends; still catching up until the second has come too
   const answer = (ids, source) => ({ type: "history", scraperSource: "*", resync: true, more: false, truncated: false, metrics: batch(0, ids, source).metrics });
   socket().message(answer([3, 9], "cnbc"));
@@ -333,8 +338,53 @@ test("after a reconnect, a source that came up meanwhile was missed too", () => 
   timers.advance(500);
   socket().open();
   socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: { cnbc: 2, robinhood: 40 } });
-  // robinhood, never held: from where the subscription began
-  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 3, scheduler: 1 } });
+  // robinhood, never held, came up after what we hold of the others; scheduler runs: none held
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 5, scheduler: 1 } });
+});
+
+test("a source's mark reaches back seconds, not to its oldest record kept", () => {
+  let now = 0;
+  const { client, socket } = makeClient({ now: () => now });
+  client.connect();
+  socket().open();
+  client.subscribe("*");
+  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: {}, newest: { page: 0, scheduler: 0 } });
+  socket().message(batch(1, [1, 2], "quiet"));
+  now = 60_000; // a minute later
+  socket().message(batch(3, [90], "quiet"));
+  socket().message(batch(9, [95], "quiet")); // 4..8 missed
+  assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 90, scheduler: 0 } });
+});
+
+test("past the limit the lowest id goes, so what is not kept is below the mark", () => {
+  const { client, socket } = makeClient({ recentLimit: 3 });
+  const got = [];
+  client.on("metrics", ({ metrics, origin }) => origin !== "history" && got.push(...metrics.map((m) => m.id)));
+  client.connect();
+  socket().open();
+  client.subscribe("*");
+  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: {}, newest: { page: 0, scheduler: 0 } });
+  socket().message(batch(1, [12, 10, 11, 13], "cnbc")); // arrival order is not id order
+  assert.deepEqual(client.recent("cnbc").map((m) => m.id), [12, 11, 13]);
+  socket().message(batch(9, [20], "cnbc")); // gap: from 11
+  socket().message(answer("*", batch(0, [12, 13, 14, 20], "cnbc").metrics));
+  assert.deepEqual(got, [12, 10, 11, 13, 20, 14]); // each once
+});
+
+test("a live copy of what a resync brought is not shown again", () => {
+  const { client, socket, timers } = makeClient({ recentLimit: 2 });
+  const got = [];
+  client.on("metrics", ({ metrics }) => got.push(...metrics.map((m) => m.id)));
+  client.connect();
+  socket().open();
+  client.subscribe("cnbc");
+  socket().message(batch(1, [1]));
+  socket().message(batch(5, [5])); // 2..4 missed
+  socket().message(answer("cnbc", batch(0, [2, 3, 4, 6, 7, 8]).metrics)); // 6..8 stored since
+  socket().message(batch(6, [6, 7, 8])); // their live copies, late
+  timers.advance(5000);
+  assert.deepEqual(got, [1, 5, 2, 3, 4, 6, 7, 8]);
+  assert.equal(client.sinceAsk.size, 0, "forgotten a few seconds after catching up");
 });
 
 test("after a reconnect the plain history is not taken as held: what was missed comes as a resync", () => {
@@ -431,9 +481,6 @@ test("a record missed with a smaller id than one received still comes back", () 
   assert.deepEqual(got.at(-1), ["resync", [11]]); // once; what was held is not shown again
 });
 
-const answer = (subscription, records, more = false) => ({
-  type: "history", scraperSource: subscription, resync: true, more, truncated: false, metrics: records,
-});
 
 test("an answer lost with its socket is asked for again on the next one", () => {
   const { client, socket, timers } = makeClient();
