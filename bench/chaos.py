@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter, OrderedDict
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,10 @@ def oldest(marks: list[Ids]) -> Ids:
     return {table: min(mark[table] for mark in marks) for table in ("page", "scheduler")}
 
 
+def newest(marks: list[Ids]) -> Ids:
+    return {table: max(mark[table] for mark in marks) for table in ("page", "scheduler")}
+
+
 class CarefulClient:
     """The page's client, ported line for line where it matters (static/js/metrics-websocket-
     client.js; docs/websocket.md, "Gaps and resync"), subscribed to '*'. It counts what the page
@@ -166,16 +170,19 @@ class CarefulClient:
     would count twice, `truncated` how often it would have reloaded from the HTTP API instead."""
 
     RECENT = 100  # the page's recentLimit: the last records per source it keeps
+    MARK_WINDOW_S = 10.0  # a source's mark: its records that came in the 10 s before its newest
+    LINGER_S = 5.0  # what came while catching up is remembered this long after
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.shown: set[int] = set()  # the run's page records passed on to the page
         self.shown_twice = self.truncated = 0
-        self.recent: dict[str, OrderedDict[Key, dict[str, Any]]] = {}  # source -> last records held
+        self.recent: dict[str, dict[Key, float]] = {}  # source -> last records held: when they came
         self.next_seq: dict[str, int] = {}
         self.start: Ids | None = None  # the newest stored when '*' was first answered
         self.catching_up: dict[str, Any] | None = None  # {"since": Ids, "asks": n}
         self.since_ask: dict[str, set[Key]] = {}  # what came (live or resynced) while catching up
+        self.forget_at = 0.0  # when since_ask is forgotten, after catching up ended
         self.held_at_ask: dict[str, tuple[dict[str, int], set[Key]]] = {}  # source -> (floor, keys)
         self.retry_delay, self.retry_at = 1.0, 0.0
         self.answered = self.resubscribed = self.sampling = False
@@ -203,11 +210,13 @@ class CarefulClient:
                 await asyncio.sleep(random.uniform(0, 1))
 
     async def ask(self, since: Ids) -> None:
+        """Ask for what came after `since`; a retry or reconnect asks from the oldest asked."""
         if self.catching_up is None:
             self.held_at_ask = {source: self.held_of(source) for source in self.recent}
+            self.forget_at = 0.0
         asked = self.catching_up
-        since = since if asked is None else oldest([asked["since"], since])
-        self.catching_up = {"since": since, "asks": (asked or {"asks": 0})["asks"] + 1}
+        merged = since if asked is None else oldest([asked["since"], since])
+        self.catching_up = {"since": merged, "asks": (asked or {"asks": 0})["asks"] + 1}
         self.retry_at = 0.0
         await self.ws.send(orjson.dumps({"type": "subscribe", "scraperSource": "*", "since": since}).decode())
 
@@ -215,10 +224,17 @@ class CarefulClient:
         return self.start or {"page": 0, "scheduler": 0}
 
     def held_of(self, source: str) -> tuple[dict[str, int], set[Key]]:
+        """Per table, the mark (the oldest id among what came in the window before the newest),
+        and the keys held."""
+        recent = self.recent.get(source, {})
+        latest: dict[str, float] = {}
+        for (table, _), at in recent.items():
+            latest[table] = max(latest.get(table, 0.0), at)
         floor: dict[str, int] = {}
-        for table, id_ in self.recent.get(source, {}):
-            floor[table] = min(floor.get(table, id_), id_)
-        return floor, set(self.recent.get(source, {}))
+        for (table, id_), at in recent.items():
+            if at >= latest[table] - self.MARK_WINDOW_S:
+                floor[table] = min(floor.get(table, id_), id_)
+        return floor, set(recent)
 
     def floor_of(self, source: str) -> Ids | None:
         floor, _ = self.held_of(source)
@@ -248,7 +264,8 @@ class CarefulClient:
                 self.next_seq[source] = seq
             if missed:
                 marks = [mark for source in missed if (mark := self.floor_of(source))]
-                await self.ask(oldest(marks) if marks else self.start_of())
+                held = [mark for source in self.recent if (mark := self.floor_of(source))]
+                await self.ask(oldest(marks) if marks else newest(held) if held else self.start_of())
         elif kind == "history" and not message.get("resync"):
             if self.sampling:
                 self.sampling = False
@@ -260,8 +277,8 @@ class CarefulClient:
                 self.truncated += bool(message["truncated"])
                 if self.catching_up["asks"] <= 0:
                     self.catching_up, self.retry_delay, self.retry_at = None, 1.0, 0.0
-                    self.since_ask.clear()
                     self.held_at_ask.clear()
+                    self.forget_at = time.monotonic() + self.LINGER_S
         elif kind == "error" and message["code"] == "history_unavailable":
             if not message.get("resync"):
                 self.sampling = False
@@ -281,21 +298,26 @@ class CarefulClient:
 
     def deliver(self, records: list[dict[str, Any]], origin: str) -> None:
         catching = self.catching_up is not None
+        if not catching and self.forget_at and time.monotonic() >= self.forget_at:
+            self.since_ask.clear()
+            self.forget_at = 0.0
         for record in records:
             source = record.get("scraperSource") or record["schedulerName"]
             key = (table_of(record), record["id"])
             if origin == "resync" and self.held_before(source, key):
                 continue
+            if origin == "live" and key in self.since_ask.get(source, set()):
+                continue  # a resync brought it
             if catching and origin in ("live", "resync"):
                 self.since_ask.setdefault(source, set()).add(key)
-            recent = self.recent.setdefault(source, OrderedDict())
+            recent = self.recent.setdefault(source, {})
             if key in recent:
                 continue
             later = origin == "history" and self.start is not None and key[1] > self.start[key[0]]
             if not later:
-                recent[key] = record
-                if len(recent) > self.RECENT:
-                    recent.popitem(last=False)
+                recent[key] = time.monotonic()
+                if len(recent) > self.RECENT:  # the lowest id of the table goes: below the mark
+                    del recent[min((k for k in recent if k[0] == key[0]), key=lambda k: k[1])]
             if source.startswith(self.prefix) and key[0] == "page" and origin != "history":
                 self.shown_twice += key[1] in self.shown
                 self.shown.add(key[1])
@@ -324,7 +346,7 @@ def clients_process(url: str, key: str, prefix: str, count: int, conn: Any) -> N
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        conn.send([(sorted(client.shown), client.shown_twice) for client in careful])
+        conn.send([(sorted(client.shown), client.shown_twice, client.truncated) for client in careful])
 
     asyncio.run(main())
 
@@ -420,7 +442,7 @@ def main() -> None:
         probe.join(60)
         time.sleep(10)  # the careful clients' last resyncs
         ws_parent.send("stop")
-        shown: list[tuple[list[int], int]] = ws_parent.recv()
+        shown: list[tuple[list[int], int, int]] = ws_parent.recv()
         clients.join(30)
         daphnes.stop()
 
@@ -430,13 +452,16 @@ def main() -> None:
           f"stored {len(ids)}: lost {max(0, acknowledged - len(ids))}, "
           f"urls stored twice {twice}")  # fmt: skip
     expected = set(ids)
-    complete = [len(expected & set(held)) / max(1, len(expected)) for held, _ in shown]
-    extra = [len(set(held) - expected) for held, _ in shown]
+    complete = [len(expected & set(held)) / max(1, len(expected)) for held, _, _ in shown]
+    extra = [len(set(held) - expected) for held, _, _ in shown]
     low, high = min(complete) * 100, max(complete) * 100
     print(f"careful clients: show {low:.2f}–{high:.2f} % of the stored records; "
-          f"records shown twice: {max(twice for _, twice in shown)}; "
+          f"records shown twice: {max(twice for _, twice, _ in shown)}; "
+          f"resyncs truncated (the page would reload): {sum(cut for _, _, cut in shown)}; "
           f"shown but not stored: {max(extra)}")  # fmt: skip
-    missed = Counter(int((ids[i] - wall_start) // 5) * 5 for held, _ in shown for i in expected - set(held))
+    missed = Counter(
+        int((ids[i] - wall_start) // 5) * 5 for held, _, _ in shown for i in expected - set(held)
+    )
     if missed:
         print("  records the careful clients missed, by when they were recorded (s into the run): "
               + ", ".join(f"{at}–{at + 5} s: {n}" for at, n in sorted(missed.items())))  # fmt: skip
