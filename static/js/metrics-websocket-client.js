@@ -257,8 +257,9 @@ export class MetricsWebSocketClient {
   // A subscription's start (docs/websocket.md, "Where a subscription starts"): per source, the
   // `seq` of its next batch. A source we expected another number of missed records in between
   // (a reconnect, or batches the server itself missed); after a reconnect, so did one we never
-  // had. They are asked for once: from the oldest mark of those we hold records of (a source we
-  // never had came up after those), else from where the subscription began.
+  // had. They are asked for once: from the oldest mark of those we hold records of; when they
+  // are all new to us, from the newest mark we hold (they came up after it); holding nothing,
+  // from where the subscription began.
   seqFrom(subscription, seqs, newest) {
     const again = this.resubscribed.delete(subscription);
     if (!this.answered.has(subscription)) {
