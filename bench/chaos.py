@@ -170,7 +170,7 @@ class CarefulClient:
     would count twice, `truncated` how often it would have reloaded from the HTTP API instead."""
 
     RECENT = 100  # the page's recentLimit: the last records per source it keeps
-    MARK_WINDOW_S = 10.0  # a source's mark: its records that came in the 10 s before its newest
+    MARK_WINDOW_S = 2.0  # a source's mark: its records that came in the 2 s before its newest
     LINGER_S = 5.0  # what came while catching up is remembered this long after
 
     def __init__(self, prefix: str) -> None:

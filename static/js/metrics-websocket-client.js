@@ -43,9 +43,10 @@ const newestOf = (marks) => ({
   page: Math.max(...marks.map((mark) => mark.page)),
   scheduler: Math.max(...marks.map((mark) => mark.scheduler)),
 });
-// How far back a source's mark reaches: the ids of its records that came in the last seconds
-// before its newest, far more than ids are ever seen out of order, and never further.
-const MARK_WINDOW_MS = 10000;
+// How far back a source's mark reaches: the ids of its records that came in the 2 s before its
+// newest, far more than ids are seen out of order (milliseconds), and no further: every second
+// more is a second of every source's records in a "*" resync.
+const MARK_WINDOW_MS = 2000;
 // What came by resync or live is remembered this long after catching up ends, for a copy of it
 // still on its way by the other path.
 const LINGER_MS = 5000;
