@@ -1,10 +1,10 @@
 // ChartAdapter on Chart.js (loaded as the UMD bundle from the npm package, window.Chart).
 //
 // What every chart does the same way: a colour per source from its name, whole numbers on count
-// axes, durations in ms or s, exact values in tooltips, gaps left as gaps, the still-filling last
-// bucket drawn dashed (lines) or faded (bars), category labels never skipped (bars are
-// horizontal and grow with their categories), and legend entries and bars that open the
-// source's own page.
+// and byte axes, durations in ms or s, exact values in tooltips, gaps left as gaps, the
+// still-filling last bucket drawn dashed (lines) or faded (bars), category labels never
+// skipped (bars are horizontal and grow with their categories), and legend entries and bars
+// that open the source's own page.
 
 import { ChartAdapter } from "./chart-adapter.js";
 import {
@@ -18,6 +18,7 @@ const FORMAT = {
   bytes: formatBytes,
   ratio: formatRatio,
 };
+const WHOLE_UNITS = new Set(["count", "bytes"]);
 const BAR_ROW_PX = 24;
 
 export class ChartJsAdapter extends ChartAdapter {
@@ -38,7 +39,8 @@ export class ChartJsAdapter extends ChartAdapter {
     const valueAxis = {
       beginAtZero: true,
       grid: { color: grid },
-      ticks: { color: text, precision: unit === "count" ? 0 : undefined, callback: (v) => format(v) },
+      // Counts and bytes are whole: no 0.2-steps that all print as "0 B" on an empty chart.
+      ticks: { color: text, precision: WHOLE_UNITS.has(unit) ? 0 : undefined, callback: (v) => format(v) },
       stacked,
       ...(unit === "%" ? { max: 100 } : {}),
     };

@@ -35,14 +35,13 @@ const DEFAULTS = {
 
 // Ids are per table (docs/websocket.md): scheduler runs have their own.
 const tableOf = (record) => (record.type === "scheduler_run" ? "scheduler" : "page");
-const oldest = (marks) => ({
-  page: Math.min(...marks.map((mark) => mark.page)),
-  scheduler: Math.min(...marks.map((mark) => mark.scheduler)),
+// The oldest (or newest) of several marks, table by table.
+const across = (pick) => (marks) => ({
+  page: pick(...marks.map((mark) => mark.page)),
+  scheduler: pick(...marks.map((mark) => mark.scheduler)),
 });
-const newestOf = (marks) => ({
-  page: Math.max(...marks.map((mark) => mark.page)),
-  scheduler: Math.max(...marks.map((mark) => mark.scheduler)),
-});
+const oldest = across(Math.min);
+const newestOf = across(Math.max);
 // How far back a source's mark reaches: the ids of its records that came in the 2 s before its
 // newest, far more than ids are seen out of order (milliseconds), and no further: every second
 // more is a second of every source's records in a "*" resync.

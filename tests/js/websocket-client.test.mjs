@@ -79,6 +79,8 @@ const batch = (seq, ids, source = "cnbc") => ({
   metrics: ids.map((id) => ({ type: "page_navigation", scraperSource: source, id, recordedAt: id, navigationDurationMs: 1, success: true })),
 });
 
+// The server's answer to a subscribe: where its batches start (`seq`), and `newest`.
+const subscribed = (source, fields) => ({ type: "subscribed", scraperSource: source, subscriptions: [source], ...fields });
 const answer = (subscription, records, more = false) => ({
   type: "history", scraperSource: subscription, resync: true, more, truncated: false, metrics: records,
 });
@@ -99,7 +101,7 @@ test("goes live, subscribes, and keeps the last records once each", () => {
   assert.equal(client.state, State.LIVE);
   client.subscribe("cnbc");
   assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "cnbc" }]);
-  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: {} });
+  socket().message(subscribed("cnbc", { seq: {} }));
   socket().message({ type: "history", scraperSource: "cnbc", metrics: batch(1, [1, 2]).metrics });
   socket().message(batch(10, [2, 3, 4]));
   assert.deepEqual(seen, [1, 2, 3, 4]);
@@ -232,7 +234,7 @@ test("a reconnect subscribes again, and asks for what was missed where the serve
   // cnbc and webull moved on while we were away, marketbeat did not: one resync for "*", from
   // the oldest of what is held of the sources that moved on
   const seq = { cnbc: 9, webull: 5, marketbeat: 51 };
-  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq });
+  socket().message(subscribed("*", { seq }));
   assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 5, scheduler: 0 } });
   assert.deepEqual([...client.catchingUp.keys()], ["*"]);
   socket().message(batch(9, [20], "cnbc")); // where the server said: no gap
@@ -248,7 +250,7 @@ test("a subscription that starts where the client expected asks for nothing", ()
   socket().close();
   timers.advance(500);
   socket().open();
-  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: { cnbc: 3 } });
+  socket().message(subscribed("cnbc", { seq: { cnbc: 3 } }));
   assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "cnbc" }]);
   assert.equal(client.catchingUp.size, 0);
 });
@@ -258,12 +260,12 @@ test("a resync starts where the subscription started when nothing came since", (
   client.connect();
   socket().open();
   client.subscribe("*");
-  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], newest: { page: 40, scheduler: 9 }, seq: {} });
+  socket().message(subscribed("*", { newest: { page: 40, scheduler: 9 }, seq: {} }));
   socket().message(batch(1, [41, 43], "cnbc"));
   socket().close();
   timers.advance(500);
   socket().open();
-  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: { cnbc: 10 } });
+  socket().message(subscribed("*", { seq: { cnbc: 10 } }));
   // from the page records held, and for scheduler runs (none came) where the subscription began
   assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 41, scheduler: 9 } });
 });
@@ -308,7 +310,7 @@ test("a gap in a source that came through '*' is resynced through '*', not a new
   client.connect();
   socket().open();
   client.subscribe("*");
-  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: {}, newest: { page: 0, scheduler: 0 } });
+  socket().message(subscribed("*", { seq: {}, newest: { page: 0, scheduler: 0 } }));
   socket().message(batch(1, [1, 2], "cnbc"));
   socket().message(batch(1, [4], "webull"));
   socket().message(batch(9, [9], "cnbc"));
@@ -332,12 +334,12 @@ test("after a reconnect, a source that came up meanwhile was missed too", () => 
   client.connect();
   socket().open();
   client.subscribe("*");
-  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: {}, newest: { page: 3, scheduler: 1 } });
+  socket().message(subscribed("*", { seq: {}, newest: { page: 3, scheduler: 1 } }));
   socket().message(batch(1, [5], "cnbc"));
   socket().close();
   timers.advance(500);
   socket().open();
-  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: { cnbc: 2, robinhood: 40 } });
+  socket().message(subscribed("*", { seq: { cnbc: 2, robinhood: 40 } }));
   // robinhood, never held, came up after what we hold of the others; scheduler runs: none held
   assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 5, scheduler: 1 } });
 });
@@ -348,7 +350,7 @@ test("a source's mark reaches back seconds, not to its oldest record kept", () =
   client.connect();
   socket().open();
   client.subscribe("*");
-  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: {}, newest: { page: 0, scheduler: 0 } });
+  socket().message(subscribed("*", { seq: {}, newest: { page: 0, scheduler: 0 } }));
   socket().message(batch(1, [1, 2], "quiet"));
   now = 60_000; // a minute later
   socket().message(batch(3, [90], "quiet"));
@@ -363,7 +365,7 @@ test("past the limit the lowest id goes, so what is not kept is below the mark",
   client.connect();
   socket().open();
   client.subscribe("*");
-  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: {}, newest: { page: 0, scheduler: 0 } });
+  socket().message(subscribed("*", { seq: {}, newest: { page: 0, scheduler: 0 } }));
   socket().message(batch(1, [12, 10, 11, 13], "cnbc")); // arrival order is not id order
   assert.deepEqual(client.recent("cnbc").map((m) => m.id), [12, 11, 13]);
   socket().message(batch(9, [20], "cnbc")); // gap: from 11
@@ -395,13 +397,13 @@ test("after a reconnect the plain history is not taken as held: what was missed 
   socket().open();
   client.subscribe("cnbc");
   const plain = (ids) => ({ type: "history", scraperSource: "cnbc", metrics: batch(0, ids).metrics });
-  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: {} });
+  socket().message(subscribed("cnbc", { seq: {} }));
   socket().message(plain([1]));
   socket().message(batch(1, [2]));
   socket().close(); // 3..6 are stored meanwhile, and the restarted server has not seen cnbc yet
   timers.advance(500);
   socket().open();
-  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: {} });
+  socket().message(subscribed("cnbc", { seq: {} }));
   socket().message(plain([1, 2, 3, 4, 5, 6]));
   socket().message(batch(7, [7])); // the gap shows with the first batch
   assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "cnbc", since: { page: 1, scheduler: 0 } });
@@ -432,7 +434,7 @@ test("the page's first subscribe, sent before the socket opened, is not a reconn
   client.connect();
   socket().open();
   assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "*" }]);
-  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: { cnbc: 7, webull: 3 } });
+  socket().message(subscribed("*", { seq: { cnbc: 7, webull: 3 } }));
   socket().message({ type: "history", scraperSource: "*", metrics: batch(0, [1, 2]).metrics });
   assert.equal(socket().sent.length, 1, "nothing was missed");
   assert.deepEqual(got, [["history", [1, 2]]]);
@@ -496,7 +498,7 @@ test("an answer lost with its socket is asked for again on the next one", () => 
   socket().open();
   const since = { page: 1, scheduler: 0 };
   assert.deepEqual(socket().sent, [{ type: "subscribe", scraperSource: "cnbc" }, { type: "subscribe", scraperSource: "cnbc", since }]);
-  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: { cnbc: 6 } });
+  socket().message(subscribed("cnbc", { seq: { cnbc: 6 } }));
   socket().message(answer("cnbc", batch(0, [2, 3, 4, 5]).metrics));
   assert.equal(client.catchingUp.size, 0, "not catching up for ever");
   assert.deepEqual(got, [1, 5, 2, 3, 4]);
@@ -526,7 +528,7 @@ test("a first history's records stored after the subscription began are not held
   client.connect();
   socket().open();
   client.subscribe("cnbc");
-  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: {}, newest: { page: 5, scheduler: 0 } });
+  socket().message(subscribed("cnbc", { seq: {}, newest: { page: 5, scheduler: 0 } }));
   socket().message({ type: "history", scraperSource: "cnbc", metrics: batch(0, [4, 5, 6]).metrics });
   socket().message(batch(1, [6]));
   assert.deepEqual(got, [["history", [4, 5, 6]], ["live", [6]]]);
@@ -539,12 +541,12 @@ test("a first history that never came is not taken from a reconnect's subscribe"
   client.connect();
   socket().open();
   client.subscribe("cnbc");
-  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: {}, newest: { page: 1, scheduler: 0 } });
+  socket().message(subscribed("cnbc", { seq: {}, newest: { page: 1, scheduler: 0 } }));
   socket().message({ type: "error", code: "history_unavailable", scraperSource: "cnbc", message: "later" });
   socket().close();
   timers.advance(500);
   socket().open();
-  socket().message({ type: "subscribed", scraperSource: "cnbc", subscriptions: ["cnbc"], seq: { cnbc: 4 } });
+  socket().message(subscribed("cnbc", { seq: { cnbc: 4 } }));
   // cnbc was never had, and the server has seen it since: stored while we were away
   assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "cnbc", since: { page: 1, scheduler: 0 } });
   socket().message({ type: "history", scraperSource: "cnbc", metrics: batch(0, [2, 3]).metrics });
@@ -559,14 +561,14 @@ test("where a subscription began is its first answer's, and a resync does not sh
   client.connect();
   socket().open();
   client.subscribe("*");
-  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: {}, newest: { page: 50, scheduler: 0 } });
+  socket().message(subscribed("*", { seq: {}, newest: { page: 50, scheduler: 0 } }));
   // the sample is the newest by time, not by id: webull's 8 is older than cnbc's 40
   socket().message({ type: "history", scraperSource: "*", metrics: [...batch(0, [40], "cnbc").metrics, ...batch(0, [8], "webull").metrics] });
   socket().message(batch(1, [51], "cnbc"));
   socket().close();
   timers.advance(500);
   socket().open();
-  socket().message({ type: "subscribed", scraperSource: "*", subscriptions: ["*"], seq: { cnbc: 5 }, newest: { page: 90, scheduler: 0 } });
+  socket().message(subscribed("*", { seq: { cnbc: 5 }, newest: { page: 90, scheduler: 0 } }));
   assert.deepEqual(client.startOf("*"), { page: 50, scheduler: 0 });
   assert.deepEqual(socket().sent.at(-1), { type: "subscribe", scraperSource: "*", since: { page: 40, scheduler: 0 } });
   // webull's 41 was stored before the page subscribed: it came with the page's load
