@@ -4,7 +4,8 @@ The consumer holds a connection's small state (id, subscriptions, how to write t
 nothing else: batches, heartbeats and updates are fanned out by the process's hub
 (metrics_app.stream.hub), which writes to the socket's `writer`. It has no channel-layer
 channel of its own, which is what lets one process hold thousands of sockets. Who may connect
-is decided before it exists (dashboard_app.security).
+is decided before it exists (the door: metrics_app.admission.door), and its rights are re-read
+while it is open (dashboard_app.security).
 """
 
 import asyncio
@@ -24,7 +25,8 @@ from django.db import DatabaseError
 from dashboard_app.protocol import ClientError, Ping, Since, Subscribe, parse_command
 from dashboard_app.security import credentials
 from metrics_app import counters, db
-from metrics_app.api.auth import read_refusal
+from metrics_app.admission.door import NOBODY, Caller
+from metrics_app.admission.keys import KeyInfo
 from metrics_app.history import reads
 from metrics_app.records import WILDCARD, now_ms
 from metrics_app.stream.hub import get_hub
@@ -39,7 +41,7 @@ RESYNC_MAX_RECORDS: Final = 20_000  # past this a resync says `truncated`
 
 
 class MetricsConsumer(AsyncWebsocketConsumer):
-    """Only identified sockets get here (dashboard_app.security.IdentifiedSockets)."""
+    """Only sockets the door let in get here, with their caller in scope["caller"]."""
 
     channel_layer_alias = "no-layer"  # not configured on purpose: see the module docstring
 
@@ -49,6 +51,12 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.client_id = ""
         self.subscriptions: set[str] = set()
+        self.caller: Caller = NOBODY
+
+    @property
+    def sources(self) -> frozenset[str] | None:
+        """What this socket may see: the hub cuts updates and alerts to it (None: everything)."""
+        return self.caller.sources
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -74,6 +82,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
             counters.incr("websocket_refused_full")
             await self.close()
             return
+        self.caller = self.scope["caller"]
         self.client_id = f"client-{now_ms()}-{secrets.token_hex(4)}"
         await self.accept()
         self.writer = writer_for(self.base_send)
@@ -89,7 +98,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         await hub.start()  # the first socket of a process waits for the hub's first load
         hub.add(self)
         credentials.start(lambda: hub.clients)
-        self.writer.send(hub.update_frame())
+        self.writer.send(hub.update_frame(self.sources))
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         # Not Channels' own: no groups to leave, and no stale connections to close (dispatch).
@@ -178,15 +187,33 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         return sorted(self.subscriptions)
 
     def _check_allowed(self, sources: tuple[str, ...]) -> None:
-        key = self.scope["identity"].key
         for source in sources:
-            if key is not None and (refusal := read_refusal(key, source)):
-                raise ClientError("forbidden", refusal, source=source)
+            if not self.caller.covers(source):
+                raise ClientError(
+                    "forbidden", f"this key may read only {_listed(self.sources)}", source=source
+                )
+
+    def rights_changed(self, key: KeyInfo) -> None:
+        """The key was narrowed while the socket is open: what it no longer covers goes."""
+        self.caller = Caller(key=key)
+        hub = get_hub()
+        for source in sorted(self.subscriptions):
+            if not self.caller.covers(source):
+                hub.unsubscribe(self, source)
+                message = f"this key may now read only {_listed(self.sources)}"
+                self._reply(ClientError("forbidden", message, source=source).as_message())
+                self._reply(
+                    {"type": "unsubscribed", "scraperSource": source, "subscriptions": self._listed()}
+                )
 
     def _check_limit(self, sources: tuple[str, ...]) -> None:
         limit = settings.METRICS_MAX_SUBSCRIPTIONS
         if len(self.subscriptions | set(sources)) > limit:
             raise ClientError("too_many_subscriptions", f"at most {limit} subscriptions per connection")
+
+
+def _listed(sources: frozenset[str] | None) -> str:
+    return ", ".join(sorted(sources or ()))
 
 
 async def _history_read(source: str, read: Awaitable[T], resync: bool = False) -> T:

@@ -10,7 +10,7 @@ class MetricsAppConfig(AppConfig):
 
     def ready(self) -> None:
         """What a process using the app does once, at start, rather than on import."""
-        from metrics_app.api.auth import keys
+        from metrics_app.admission.keys import keys
         from metrics_app.ingest.collector import collector
         from metrics_app.models import ApiKey
         from wealthmetrics_client import tracking

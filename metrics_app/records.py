@@ -122,6 +122,15 @@ def channel_of(record: Metric) -> str:
     return record.scraper_source
 
 
+def names_of(record: Metric) -> dict[str, str]:
+    """Every source and scheduler a record speaks for, by wire field: its source, and a run's
+    scheduler (which alerts speak of). A key limited to sources must cover each."""
+    names = {"scraperSource": record.scraper_source} if record.scraper_source else {}
+    if isinstance(record, SchedulerRun):
+        names["schedulerName"] = record.scheduler_name
+    return names
+
+
 def channel_of_wire(record: dict[str, Any]) -> str:
     """channel_of for a record in its wire shape."""
     return str(record.get("scraperSource") or record["schedulerName"])

@@ -1,20 +1,22 @@
-"""Everything wealthmetrics relies on inside daphne, Twisted and autobahn, in one module.
+"""Everything wealthmetrics relies on inside daphne, Twisted, autobahn and Channels, in one
+module, checked at start: a process whose server differs from what was checked refuses to
+start, naming the package and version (wealthmetrics.serving calls `install()`).
 
-Two things need the server itself, below ASGI:
+Three things need the server itself, below ASGI:
 
-1. **The request guard.** daphne (through Twisted) reads a request's whole body, into memory or
-   a temporary file, before the application sees any of it: a stranger could make a process
-   hold 800 MB. So the check moves to the moment the headers are in, in `GuardedRequest`,
-   daphne's request class with three refusals:
-   - a declared body over METRICS_MAX_BODY_BYTES: 413 at once, no byte of the body kept;
-   - a body without a declared length (chunked): cut with 413 once it passes the limit;
-   - a POST to the ingest endpoint without a valid API key: 401 before the body is read. The
-     key is checked against the process's key cache (metrics_app.api.auth); when the cache
-     cannot tell, the socket is paused (nothing more is read) while a database thread looks
-     the key up.
+1. **The request guard.** daphne (through Twisted) reads a request's whole body, into memory
+   or a temporary file, before the application sees any of it: a stranger could make a
+   process hold gigabytes. So the door (metrics_app.admission.door) judges a request that
+   carries a body the moment its headers are in, in `GuardedRequest`, daphne's request class:
+   key, scope and size, on the normalised path, whatever path it names. A refused request is
+   answered at once, and no byte of its body is kept. When the process's copies cannot tell
+   who the caller is, the socket is paused (nothing more is read) and the request is held
+   until a database thread has looked the key or the session up. A body without a declared
+   length (chunked) is cut once it passes the caller's limit.
    After a refusal the body is read and thrown away (never kept) until it ends, for at most
-   LINGER_SECONDS or METRICS_MAX_BODY_BYTES more bytes, then the connection closes: closing at
-   once, with the client still sending, would reset the connection and could lose the answer.
+   LINGER_SECONDS or METRICS_MAX_BODY_BYTES more bytes, then the connection closes: closing
+   at once, with the client still sending, would reset the connection and could lose the
+   answer.
 
 2. **The fast socket writer.** A live batch is framed once as a WebSocket message
    (autobahn's PreparedMessage) and sent to every socket with autobahn's public
@@ -27,130 +29,79 @@ Two things need the server itself, below ASGI:
    METRICS_HTTP_IDLE_TIMEOUT_S, and once a request's headers are in, its body must arrive
    within METRICS_HTTP_READ_TIMEOUT_S or the answer is 408 and the connection closes.
 
-4. **The listen backlog.** daphne gives Twisted no backlog for `-b`/`-p` or a plain `tcp:`/
-   `unix:` endpoint, so the kernel queues only 50 connections not yet accepted: a restart's
-   reconnect storm overflows it and handshakes stall for seconds or fail. Endpoints without a
-   `backlog=` of their own get METRICS_LISTEN_BACKLOG (the kernel caps it at
-   net.core.somaxconn). daphne's `--fd` sockets keep the backlog they were made with.
+The listen backlog is daphne's own option: `-e tcp:port=8000:interface=127.0.0.1:backlog=4096`
+(`make run` and bin/daphnes use it).
 
-What is not public, and is checked by `install()` before anything is changed:
-- daphne's HTTPFactory builds requests from `daphne.http_protocol.WebRequest` (replaced by a
-  subclass), and Twisted's HTTPChannel calls `gotLength` with the headers in and keeps the
-  request line in `_command` and `_path` (checked by feeding an oversized POST through a real
-  HTTPChannel);
+What is not public, and is checked by `install()` before anything is changed (CHECKS):
+- Twisted's HTTPChannel calls `gotLength` with the headers in and keeps the request line in
+  `_command` and `_path`, and daphne's HTTPFactory builds requests from
+  `daphne.http_protocol.WebRequest` (checked by feeding a stranger's POST through a real
+  HTTPChannel built by daphne's factory: it must be refused before its body);
 - daphne hands each application `functools.partial(server.handle_reply, protocol)` as its
-  `send` (checked by calling daphne's `create_application` with a stand-in server), which is
-  how a socket's protocol is found;
-- autobahn's `sendCloseFrame`, to send 1001 (going away) and 1013 (try again later), which its
-  `sendClose` refuses to an application;
-- the handshake's request and response, kept by autobahn and daphne after the socket opens
-  (released to save memory; skipped if absent);
+  `send`, and Channels hands it on to a consumer unchanged, with no channel layer for an
+  alias that is not configured (checked by running daphne's `create_application` and a
+  consumer through Channels' routing);
+- autobahn's `sendPreparedMessage`, `sendCloseFrame` (to send 1001 going away and 1013 try
+  again later, which its `sendClose` refuses to an application), `dropConnection` and
+  `registerProducer`;
 - daphne.server's module-level `HTTPFactory` (replaced by a subclass that sets Twisted's
-  `timeOut`);
-- daphne.server's module-level `serverFromString`, which its Server.run() calls with each
-  endpoint description (replaced by a wrapper that adds the backlog).
-If a check fails, that part stays off, an error is logged, and `metrics_app.server.features`
-(shown in /api/stats/ and /api/health/websocket) says so: the generic paths still work, at
-the cost the checks protect against. Behind nginx, `client_max_body_size` refuses large
-bodies one hop earlier (README, "Running behind a proxy").
-
-The versions these were checked against are pinned in requirements.txt (daphne, Twisted,
-autobahn); tests/integration/test_daphne_internals.py checks that both paths are in use.
+  `timeOut`).
+If a check fails, the process stops with a message naming the packages and their versions:
+install the versions pinned in requirements.txt. METRICS_ACCEPT_UNCHECKED_SERVER=1 accepts
+the risk instead: what failed stays off, and /api/stats/ and /api/health/websocket say so.
+tests/integration/test_daphne_internals.py checks that every part is in use under daphne.
 """
 
 import asyncio
 import contextlib
 import functools
 import logging
-import sys
 import time
-from dataclasses import dataclass
-from http import HTTPStatus
+from collections.abc import Callable
+from importlib.metadata import version
 from typing import Any, Final
 
-import orjson
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from daphne import http_protocol, ws_protocol
 from django.conf import settings
-from django.db import DatabaseError
-from twisted.internet import endpoints
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.testing import StringTransport
 from twisted.web import http
 from zope.interface import implementer
 
-from metrics_app import counters, db
-from metrics_app.alerts import evaluator
-from metrics_app.api.auth import MISSING_KEY, UNKNOWN, bearer_token, keys
+from metrics_app import counters
+from metrics_app.admission import refusals
+from metrics_app.admission.door import BEFORE_BODY, Caller, Head, body_limit, checked, identify, identify_now
+from metrics_app.admission.refusals import Refusal
 from metrics_app.server import features
-from metrics_app.stream.hub import get_hub
 from metrics_app.stream.sockets import SLOW_AFTER_SECONDS, AsgiSend, Frame, SocketWriter, register_fast_path
+from wealthmetrics.env import BadSetting
 
 log = logging.getLogger(__name__)
 
 # --- 1. the request guard ----------------------------------------------------------------------
 
-INGEST_PATHS: Final = (b"/api/metrics/", b"/api/metrics")
 LINGER_SECONDS: Final = 2.0
 
 
-@dataclass(frozen=True)
-class Refusal:
-    status: int
-    code: str
-    message: str
-    counter: str
-    headers: tuple[tuple[str, str], ...] = ()
-
-    def response(self) -> bytes:
-        body = orjson.dumps({"error": self.code, "message": self.message})
-        head = [f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}",
-                "Content-Type: application/json", f"Content-Length: {len(body)}", "Connection: close",
-                *(f"{name}: {value}" for name, value in self.headers)]  # fmt: skip
-        return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
-def too_large(limit: int) -> Refusal:
-    return Refusal(413, "too_large", f"body exceeds the limit of {limit} bytes", "requests_too_large")
-
-
-UNAUTHORIZED: Final = Refusal(
-    401,
-    "unauthorized",
-    MISSING_KEY,
-    "requests_unauthorized",
-    (("WWW-Authenticate", 'Bearer realm="wealthmetrics"'),),
-)
-TOO_SLOW: Final = Refusal(
-    408, "request_timeout", "the request body did not arrive in time", "requests_read_timeout"
-)
-UNAVAILABLE: Final = Refusal(
-    503, "database_unavailable", "the database is unreachable; retry later", "database_unavailable",
-    (("Retry-After", "5"),),
-)  # fmt: skip
-
-
-def judge(
-    method: bytes, target: bytes, authorization: bytes | None, length: int | None
-) -> Refusal | str | None:
-    """What to do once a request's headers are in: refuse it, look up the key it carries (the
-    token is returned), or let it through (None)."""
-    limit = settings.METRICS_MAX_BODY_BYTES
-    if length is not None and length > limit:
-        return too_large(limit)
-    if method != b"POST" or target.split(b"?", 1)[0] not in INGEST_PATHS:
-        return None
-    token = bearer_token(authorization.decode("latin-1") if authorization else None)
-    if token is None:
-        return UNAUTHORIZED
-    return None if keys.peek(token) is not UNKNOWN else token
+def head_of(request: http.Request, length: int | None) -> Head:
+    """The door's view of a request whose headers are in (Twisted keeps the request line on
+    the channel until the body has come)."""
+    channel = request.channel
+    headers = {name.lower(): values[0] for name, values in request.requestHeaders.getAllRawHeaders()}
+    if length is not None:
+        headers[b"content-length"] = str(length).encode()
+    return Head.of("http", channel._command.decode("latin-1"), channel._path, headers)
 
 
 class GuardedRequest(http_protocol.WebRequest):
     _refused = False
     _received = 0  # body bytes so far
+    _limit = 0  # body bytes this request may send (the door's limit for its caller)
     _linger_until = 0  # after a refusal: close once this many have come
     _wants_continue = False
+    _judging = False  # a database thread is looking the caller up
+    _held: tuple[bytes, bytes, bytes] | None = None  # the request, complete while it was judged
     _read_deadline: asyncio.TimerHandle | None = None
 
     def connectionLost(self, reason: Any) -> None:
@@ -162,23 +113,33 @@ class GuardedRequest(http_protocol.WebRequest):
         if self._refused:
             self._close()
         else:
-            self._refuse(TOO_SLOW, close=True)
+            self._refuse(refusals.TOO_SLOW, close=True)
 
     def gotLength(self, length: int | None) -> None:
-        channel = self.channel
         # The headers are in; the body must follow within METRICS_HTTP_READ_TIMEOUT_S, however
         # slowly its bytes trickle in (each byte would reset the channel's idle timeout).
         with contextlib.suppress(RuntimeError):  # no loop: the start-up self-check
             self._read_deadline = asyncio.get_running_loop().call_later(
                 settings.METRICS_HTTP_READ_TIMEOUT_S, self._read_too_slow
             )
-        authorization = self.requestHeaders.getRawHeaders(b"authorization", [None])[0]
-        verdict = judge(channel._command, channel._path, authorization, length)
-        if isinstance(verdict, Refusal):
-            self._refuse(verdict)
-        elif verdict is not None:
-            self._look_up_key(verdict)
+        self._limit = settings.METRICS_MAX_BODY_BYTES
+        if length is None or length > 0:  # a body comes: who may send it?
+            head = head_of(self, length)
+            known = identify_now(head)
+            if known is None:
+                self._judge_later(head)
+            else:
+                self._judged(head, known)
         super().gotLength(0 if self._refused else length)
+
+    def _judged(self, head: Head, caller: Caller | Refusal) -> None:
+        verdict = checked(head, caller, BEFORE_BODY)
+        if isinstance(verdict, Refusal):
+            # Nothing more is coming for a client waiting for "100 Continue", nor for a request
+            # that arrived whole while it was judged: close. Otherwise drain the body.
+            self._refuse(verdict, close=self._wants_continue or self._held is not None)
+        else:
+            self._limit = body_limit(head, verdict)
 
     def handleContentChunk(self, data: bytes) -> None:
         self._received += len(data)
@@ -186,8 +147,8 @@ class GuardedRequest(http_protocol.WebRequest):
             if self._received > self._linger_until:
                 self._close()
             return
-        if self._received > settings.METRICS_MAX_BODY_BYTES:
-            self._refuse(too_large(settings.METRICS_MAX_BODY_BYTES))
+        if self._received > self._limit:
+            self._refuse(refusals.body_over(self._limit))
             return
         super().handleContentChunk(data)
 
@@ -196,20 +157,21 @@ class GuardedRequest(http_protocol.WebRequest):
             self._read_deadline.cancel()
         if self._refused:  # the answer is written; the body has been read
             self._close()
-            return
-        super().requestReceived(command, path, version)
+        elif self._judging:  # it came in the same packets as the headers: held until judged
+            self._held = (command, path, version)
+        else:
+            super().requestReceived(command, path, version)
 
     def _refuse(self, refusal: Refusal, *, close: bool = False) -> None:
         """Answer now; close now, or once the body has been read (within the linger bounds)."""
         if self._refused:
             return
         self._refused = True
-        counters.incr(refusal.counter)
         self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" after the answer
         transport = self._transport()
         if transport is None:
             return
-        transport.write(refusal.response())
+        transport.write(refusal.http_bytes())
         if close:
             self._close()
             return
@@ -224,31 +186,32 @@ class GuardedRequest(http_protocol.WebRequest):
 
     def _transport(self) -> Any:
         """The connection's transport, or None once Twisted let go of the request (it deletes
-        `channel` when the connection is lost, which a key lookup may outlast)."""
+        `channel` when the connection is lost, which a lookup may outlast)."""
         channel = getattr(self, "channel", None)
         return channel.transport if channel is not None else None
 
-    def _look_up_key(self, token: str) -> None:
-        """Stop reading until a database thread has looked the key up."""
+    def _judge_later(self, head: Head) -> None:
+        """Stop reading until a database thread has looked the caller up."""
+        self._judging = True
         self.transport.pauseProducing()
         if self.requestHeaders.hasHeader(b"expect"):  # answer "100 Continue" ourselves, later
             self.requestHeaders.removeHeader(b"expect")
             self._wants_continue = True
-        asyncio.ensure_future(db.run(keys.lookup, token)).add_done_callback(self._key_looked_up)
+        asyncio.ensure_future(identify(head)).add_done_callback(functools.partial(self._looked_up, head))
 
-    def _key_looked_up(self, lookup: "asyncio.Future[Any]") -> None:
+    def _looked_up(self, head: Head, lookup: "asyncio.Future[Caller | Refusal]") -> None:
+        self._judging = False
         transport = self._transport()
         if transport is None or not transport.connected:
             return  # the client went away meanwhile
-        try:
-            refusal = None if lookup.result() is not None else UNAUTHORIZED
-        except DatabaseError:
-            refusal = UNAVAILABLE
-        if refusal is not None:
-            # A client waiting for "100 Continue" sends no body: close. Otherwise drain it.
-            self._refuse(refusal, close=self._wants_continue)
-        elif self._wants_continue:
+        self._judged(head, lookup.result())  # identify() answers an outage with a refusal
+        if self._refused:
+            return
+        if self._wants_continue:
             transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        held, self._held = self._held, None
+        if held is not None:
+            super().requestReceived(*held)
         transport.resumeProducing()
 
 
@@ -309,15 +272,10 @@ def daphne_writer(send: AsgiSend) -> DaphneWriter | None:
 
 
 def _protocol_of(send: Any) -> Any:
-    """daphne's `partial(server.handle_reply, protocol)`, perhaps wrapped by Channels' session
-    middleware (which keeps the original as `real_send`): the socket's protocol, or None."""
-    for _ in range(8):
-        if isinstance(send, functools.partial):
-            protocol = send.args[0] if send.args else None
-            return protocol if isinstance(protocol, WebSocketProtocol) else None
-        send = getattr(getattr(send, "__self__", None), "real_send", None)
-        if send is None:
-            return None
+    """daphne's `partial(server.handle_reply, protocol)`: the socket's protocol, or None. The
+    door and Channels hand the consumer daphne's own send (checked at start)."""
+    if isinstance(send, functools.partial) and send.args and isinstance(send.args[0], WebSocketProtocol):
+        return send.args[0]
     return None
 
 
@@ -334,48 +292,11 @@ def _release_handshake(protocol: Any) -> None:
             headers.clear()
 
 
-# --- installing, after checking ------------------------------------------------------------------
+# --- installing, after checking -----------------------------------------------------------------
 
 
-def install() -> None:
-    """Switch on what checks out; report what is on in metrics_app.server.features. Only when
-    daphne's command line is what runs (it imports the application after its reactor is in)."""
-    if "daphne.cli" not in sys.modules:
-        return
-    features.name, features.serving = "daphne", True
-    features.request_guard = _install_guard()
-    problem = _check_sockets()
-    if problem is None:
-        register_fast_path(daphne_writer)
-        features.fast_sockets = True
-    else:
-        log.error("fast socket writer is OFF (%s): sockets are written through ASGI", problem)
-    features.listen_backlog = _install_backlog()
-    features.idle_timeout = _install_idle_timeout()
-    _on_shutdown(lambda: get_hub().shutdown())
-    # Every process offers to evaluate alerts; a lease elects one (metrics_app.alerts.evaluator).
-    from twisted.internet import reactor
-
-    reactor.callWhenRunning(evaluator.start_watching)
-
-
-def _install_backlog() -> int | None:
-    from daphne import server
-
-    original = getattr(server, "serverFromString", None)
-    if original is not endpoints.serverFromString:
-        log.error("listen backlog stays at Twisted's 50: daphne.server no longer calls serverFromString")
-        return None
-    backlog = settings.METRICS_LISTEN_BACKLOG
-
-    def with_backlog(reactor: Any, description: str) -> Any:
-        kind = description.partition(":")[0]
-        if kind in ("tcp", "tcp6", "ssl", "unix") and "backlog=" not in description:
-            description = f"{description}:backlog={backlog}"
-        return original(reactor, description)
-
-    server.serverFromString = with_backlog
-    return backlog
+class UncheckedServer(BadSetting):
+    """The installed server is not what the checks know: the process must not serve."""
 
 
 class IdleLimitedFactory(http_protocol.HTTPFactory):
@@ -388,29 +309,44 @@ class IdleLimitedFactory(http_protocol.HTTPFactory):
         self.timeOut = settings.METRICS_HTTP_IDLE_TIMEOUT_S
 
 
-def _install_idle_timeout() -> bool:
+def install() -> None:
+    """Check every part against the installed packages, then switch it on. A part whose check
+    fails stops the process, unless METRICS_ACCEPT_UNCHECKED_SERVER accepts the risk."""
+    failed = {part: problem for part, (check, _) in CHECKS.items() if (problem := check())}
+    if failed and not settings.METRICS_ACCEPT_UNCHECKED_SERVER:
+        raise UncheckedServer(
+            f"wealthmetrics cannot protect this server ({_versions()}): "
+            + "; ".join(f"{part}: {problem}" for part, problem in failed.items())
+            + ". Install the versions pinned in requirements.txt, or set METRICS_ACCEPT_UNCHECKED_SERVER=1"
+            " to run without these parts (health then says so)."
+        )
+    for part, (_, switch_on) in CHECKS.items():
+        if part in failed:
+            log.error("%s is OFF (%s), as METRICS_ACCEPT_UNCHECKED_SERVER allows", part, failed[part])
+        else:
+            switch_on()
+    features.unchecked = sorted(failed)
+
+
+def _versions() -> str:
+    return ", ".join(f"{name} {version(name)}" for name in ("daphne", "Twisted", "autobahn", "channels"))
+
+
+def _install_guard() -> None:
+    http_protocol.WebRequest = GuardedRequest
+    features.request_guard = True
+
+
+def _install_sockets() -> None:
+    register_fast_path(daphne_writer)
+    features.fast_sockets = True
+
+
+def _install_idle_timeout() -> None:
     from daphne import server
 
-    if getattr(server, "HTTPFactory", None) is not http_protocol.HTTPFactory:
-        log.error(
-            "idle HTTP connections are kept 12 h: daphne.server no longer builds http_protocol.HTTPFactory"
-        )
-        return False
     server.HTTPFactory = IdleLimitedFactory
-    return True
-
-
-def _install_guard() -> bool:
-    problem = _check_guard()
-    if problem is None:
-        original, http_protocol.WebRequest = http_protocol.WebRequest, GuardedRequest
-        if http_protocol.HTTPFactory(_Server()).buildProtocol(None).requestFactory is not GuardedRequest:
-            http_protocol.WebRequest = original
-            problem = "daphne's HTTPFactory no longer builds requests from http_protocol.WebRequest"
-    if problem is not None:
-        log.error("request guard is OFF (%s): bodies are read before they are checked", problem)
-        return False
-    return True
+    features.idle_timeout = True
 
 
 class _Server:
@@ -439,32 +375,32 @@ class _Caught(Exception):
 
 
 def _check_guard() -> str | None:
-    """Feed an oversized POST through a real Twisted HTTPChannel: it must be refused."""
+    """daphne's factory must build requests from http_protocol.WebRequest, and a stranger's POST
+    fed through a real Twisted HTTPChannel must be refused before its body."""
     if not issubclass(http_protocol.WebRequest, http.Request) or not hasattr(http_protocol, "HTTPFactory"):
-        return "daphne.http_protocol changed"
-    factory = http_protocol.HTTPFactory(_Server())
-    channel: Any = http.HTTPFactory.buildProtocol(factory, None)
-    channel.requestFactory = GuardedRequest
-    channel.timeOut = None  # no idle timer: that would need a running reactor
-    transport = StringTransport()
+        return "daphne.http_protocol no longer has WebRequest and HTTPFactory"
+    original, http_protocol.WebRequest = http_protocol.WebRequest, GuardedRequest
     try:
+        channel: Any = http_protocol.HTTPFactory(_Server()).buildProtocol(None)
+        if channel.requestFactory is not GuardedRequest:
+            return "daphne's HTTPFactory no longer builds requests from http_protocol.WebRequest"
+        channel.timeOut = None  # no idle timer: that would need a running reactor
+        transport = StringTransport()
         channel.makeConnection(transport)
-        size = settings.METRICS_MAX_BODY_BYTES + 1
-        channel.dataReceived(
-            f"POST /api/metrics/ HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode()
-        )
+        channel.dataReceived(b"POST //api/%6detrics/. HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
     except Exception as exc:  # any change in how Twisted drives a request lands here
-        return f"{type(exc).__name__}: {exc}"
+        return f"Twisted's HTTPChannel changed: {type(exc).__name__}: {exc}"
     finally:
-        counters.incr("requests_too_large", -1)  # the check's own refusal is not a client's
-    if not transport.value().startswith(b"HTTP/1.1 413"):
-        return "an oversized body was not refused"
+        http_protocol.WebRequest = original
+        counters.incr("requests_unauthorized", -1)  # the check's own refusal is not a client's
+    if not transport.value().startswith(b"HTTP/1.1 401"):
+        return "a stranger's body was not refused before it was read"
     return None
 
 
 def _check_sockets() -> str | None:
-    """daphne must still hand applications a send that leads to the protocol, and autobahn
-    must still have what the writer calls."""
+    """daphne must still hand applications a send that leads to the protocol, Channels must
+    hand it on to a consumer as it is, and autobahn must still have what the writer calls."""
     needed = ("sendPreparedMessage", "sendCloseFrame", "dropConnection", "registerProducer", "STATE_OPEN")
     missing = [name for name in needed if not hasattr(ws_protocol.WebSocketProtocol, name)]
     if missing:
@@ -482,20 +418,54 @@ def _check_sockets() -> str | None:
         return f"daphne's create_application changed: {type(exc).__name__}: {exc}"
     if _protocol_of(server.sent) is not protocol:
         return "daphne's send no longer leads to the socket's protocol"
+    return _check_channels(server.sent)
+
+
+def _check_channels(send: Any) -> str | None:
+    """A consumer routed by Channels must get daphne's send as it is, and no channel layer."""
+    from channels.generic.websocket import AsyncWebsocketConsumer
+    from channels.routing import URLRouter
+    from django.urls import path
+
+    seen: dict[str, Any] = {}
+
+    class Probe(AsyncWebsocketConsumer):
+        channel_layer_alias = "no-layer"
+
+        async def dispatch(self, message: Any) -> None:
+            seen.update(send=self.base_send, layer=self.channel_layer)
+            raise _Caught
+
+    async def connect() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    router = URLRouter([path("probe/", Probe.as_asgi())])
+    scope = {"type": "websocket", "path": "/probe/", "headers": []}
+    loop = asyncio.new_event_loop()  # of its own: the process's loop belongs to daphne's reactor
+    try:
+        loop.run_until_complete(router(scope, connect, send))
+    except _Caught:
+        pass
+    except Exception as exc:
+        return f"Channels' routing changed: {type(exc).__name__}: {exc}"
+    finally:
+        loop.close()
+    if seen.get("send") is not send or seen.get("layer") is not None:
+        return "Channels no longer hands a consumer the server's send, without a channel layer"
     return None
 
 
-def _on_shutdown(action: Any) -> None:
-    """Before the reactor stops: send what is pending, close sockets with 1001, and give the
-    writes half a second to leave."""
-    from twisted.internet import reactor
-    from twisted.internet.task import deferLater
+def _check_idle_timeout() -> str | None:
+    from daphne import server
 
-    def before_shutdown() -> Any:
-        try:
-            action()
-        except Exception:  # Twisted would swallow it silently
-            log.exception("live hub shutdown failed")
-        return deferLater(reactor, 0.5, lambda: None)
+    if getattr(server, "HTTPFactory", None) is not http_protocol.HTTPFactory:
+        return "daphne.server no longer builds http_protocol.HTTPFactory"
+    return None
 
-    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)  # type: ignore[arg-type]
+
+# Each part: its check (None when it holds), and what switches it on.
+CHECKS: Final[dict[str, tuple[Callable[[], str | None], Callable[[], None]]]] = {
+    "request guard": (_check_guard, _install_guard),
+    "fast socket writer": (_check_sockets, _install_sockets),
+    "idle timeout": (_check_idle_timeout, _install_idle_timeout),
+}

@@ -13,15 +13,13 @@ Health checks pass without waiting: a load balancer should see the process alive
 import asyncio
 from typing import Any, Final
 
-import orjson
 from django.conf import settings
 
-from metrics_app import counters
+from metrics_app.admission import refusals
 
 Scope = dict[str, Any]
 
 EXEMPT_PREFIXES: Final = ("/api/health/",)
-RETRY_AFTER_SECONDS: Final = 1
 
 
 class RequestLimit:
@@ -34,8 +32,7 @@ class RequestLimit:
         if scope["type"] != "http" or scope["path"].startswith(EXEMPT_PREFIXES):
             return await self.application(scope, receive, send)
         if self._running.locked() and self._waiting >= settings.METRICS_MAX_WAITING_REQUESTS:
-            counters.incr("requests_overloaded")
-            return await _overloaded(send)
+            return await refusals.OVERLOADED.send_asgi(send)
         self._waiting += 1
         try:
             await self._running.acquire()
@@ -45,19 +42,3 @@ class RequestLimit:
             return await self.application(scope, receive, send)
         finally:
             self._running.release()
-
-
-async def _overloaded(send: Any) -> None:
-    body = orjson.dumps({"error": "overloaded", "message": "the server is busy; retry after a second"})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

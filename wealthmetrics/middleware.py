@@ -2,18 +2,16 @@
 
 import logging
 from collections.abc import Callable
-from typing import Final
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
 
 from metrics_app import counters
+from metrics_app.admission.refusals import DATABASE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
-
-RETRY_AFTER_SECONDS: Final = 5
 
 
 class DatabaseOutage:
@@ -31,15 +29,12 @@ class DatabaseOutage:
             return None
         counters.problem("database_unavailable", log, "database unavailable (%s %s): %s",
                          request.method, request.path, exception)  # fmt: skip
-        message = "the database is unreachable; retry later"
-        response: HttpResponse
-        if request.path.startswith("/api/"):
-            response = JsonResponse({"error": "database_unavailable", "message": message}, status=503)
-        else:
-            response = HttpResponse(
-                f"Service unavailable: {message}.\n", status=503, content_type="text/plain"
-            )
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        response = DATABASE_UNAVAILABLE.response()
+        if not request.path.startswith("/api/"):  # a person's page: words, not JSON
+            response = HttpResponse(f"Service unavailable: {DATABASE_UNAVAILABLE.message}.\n",
+                                    status=503, content_type="text/plain")  # fmt: skip
+            for name, value in DATABASE_UNAVAILABLE.headers:
+                response[name] = value
         response._has_been_logged = True  # type: ignore[attr-defined]  # by us: Django would add an ERROR line
         return response
 

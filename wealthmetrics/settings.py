@@ -247,9 +247,11 @@ METRICS_MAINTENANCE_TIMEOUT_S = env_int("METRICS_MAINTENANCE_TIMEOUT_S", 3600, m
 # request's body must arrive within the read timeout once its headers are in (else 408).
 METRICS_HTTP_IDLE_TIMEOUT_S = env_int("METRICS_HTTP_IDLE_TIMEOUT_S", 60, minimum=1, maximum=86_400)
 METRICS_HTTP_READ_TIMEOUT_S = env_int("METRICS_HTTP_READ_TIMEOUT_S", 30, minimum=1, maximum=3600)
-# Connections the kernel queues for a daphne before it accepts them (wealthmetrics.daphne_internals):
-# a restart's reconnect storm arrives at once. The kernel caps it at net.core.somaxconn.
-METRICS_LISTEN_BACKLOG = env_int("METRICS_LISTEN_BACKLOG", 4096, minimum=16, maximum=65_535)
+# The server integration (wealthmetrics.daphne_internals) checks daphne, Twisted, autobahn and
+# Channels at start, and a process whose versions fail a check refuses to start. Set to 1 to run
+# anyway without the parts that failed (the request guard, the fast socket writer, the idle
+# timeout): /api/stats/ and /api/health/websocket then list them.
+METRICS_ACCEPT_UNCHECKED_SERVER = env_bool("METRICS_ACCEPT_UNCHECKED_SERVER", False)
 # Per-key request rates (requests a second per key and process, with a burst): off at 0.
 METRICS_KEY_RATE_LIMIT = env_int("METRICS_KEY_RATE_LIMIT", 0, minimum=0, maximum=1_000_000)
 METRICS_KEY_RATE_BURST = env_int("METRICS_KEY_RATE_BURST", 0, minimum=0, maximum=1_000_000)
@@ -264,6 +266,9 @@ METRICS_COLLECTOR_MAX_QUEUE = env_int("METRICS_COLLECTOR_MAX_QUEUE", 10_000, min
 # after which a reporting source is no_data, and who is told.
 # Whether this process takes part in the election (every daphne does, unless set to 0).
 METRICS_ALERT_EVALUATOR = env_bool("METRICS_ALERT_EVALUATOR", True)
+# Whether daphne runs Celery beat itself (wealthmetrics.serving, "What runs where"): by default
+# only without REDIS_URL, where there is no broker for a separate beat and worker.
+METRICS_EMBEDDED_BEAT = env_bool("METRICS_EMBEDDED_BEAT", not REDIS_URL)
 METRICS_ALERT_EVAL_INTERVAL_S = env_int("METRICS_ALERT_EVAL_INTERVAL_S", 15, minimum=1, maximum=300)
 METRICS_ALERT_WINDOW_S = env_int("METRICS_ALERT_WINDOW_S", 300, minimum=10, maximum=86_400)
 METRICS_ALERT_NO_DATA_S = env_int("METRICS_ALERT_NO_DATA_S", 600, minimum=10, maximum=7 * 86_400)

@@ -183,6 +183,9 @@ MAX_SILENCE_MINUTES: Final = 7 * 24 * 60
 def silence(fields: dict[str, Any], by: str, now: datetime) -> Silence:
     """A silence from the page's JSON ({scraperSource, schedulerName, verdict, minutes, reason});
     ValueError(message, field) names what is wrong."""
+    for name in ("scraperSource", "schedulerName", "verdict"):
+        if not isinstance(fields.get(name) or "", str):
+            raise ValueError(f"{name} must be text", name)
     source, scheduler, verdict = (
         fields.get(name) or "" for name in ("scraperSource", "schedulerName", "verdict")
     )

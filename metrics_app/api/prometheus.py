@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, Final
 
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -26,17 +26,21 @@ LE_SECONDS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.
 
 
 class Cluster(Collector):
+    def __init__(self, sources: frozenset[str] | None = None) -> None:
+        self.sources = sources  # what a key limited to sources may see; None: everything
+
     def collect(self) -> Iterator[Any]:
         totals: dict[tuple[str, str], list[int]] = {}  # (source, type) → [records, successes]
         items = CounterMetricFamily("wealthmetrics_items", "Items extracted (scrapes) and processed (runs).",
                                     labels=["source"])  # fmt: skip
         durations: dict[tuple[str, str], tuple[list[int], float]] = {}
         item_sums: dict[str, int] = {}
-        for source, kind, bucket, n, ok, total, found in (
-            HourlyRollup.objects.order_by()
-            .values_list("scraper_source", "metric_type", "duration_bucket")
-            .annotate(Sum("records"), Sum("successes"), Sum("duration_sum"), Sum("items_sum"))
-        ):
+        rollups = HourlyRollup.objects.order_by()
+        if self.sources is not None:
+            rollups = rollups.filter(scraper_source__in=self.sources)
+        for source, kind, bucket, n, ok, total, found in rollups.values_list(
+            "scraper_source", "metric_type", "duration_bucket"
+        ).annotate(Sum("records"), Sum("successes"), Sum("duration_sum"), Sum("items_sum")):
             summed = totals.setdefault((source, kind), [0, 0])
             summed[0] += n
             summed[1] += ok
@@ -70,12 +74,13 @@ class Cluster(Collector):
         )
         newest = signals.newest_minutes(timezone.now() + timedelta(minutes=1))
         for source, at in sorted(signals.last_records(newest).items()):
-            last.add_metric([source], at / 1000)
+            if self.sources is None or source in self.sources:
+                last.add_metric([source], at / 1000)
         yield last
         firing = GaugeMetricFamily(
             "wealthmetrics_alerts_firing", "Alerts firing now.", labels=["verdict", "source"]
         )
-        for verdict, source, n in _firing():
+        for verdict, source, n in _firing(self.sources):
             firing.add_metric([verdict, source or ""], n)
         yield firing
         yield GaugeMetricFamily("wealthmetrics_websocket_clients", "Open WebSocket clients, every process.",
@@ -88,16 +93,18 @@ def _edge(bucket: int) -> int:
     return next((n for n, edge in enumerate(LE_SECONDS) if upper <= edge), len(LE_SECONDS))
 
 
-def _firing() -> list[tuple[str, str | None, int]]:
+def _firing(sources: frozenset[str] | None) -> list[tuple[str, str | None, int]]:
+    firing = Alert.objects.filter(state=Alert.State.FIRING)
+    if sources is not None:  # an alert of a source, or of a scheduler, the caller may see
+        firing = firing.filter(Q(scraper_source__in=sources) | Q(scheduler_name__in=sources))
     return list(
-        Alert.objects.filter(state=Alert.State.FIRING)
-        .values_list("verdict", "scraper_source")
+        firing.values_list("verdict", "scraper_source")
         .annotate(n=Count("id"))
         .order_by("verdict", "scraper_source")
     )
 
 
-def registry() -> CollectorRegistry:
+def registry(sources: frozenset[str] | None = None) -> CollectorRegistry:
     found = CollectorRegistry(auto_describe=False)
-    found.register(Cluster())
+    found.register(Cluster(sources))
     return found

@@ -5,6 +5,7 @@ Both are read on the event loop, where the live hub lives, so the numbers are co
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from typing import Any
@@ -19,6 +20,8 @@ from metrics_app.ingest.collector import collector
 from metrics_app.server import features
 from metrics_app.stream.hub import get_hub
 
+log = logging.getLogger(__name__)
+
 STARTED = time.monotonic()
 _process = psutil.Process()
 
@@ -28,7 +31,12 @@ async def websocket_health() -> dict[str, Any]:
     if features.serving:
         await hub.start()  # a health check is often a fresh process's first request
     # The watchdog: an evaluator that stopped is itself an alert, shown here.
-    return {**hub.health(), "fastPath": features.fast_sockets, "alertEvaluator": await _watchdog()}
+    return {
+        **hub.health(),
+        "fastPath": features.fast_sockets,
+        "uncheckedServerParts": features.unchecked,
+        "alertEvaluator": await _watchdog(),
+    }
 
 
 # The watchdog's last reading. A health check must answer while the database hangs (a load
@@ -52,18 +60,23 @@ async def _read_watchdog() -> None:
     global _reading
     try:
         _reading = await db.run(evaluator.health)
-    except DatabaseError as exc:
-        _reading = {**_reading, "stale": True, "error": str(exc)[:200]}
+    except DatabaseError as exc:  # the driver's words are for the log, not for strangers
+        log.warning("the alert watchdog cannot read the evaluator's lease: %s", exc)
+        _reading = {**_reading, "stale": True, "error": "the database is unreachable"}
 
 
-async def server_stats() -> dict[str, Any]:
+async def server_stats(sources: frozenset[str] | None = None) -> dict[str, Any]:
+    """This process's figures; a caller limited to `sources` sees only their subscriptions."""
+    health = await websocket_health()
+    if sources is not None:
+        health["subscriptions"] = {name: n for name, n in health["subscriptions"].items() if name in sources}
     return {
         "pid": os.getpid(),
         "uptime": round(time.monotonic() - STARTED, 3),
         "rssBytes": _process.memory_info().rss,
         "channelLayer": str(settings.CHANNEL_LAYERS["default"]["BACKEND"]).rsplit(".", 1)[-1],
         **features.as_dict(),
-        "websocket": await websocket_health(),
+        "websocket": health,
         "counters": counters.snapshot(),
         "collector": collector.stats(),
         "alertNotifications": await db.run(notify.outbox_counts),

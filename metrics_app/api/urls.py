@@ -3,9 +3,7 @@ from django.urls import path
 from metrics_app.api import views
 
 urlpatterns = [
-    path("metrics/", views.ingest, name="metrics-ingest"),
-    # without the slash too: a redirect would drop a POST's body
-    path("metrics", views.ingest),
+    # POST /api/metrics/ is served in front of Django: metrics_app.api.ingest_route
     path("metrics/recent/", views.recent, name="metrics-recent"),
     path("metrics/summary/", views.summary, name="metrics-summary"),
     path("metrics/history/", views.history, name="metrics-history"),

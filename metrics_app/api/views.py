@@ -1,8 +1,14 @@
-"""The HTTP API (docs/api.md). Thin: parse, check, call one function, answer."""
+"""The HTTP API (docs/api.md). Thin: parse, call one function, answer.
+
+Who may call each view, and for which sources, was judged by the door before the request got
+here (metrics_app.admission.door); a view reads its caller with `caller_of` only to cut an
+answer to the caller's sources. POST /api/metrics/ is not here: it is served in front of
+Django (metrics_app.api.ingest_route).
+"""
 
 import contextlib
 import functools
-import logging
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -10,41 +16,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
-from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from metrics_app.admission import refusals
+from metrics_app.admission.asgi import caller_of
+from metrics_app.admission.ingest import MAX_RECORDS_PER_REQUEST
 from metrics_app.alerts import lifecycle
 from metrics_app.api import prometheus, status
-from metrics_app.api.auth import (
-    View,
-    bearer_token,
-    find_api_key,
-    is_reader,
-    rate_limited,
-    rates,
-    require_api_key,
-    require_reader,
-    unauthorized,
-)
-from metrics_app.api.ingest_route import (
-    READ_ONLY,
-    Answer,
-    answered,
-    checked_batch,
-    declared_size,
-    idempotency_claim,
-    outside_sources,
-    too_large,
-)
 from metrics_app.history import failures as failed
 from metrics_app.history import overview, reads
-from metrics_app.ingest.writer import store_and_publish
 from metrics_app.records import (
     MAX_RECORDED_AT,
     METRIC_TYPES,
@@ -55,13 +39,12 @@ from metrics_app.records import (
 )
 from metrics_app.stream import totals
 
-log = logging.getLogger(__name__)
-
-MAX_RECORDS_PER_REQUEST = 1000
+View = Any
 
 
-def error(status: int, code: str, message: str, **extra: Any) -> JsonResponse:
-    return JsonResponse({"error": code, "message": message, **extra}, status=status)
+def error(message: str, field: str | None) -> HttpResponse:
+    """400 naming the request field at fault."""
+    return refusals.invalid_request(message, field).response()
 
 
 def allow(*methods: str) -> Any:
@@ -71,9 +54,7 @@ def allow(*methods: str) -> Any:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
             if request.method not in methods:
-                response = error(405, "method_not_allowed", f"use {' or '.join(methods)}")
-                response["Allow"] = ", ".join(methods)
-                return response
+                return refusals.method_not_allowed(*methods).response()
             return view(request, *args, **kwargs)
 
         return wrapper
@@ -81,93 +62,50 @@ def allow(*methods: str) -> Any:
     return decorator
 
 
-@csrf_exempt
-@allow("POST")
-@require_api_key
-def ingest(request: HttpRequest) -> HttpResponse:
-    """POST /api/metrics/ where Django serves it (its test client, a WSGI server); under ASGI the
-    same steps run in front of Django (metrics_app.api.ingest_route)."""
-    if refused := declared_size(request.headers.get("Content-Length")):
-        return _answer(refused)
-    try:
-        body = request.body
-    except RequestDataTooBig:
-        return _answer(too_large(f"body exceeds the limit of {settings.METRICS_MAX_BODY_BYTES} bytes"))
-    records = checked_batch(body)
-    if isinstance(records, Answer):
-        return _answer(records)
-    api_key = find_api_key(bearer_token(request.headers.get("Authorization")))
-    assert api_key is not None  # require_api_key let it through
-    refused = READ_ONLY if not api_key.ingests else outside_sources(records, api_key)
-    if refused:
-        return _answer(refused)
-    if wait := rates.wait(api_key.id):
-        return rate_limited(wait)
-    claim = idempotency_claim(request.headers.get("Idempotency-Key"), api_key, body)
-    if isinstance(claim, Answer):
-        return _answer(claim)
-    accepted = answered(store_and_publish(records, claim), len(records))
-    if isinstance(accepted, Answer):
-        return _answer(accepted)
-    return JsonResponse({"accepted": accepted}, status=202)
-
-
-def _answer(answer: Answer) -> JsonResponse:
-    response = JsonResponse(
-        {"error": answer.code, "message": answer.message, **answer.extra}, status=answer.status
-    )
-    for name, value in answer.headers:
-        response[name] = value
-    return response
-
-
 @allow("GET")
-@require_reader
 def recent(request: HttpRequest) -> HttpResponse:
     source = request.GET.get("source") or None
     if source is not None and not is_source_name(source):
-        return error(400, "invalid_request", f"source must match {SOURCE_PATTERN}", field="source")
+        return error(f"source must match {SOURCE_PATTERN}", field="source")
     try:
         limit = int(request.GET.get("limit", "100"))
     except ValueError:
-        return error(400, "invalid_request", "limit must be an integer", field="limit")
+        return error("limit must be an integer", field="limit")
     if not 1 <= limit <= MAX_RECORDS_PER_REQUEST:
-        return error(400, "invalid_request", "limit must be between 1 and 1000", field="limit")
+        return error("limit must be between 1 and 1000", field="limit")
     return JsonResponse({"metrics": reads.recent_metrics(source, limit)})
 
 
 @allow("GET")
-@require_reader
 def history(request: HttpRequest) -> HttpResponse:
     params = request.GET
     source = params.get("source") or None
     if source is not None and not is_source_name(source):
-        return error(400, "invalid_request", f"source must match {SOURCE_PATTERN}", field="source")
+        return error(f"source must match {SOURCE_PATTERN}", field="source")
     metric_type = params.get("type") or None
     if metric_type is not None and metric_type not in METRIC_TYPES:
-        return error(400, "invalid_request", f"type must be one of {', '.join(METRIC_TYPES)}", field="type")
+        return error(f"type must be one of {', '.join(METRIC_TYPES)}", field="type")
     bucket = params.get("bucket", "hour")
     if bucket not in reads.HISTORY_BUCKETS:
-        return error(400, "invalid_request", "bucket must be minute, hour or day", field="bucket")
+        return error("bucket must be minute, hour or day", field="bucket")
     now = timezone.now()
     try:
         end = _instant(params, "to", now)
         start = _instant(params, "from", end - timedelta(hours=24))
     except ValueError as exc:
-        return error(400, "invalid_request", exc.args[0], field=exc.args[1])
+        return error(exc.args[0], field=exc.args[1])
     if start >= end:
-        return error(400, "invalid_request", "from must be before to", field="from")
+        return error("from must be before to", field="from")
     if (end - start) / BUCKET_LENGTH[bucket] > reads.MAX_HISTORY_BUCKETS:
         wider = (
             f"more than {reads.MAX_HISTORY_BUCKETS} {bucket} buckets; use a wider bucket or a shorter range"
         )
-        return error(400, "invalid_request", wider, field="bucket")
-    with _history_readers.turn(_client_of(request)) as allowed:
+        return error(wider, field="bucket")
+    with _history_readers.turn(caller_of(request).client) as allowed:
         if not allowed:
-            busy = f"at most {HISTORY_AT_ONCE} history reads at once per client"
-            response = error(429, "too_many_requests", busy, field="bucket")
-            response["Retry-After"] = "1"
-            return response
+            return refusals.busy(
+                f"at most {HISTORY_AT_ONCE} history reads at once per client", "bucket"
+            ).response()
         return JsonResponse({"buckets": reads.history(source, metric_type, start, end, bucket)})
 
 
@@ -199,14 +137,6 @@ class Turns:
 
 
 _history_readers = Turns(HISTORY_AT_ONCE)
-
-
-def _client_of(request: HttpRequest) -> str:
-    """Who asks: the person, else the key, else the address."""
-    if request.user.is_authenticated:
-        return f"user:{request.user.pk}"
-    key = find_api_key(bearer_token(request.headers.get("Authorization")))
-    return f"key:{key.id}" if key else f"addr:{request.META.get('REMOTE_ADDR', '')}"
 
 
 BUCKET_LENGTH = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
@@ -254,27 +184,28 @@ def _source_and_range(params: Any) -> tuple[str | None, str]:
 
 
 @allow("GET")
-@require_reader
 def page_overview(request: HttpRequest) -> HttpResponse:
     """The analytics page's state for a range, in one request (docs/api.md)."""
     try:
         source, range_name = _source_and_range(request.GET)
     except ValueError as exc:
-        return error(400, "invalid_request", exc.args[0], field=exc.args[1])
+        return error(exc.args[0], field=exc.args[1])
     return JsonResponse(overview.overview(range_name, source))
 
 
+PAGE_NUMBER: Final = re.compile(r"[0-9]{1,5}")  # ASCII digits: str.isdigit() takes "²" too
+
+
 @allow("GET")
-@require_reader
 def failures(request: HttpRequest) -> HttpResponse:
     """Failed records of a range: newest first, searchable, grouped by message (docs/api.md)."""
     try:
         source, range_name = _source_and_range(request.GET)
     except ValueError as exc:
-        return error(400, "invalid_request", exc.args[0], field=exc.args[1])
+        return error(exc.args[0], field=exc.args[1])
     page = request.GET.get("page", "1")
-    if not page.isdigit() or not 1 <= int(page) <= 10_000:
-        return error(400, "invalid_request", "page must be between 1 and 10000", field="page")
+    if not PAGE_NUMBER.fullmatch(page) or not 1 <= int(page) <= 10_000:
+        return error("page must be between 1 and 10000", field="page")
     query = request.GET.get("q", "").strip()[:200]
     now = timezone.now()
     start = now - overview.RANGES[range_name].span
@@ -282,76 +213,66 @@ def failures(request: HttpRequest) -> HttpResponse:
 
 
 @allow("GET")
-@require_reader
 def alerts(request: HttpRequest) -> HttpResponse:
     """Alerts, newest first: firing (the default), resolved or all (docs/alerts.md)."""
     state = request.GET.get("state", "firing")
     if state not in lifecycle.STATES:
-        return error(
-            400, "invalid_request", f"state must be one of {', '.join(lifecycle.STATES)}", field="state"
-        )
+        return error(f"state must be one of {', '.join(lifecycle.STATES)}", field="state")
     source = request.GET.get("source") or None
     if source is not None and not is_source_name(source):
-        return error(400, "invalid_request", f"source must match {SOURCE_PATTERN}", field="source")
+        return error(f"source must match {SOURCE_PATTERN}", field="source")
     return JsonResponse({"alerts": lifecycle.listed(state, source)})
 
 
 @allow("POST")
 def silence(request: HttpRequest) -> HttpResponse:
-    """Silence alerts from the page: a logged-in person, with Django's CSRF check."""
-    user = request.user
-    if not (user.is_authenticated and user.is_active):
-        return unauthorized("log in to silence alerts")
+    """Silence alerts from the page: a logged-in person (the door), with Django's CSRF check."""
     try:
         fields = orjson.loads(request.body)
     except orjson.JSONDecodeError:
-        return error(400, "invalid_request", "the body must be a JSON object", field=None)
+        fields = None
     if not isinstance(fields, dict):
-        return error(400, "invalid_request", "the body must be a JSON object", field=None)
+        return error("the body must be a JSON object", field=None)
     try:
-        created = lifecycle.silence(fields, user.get_username(), timezone.now())
+        created = lifecycle.silence(fields, request.user.get_username(), timezone.now())
     except ValueError as exc:
-        return error(400, "invalid_request", exc.args[0], field=exc.args[1])
+        return error(exc.args[0], field=exc.args[1])
     return JsonResponse({"id": created.pk, "endsAt": reads.iso(created.ends_at)}, status=201)
 
 
 @allow("GET")
-@require_reader
 def summary(request: HttpRequest) -> HttpResponse:
-    return JsonResponse(totals.summary_from_database())
+    return JsonResponse(totals.summary_from_database(caller_of(request).sources))
 
 
+@allow("GET")
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
-    """GET /metrics for Prometheus: an API key, or a logged-in staff user."""
-    if request.method != "GET":
-        return error(405, "method_not_allowed", "use GET")
-    user = request.user
-    if (
-        not (user.is_authenticated and user.is_active and user.is_staff)
-        and find_api_key(bearer_token(request.headers.get("Authorization"))) is None
-    ):
-        return unauthorized("send a valid API key, or log in as staff")
-    return HttpResponse(generate_latest(prometheus.registry()), content_type=CONTENT_TYPE_LATEST)
+    """GET /metrics for Prometheus: a key that reads, or a logged-in staff user (the door);
+    a key limited to sources sees only theirs."""
+    exposition = generate_latest(prometheus.registry(caller_of(request).sources))
+    return HttpResponse(exposition, content_type=CONTENT_TYPE_LATEST)
 
 
 async def stats(request: HttpRequest) -> HttpResponse:
     if request.method != "GET":
-        return error(405, "method_not_allowed", "use GET")
-    if not await sync_to_async(is_reader)(request):
-        return unauthorized("log in or send a valid API key")
-    return JsonResponse(await status.server_stats())
+        return refusals.method_not_allowed("GET").response()
+    return JsonResponse(await status.server_stats(caller_of(request).sources))
 
 
 async def websocket_health(request: HttpRequest) -> HttpResponse:
     """Public, for load balancers: to strangers counts only; which sources are watched is for
-    people and keys."""
+    people and keys that read, cut to the sources a key may see."""
     if request.method != "GET":
-        return error(405, "method_not_allowed", "use GET")
+        return refusals.method_not_allowed("GET").response()
+    caller = caller_of(request)
     health = await status.websocket_health()
     subscriptions = health["subscriptions"]
     health["subscriptionCount"] = sum(subscriptions.values())
-    if not await sync_to_async(is_reader)(request):
-        health["subscriptions"] = {}
+    health["subscriptions"] = {
+        source: count for source, count in subscriptions.items() if caller.reads and caller.covers(source)
+    }
+    if not caller.reads:  # which protections are off is for operators, not strangers
+        del health["uncheckedServerParts"]
     return JsonResponse(health)
 
 

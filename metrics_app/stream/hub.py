@@ -52,6 +52,10 @@ class Client(Protocol):
     @property
     def writer(self) -> SocketWriter: ...
 
+    @property
+    def sources(self) -> frozenset[str] | None:
+        """The sources it may see (a key limited to some), or None: every one."""
+
 
 class Hub:
     def __init__(self) -> None:
@@ -66,7 +70,7 @@ class Hub:
         # Channels with stored records (None until loaded): a name not among them has no
         # history, and costs no query however many made-up names are subscribed to.
         self.known: set[str] | None = None
-        self._update: Frame | None = None
+        self._updates: dict[frozenset[str] | None, Frame] = {}  # per scope of the clients, this second's
         self._changed = False
         self._started: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -125,7 +129,7 @@ class Hub:
         async for message in get_bus().subscribe():
             try:
                 if message.startswith(EVENT_MARK):
-                    self.send(self.clients, Frame(message[len(EVENT_MARK) :]))
+                    self.send_event(message[len(EVENT_MARK) :])
                     continue
                 self.receive(*parse(message))
             except Exception:
@@ -169,7 +173,7 @@ class Hub:
             if len(pending) >= settings.METRICS_MAX_BATCH_SIZE:
                 self._flush_channel(channel)
         self._changed = True
-        self._update = None
+        self._updates.clear()
 
     def flush(self) -> None:
         for channel in list(self._pending):
@@ -208,19 +212,36 @@ class Hub:
         self.send(self.clients, _frame({"type": "heartbeat", "timestamp": now_ms()}))
 
     def send_update(self) -> None:
-        """At most once a second, and only while records flow."""
+        """At most once a second, and only while records flow; each client sees the sources
+        it may (one frame per distinct scope)."""
         if not self._changed:
             return
         self._changed = False
-        if self.clients:
-            self.send(self.clients, self.update_frame())
+        for sources, clients in _by_scope(self.clients).items():
+            self.send(clients, self.update_frame(sources))
 
-    def update_frame(self) -> Frame:
-        if self._update is None:
-            self._update = _frame(
-                {"type": "metrics:update", "data": self.stats.snapshot(), "timestamp": _iso_now()}
+    def update_frame(self, sources: frozenset[str] | None = None) -> Frame:
+        """The `metrics:update` message of every source, or of `sources` only."""
+        frame = self._updates.get(sources)
+        if frame is None:
+            data = self.stats.snapshot(sources)
+            frame = self._updates[sources] = _frame(
+                {"type": "metrics:update", "data": data, "timestamp": _iso_now()}
             )
-        return self._update
+        return frame
+
+    def send_event(self, data: bytes) -> None:
+        """An event for every page (an alert changed state), to each client that may see what
+        it names: a client limited to sources sees an alert only if it covers each name in it."""
+        frame = Frame(data)
+        scopes = _by_scope(self.clients)
+        everyone = scopes.pop(None, [])
+        self.send(everyone, frame)
+        if scopes:
+            names = _names_in_event(data)
+            for sources, clients in scopes.items():
+                if names and sources is not None and names <= sources:
+                    self.send(clients, frame)
 
     # --- clients -------------------------------------------------------------------------
 
@@ -303,6 +324,19 @@ class Hub:
             "uptime": round(time.monotonic() - self.started_at, 3),
             "fastPathClients": sum(client.writer.fast for client in self.clients),
         }
+
+
+def _by_scope(clients: Iterable[Client]) -> dict[frozenset[str] | None, list[Client]]:
+    grouped: dict[frozenset[str] | None, list[Client]] = defaultdict(list)
+    for client in clients:
+        grouped[client.sources].append(client)
+    return grouped
+
+
+def _names_in_event(data: bytes) -> set[str]:
+    """The sources and schedulers an event names (an alert's); none for an incident of many."""
+    alert = orjson.loads(data).get("alert") or {}
+    return {name for name in (alert.get("scraperSource"), alert.get("schedulerName")) if name}
 
 
 def _frame(message: dict[str, Any]) -> Frame:

@@ -100,12 +100,14 @@ class LiveStats:
             if not slots:
                 del self._slots[channel]
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, channels: frozenset[str] | None = None) -> dict[str, Any]:
+        """The totals and trends of every channel, or of `channels` only."""
         self.prune()
         now_minute = now_ms() // 60_000
         sources = {}
         trends = {}
-        for channel, slots in sorted(self._slots.items()):
+        shown = {c: s for c, s in self._slots.items() if channels is None or c in channels}
+        for channel, slots in sorted(shown.items()):
             sources[channel] = _summarise(slots.values())
             recent = [s for m, s in slots.items() if m > now_minute - TREND_MINUTES]
             before = [
@@ -114,7 +116,7 @@ class LiveStats:
                 if now_minute - 2 * TREND_MINUTES < m <= now_minute - TREND_MINUTES
             ]
             trends[channel] = _trends(_summarise(recent), _summarise(before))
-        all_slots = [slot for slots in self._slots.values() for slot in slots.values()]
+        all_slots = [slot for slots in shown.values() for slot in slots.values()]
         totals = _summarise(all_slots)
         return {
             "windowSeconds": WINDOW_MINUTES * 60,
@@ -207,8 +209,9 @@ def load_last_hour(stats: LiveStats) -> int:
     return covered
 
 
-def summary_from_database() -> dict[str, Any]:
-    """The `metrics:update` data, computed from the database (GET /api/metrics/summary/)."""
+def summary_from_database(channels: frozenset[str] | None = None) -> dict[str, Any]:
+    """The `metrics:update` data, computed from the database (GET /api/metrics/summary/), of
+    every channel or of `channels` only."""
     stats = LiveStats()
     load_last_hour(stats)
-    return stats.snapshot()
+    return stats.snapshot(channels)

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.test import Client
 
 from metrics_app.models import ApiKey
+from tests.support.asgi import AsgiClient
 from tests.support.browser import chromium
 from tests.support.servers import DaphneServer, database_url_for_subprocess
 
@@ -28,8 +29,9 @@ def committed_api_key(transactional_db: None) -> str:
 
 
 @pytest.fixture
-def reader(client: Client, django_user_model: Any) -> Client:
-    """A logged-in person's browser session."""
+def reader(transactional_db: None, django_user_model: Any) -> AsgiClient:
+    """A logged-in person, through the application as daphne serves it (the door first)."""
+    client = AsgiClient()
     client.force_login(django_user_model.objects.create_user("reader", password="pw-123456!"))
     return client
 
@@ -58,6 +60,7 @@ def live_server_env(django_db_setup: None, django_db_blocker: object) -> dict[st
     env["PYTHONUNBUFFERED"] = "1"
     # The alert tests start evaluators of their own; the others' daphnes stay out of the election.
     env["METRICS_ALERT_EVALUATOR"] = "0"
+    env["METRICS_EMBEDDED_BEAT"] = "0"  # the nightly jobs are the Celery tests' (test_celery.py)
     return env
 
 
@@ -91,3 +94,10 @@ def daphne(live_server_env: dict[str, str]) -> Iterator[DaphneServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def asgi(transactional_db: None) -> AsgiClient:
+    """The application as daphne serves it (door first), in this process; nobody logged in."""
+    return AsgiClient()
+

@@ -15,14 +15,18 @@ from wealthmetrics import daphne_internals
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_the_installed_versions_pass_the_self_checks() -> None:
-    assert daphne_internals._check_guard() is None
-    assert daphne_internals._check_sockets() is None
+def test_the_installed_versions_pass_every_check() -> None:
+    assert {part: check() for part, (check, _) in daphne_internals.CHECKS.items()} == dict.fromkeys(
+        daphne_internals.CHECKS
+    )
 
 
-def test_under_daphne_both_fast_paths_are_in_use(daphne: DaphneServer, committed_api_key: str) -> None:
+def test_under_daphne_every_part_is_in_use(daphne: DaphneServer, committed_api_key: str) -> None:
     stats = daphne.stats(committed_api_key)
-    assert (stats["server"], stats["requestGuard"], stats["fastSockets"]) == ("daphne", True, True)
+    assert (stats["server"], stats["requestGuard"], stats["fastSockets"], stats["idleTimeout"]) == (
+        "daphne", True, True, True,
+    )
+    assert stats["uncheckedServerParts"] == []
 
     async def three_sockets() -> None:
         sockets = [await open_socket(daphne, key=committed_api_key) for _ in range(3)]
@@ -37,14 +41,35 @@ def test_under_daphne_both_fast_paths_are_in_use(daphne: DaphneServer, committed
     asyncio.run(three_sockets())
 
 
-def test_daphne_listens_with_a_backlog_for_reconnect_storms(
-    start_daphne: Callable[..., DaphneServer], committed_api_key: str
+BROKEN_TWISTED = """
+import twisted.web.http as http
+http.HTTPChannel.allHeadersReceived = lambda self: None  # a Twisted that no longer calls gotLength
+"""
+
+
+def test_a_server_that_fails_a_check_refuses_to_start(
+    tmp_path: Path, start_daphne: Callable[..., DaphneServer], committed_api_key: str
 ) -> None:
-    server = start_daphne(METRICS_LISTEN_BACKLOG="1234")  # started with -b/-p, as `make run` does
-    assert server.stats(committed_api_key)["listenBacklog"] == 1234
+    """A changed Twisted: the process stops, naming the packages and their versions; with
+    METRICS_ACCEPT_UNCHECKED_SERVER=1 it runs without the guard, and says so."""
+    (tmp_path / "sitecustomize.py").write_text(BROKEN_TWISTED)
+    with pytest.raises(RuntimeError, match="exited early") as refused:
+        start_daphne(PYTHONPATH=str(tmp_path))
+    message = str(refused.value)
+    assert "request guard" in message and "Twisted 26.10.0" in message and "daphne 4.2.3" in message
+    assert "METRICS_ACCEPT_UNCHECKED_SERVER" in message
+    accepted = start_daphne(PYTHONPATH=str(tmp_path), METRICS_ACCEPT_UNCHECKED_SERVER="1")
+    stats = accepted.stats(committed_api_key)
+    assert stats["uncheckedServerParts"] == ["request guard"] and stats["requestGuard"] is False
+    assert accepted.health(committed_api_key)["uncheckedServerParts"] == ["request guard"]
+
+
+def test_daphne_listens_with_the_backlog_of_its_endpoint(start_daphne: Callable[..., DaphneServer]) -> None:
+    """daphne's own endpoint option sets the backlog (`make run` and bin/daphnes give 4096)."""
+    server = start_daphne()
     listening = subprocess.run(
         ["ss", "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True, check=True
     ).stdout.split()
     # For a listening socket, ss's Send-Q column is the backlog (capped by net.core.somaxconn).
     somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
-    assert int(listening[2]) == min(1234, somaxconn)
+    assert int(listening[2]) == min(server.backlog, somaxconn)

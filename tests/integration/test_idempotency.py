@@ -9,7 +9,6 @@ import httpx
 import orjson
 import pytest
 from django.db.models import Sum
-from django.test import Client
 from django.utils import timezone
 
 from metrics_app import retention
@@ -17,6 +16,7 @@ from metrics_app.ingest.idempotency import Claim
 from metrics_app.ingest.writer import GroupWriter
 from metrics_app.models import ApiKey, HourlyRollup, IdempotencyKey, PagePerformance
 from metrics_app.records import validate_records
+from tests.support.asgi import AsgiClient
 from tests.support.records import navigation
 from tests.support.servers import DaphneServer
 from tests.support.ws import unique_source
@@ -24,11 +24,11 @@ from tests.support.ws import unique_source
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def post(client: Client, records: list[dict[str, Any]], key: str, idempotency_key: str | None) -> Any:
+def post(asgi: AsgiClient, records: list[dict[str, Any]], key: str, idempotency_key: str | None) -> Any:
     headers = {"Authorization": f"Bearer {key}"}
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key
-    return client.post("/api/metrics/", data=orjson.dumps({"metrics": records}), content_type="application/json",
+    return asgi.post("/api/metrics/", data=orjson.dumps({"metrics": records}), content_type="application/json",
                        headers=headers)  # fmt: skip
 
 
@@ -38,11 +38,11 @@ def counted(source: str) -> int:
 
 
 def test_a_batch_sent_again_is_answered_the_same_and_stored_once(
-    client: Client, committed_api_key: str
+    asgi: AsgiClient, committed_api_key: str
 ) -> None:
     batch = [navigation(scraperSource="once", url=f"u{i}") for i in range(3)]
-    first = post(client, batch, committed_api_key, "batch-1")
-    again = post(client, batch, committed_api_key, "batch-1")
+    first = post(asgi, batch, committed_api_key, "batch-1")
+    again = post(asgi, batch, committed_api_key, "batch-1")
     assert (first.status_code, first.json()) == (202, {"accepted": 3})
     assert (again.status_code, again.json()) == (202, {"accepted": 3})
     assert PagePerformance.objects.filter(scraper_source="once").count() == 3
@@ -50,10 +50,10 @@ def test_a_batch_sent_again_is_answered_the_same_and_stored_once(
 
 
 def test_the_same_key_with_another_body_is_409_and_stores_nothing(
-    client: Client, committed_api_key: str
+    asgi: AsgiClient, committed_api_key: str
 ) -> None:
-    assert post(client, [navigation(scraperSource="first")], committed_api_key, "k").status_code == 202
-    reused = post(client, [navigation(scraperSource="second")], committed_api_key, "k")
+    assert post(asgi, [navigation(scraperSource="first")], committed_api_key, "k").status_code == 202
+    reused = post(asgi, [navigation(scraperSource="second")], committed_api_key, "k")
     assert reused.status_code == 409
     assert reused.json()["error"] == "idempotency_key_reused"
     assert reused.json()["details"][0]["field"] == "Idempotency-Key"
@@ -61,23 +61,23 @@ def test_the_same_key_with_another_body_is_409_and_stores_nothing(
 
 
 @pytest.mark.parametrize("value", ["x" * 101, "caf\u00e9", "tab\there"])
-def test_a_malformed_key_is_400_naming_the_header(client: Client, committed_api_key: str, value: str) -> None:
+def test_a_malformed_key_is_400_naming_the_header(asgi: AsgiClient, committed_api_key: str, value: str) -> None:
     headers = {"Authorization": f"Bearer {committed_api_key}", "Idempotency-Key": value}
-    response = client.post("/api/metrics/", data=orjson.dumps({"metrics": [navigation(scraperSource="bad-key")]}),
+    response = asgi.post("/api/metrics/", data=orjson.dumps({"metrics": [navigation(scraperSource="bad-key")]}),
                            content_type="application/json", headers=headers)  # fmt: skip
     assert response.status_code == 400
     assert response.json()["details"][0]["field"] == "Idempotency-Key"
     assert not PagePerformance.objects.filter(scraper_source="bad-key").exists()
 
 
-def test_keys_belong_to_their_api_key_and_last_24_hours(client: Client, committed_api_key: str) -> None:
+def test_keys_belong_to_their_api_key_and_last_24_hours(asgi: AsgiClient, committed_api_key: str) -> None:
     other = ApiKey.issue("another scraper")[1]
-    assert post(client, [navigation(scraperSource="mine")], committed_api_key, "shared").status_code == 202
-    assert post(client, [navigation(scraperSource="mine")], other, "shared").status_code == 202
+    assert post(asgi, [navigation(scraperSource="mine")], committed_api_key, "shared").status_code == 202
+    assert post(asgi, [navigation(scraperSource="mine")], other, "shared").status_code == 202
     assert PagePerformance.objects.filter(scraper_source="mine").count() == 2  # two API keys, two batches
 
     IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=25))
-    assert post(client, [navigation(scraperSource="mine")], committed_api_key, "shared").status_code == 202
+    assert post(asgi, [navigation(scraperSource="mine")], committed_api_key, "shared").status_code == 202
     assert PagePerformance.objects.filter(scraper_source="mine").count() == 3  # expired: a new batch
     assert retention.cleanup().idempotency_keys == 1  # the other key's, past its 24 h
     assert IdempotencyKey.objects.count() == 1

@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 import pytest
 from django.core.management import call_command
-from django.test import Client
 from websockets.exceptions import InvalidStatus
 
 from metrics_app.models import ApiKey, PagePerformance, Scope
+from tests.support.asgi import AsgiClient
 from tests.support.records import navigation
 from tests.support.servers import DaphneServer
 from tests.support.ws import next_of, open_socket, send
@@ -25,14 +25,14 @@ def create(*options: str) -> str:
     return out.getvalue().strip().splitlines()[-1]
 
 
-def post(client: Client, key: str, *sources: str) -> Any:
+def post(asgi: AsgiClient, key: str, *sources: str) -> Any:
     body = orjson.dumps({"metrics": [navigation(scraperSource=source) for source in sources]})
-    return client.post("/api/metrics/", data=body, content_type="application/json",
+    return asgi.post("/api/metrics/", data=body, content_type="application/json",
                        headers={"Authorization": f"Bearer {key}"})  # fmt: skip
 
 
-def read(client: Client, key: str, **params: str) -> Any:
-    return client.get("/api/metrics/recent/", params, headers={"Authorization": f"Bearer {key}"})
+def read(asgi: AsgiClient, key: str, **params: str) -> Any:
+    return asgi.get("/api/metrics/recent/", params, headers={"Authorization": f"Bearer {key}"})
 
 
 def test_create_api_key_sets_scope_and_sources() -> None:
@@ -43,10 +43,10 @@ def test_create_api_key_sets_scope_and_sources() -> None:
         create("--sources", "Not A Source")
 
 
-def test_an_ingest_key_writes_but_reads_nothing(client: Client, daphne: DaphneServer) -> None:
+def test_an_ingest_key_writes_but_reads_nothing(asgi: AsgiClient, daphne: DaphneServer) -> None:
     key = create("--scope", "ingest")
-    assert post(client, key, "ingest-only").status_code == 202
-    refused = read(client, key)
+    assert post(asgi, key, "ingest-only").status_code == 202
+    refused = read(asgi, key)
     assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
 
     async def handshake() -> int:
@@ -59,26 +59,26 @@ def test_an_ingest_key_writes_but_reads_nothing(client: Client, daphne: DaphneSe
     assert asyncio.run(handshake()) == 403
 
 
-def test_a_read_key_stores_nothing(client: Client) -> None:
+def test_a_read_key_stores_nothing(asgi: AsgiClient) -> None:
     key = create("--scope", "read")
-    refused = post(client, key, "read-only")
+    refused = post(asgi, key, "read-only")
     assert refused.status_code == 403
     assert not PagePerformance.objects.filter(scraper_source="read-only").exists()
-    assert read(client, key).status_code == 200
+    assert read(asgi, key).status_code == 200
 
 
-def test_a_key_limited_to_sources_writes_and_reads_only_those(client: Client, daphne: DaphneServer) -> None:
+def test_a_key_limited_to_sources_writes_and_reads_only_those(asgi: AsgiClient, daphne: DaphneServer) -> None:
     key = create("--sources", "robinhood")
-    refused = post(client, key, "robinhood", "cnbc")
+    refused = post(asgi, key, "robinhood", "cnbc")
     assert refused.status_code == 403
     assert refused.json()["details"] == [
         {"index": 1, "field": "scraperSource", "message": "this key may not write 'cnbc'"}
     ]
     assert not PagePerformance.objects.exists()  # nothing of the refused batch
-    assert post(client, key, "robinhood").status_code == 202
-    assert read(client, key, source="robinhood").status_code == 200
-    assert read(client, key, source="cnbc").status_code == 403
-    assert read(client, key).status_code == 403  # every source includes the others
+    assert post(asgi, key, "robinhood").status_code == 202
+    assert read(asgi, key, source="robinhood").status_code == 200
+    assert read(asgi, key, source="cnbc").status_code == 403
+    assert read(asgi, key).status_code == 403  # every source includes the others
 
     async def subscriptions() -> tuple[dict[str, Any], dict[str, Any]]:
         async with await open_socket(daphne, key=key) as ws:
@@ -92,20 +92,20 @@ def test_a_key_limited_to_sources_writes_and_reads_only_those(client: Client, da
     assert subscribed["subscriptions"] == ["robinhood"]
 
 
-def test_existing_keys_keep_every_right(client: Client, committed_api_key: str) -> None:
+def test_existing_keys_keep_every_right(asgi: AsgiClient, committed_api_key: str) -> None:
     assert ApiKey.objects.get().scope == Scope.ALL
-    assert post(client, committed_api_key, "any-source").status_code == 202
-    assert read(client, committed_api_key).status_code == 200
+    assert post(asgi, committed_api_key, "any-source").status_code == 202
+    assert read(asgi, committed_api_key).status_code == 200
 
 
-def test_per_key_rate_limits_answer_429_with_retry_after(client: Client, settings: Any) -> None:
+def test_per_key_rate_limits_answer_429_with_retry_after(asgi: AsgiClient, settings: Any) -> None:
     settings.METRICS_KEY_RATE_LIMIT, settings.METRICS_KEY_RATE_BURST = 1, 2
     key, other = create(), create()
-    answers = [post(client, key, "limited").status_code for _ in range(3)]
+    answers = [post(asgi, key, "limited").status_code for _ in range(3)]
     assert answers == [202, 202, 429]  # a burst of 2, then one a second
-    limited = post(client, key, "limited")
+    limited = post(asgi, key, "limited")
     assert limited.status_code == 429 and int(limited["Retry-After"]) >= 1
     assert limited.json()["error"] == "rate_limited"
-    assert read(client, key).status_code == 429  # reads count too
-    assert post(client, other, "limited").status_code == 202  # per key
+    assert read(asgi, key).status_code == 429  # reads count too
+    assert post(asgi, other, "limited").status_code == 202  # per key
     assert PagePerformance.objects.filter(scraper_source="limited").count() == 3

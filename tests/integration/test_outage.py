@@ -7,6 +7,7 @@ answers 503 with Retry-After while the database is away and 202 again once it is
 import asyncio
 import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -125,6 +126,31 @@ def test_api_answers_503_while_the_database_is_away(
     assert wait_for(lambda: post_batch(daphne_via_proxy, committed_api_key, "probe", 1).status_code == 202)
     assert post_batch(daphne_via_proxy, committed_api_key, "http-outage", 50).status_code == 202
     assert count_rows("http-outage") == 100
+
+
+def test_a_request_whole_in_one_packet_gets_one_answer_while_the_database_is_away(
+    proxy: TcpProxy, daphne_via_proxy: DaphneServer
+) -> None:
+    """Headers and body in one packet, with a key the process must look up: one 503, no 500
+    after it, no traceback in the log, and no driver error shown to strangers."""
+    assert post_batch(daphne_via_proxy, "wm_warm-up", "x", 1).status_code == 401  # the key copy is loaded
+    proxy.cut()
+    time.sleep(2.5)  # the copy is stale: the next key needs the database
+    body = orjson.dumps({"metrics": [navigation(scraperSource="one-packet")]})
+    request = (
+        b"POST /api/metrics/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wm_never-seen\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    with socket.create_connection(("127.0.0.1", daphne_via_proxy.port), timeout=15) as sock:
+        sock.sendall(request)
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+    assert answer.count(b"HTTP/1.1 ") == 1
+    health = httpx.get(f"{daphne_via_proxy.url}/api/health/websocket", timeout=10).text
+    assert "Can't connect" not in health and "2003" not in health
+    proxy.restore()
+    log = daphne_via_proxy.log()
+    assert "Traceback" not in log and "Exception inside application" not in log
 
 
 def test_a_202_survives_the_server_being_killed(

@@ -4,13 +4,13 @@
 from typing import Any
 
 import pytest
-from django.test import Client
 
 from metrics_app.records import now_ms
+from tests.support.asgi import AsgiClient
 from tests.support.db import store
 from tests.support.records import navigation, scheduler_run, scrape
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 HOUR = 3_600_000
 
@@ -35,13 +35,13 @@ def week() -> int:
     return now
 
 
-def get(reader: Client, path: str, **params: str) -> Any:
+def get(reader: AsgiClient, path: str, **params: str) -> Any:
     response = reader.get(path, params)
     assert response.status_code == 200, response.content
     return response.json()
 
 
-def test_a_week_draws_across_the_whole_axis(reader: Client, week: int) -> None:
+def test_a_week_draws_across_the_whole_axis(reader: AsgiClient, week: int) -> None:
     state = get(reader, "/api/metrics/overview/", range="7d")
     assert state["range"] == {
         **state["range"],
@@ -63,14 +63,14 @@ def test_a_week_draws_across_the_whole_axis(reader: Client, week: int) -> None:
         "stopped"]["successCount"] > 0  # fmt: skip
 
 
-def test_the_source_filter_narrows_everything(reader: Client, week: int) -> None:
+def test_the_source_filter_narrows_everything(reader: AsgiClient, week: int) -> None:
     state = get(reader, "/api/metrics/overview/", range="24h", source="stopped")
     assert [channel["name"] for channel in state["channels"]] == ["stopped"]
     assert set(state["series"]) == {"stopped"} and state["schedulers"] == {}
     assert state["totals"]["records"] == state["sources"]["stopped"]["records"] == 21
 
 
-def test_trends_compare_with_the_range_before(reader: Client, week: int) -> None:
+def test_trends_compare_with_the_range_before(reader: AsgiClient, week: int) -> None:
     state = get(reader, "/api/metrics/overview/", range="24h")
     # The 24 hours before the range: steady's navigation and scrape every hour, stopped every hour.
     steady, stopped = state["sources"]["steady"]["previous"], state["sources"]["stopped"]["previous"]
@@ -80,7 +80,7 @@ def test_trends_compare_with_the_range_before(reader: Client, week: int) -> None
     assert steady["p95DurationMs"] is not None and stopped["successRate"] == round(100 * 19 / 24, 2)
 
 
-def test_the_live_range_compares_with_the_half_hour_before(reader: Client) -> None:
+def test_the_live_range_compares_with_the_half_hour_before(reader: AsgiClient) -> None:
     now = now_ms()
     store(navigation(recordedAt=now - 60_000), *(navigation(recordedAt=now - 40 * 60_000) for _ in range(3)))
     state = get(reader, "/api/metrics/overview/", range="live")
@@ -89,14 +89,14 @@ def test_the_live_range_compares_with_the_half_hour_before(reader: Client) -> No
     assert state["previous"]["records"] == 3
 
 
-def test_the_live_range_is_thirty_minutes(reader: Client) -> None:
+def test_the_live_range_is_thirty_minutes(reader: AsgiClient) -> None:
     store(navigation(recordedAt=now_ms() - 60_000))
     state = get(reader, "/api/metrics/overview/", range="live")
     assert len(state["axis"]) == 30 and state["range"]["bucket"] == "minute"
     assert state["totals"]["records"] == 1
 
 
-def test_failures_are_grouped_searchable_and_paged(reader: Client, week: int) -> None:
+def test_failures_are_grouped_searchable_and_paged(reader: AsgiClient, week: int) -> None:
     found = get(reader, "/api/metrics/failures/", range="7d")
     assert found["total"] == 33  # every fifth hour of the 165 the stopped source ran
     [group] = found["groups"]
@@ -114,11 +114,11 @@ def test_failures_are_grouped_searchable_and_paged(reader: Client, week: int) ->
         ("/api/metrics/failures/", {"page": "zero"}, "page"),
     ],
 )
-def test_bad_parameters_are_named(reader: Client, path: str, params: dict[str, str], field: str) -> None:
+def test_bad_parameters_are_named(reader: AsgiClient, path: str, params: dict[str, str], field: str) -> None:
     response = reader.get(path, params)
     assert response.status_code == 400 and response.json()["field"] == field
 
 
-def test_strangers_are_refused(client: Client) -> None:
-    assert client.get("/api/metrics/overview/").status_code == 401
-    assert client.get("/api/metrics/failures/").status_code == 401
+def test_strangers_are_refused(asgi: AsgiClient) -> None:
+    assert asgi.get("/api/metrics/overview/").status_code == 401
+    assert asgi.get("/api/metrics/failures/").status_code == 401

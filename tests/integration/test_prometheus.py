@@ -7,11 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
-from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from metrics_app.models import Alert
+from tests.support.asgi import AsgiClient
 from tests.support.db import store
 from tests.support.records import navigation, scrape
 from tests.support.servers import DaphneServer
@@ -30,7 +30,7 @@ def key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 
 @pytest.mark.django_db
-def test_the_exposition_holds_what_was_stored(client: Client, api_key: str) -> None:
+def test_the_exposition_holds_what_was_stored(asgi: AsgiClient, api_key: str) -> None:
     store(
         *[navigation(scraperSource="cnbc", navigationDurationMs=300) for _ in range(3)],
         navigation(scraperSource="cnbc", navigationDurationMs=4000, success=False, error="timeout"),
@@ -40,7 +40,7 @@ def test_the_exposition_holds_what_was_stored(client: Client, api_key: str) -> N
     Alert.objects.create(fingerprint="slow:cnbc:", verdict="slow", scraper_source="cnbc", severity="warning",
                          state="firing", summary="s", pending_since=now, starts_at=now, last_held_at=now)  # fmt: skip
 
-    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    response = asgi.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {api_key}")
 
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
@@ -60,14 +60,14 @@ def test_the_exposition_holds_what_was_stored(client: Client, api_key: str) -> N
 
 
 @pytest.mark.django_db
-def test_strangers_and_non_staff_people_are_refused(client: Client, django_user_model: Any) -> None:
-    assert client.get("/metrics").status_code == 401
+def test_strangers_and_non_staff_people_are_refused(asgi: AsgiClient, django_user_model: Any) -> None:
+    assert asgi.get("/metrics").status_code == 401
     person = django_user_model.objects.create_user("viewer", password="pw-123456!")
-    client.force_login(person)
-    assert client.get("/metrics").status_code == 401
+    asgi.force_login(person)
+    assert asgi.get("/metrics").status_code == 401
     person.is_staff = True
     person.save()
-    assert client.get("/metrics").status_code == 200
+    assert asgi.get("/metrics").status_code == 200
 
 
 @pytest.mark.redis

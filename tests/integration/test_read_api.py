@@ -4,15 +4,15 @@ from typing import Any
 
 import orjson
 import pytest
-from django.test import Client
 
+from tests.support.asgi import AsgiClient
 from tests.support.db import store
 from tests.support.records import navigation, scheduler_run, scrape
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_recent_returns_the_last_n_of_a_source_oldest_first(reader: Client) -> None:
+def test_recent_returns_the_last_n_of_a_source_oldest_first(reader: AsgiClient) -> None:
     store(*(navigation(url=f"https://r/{i}", recordedAt=1_795_000_000_000 + i) for i in range(10)))
     store(scrape(scraperSource="robinhood", recordedAt=1_795_000_000_020), scrape())
     response = reader.get("/api/metrics/recent/", {"source": "robinhood", "limit": "3"})
@@ -23,7 +23,7 @@ def test_recent_returns_the_last_n_of_a_source_oldest_first(reader: Client) -> N
     assert all(m["scraperSource"] == "robinhood" for m in metrics)
 
 
-def test_recent_includes_scheduler_runs_on_their_channel(reader: Client) -> None:
+def test_recent_includes_scheduler_runs_on_their_channel(reader: AsgiClient) -> None:
     store(scheduler_run(schedulerName="hourly"), scheduler_run(schedulerName="daily", scraperSource="cnbc"))
     hourly = reader.get("/api/metrics/recent/", {"source": "hourly"}).json()["metrics"]
     cnbc = reader.get("/api/metrics/recent/", {"source": "cnbc"}).json()["metrics"]
@@ -31,7 +31,7 @@ def test_recent_includes_scheduler_runs_on_their_channel(reader: Client) -> None
     assert [m["schedulerName"] for m in cnbc] == ["daily"]
 
 
-def test_recent_without_source_covers_every_source(reader: Client) -> None:
+def test_recent_without_source_covers_every_source(reader: AsgiClient) -> None:
     store(navigation(), scrape(), scheduler_run())
     assert len(reader.get("/api/metrics/recent/").json()["metrics"]) == 3
 
@@ -45,13 +45,13 @@ def test_recent_without_source_covers_every_source(reader: Client) -> None:
         ({"source": "Bad!"}, "source"),
     ],
 )
-def test_recent_rejects_bad_parameters(reader: Client, params: dict[str, Any], field: str) -> None:
+def test_recent_rejects_bad_parameters(reader: AsgiClient, params: dict[str, Any], field: str) -> None:
     response = reader.get("/api/metrics/recent/", params)
     assert response.status_code == 400
     assert response.json()["field"] == field
 
 
-def test_summary_totals_per_source(reader: Client) -> None:
+def test_summary_totals_per_source(reader: AsgiClient) -> None:
     store(
         navigation(navigationDurationMs=100),
         navigation(navigationDurationMs=300, success=False, error="x"),
@@ -71,7 +71,7 @@ def test_summary_totals_per_source(reader: Client) -> None:
     assert data["trends"]["robinhood"]["records"]["direction"] == "up"
 
 
-def test_stats_report_counters_and_memory(reader: Client, api_key: str) -> None:
+def test_stats_report_counters_and_memory(reader: AsgiClient, api_key: str) -> None:
     body = orjson.dumps({"metrics": [navigation()]})
     reader.post(
         "/api/metrics/", body, content_type="application/json", headers={"Authorization": f"Bearer {api_key}"}
@@ -82,21 +82,21 @@ def test_stats_report_counters_and_memory(reader: Client, api_key: str) -> None:
     assert set(stats["collector"]) >= {"queued", "flushed", "dropped"}
 
 
-def test_readers_may_use_a_key(client: Client, api_key: str) -> None:
-    response = client.get("/api/metrics/summary/", headers={"Authorization": f"Bearer {api_key}"})
+def test_readers_may_use_a_key(asgi: AsgiClient, api_key: str) -> None:
+    response = asgi.get("/api/metrics/summary/", headers={"Authorization": f"Bearer {api_key}"})
     assert response.status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/api/metrics/recent/", "/api/metrics/summary/", "/api/stats/"])
-def test_strangers_are_refused(client: Client, path: str) -> None:
-    assert client.get(path).status_code == 401
+def test_strangers_are_refused(asgi: AsgiClient, path: str) -> None:
+    assert asgi.get(path).status_code == 401
 
 
-def test_inactive_users_are_refused(client: Client, django_user_model: Any) -> None:
-    client.force_login(django_user_model.objects.create_user("gone", password="pw-123456!", is_active=False))
-    assert client.get("/api/metrics/summary/").status_code == 401
+def test_inactive_users_are_refused(asgi: AsgiClient, django_user_model: Any) -> None:
+    asgi.force_login(django_user_model.objects.create_user("gone", password="pw-123456!", is_active=False))
+    assert asgi.get("/api/metrics/summary/").status_code == 401
 
 
-def test_websocket_health_is_public(client: Client) -> None:
-    data = client.get("/api/health/websocket").json()
+def test_websocket_health_is_public(asgi: AsgiClient) -> None:
+    data = asgi.get("/api/health/websocket").json()
     assert set(data) >= {"connected", "clients", "subscriptions", "uptime"}

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.records import navigation
 from tests.support.servers import DaphneServer
-from wealthmetrics.daphne_internals import judge
+from metrics_app.admission.door import BEFORE_BODY, Head, checked, identify_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,14 +49,29 @@ def closed(sock: socket.socket, timeout: float = 5) -> bool:
     return True
 
 
+def judge(method: str, target: str, authorization: str | None, length: int | None) -> object:
+    """What the guard does with a head: refuse it (its status), let it through (a caller), or
+    look the caller up first (None)."""
+    headers = {b"content-length": str(length).encode()} if length is not None else {}
+    if authorization is not None:
+        headers[b"authorization"] = authorization.encode()
+    head_ = Head.of("http", method, target.encode(), headers)
+    known = identify_now(head_)
+    if known is None:
+        return None
+    verdict = checked(head_, known, BEFORE_BODY)
+    return getattr(verdict, "status", verdict)
+
+
 def test_judges_on_the_headers_alone(settings: object) -> None:
     settings.METRICS_MAX_BODY_BYTES = 1000  # type: ignore[attr-defined]
-    assert judge(b"POST", b"/api/metrics/", b"Bearer x", 1001).status == 413  # type: ignore[union-attr]
-    assert judge(b"POST", b"/api/metrics/?a=1", None, 10).status == 401  # type: ignore[union-attr]
-    assert judge(b"POST", b"/api/metrics", b"Basic x", 10).status == 401  # type: ignore[union-attr]
-    assert judge(b"POST", b"/api/metrics/", b"Bearer wm_unknown", 10) == "wm_unknown"  # look it up
-    assert judge(b"POST", b"/accounts/login/", None, 10) is None  # people log in without a key
-    assert judge(b"GET", b"/api/metrics/recent/", None, None) is None
+    assert judge("POST", "/api/metrics/?a=1", None, 10) == 401
+    assert judge("POST", "/api/metrics", "Basic x", 10) == 401
+    assert judge("POST", "/api/metrics/", "Bearer wm_unknown", 10) is None  # look it up
+    assert judge("POST", "/accounts/login/", None, 1000) is not None  # people log in without a key…
+    assert judge("POST", "/accounts/login/", None, 100_000) == 413  # …with a form, not more
+    assert judge("POST", "/api/alerts/silences/", None, 10) == 401  # no stranger's body elsewhere
+    assert judge("GET", "/api/metrics/recent/", None, None) == 401
 
 
 def test_the_guard_is_in_place_under_daphne(daphne: DaphneServer, committed_api_key: str) -> None:

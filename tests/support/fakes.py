@@ -38,3 +38,4 @@ class FakeClient:
     client_id: str = "client-test"
     subscriptions: set[str] = field(default_factory=set)
     writer: FakeWriter = field(default_factory=FakeWriter)
+    sources: frozenset[str] | None = None  # a key limited to these; None: everything

@@ -61,10 +61,12 @@ class DaphneServer:
         application: str = "wealthmetrics.asgi:application",
         port: int | None = None,
         args: tuple[str, ...] = (),
+        backlog: int = 4096,
     ) -> None:
         self.env = env
         self.application = application
         self.args = args
+        self.backlog = backlog
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -78,10 +80,8 @@ class DaphneServer:
                 sys.executable,
                 "-m",
                 "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
+                "-e",  # as `make run` starts it: daphne's own endpoint, with a listen backlog
+                f"tcp:port={self.port}:interface=127.0.0.1:backlog={self.backlog}",
                 *self.args,
                 self.application,
             ],

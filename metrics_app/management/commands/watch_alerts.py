@@ -1,27 +1,25 @@
-"""Run the alert evaluator outside daphne: `manage.py watch_alerts` (a loop that takes part in
-the election like every daphne process), or `--once` for a single evaluation now."""
+"""Evaluate alerts once, now: `manage.py watch_alerts --once`. The evaluation on a clock runs
+inside the daphne processes (wealthmetrics.serving, "What runs where"), never here."""
 
-import asyncio
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from metrics_app.alerts import evaluator
 
 
 class Command(BaseCommand):
-    help = "Evaluate alerts: in a loop, elected like the daphne processes, or --once."
+    help = "Evaluate alerts once, now, and print what it did (daphne evaluates them on a clock)."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--once", action="store_true", help="evaluate once now and print what it did")
+        parser.add_argument("--once", action="store_true", help="evaluate once now (the only mode)")
 
     def handle(self, *args: Any, once: bool = False, **options: Any) -> None:
         if not once:
-            self.stdout.write(
-                "watching: evaluating alerts whenever this process holds the lease (Ctrl-C stops)"
+            raise CommandError(
+                "alerts are evaluated on a clock by the daphne processes (README, 'What runs where'); "
+                "use --once to evaluate once now"
             )
-            asyncio.run(evaluator.watch())
-            return
         watcher = evaluator.Evaluator()
         if not watcher.acquire():
             self.stdout.write(

@@ -1,15 +1,14 @@
-"""Who may call the API: machines with a bearer key, people with a logged-in session.
+"""API keys as the door sees them: what a key may do, a process-local copy of the active keys,
+and per-key request rates.
 
-API keys are checked against a process-local copy of the active keys (`keys`), so a request
-costs no database round trip for its key; see KeyCache for how long a revocation takes.
+Keys are checked against the copy (`keys`), so a request costs no database round trip for
+its key; see KeyCache for how long a revocation or a narrowing takes to count.
 """
 
 import contextlib
-import functools
 import math
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -17,15 +16,11 @@ from typing import Final
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
 from metrics_app import counters, db
 from metrics_app.models import ApiKey, Scope, hash_key
 
-View = Callable[..., HttpResponse]
-
-MISSING_KEY: Final = "send a valid API key as 'Authorization: Bearer <key>'"
 # last_used_at is a courtesy for the admin; writing it on every request would double the
 # writes of a busy scraper, so each process refreshes it at most once a minute per key.
 _LAST_USED_RESOLUTION: Final = timedelta(minutes=1)
@@ -53,11 +48,11 @@ class KeyInfo:
     def reads(self) -> bool:
         return self.scope in (Scope.ALL, Scope.READ)
 
-    def covers(self, source: str | None) -> bool:
-        """May it touch this source (None or '*': every source)?"""
+    def covers(self, name: str | None) -> bool:
+        """May it speak for, or read, this source or scheduler (None or '*': every one)?"""
         if self.sources is None:
             return True
-        return source is not None and source in self.sources
+        return name is not None and name in self.sources
 
 
 class Unknown(Enum):
@@ -67,14 +62,23 @@ class Unknown(Enum):
 UNKNOWN: Final = Unknown.UNKNOWN
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
 class KeyCache:
     """The active API keys of this process, by hash, reloaded from the database every
     METRICS_KEY_CACHE_SECONDS (on the first lookup after that).
 
-    A revoked key stops working on every process within METRICS_KEY_CACHE_SECONDS (at once on
-    the process that revoked it). A key missing from the copy (new, or never issued) makes a
-    lookup wait for a reload that starts after it asked; such reloads happen at most every
-    MISS_RELOAD_SECONDS, shared by every lookup waiting."""
+    A revoked or narrowed key counts on every process within METRICS_KEY_CACHE_SECONDS (at
+    once on the process that changed it). A key missing from the copy (new, or never issued)
+    makes a lookup wait for a reload that starts after it asked; such reloads happen at most
+    every MISS_RELOAD_SECONDS, shared by every lookup waiting."""
 
     def __init__(self) -> None:
         self._keys: dict[str, KeyInfo] = {}
@@ -85,16 +89,19 @@ class KeyCache:
     def peek(self, token: str) -> KeyInfo | Unknown:
         """Without the database: the key if the copy is fresh and holds it, else UNKNOWN (a
         lookup must tell). Never None: a miss may be a key issued a moment ago."""
-        info = self._keys.get(hash_key(token))
-        fresh = time.monotonic() - self._loaded_at < settings.METRICS_KEY_CACHE_SECONDS
-        return info if info is not None and fresh else UNKNOWN
+        key_hash = hash_key(token)
+        info = self._keys.get(key_hash)
+        now = time.monotonic()
+        if info is None or now - self._loaded_at >= settings.METRICS_KEY_CACHE_SECONDS:
+            return UNKNOWN
+        self._mark_used(key_hash, info, now)
+        return info
 
     def lookup(self, token: str) -> KeyInfo | None:
         """The active key for a plain token, or None. Blocks (database), so call it from a
         thread. Raises DatabaseError when a reload is due and the database is away."""
         asked = time.monotonic()
-        if asked - self._loaded_at >= settings.METRICS_KEY_CACHE_SECONDS:
-            self._reload(since=asked - settings.METRICS_KEY_CACHE_SECONDS)
+        self._refresh(asked)
         key_hash = hash_key(token)
         info = self._keys.get(key_hash)
         if info is None:
@@ -104,13 +111,15 @@ class KeyCache:
             self._mark_used(key_hash, info, asked)
         return info
 
-    def active_ids(self) -> set[int]:
-        """The ids of the active keys, from a copy at most METRICS_KEY_CACHE_SECONDS old
-        (blocking: reloads when it is older)."""
-        asked = time.monotonic()
+    def by_id(self) -> dict[int, KeyInfo]:
+        """The active keys by id, from a copy at most METRICS_KEY_CACHE_SECONDS old (blocking:
+        reloads when it is older). Open sockets re-read their key's rights from it."""
+        self._refresh(time.monotonic())
+        return {info.id: info for info in self._keys.values()}
+
+    def _refresh(self, asked: float) -> None:
         if asked - self._loaded_at >= settings.METRICS_KEY_CACHE_SECONDS:
             self._reload(since=asked - settings.METRICS_KEY_CACHE_SECONDS)
-        return {info.id for info in self._keys.values()}
 
     def _reload(self, *, since: float, spacing: float = 0.0) -> None:
         """Reload unless a reload that started after `since` has finished meanwhile."""
@@ -130,7 +139,8 @@ class KeyCache:
             _marker.submit(db.call, _write_last_used, info.id, timezone.now())
 
     def saved(self, instance: ApiKey, **kwargs: object) -> None:
-        """post_save of ApiKey: a key issued or revoked by this process counts here at once."""
+        """post_save of ApiKey: a key issued, changed or revoked by this process counts here at
+        once."""
         if instance.is_active:
             self._keys[instance.key_hash] = KeyInfo.of(instance)
         else:
@@ -149,7 +159,7 @@ keys = KeyCache()
 class RateLimits:
     """Per-key request rates of this process, off unless METRICS_KEY_RATE_LIMIT is set: a
     token bucket per key holding METRICS_KEY_RATE_BURST requests, refilled at the limit per
-    second. A key over it is answered 429 with Retry-After (whole seconds until a token)."""
+    second. A key over it is refused (429 with Retry-After: whole seconds until a token)."""
 
     def __init__(self) -> None:
         self._buckets: dict[int, tuple[float, float]] = {}  # key id -> (tokens, when counted)
@@ -174,87 +184,3 @@ class RateLimits:
 
 
 rates = RateLimits()
-
-
-def rate_limit_message(wait: int) -> str:
-    return f"too many requests for this key; retry in {wait} s"
-
-
-def rate_limited(wait: int) -> JsonResponse:
-    response = JsonResponse({"error": "rate_limited", "message": rate_limit_message(wait)}, status=429)
-    response["Retry-After"] = str(wait)
-    return response
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
-def find_api_key(token: str | None) -> KeyInfo | None:
-    """The active key matching a plain token, or None (blocking: see KeyCache.lookup)."""
-    return keys.lookup(token) if token else None
-
-
-def unauthorized(message: str) -> JsonResponse:
-    response = JsonResponse({"error": "unauthorized", "message": message}, status=401)
-    response["WWW-Authenticate"] = 'Bearer realm="wealthmetrics"'
-    return response
-
-
-def require_api_key(view: View) -> View:
-    """Machines only: a valid `Authorization: Bearer <key>`."""
-
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        if find_api_key(bearer_token(request.headers.get("Authorization"))) is None:
-            return unauthorized(MISSING_KEY)
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
-
-def is_reader(request: HttpRequest) -> bool:
-    """People (logged-in, active) or machines (a valid key) may read."""
-    user = request.user
-    if user.is_authenticated and user.is_active:
-        return True
-    return find_api_key(bearer_token(request.headers.get("Authorization"))) is not None
-
-
-def forbidden(message: str, field: str | None = None) -> JsonResponse:
-    extra = {"field": field} if field else {}
-    return JsonResponse({"error": "forbidden", "message": message, **extra}, status=403)
-
-
-def read_refusal(key: KeyInfo, source: str | None) -> str | None:
-    """Why a key may not read `source` (None or '*': every source), or None if it may."""
-    if not key.reads:
-        return "this key may only send records"
-    if not key.covers(None if source == "*" else source):
-        return f"this key may read only {', '.join(sorted(key.sources or ()))}"
-    return None
-
-
-def require_reader(view: View) -> View:
-    """People, or keys with the read scope, for the `source` they ask about (a key limited to
-    sources must name one of them)."""
-
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        user = request.user
-        if not (user.is_authenticated and user.is_active):
-            key = find_api_key(bearer_token(request.headers.get("Authorization")))
-            if key is None:
-                return unauthorized("log in or send a valid API key")
-            if refusal := read_refusal(key, request.GET.get("source") or None):
-                return forbidden(refusal, "source" if key.reads else None)
-            if wait := rates.wait(key.id):
-                return rate_limited(wait)
-        return view(request, *args, **kwargs)
-
-    return wrapper

@@ -1,0 +1,90 @@
+"""Admitting a batch: the checks of POST /api/metrics/ that need its body.
+
+The whole order, for the one ingest path that production serves (metrics_app.api.ingest_route):
+1. key, 2. scope, 3. rate, 4. size: the door's, on the head (metrics_app.admission.door);
+5. decode and 6. validate: one pass through the record rules (metrics_app.records);
+   1 to MAX_RECORDS_PER_REQUEST records;
+7. sources: a key limited to sources must cover every name each record speaks for;
+8. idempotency: a well-formed Idempotency-Key becomes the batch's claim.
+Then the batch goes to the group writer, and `answered` says what its answer is.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from metrics_app import counters
+from metrics_app.admission import refusals
+from metrics_app.admission.door import Caller
+from metrics_app.admission.refusals import Refusal
+from metrics_app.ingest.idempotency import Claim, Earlier, key_problem
+from metrics_app.records import InvalidMetrics, Metric, decode_batch, names_of
+
+MAX_RECORDS_PER_REQUEST: Final = 1000
+
+
+@dataclass(frozen=True)
+class Batch:
+    records: Sequence[Metric]
+    claim: Claim | None
+
+
+def admit(caller: Caller, body: bytes, idempotency_key: str | None) -> Batch | Refusal:
+    """Checks 5 to 8 on a body the door let in: the batch to store, or the refusal."""
+    records = decoded(body)
+    if isinstance(records, Refusal):
+        return records
+    if refused := outside_sources(records, caller):
+        return refused
+    claim = claimed(idempotency_key, caller, body)
+    if isinstance(claim, Refusal):
+        return claim
+    return Batch(records, claim)
+
+
+def decoded(body: bytes) -> Sequence[Metric] | Refusal:
+    """The body's records, valid, 1 to MAX_RECORDS_PER_REQUEST of them."""
+    try:
+        records = decode_batch(body)
+    except InvalidMetrics as exc:
+        return refusals.invalid_metrics(
+            "some records are invalid; none were stored", [e.as_dict() for e in exc.errors]
+        )
+    if not records:
+        details = [{"index": None, "field": "metrics", "message": "must not be empty"}]
+        return refusals.invalid_metrics(f"send 1 to {MAX_RECORDS_PER_REQUEST} records", details)
+    if len(records) > MAX_RECORDS_PER_REQUEST:
+        return refusals.too_large(f"{len(records)} records; at most {MAX_RECORDS_PER_REQUEST} per request")
+    return records
+
+
+def outside_sources(records: Sequence[Metric], caller: Caller) -> Refusal | None:
+    """403 naming each record that speaks for a source or scheduler the key may not write."""
+    allowed = caller.sources
+    if allowed is None:
+        return None
+    details = [
+        {"index": index, "field": field, "message": f"this key may not write {name!r}"}
+        for index, record in enumerate(records)
+        for field, name in names_of(record).items()
+        if name not in allowed
+    ]
+    return refusals.writes_outside_sources(allowed, details) if details else None
+
+
+def claimed(value: str | None, caller: Caller, body: bytes) -> Claim | Refusal | None:
+    """The request's Idempotency-Key as a claim on its body, none, or the refusal of a bad one."""
+    if value is None or caller.key is None:
+        return None
+    if problem := key_problem(value):
+        return refusals.invalid_header("Idempotency-Key", problem)
+    return Claim.of(caller.key.id, value, body)
+
+
+def answered(stored: list[int] | Earlier, count: int) -> int | Refusal:
+    """How many records a stored request may report (202), or 409 for a reused key."""
+    if isinstance(stored, Earlier):
+        counters.incr("idempotent_replays")
+        return stored.accepted if stored.same_body else refusals.KEY_REUSED
+    counters.incr("records_stored", count)
+    return count

@@ -1,0 +1,71 @@
+"""A serving process's life, in one place: what starts with it, what stops with it, and what
+runs on a clock where (README, "What runs where").
+
+wealthmetrics.asgi calls `start()` once the application is built. Under daphne's command line:
+1. the server integration is checked and switched on (wealthmetrics.daphne_internals); a
+   server that fails its checks stops the process here;
+2. once the reactor runs, this process's share of the periodic work starts;
+3. before the reactor stops, the live hub sends what is pending and closes its sockets with
+   1001 (going away).
+Anywhere else (a management command, Celery, a test's in-process client) nothing starts.
+
+Periodic work, each job in exactly one place per deployment:
+- alert evaluation, every METRICS_ALERT_EVAL_INTERVAL_S: under `make run`, the daphne
+  process; under `make stack` and in production, every daphne process offers and one,
+  elected by a lease (metrics_app.alerts.evaluator), evaluates;
+- `aggregate_daily` at 02:00 and `cleanup_metrics` at 03:30 (TIME_ZONE), as django-celery-beat's
+  tables say: under `make run`, Celery beat embedded in the daphne process runs them (there
+  is no broker to send them to a worker); under `make stack` and in production, the
+  `celery beat` process sends them to a worker.
+METRICS_EMBEDDED_BEAT says whether daphne runs the beat itself: by default when there is no
+REDIS_URL, i.e. when no separate beat could send a worker anything.
+"""
+
+import logging
+import sys
+from typing import Any
+
+from celery.beat import EmbeddedService
+from django.conf import settings
+
+from metrics_app.alerts import evaluator
+from metrics_app.server import features
+from metrics_app.stream.hub import get_hub
+from wealthmetrics import daphne_internals
+from wealthmetrics.celery import app as celery_app
+
+log = logging.getLogger(__name__)
+
+
+def start() -> None:
+    if "daphne.cli" not in sys.modules:  # daphne imports the application once its reactor is in
+        return
+    daphne_internals.install()
+    features.name, features.serving = "daphne", True
+    from twisted.internet import reactor
+
+    reactor.callWhenRunning(start_periodic_work)
+    _before_shutdown(reactor, get_hub().shutdown)
+
+
+def start_periodic_work() -> None:
+    """This process's share of the periodic work (the table above)."""
+    evaluator.start_watching()  # unless METRICS_ALERT_EVALUATOR=0 keeps it out of the election
+    if settings.METRICS_EMBEDDED_BEAT:
+        beat = EmbeddedService(celery_app, thread=True)
+        beat.start()
+        log.info("celery beat runs inside this process (METRICS_EMBEDDED_BEAT): nightly jobs run here")
+
+
+def _before_shutdown(reactor: Any, action: Any) -> None:
+    """Run `action` before the reactor stops, then give the writes half a second to leave."""
+    from twisted.internet.task import deferLater
+
+    def before_shutdown() -> Any:
+        try:
+            action()
+        except Exception:  # Twisted would swallow it silently
+            log.exception("live hub shutdown failed")
+        return deferLater(reactor, 0.5, lambda: None)
+
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
