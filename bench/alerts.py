@@ -113,7 +113,7 @@ def main() -> None:
 
 def accuracy(args: argparse.Namespace) -> None:
     from metrics_app.alerts.evaluator import Evaluator
-    from metrics_app.models import Alert
+    from metrics_app.alerts.models import Alert
 
     rng = random.Random(args.seed)
     now_ms = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS

@@ -8,36 +8,27 @@ is decided before it exists (the door: metrics_app.admission.door), and its righ
 while it is open (dashboard_app.security).
 """
 
-import asyncio
 import logging
 import secrets
-import time
-from collections.abc import Awaitable
-from typing import Any, Final, TypeVar
+from typing import Any
 
 import orjson
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import DatabaseError
 
 from dashboard_app.protocol import ClientError, Ping, Since, Subscribe, parse_command
 from dashboard_app.security import credentials
-from metrics_app import counters, db
+from metrics_app import counters
 from metrics_app.admission.door import NOBODY, Caller
 from metrics_app.admission.keys import KeyInfo
-from metrics_app.history import reads
-from metrics_app.records import WILDCARD, now_ms
+from metrics_app.records import now_ms
+from metrics_app.stream.catchup import HistoryUnavailable
 from metrics_app.stream.hub import get_hub
 from metrics_app.stream.sockets import Frame, SocketWriter, writer_for
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-RESYNC_PAGE: Final = 1000  # records per history message of a resync
-RESYNC_MAX_RECORDS: Final = 20_000  # past this a resync says `truncated`
 
 
 class MetricsConsumer(AsyncWebsocketConsumer):
@@ -114,7 +105,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
             elif isinstance(command, Subscribe):
                 self._check_limit(command.sources)
                 self._check_allowed(command.sources)
-                newest = await _newest_if_quick()
+                newest = await hub.catch_up.newest_if_quick()
                 # No await from here to the last `subscribed`: each one's `seq` must be where
                 # the batches written to this socket after it start.
                 for source in command.sources:
@@ -131,12 +122,12 @@ class MetricsConsumer(AsyncWebsocketConsumer):
                     )
                 for source in command.sources:
                     try:
-                        if command.since is None:
-                            await self._send_history(source)
-                        else:
-                            await self._send_missed(source, command.since)
-                    except ClientError as error:  # the next source's history may still come
+                        await self._catch_up(source, command.since)
+                    except HistoryUnavailable as missing:  # the next source's history may still come
                         counters.incr("websocket_client_errors")
+                        error = ClientError(
+                            "history_unavailable", str(missing), missing.source, missing.resync
+                        )
                         self._reply(error.as_message())
             else:
                 for source in command.sources:
@@ -148,34 +139,14 @@ class MetricsConsumer(AsyncWebsocketConsumer):
             counters.incr("websocket_client_errors")
             self._reply(error.as_message())
 
-    async def _send_history(self, source: str) -> None:
-        get_hub().send([self], await _history_read(source, get_hub().history(source)))
-
-    async def _send_missed(self, source: str, since: Since) -> None:
-        """A resync: every record of the source stored after `since`, in pages of RESYNC_PAGE,
-        at most RESYNC_MAX_RECORDS and half of what a socket may hold unsent (then `truncated`:
-        reload from the HTTP API). Past that bound a slow link would be dropped as a client that
-        stopped reading, and would ask for the same again when it came back."""
-        channel = None if source == WILDCARD else source
-        page, scheduler, sent, sent_bytes = since.page, since.scheduler, 0, 0
-        while True:
-            read = db.run(reads.metrics_after, channel, page, scheduler, RESYNC_PAGE)
-            metrics, more = await _history_read(source, read, resync=True)
-            message = {"type": "history", "scraperSource": source, "metrics": metrics, "resync": True,
-                       "more": more, "truncated": False}  # fmt: skip
-            data = orjson.dumps(message)
-            sent, sent_bytes = sent + len(metrics), sent_bytes + len(data)
-            truncated = more and (
-                sent >= RESYNC_MAX_RECORDS or sent_bytes >= settings.METRICS_CLIENT_BUFFER_BYTES // 2
-            )
-            if truncated:
-                data = orjson.dumps({**message, "more": False, "truncated": True})
-            get_hub().send([self], Frame(data))
-            if not more or truncated:
-                counters.incr("resyncs")
-                return
-            page = max([page, *(m["id"] for m in metrics if m["type"] != "scheduler_run")])
-            scheduler = max([scheduler, *(m["id"] for m in metrics if m["type"] == "scheduler_run")])
+    async def _catch_up(self, source: str, since: Since | None) -> None:
+        """A new subscription's history, or, with `since`, what the client missed."""
+        hub = get_hub()
+        if since is None:
+            hub.send([self], await hub.catch_up.history(source))
+            return
+        async for page in hub.catch_up.missed(source, since.page, since.scheduler):
+            hub.send([self], page)
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -214,41 +185,3 @@ class MetricsConsumer(AsyncWebsocketConsumer):
 
 def _listed(sources: frozenset[str] | None) -> str:
     return ", ".join(sorted(sources or ()))
-
-
-async def _history_read(source: str, read: Awaitable[T], resync: bool = False) -> T:
-    """A read of history; when the database is away, the `history_unavailable` error (the
-    subscription holds all the same: live batches come, history later). A resync's says so:
-    the client asks again for what it missed."""
-    try:
-        return await read
-    except DatabaseError:
-        counters.incr("history_unavailable")
-        message = f"history of {source!r} cannot be read now"
-        raise ClientError("history_unavailable", message, source=source, resync=resync) from None
-
-
-_newest: tuple[float, "asyncio.Future[dict[str, int]]"] | None = None
-NEWEST_WAIT_S: Final = 0.2
-
-
-async def _newest_if_quick() -> dict[str, int] | None:
-    """The newest stored ids for a `subscribed` message, or None when the database cannot say
-    at once (an outage must not hold the answer; the client then resyncs from what it holds)."""
-    try:
-        return await asyncio.wait_for(asyncio.shield(newest_ids()), NEWEST_WAIT_S)
-    except (TimeoutError, DatabaseError):
-        return None
-
-
-async def newest_ids() -> dict[str, int]:
-    """reads.newest_ids, read at most once a second for every subscriber of the process (a
-    reconnect storm subscribes thousands at once)."""
-    global _newest
-    if (
-        _newest is None
-        or time.monotonic() - _newest[0] > 1.0
-        or (_newest[1].done() and _newest[1].exception() is not None)
-    ):
-        _newest = (time.monotonic(), asyncio.ensure_future(db.run(reads.newest_ids)))
-    return await asyncio.shield(_newest[1])

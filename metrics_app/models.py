@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from typing import ClassVar, Final
 
 from django.db import models
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from metrics_app import records
@@ -24,16 +23,6 @@ PAGE_DURATION_SQL: Final = f"COALESCE({', '.join(DURATION_FIELD[kind] for kind i
 SCHEDULER_CHANNEL_SQL: Final = f"COALESCE({', '.join(CHANNEL_FIELDS)})"
 
 
-def page_duration() -> Coalesce:
-    """PAGE_DURATION_SQL as an ORM expression."""
-    return Coalesce(*(DURATION_FIELD[kind] for kind in PAGE_TYPES), 0)
-
-
-def scheduler_channel() -> Coalesce:
-    """SCHEDULER_CHANNEL_SQL as an ORM expression."""
-    return Coalesce(*CHANNEL_FIELDS)
-
-
 class PagePerformance(models.Model):
     """One page navigation or page scrape, as recorded by a scraper. Kept 7 days."""
 
@@ -41,16 +30,18 @@ class PagePerformance(models.Model):
         NAVIGATION = "page_navigation", "page navigation"
         SCRAPE = "page_scrape", "page scrape"
 
-    scraper_source = models.CharField(max_length=50, help_text="Scraper that recorded it.")
-    metric_type = models.CharField(max_length=50, choices=MetricType.choices)
-    page_url = models.CharField("URL", max_length=500, blank=True, default="")
+    scraper_source = models.CharField(
+        max_length=records.NAME_MAX_LENGTH, help_text="Scraper that recorded it."
+    )
+    metric_type = models.CharField(max_length=50, choices=MetricType.choices)  # the seed's width
+    page_url = models.CharField("URL", max_length=records.URL_MAX_LENGTH, blank=True, default="")
     navigation_duration_ms = models.IntegerField(null=True, blank=True)
     retry_count = models.IntegerField(null=True, blank=True)
     scrape_duration_ms = models.IntegerField(null=True, blank=True)
     items_extracted = models.IntegerField(null=True, blank=True)
     data_size = models.BigIntegerField(null=True, blank=True, help_text="Bytes scraped.")
     success = models.BooleanField(default=True)
-    error = models.CharField(max_length=500, null=True, blank=True)
+    error = models.CharField(max_length=records.ERROR_MAX_LENGTH, null=True, blank=True)
     created_at = models.DateTimeField(help_text="The record's recordedAt, in UTC.")
 
     class Meta:
@@ -106,12 +97,12 @@ class SchedulerMetricQuerySet(models.QuerySet["SchedulerMetric"]):
 class SchedulerMetric(models.Model):
     """One run of a scheduled job. Kept 7 days."""
 
-    scheduler_name = models.CharField(max_length=50)
-    scraper_source = models.CharField(max_length=50, null=True, blank=True)
+    scheduler_name = models.CharField(max_length=records.NAME_MAX_LENGTH)
+    scraper_source = models.CharField(max_length=records.NAME_MAX_LENGTH, null=True, blank=True)
     execution_duration_ms = models.IntegerField()
     items_processed = models.IntegerField(default=0)
     success = models.BooleanField(default=True)
-    error = models.CharField(max_length=500, null=True, blank=True)
+    error = models.CharField(max_length=records.ERROR_MAX_LENGTH, null=True, blank=True)
     created_at = models.DateTimeField(help_text="The record's recordedAt, in UTC.")
 
     objects = SchedulerMetricQuerySet.as_manager()
@@ -149,7 +140,7 @@ class SchedulerMetric(models.Model):
 class DailySummary(models.Model):
     """One source's day, rolled up from the detailed rows. Kept forever."""
 
-    scraper_source = models.CharField(max_length=50)
+    scraper_source = models.CharField(max_length=records.NAME_MAX_LENGTH)
     metric_date = models.DateField(help_text="The day, cut in TIME_ZONE.")
     total_navigations = models.BigIntegerField(default=0)
     successful_navigations = models.BigIntegerField(default=0)
@@ -188,7 +179,7 @@ class DailySummary(models.Model):
 class SchedulerDailySummary(models.Model):
     """One scheduler's day, rolled up from its runs. Kept forever."""
 
-    scheduler_name = models.CharField(max_length=50)
+    scheduler_name = models.CharField(max_length=records.NAME_MAX_LENGTH)
     metric_date = models.DateField(help_text="The day, cut in TIME_ZONE.")
     total_runs = models.BigIntegerField(default=0)
     successful_runs = models.BigIntegerField(default=0)
@@ -217,13 +208,14 @@ class SchedulerDailySummary(models.Model):
 
 class RollupRow(models.Model):
     """What both rollup grains keep per channel, type (and scheduler), time bucket and duration
-    bucket (metrics_app.history.rollups); each grain adds its time column."""
+    bucket (metrics_app.rollups); each grain adds its time column."""
 
     scraper_source = models.CharField(
-        max_length=50, help_text="The channel: the source, or a bare scheduler's own name."
+        max_length=records.NAME_MAX_LENGTH,
+        help_text="The channel: the source, or a bare scheduler's own name.",
     )
-    metric_type = models.CharField(max_length=20)
-    scheduler_name = models.CharField(max_length=50, default="", blank=True)
+    metric_type = models.CharField(max_length=20)  # wider than any of METRIC_TYPES
+    scheduler_name = models.CharField(max_length=records.NAME_MAX_LENGTH, default="", blank=True)
     duration_bucket = models.SmallIntegerField()
     # Counters are BIGINT: with every record's values bounded (metrics_app.records), no number
     # of valid records can overflow a row and make later batches fail.
@@ -243,7 +235,7 @@ class RollupRow(models.Model):
 class HourlyRollup(RollupRow):
     """Records of one channel, type (and scheduler) and hour that fell in one duration bucket.
 
-    Kept current by the same transaction that stores the records (metrics_app.history.rollups), and
+    Kept current by the same transaction that stores the records (metrics_app.rollups), and
     kept forever: hour and day history read these rows, and the daily summaries are built from
     them. One row per histogram bucket (metrics_app.histogram) is what lets percentiles be
     merged across hours and days. Hours are cut in TIME_ZONE, so its days are whole hours.
@@ -409,182 +401,13 @@ class IdempotencyKey(models.Model):
         return f"{self.key} ({self.accepted} records)"
 
 
-# --- Alerts (metrics_app.alerts) ----------------------------------------------------------------
-
-
-class Verdict(models.TextChoices):
-    """What broke (docs/alerts.md says how each is decided)."""
-
-    SITE_DOWN = "site_down"
-    BLOCKED = "blocked"
-    EXTRACTION_BROKEN = "extraction_broken"
-    SLOW = "slow"
-    ERROR_RATE = "error_rate"
-    NO_DATA = "no_data"
-    SCHEDULER_LATE = "scheduler_late"
-    SCHEDULER_FAILED = "scheduler_failed"
-    INCIDENT = "incident"
-
-
-class Alert(models.Model):
-    """One episode of one condition (a verdict for a source or scheduler): pending while it
-    has not held for half a window, firing, then resolved. A condition that comes back later
-    is a new alert; one that comes back while its alert is still firing counts a flap."""
-
-    class State(models.TextChoices):
-        PENDING = "pending"
-        FIRING = "firing"
-        RESOLVED = "resolved"
-
-    class Severity(models.TextChoices):
-        WARNING = "warning"
-        CRITICAL = "critical"
-
-    fingerprint = models.CharField(
-        max_length=160, help_text="What the alert is about: verdict, source and scheduler."
-    )
-    verdict = models.CharField(max_length=20, choices=Verdict.choices)
-    scraper_source = models.CharField(max_length=50, null=True, blank=True)
-    scheduler_name = models.CharField(max_length=50, null=True, blank=True)
-    severity = models.CharField(max_length=10, choices=Severity.choices)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
-    summary = models.CharField(max_length=500)
-    value = models.FloatField(null=True, blank=True)
-    threshold = models.FloatField(null=True, blank=True)
-    threshold_source = models.CharField(
-        max_length=200, blank=True, help_text="Where the threshold came from (learned, fixed, a default)."
-    )
-    sources = models.JSONField(default=list, blank=True, help_text="An incident's sources.")
-    pending_since = models.DateTimeField()
-    starts_at = models.DateTimeField(null=True, blank=True, help_text="When it started firing.")
-    ends_at = models.DateTimeField(null=True, blank=True)
-    last_held_at = models.DateTimeField(help_text="The last evaluation that found the condition.")
-    clear_since = models.DateTimeField(
-        null=True, blank=True, help_text="Since when the condition has been gone (while firing)."
-    )
-    flaps = models.IntegerField(
-        default=0, help_text="Times the condition went away and came back while firing."
-    )
-    silenced = models.BooleanField(default=False, help_text="Matched a silence when it fired: not notified.")
-
-    class Meta:
-        db_table = "metrics_alerts"
-        ordering: ClassVar = ["-pending_since"]
-        indexes: ClassVar = [
-            models.Index(fields=["state", "fingerprint"], name="idx_alert_state"),
-            models.Index(fields=["scraper_source", "pending_since"], name="idx_alert_source"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.verdict} {self.scraper_source or self.scheduler_name or ''} ({self.state})"
-
-
-class AlertEvent(models.Model):
-    """A change of an alert's state that people are told about: firing or resolved."""
-
-    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="events")
-    status = models.CharField(max_length=10)  # "firing" or "resolved"
-    at = models.DateTimeField()
-    summary = models.CharField(max_length=500)
-
-    class Meta:
-        db_table = "metrics_alert_events"
-        ordering: ClassVar = ["-at"]
-
-    def __str__(self) -> str:
-        return f"{self.alert} {self.status} at {self.at:%Y-%m-%d %H:%M:%S}"
-
-
-class Notification(models.Model):
-    """One event to one receiver (a webhook URL, or the email list): the outbox. Written in the
-    transaction that records the event, delivered after it, retried with backoff until sent."""
-
-    class State(models.TextChoices):
-        PENDING = "pending"
-        SENT = "sent"
-        FAILED = "failed"  # gave up after MAX_ATTEMPTS (metrics_app.alerts.notify)
-
-    event = models.ForeignKey(AlertEvent, on_delete=models.CASCADE, related_name="notifications")
-    target = models.CharField(max_length=500, help_text="A webhook URL, or 'email'.")
-    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
-    attempts = models.IntegerField(default=0)
-    next_attempt_at = models.DateTimeField()
-    last_error = models.CharField(max_length=500, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        db_table = "metrics_alert_notifications"
-        ordering: ClassVar = ["-next_attempt_at"]
-        constraints: ClassVar = [
-            models.UniqueConstraint(fields=["event", "target"], name="uniq_notification"),
-        ]
-        indexes: ClassVar = [models.Index(fields=["state", "next_attempt_at"], name="idx_notification_due")]
-
-    def __str__(self) -> str:
-        return f"{self.event} → {self.target} ({self.state})"
-
-
-class Silence(models.Model):
-    """Mutes alerts that match every field given (an empty field matches anything) until
-    `ends_at`. A silenced alert is still recorded; it is not notified."""
-
-    scraper_source = models.CharField(max_length=50, blank=True)
-    scheduler_name = models.CharField(max_length=50, blank=True)
-    verdict = models.CharField(max_length=20, choices=Verdict.choices, blank=True)
-    starts_at = models.DateTimeField(default=timezone.now)
-    ends_at = models.DateTimeField()
-    created_by = models.CharField(max_length=150, blank=True)
-    reason = models.CharField(max_length=500, blank=True)
-
-    class Meta:
-        db_table = "metrics_alert_silences"
-        ordering: ClassVar = ["-ends_at"]
-
-    def __str__(self) -> str:
-        what = (
-            " ".join(filter(None, [self.verdict, self.scraper_source, self.scheduler_name])) or "everything"
-        )
-        return f"silence {what} until {self.ends_at:%Y-%m-%d %H:%M}"
-
-    def matches(self, verdict: str, source: str | None, scheduler: str | None) -> bool:
-        return (
-            (not self.verdict or self.verdict == verdict)
-            and (not self.scraper_source or self.scraper_source == source)
-            and (not self.scheduler_name or self.scheduler_name == scheduler)
-        )
-
-
-class Threshold(models.Model):
-    """A fixed threshold, set in the admin, in force beside the learned ones: either can fire."""
-
-    class Signal(models.TextChoices):
-        MIN_SUCCESS_PERCENT = "min_success_percent", "success % below"
-        MAX_P50_MS = "max_p50_ms", "median duration (ms) above"
-        MIN_ITEMS_PER_SCRAPE = "min_items_per_scrape", "items per scrape below"
-
-    scraper_source = models.CharField(max_length=50, blank=True, help_text="Empty: every source.")
-    signal = models.CharField(max_length=30, choices=Signal.choices)
-    value = models.FloatField()
-
-    class Meta:
-        db_table = "metrics_alert_thresholds"
-
-    def __str__(self) -> str:
-        return f"{self.scraper_source or 'every source'}: {self.get_signal_display()} {self.value:g}"
-
-
-class EvaluatorLease(models.Model):
-    """The one row that elects the evaluator: whoever holds an unexpired lease evaluates; a
-    holder that dies stops renewing, and another process takes over when it expires."""
-
-    holder = models.CharField(max_length=100)
-    expires_at = models.DateTimeField()
-    last_run_at = models.DateTimeField(null=True, blank=True)
-    last_run_ms = models.FloatField(null=True, blank=True)
-    runs = models.BigIntegerField(default=0)
-
-    class Meta:
-        db_table = "metrics_alert_evaluator"
-
-    def __str__(self) -> str:
-        return f"evaluator {self.holder} until {self.expires_at:%H:%M:%S}"
+# The alerts' tables live with the alerts; Django finds an app's models through this module.
+from metrics_app.alerts.models import (  # noqa: E402, F401
+    Alert,
+    AlertEvent,
+    EvaluatorLease,
+    Notification,
+    Silence,
+    Threshold,
+    Verdict,
+)

@@ -21,7 +21,11 @@ from typing import Annotated, Any, Final
 import msgspec
 from msgspec import Meta, Struct
 
-SOURCE_NAME: Final = r"[a-z0-9][a-z0-9_.-]{0,49}"
+# The longest source or scheduler name, URL and error text: the tables' columns are this wide.
+NAME_MAX_LENGTH: Final = 50
+URL_MAX_LENGTH: Final = 500
+ERROR_MAX_LENGTH: Final = 500
+SOURCE_NAME: Final = rf"[a-z0-9][a-z0-9_.-]{{0,{NAME_MAX_LENGTH - 1}}}"
 SOURCE_PATTERN: Final = f"^{SOURCE_NAME}$"  # as the docs (and JavaScript) write it
 # Python's `$` also matches before a final newline ("abc\n"): match the whole string instead.
 _WHOLE_SOURCE_NAME: Final = rf"\A{SOURCE_NAME}\Z"
@@ -55,8 +59,8 @@ ITEMS_FIELD: Final = {"page_scrape": "items_extracted", "scheduler_run": "items_
 CHANNEL_FIELDS: Final = ("scraper_source", "scheduler_name")
 
 SourceName = Annotated[str, Meta(pattern=_WHOLE_SOURCE_NAME)]
-Url = Annotated[str, Meta(min_length=1, max_length=500)]
-ErrorText = Annotated[str, Meta(max_length=500)] | None
+Url = Annotated[str, Meta(min_length=1, max_length=URL_MAX_LENGTH)]
+ErrorText = Annotated[str, Meta(max_length=ERROR_MAX_LENGTH)] | None
 Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
 Bytes = Annotated[int, Meta(ge=0, le=MAX_DATA_SIZE)]
 RecordedAt = Annotated[int, Meta(ge=MIN_RECORDED_AT, le=MAX_RECORDED_AT)]

@@ -31,8 +31,8 @@ from django.utils import timezone
 
 from metrics_app import counters, db
 from metrics_app.alerts import lifecycle, notify, signals, verdicts
+from metrics_app.alerts.models import AlertEvent, EvaluatorLease, Threshold
 from metrics_app.alerts.usual import HISTORY, Baselines, Usual
-from metrics_app.models import AlertEvent, EvaluatorLease, Threshold
 from metrics_app.records import epoch_ms
 from metrics_app.stream.bus import get_bus
 

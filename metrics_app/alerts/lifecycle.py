@@ -19,9 +19,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from metrics_app.alerts.models import Alert, AlertEvent, Notification, Silence, Verdict
 from metrics_app.alerts.verdicts import Finding
 from metrics_app.history.reads import iso
-from metrics_app.models import Alert, AlertEvent, Notification, Silence, Verdict
 from metrics_app.records import SOURCE_PATTERN, is_source_name
 
 MAX_HOLD_FLAPS: Final = 3

@@ -18,7 +18,7 @@ from django.db.models import Q
 
 from metrics_app import counters
 from metrics_app.alerts.lifecycle import as_dict
-from metrics_app.models import AlertEvent, Notification
+from metrics_app.alerts.models import AlertEvent, Notification
 
 RETRY_BASE_S: Final = 5
 RETRY_MAX_S: Final = 900

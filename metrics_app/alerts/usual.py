@@ -20,8 +20,8 @@ from typing import Final
 
 from django.utils import timezone
 
-from metrics_app import histogram
-from metrics_app.history import reads, rollups
+from metrics_app import histogram, rollups
+from metrics_app.history import reads
 from metrics_app.history.reads import Slot
 from metrics_app.records import epoch_ms
 

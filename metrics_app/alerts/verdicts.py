@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 from typing import Final
 
 from metrics_app import histogram
+from metrics_app.alerts.models import Threshold, Verdict
 from metrics_app.alerts.signals import Run, Window
 from metrics_app.alerts.usual import Spread, Usual
 from metrics_app.history.reads import Slot
-from metrics_app.models import Threshold, Verdict
 
 # Words of an error message that say what kind of failure it is (lower case).
 REFUSAL_WORDS: Final = ("403", "429", "captcha", "forbidden", "denied", "too many requests", "blocked",

@@ -19,7 +19,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from metrics_app import histogram
 from metrics_app.alerts import signals
-from metrics_app.models import Alert, HourlyRollup
+from metrics_app.alerts.models import Alert
+from metrics_app.models import HourlyRollup
 from metrics_app.stream.bus import get_bus
 
 LE_SECONDS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)

@@ -19,8 +19,7 @@ from typing import Any, Final
 from django.db.models import Max
 from django.utils import timezone
 
-from metrics_app import histogram
-from metrics_app.history import rollups
+from metrics_app import histogram, rollups
 from metrics_app.history.reads import Series, Slot, iso, series, totals
 from metrics_app.models import PagePerformance, SchedulerMetric
 from metrics_app.records import epoch_ms

@@ -9,8 +9,7 @@ from django.db.models import CharField, QuerySet, Sum
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from metrics_app import histogram
-from metrics_app.history import rollups
+from metrics_app import histogram, rollups
 from metrics_app.models import (
     HourlyRollup,
     PagePerformance,

@@ -1,6 +1,6 @@
 """Storing records: one transaction, one multi-row INSERT per table and 1000 rows.
 
-The same transaction adds the records to their hourly rollups (metrics_app.history.rollups), so
+The same transaction adds the records to their hourly rollups (metrics_app.rollups), so
 history and daily summaries count exactly what was stored.
 
 A multi-row INSERT is one round trip instead of a thousand (about 61k rows/s against 3k/s
@@ -15,7 +15,6 @@ from typing import Any
 from django.db import IntegrityError, OperationalError, connection, transaction
 
 from metrics_app.dialect import insert_sql
-from metrics_app.history.rollups import add_to_rollups
 from metrics_app.ingest import idempotency
 from metrics_app.ingest.idempotency import Claim, Earlier
 from metrics_app.ingest.rows import (
@@ -27,6 +26,7 @@ from metrics_app.ingest.rows import (
     scheduler_row,
 )
 from metrics_app.records import Metric, SchedulerRun
+from metrics_app.rollups import add_to_rollups
 
 ROWS_PER_STATEMENT = 1000  # SQLite allows 32766 parameters: 1000 rows of 11 columns fit
 # InnoDB may pick a transaction as a deadlock victim when two batches upsert the same rollup

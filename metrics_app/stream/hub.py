@@ -14,7 +14,7 @@ Redis restarted) knows it missed records and asks for history again.
 import asyncio
 import logging
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -23,21 +23,15 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from metrics_app import counters, db
-from metrics_app.history import reads
 from metrics_app.records import WILDCARD, channel_of_wire, now_ms
 from metrics_app.stream import totals
 from metrics_app.stream.bus import EVENT_MARK, get_bus, parse
+from metrics_app.stream.catchup import CatchUp
 from metrics_app.stream.sockets import Frame, SocketWriter
 from metrics_app.stream.totals import LiveStats
 
 log = logging.getLogger(__name__)
 
-HISTORY_SIZE = 100
-# Concurrent subscribers of a source share one load, and its result serves later ones for a
-# second: a reconnect storm costs one query per source per second. At most HISTORY_CACHE_SIZE
-# sources are kept, least recently used first out.
-HISTORY_CACHE_SECONDS = 1.0
-HISTORY_CACHE_SIZE = 256
 UPDATE_EVERY_SECONDS = 1.0
 CLIENTS_REPORT_SECONDS = 5.0
 
@@ -65,11 +59,7 @@ class Hub:
         self._pending: dict[str, list[dict[str, Any]]] = {}
         self._pending_seq: dict[str, int] = {}  # first sequence number of the pending batch
         self._next_seq: dict[str, int] = {}  # the number the source's next record should have
-        self._history: OrderedDict[str, tuple[float, Frame]] = OrderedDict()
-        self._loading: dict[str, asyncio.Future[Frame]] = {}
-        # Channels with stored records (None until loaded): a name not among them has no
-        # history, and costs no query however many made-up names are subscribed to.
-        self.known: set[str] | None = None
+        self.catch_up = CatchUp()  # history, resyncs and the newest ids (metrics_app.stream.catchup)
         self._updates: dict[frozenset[str] | None, Frame] = {}  # per scope of the clients, this second's
         self._changed = False
         self._started: asyncio.Task[None] | None = None
@@ -87,7 +77,7 @@ class Hub:
     async def _start(self) -> None:
         try:
             loaded = await db.run(totals.load_last_hour, self.stats)
-            self.known = await db.run(reads.known_channels)
+            await self.catch_up.load_known()
             log.info("live hub started with the last hour's %d records", loaded)
         except DatabaseError as exc:  # totals fill from the live stream instead
             log.warning("live hub started without the last hour: %s", exc)
@@ -152,8 +142,7 @@ class Hub:
             seq = seqs[channel]
             seqs[channel] = seq + 1
             self.stats.add(record, channel)
-            if self.known is not None:
-                self.known.add(channel)
+            self.catch_up.saw(channel)
             if not (wildcard or self.subscribers.get(channel)):
                 # Nobody to send it to. A batch still pending (its subscribers just left) is
                 # dropped: joined by later records it would skip the numbers in between.
@@ -283,38 +272,6 @@ class Hub:
             subscribers.discard(client)
             if not subscribers:
                 del self.subscribers[source]
-
-    async def history(self, source: str) -> Frame:
-        """The ≤100 newest stored records of a source ('*': of all), oldest first. Raises
-        DatabaseError when they cannot be read."""
-        if source != WILDCARD and self.known is not None and source not in self.known:
-            return _frame({"type": "history", "scraperSource": source, "metrics": []})
-        cached = self._history.get(source)
-        if cached is not None and time.monotonic() - cached[0] < HISTORY_CACHE_SECONDS:
-            self._history.move_to_end(source)
-            return cached[1]
-        loading = self._loading.get(source)
-        if loading is None:
-            loading = self._loading[source] = asyncio.ensure_future(self._load_history(source))
-            loading.add_done_callback(lambda done: self._loaded(source, done))
-        # shielded: one subscriber going away must not cancel the load the others wait for
-        return await asyncio.shield(loading)
-
-    def _loaded(self, source: str, done: "asyncio.Future[Frame]") -> None:
-        self._loading.pop(source, None)
-        if not done.cancelled():
-            done.exception()  # retrieved here, so a failure no one waited for is not logged as lost
-
-    async def _load_history(self, source: str) -> Frame:
-        counters.incr("history_loads")
-        channel = None if source == WILDCARD else source
-        metrics = await db.run(reads.recent_metrics, channel, HISTORY_SIZE)
-        frame = _frame({"type": "history", "scraperSource": source, "metrics": metrics})
-        self._history[source] = (time.monotonic(), frame)
-        self._history.move_to_end(source)
-        while len(self._history) > HISTORY_CACHE_SIZE:
-            self._history.popitem(last=False)
-        return frame
 
     def health(self) -> dict[str, Any]:
         return {

@@ -100,4 +100,3 @@ def daphne(live_server_env: dict[str, str]) -> Iterator[DaphneServer]:
 def asgi(transactional_db: None) -> AsgiClient:
     """The application as daphne serves it (door first), in this process; nobody logged in."""
     return AsgiClient()
-

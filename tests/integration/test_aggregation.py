@@ -11,8 +11,8 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
-from metrics_app import histogram
-from metrics_app.history import rollups, summaries
+from metrics_app import histogram, rollups
+from metrics_app.history import summaries
 from metrics_app.models import AggregatedDay, DailySummary, HourlyRollup, MinuteRollup, SchedulerDailySummary
 from tests.support.db import store
 from tests.support.records import navigation, scheduler_run, scrape

@@ -15,7 +15,7 @@ from django.test import Client
 from django.utils import timezone
 
 from metrics_app.alerts.evaluator import Evaluator
-from metrics_app.models import Alert, AlertEvent, Notification, Silence
+from metrics_app.alerts.models import Alert, AlertEvent, Notification, Silence
 from metrics_app.records import epoch_ms
 from tests.support.db import store
 from tests.support.records import navigation, scheduler_run, scrape

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from metrics_app.alerts.evaluator import Evaluator
-from metrics_app.models import Silence
+from metrics_app.alerts.models import Silence
 from metrics_app.records import epoch_ms
 from tests.support.browser import open_dashboard, screenshot
 from tests.support.db import store

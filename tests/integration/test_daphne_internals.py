@@ -24,7 +24,10 @@ def test_the_installed_versions_pass_every_check() -> None:
 def test_under_daphne_every_part_is_in_use(daphne: DaphneServer, committed_api_key: str) -> None:
     stats = daphne.stats(committed_api_key)
     assert (stats["server"], stats["requestGuard"], stats["fastSockets"], stats["idleTimeout"]) == (
-        "daphne", True, True, True,
+        "daphne",
+        True,
+        True,
+        True,
     )
     assert stats["uncheckedServerParts"] == []
 

@@ -74,7 +74,8 @@ def test_ingest_spelled_otherwise_is_refused_before_the_body(daphne: DaphneServe
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/alerts/silences/", "/api/stats/", "/api/health/websocket", "/analytics/", "/nowhere/", "/admin/"]
+    "path",
+    ["/api/alerts/silences/", "/api/stats/", "/api/health/websocket", "/analytics/", "/nowhere/", "/admin/"],
 )
 def test_no_path_takes_a_strangers_body(daphne: DaphneServer, path: str) -> None:
     reply = answer_before_body(daphne, head("POST", path, 4 * MiB))
@@ -296,5 +297,7 @@ def test_a_stored_record_is_judged_once_more_by_what_is_served(asgi: Any) -> Non
 def test_the_guard_and_the_door_agree_on_a_head() -> None:
     """The same checks judge a head under daphne (before the body) and in front of the app."""
     stranger = Head.of("http", "POST", b"/api/metrics/", {b"content-length": b"10"})
-    refusal = checked(stranger, identify_now(stranger))
+    caller = identify_now(stranger)
+    assert caller is not None  # nobody: no key, no session
+    refusal = checked(stranger, caller)
     assert (refusal.status, refusal.code) == (401, "unauthorized")  # type: ignore[union-attr]

@@ -8,7 +8,7 @@ import pytest
 from metrics_app import counters
 from metrics_app.ingest.storage import store_metrics
 from metrics_app.records import validate_records
-from metrics_app.stream import hub as hub_module
+from metrics_app.stream import catchup
 from metrics_app.stream.hub import Hub
 from tests.support.records import navigation
 
@@ -22,11 +22,11 @@ def loads() -> int:
 def test_concurrent_subscribers_share_one_load() -> None:
     store_metrics(validate_records([navigation(scraperSource="shared", url=f"u{i}") for i in range(3)]))
     hub = Hub()
-    hub.known = {"shared"}
+    hub.catch_up.known = {"shared"}
     before = loads()
 
     async def many() -> list[bytes]:
-        frames = await asyncio.gather(*(hub.history("shared") for _ in range(200)))
+        frames = await asyncio.gather(*(hub.catch_up.history("shared") for _ in range(200)))
         return [frame.data for frame in frames]
 
     frames = asyncio.run(many())
@@ -35,17 +35,17 @@ def test_concurrent_subscribers_share_one_load() -> None:
 
 
 def test_unknown_names_cost_nothing_and_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hub_module, "HISTORY_CACHE_SIZE", 20)
+    monkeypatch.setattr(catchup, "HISTORY_CACHE_SIZE", 20)
     hub = Hub()
-    hub.known = {f"real-{n}" for n in range(50)}
+    hub.catch_up.known = {f"real-{n}" for n in range(50)}
     before = loads()
 
     async def subscribe_to_all() -> None:
         for n in range(500):
-            await hub.history(f"made-up-{n}")
+            await hub.catch_up.history(f"made-up-{n}")
         for n in range(50):
-            await hub.history(f"real-{n}")
+            await hub.catch_up.history(f"real-{n}")
 
     asyncio.run(subscribe_to_all())
     assert loads() - before == 50  # one per real source, none for the made-up ones
-    assert len(hub._history) == 20
+    assert len(hub.catch_up._history) == 20

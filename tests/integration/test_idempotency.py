@@ -61,7 +61,9 @@ def test_the_same_key_with_another_body_is_409_and_stores_nothing(
 
 
 @pytest.mark.parametrize("value", ["x" * 101, "caf\u00e9", "tab\there"])
-def test_a_malformed_key_is_400_naming_the_header(asgi: AsgiClient, committed_api_key: str, value: str) -> None:
+def test_a_malformed_key_is_400_naming_the_header(
+    asgi: AsgiClient, committed_api_key: str, value: str
+) -> None:
     headers = {"Authorization": f"Bearer {committed_api_key}", "Idempotency-Key": value}
     response = asgi.post("/api/metrics/", data=orjson.dumps({"metrics": [navigation(scraperSource="bad-key")]}),
                            content_type="application/json", headers=headers)  # fmt: skip

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from metrics_app.history import rollups
+from metrics_app import rollups
 from metrics_app.models import MinuteRollup
 from metrics_app.records import now_ms
 from tests.support.db import store

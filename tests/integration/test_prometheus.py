@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from metrics_app.models import Alert
+from metrics_app.alerts.models import Alert
 from tests.support.asgi import AsgiClient
 from tests.support.db import store
 from tests.support.records import navigation, scrape

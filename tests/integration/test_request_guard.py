@@ -16,9 +16,9 @@ import orjson
 import psutil
 import pytest
 
+from metrics_app.admission.door import BEFORE_BODY, Head, checked, identify_now
 from tests.support.records import navigation
 from tests.support.servers import DaphneServer
-from metrics_app.admission.door import BEFORE_BODY, Head, checked, identify_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -94,19 +94,25 @@ class AsgiClient:
         **meta: str,
     ) -> Answer:
         """`meta` as Django's test client takes it: HTTP_AUTHORIZATION="…" is a header."""
-        named = {key[5:].replace("_", "-").title(): value for key, value in meta.items() if key.startswith("HTTP_")}
+        named = {
+            key[5:].replace("_", "-").title(): value for key, value in meta.items() if key.startswith("HTTP_")
+        }
         sent = {**self.headers, **named, **(headers or {})}
         if content_type is not None and content is not None:
             sent.setdefault("Content-Type", content_type)
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
 
-        encoded = {name: value.encode() for name, value in sent.items()}  # any text, as a client may send
+        encoded = {
+            name.encode(): value.encode() for name, value in sent.items()
+        }  # any text, as a client may send
 
         async def call() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.application, client=("127.0.0.1", 40000))
+            transport = httpx.ASGITransport(app=self.application, client=("127.0.0.1", 40000))  # type: ignore[arg-type]
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-                return await client.request(method, path, params=params, content=content, headers=encoded)
+                return await client.request(
+                    method, path, params=params, content=content, headers=list(encoded.items())
+                )
 
         response = asyncio.run_coroutine_threadsafe(call(), _event_loop()).result(timeout)
         return Answer(response)

@@ -7,8 +7,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from metrics_app import db
-from metrics_app.history import rollups, summaries
+from metrics_app import db, rollups
+from metrics_app.history import summaries
 
 
 def _day(value: str) -> date:

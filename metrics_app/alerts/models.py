@@ -1,0 +1,189 @@
+"""The alerts' tables (docs/alerts.md): alerts and their transitions, the outbox of
+notifications, silences, fixed thresholds, and the evaluator's lease."""
+
+from typing import ClassVar
+
+from django.db import models
+from django.utils import timezone
+
+from metrics_app.records import NAME_MAX_LENGTH
+
+
+class Verdict(models.TextChoices):
+    """What broke (docs/alerts.md says how each is decided)."""
+
+    SITE_DOWN = "site_down"
+    BLOCKED = "blocked"
+    EXTRACTION_BROKEN = "extraction_broken"
+    SLOW = "slow"
+    ERROR_RATE = "error_rate"
+    NO_DATA = "no_data"
+    SCHEDULER_LATE = "scheduler_late"
+    SCHEDULER_FAILED = "scheduler_failed"
+    INCIDENT = "incident"
+
+
+class Alert(models.Model):
+    """One episode of one condition (a verdict for a source or scheduler): pending while it
+    has not held for half a window, firing, then resolved. A condition that comes back later
+    is a new alert; one that comes back while its alert is still firing counts a flap."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        FIRING = "firing"
+        RESOLVED = "resolved"
+
+    class Severity(models.TextChoices):
+        WARNING = "warning"
+        CRITICAL = "critical"
+
+    fingerprint = models.CharField(
+        max_length=160, help_text="What the alert is about: verdict, source and scheduler."
+    )
+    verdict = models.CharField(max_length=20, choices=Verdict.choices)
+    scraper_source = models.CharField(max_length=NAME_MAX_LENGTH, null=True, blank=True)
+    scheduler_name = models.CharField(max_length=NAME_MAX_LENGTH, null=True, blank=True)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    summary = models.CharField(max_length=500)
+    value = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    threshold_source = models.CharField(
+        max_length=200, blank=True, help_text="Where the threshold came from (learned, fixed, a default)."
+    )
+    sources = models.JSONField(default=list, blank=True, help_text="An incident's sources.")
+    pending_since = models.DateTimeField()
+    starts_at = models.DateTimeField(null=True, blank=True, help_text="When it started firing.")
+    ends_at = models.DateTimeField(null=True, blank=True)
+    last_held_at = models.DateTimeField(help_text="The last evaluation that found the condition.")
+    clear_since = models.DateTimeField(
+        null=True, blank=True, help_text="Since when the condition has been gone (while firing)."
+    )
+    flaps = models.IntegerField(
+        default=0, help_text="Times the condition went away and came back while firing."
+    )
+    silenced = models.BooleanField(default=False, help_text="Matched a silence when it fired: not notified.")
+
+    class Meta:
+        db_table = "metrics_alerts"
+        ordering: ClassVar = ["-pending_since"]
+        indexes: ClassVar = [
+            models.Index(fields=["state", "fingerprint"], name="idx_alert_state"),
+            models.Index(fields=["scraper_source", "pending_since"], name="idx_alert_source"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} {self.scraper_source or self.scheduler_name or ''} ({self.state})"
+
+
+class AlertEvent(models.Model):
+    """A change of an alert's state that people are told about: firing or resolved."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="events")
+    status = models.CharField(max_length=10)  # "firing" or "resolved"
+    at = models.DateTimeField()
+    summary = models.CharField(max_length=500)
+
+    class Meta:
+        db_table = "metrics_alert_events"
+        ordering: ClassVar = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.alert} {self.status} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class Notification(models.Model):
+    """One event to one receiver (a webhook URL, or the email list): the outbox. Written in the
+    transaction that records the event, delivered after it, retried with backoff until sent."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"  # gave up after MAX_ATTEMPTS (metrics_app.alerts.notify)
+
+    event = models.ForeignKey(AlertEvent, on_delete=models.CASCADE, related_name="notifications")
+    target = models.CharField(max_length=500, help_text="A webhook URL, or 'email'.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.IntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_error = models.CharField(max_length=500, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "metrics_alert_notifications"
+        ordering: ClassVar = ["-next_attempt_at"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["event", "target"], name="uniq_notification"),
+        ]
+        indexes: ClassVar = [models.Index(fields=["state", "next_attempt_at"], name="idx_notification_due")]
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.target} ({self.state})"
+
+
+class Silence(models.Model):
+    """Mutes alerts that match every field given (an empty field matches anything) until
+    `ends_at`. A silenced alert is still recorded; it is not notified."""
+
+    scraper_source = models.CharField(max_length=NAME_MAX_LENGTH, blank=True)
+    scheduler_name = models.CharField(max_length=NAME_MAX_LENGTH, blank=True)
+    verdict = models.CharField(max_length=20, choices=Verdict.choices, blank=True)
+    starts_at = models.DateTimeField(default=timezone.now)
+    ends_at = models.DateTimeField()
+    created_by = models.CharField(max_length=150, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        db_table = "metrics_alert_silences"
+        ordering: ClassVar = ["-ends_at"]
+
+    def __str__(self) -> str:
+        what = (
+            " ".join(filter(None, [self.verdict, self.scraper_source, self.scheduler_name])) or "everything"
+        )
+        return f"silence {what} until {self.ends_at:%Y-%m-%d %H:%M}"
+
+    def matches(self, verdict: str, source: str | None, scheduler: str | None) -> bool:
+        return (
+            (not self.verdict or self.verdict == verdict)
+            and (not self.scraper_source or self.scraper_source == source)
+            and (not self.scheduler_name or self.scheduler_name == scheduler)
+        )
+
+
+class Threshold(models.Model):
+    """A fixed threshold, set in the admin, in force beside the learned ones: either can fire."""
+
+    class Signal(models.TextChoices):
+        MIN_SUCCESS_PERCENT = "min_success_percent", "success % below"
+        MAX_P50_MS = "max_p50_ms", "median duration (ms) above"
+        MIN_ITEMS_PER_SCRAPE = "min_items_per_scrape", "items per scrape below"
+
+    scraper_source = models.CharField(
+        max_length=NAME_MAX_LENGTH, blank=True, help_text="Empty: every source."
+    )
+    signal = models.CharField(max_length=30, choices=Signal.choices)
+    value = models.FloatField()
+
+    class Meta:
+        db_table = "metrics_alert_thresholds"
+
+    def __str__(self) -> str:
+        return f"{self.scraper_source or 'every source'}: {self.get_signal_display()} {self.value:g}"
+
+
+class EvaluatorLease(models.Model):
+    """The one row that elects the evaluator: whoever holds an unexpired lease evaluates; a
+    holder that dies stops renewing, and another process takes over when it expires."""
+
+    holder = models.CharField(max_length=100)
+    expires_at = models.DateTimeField()
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_ms = models.FloatField(null=True, blank=True)
+    runs = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "metrics_alert_evaluator"
+
+    def __str__(self) -> str:
+        return f"evaluator {self.holder} until {self.expires_at:%H:%M:%S}"
