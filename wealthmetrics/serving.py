@@ -52,7 +52,8 @@ def start_periodic_work() -> None:
     """This process's share of the periodic work (the table above)."""
     evaluator.start_watching()  # unless METRICS_ALERT_EVALUATOR=0 keeps it out of the election
     if settings.METRICS_EMBEDDED_BEAT:
-        beat = EmbeddedService(celery_app, thread=True)
+        # beat's own tables, as `celery beat` reads them (Celery's default would be a shelve file)
+        beat = EmbeddedService(celery_app, thread=True, scheduler_cls=settings.CELERY_BEAT_SCHEDULER)
         beat.start()
         log.info("celery beat runs inside this process (METRICS_EMBEDDED_BEAT): nightly jobs run here")
 
