@@ -21,8 +21,8 @@ from django.utils import timezone
 
 from metrics_app.alerts.models import Alert, AlertEvent, Notification, Silence, Verdict
 from metrics_app.alerts.verdicts import Finding
-from metrics_app.history.reads import iso
 from metrics_app.records import SOURCE_PATTERN, is_source_name
+from metrics_app.tally import iso
 
 MAX_HOLD_FLAPS: Final = 3
 # what an evaluation changes in an alert whose condition still holds

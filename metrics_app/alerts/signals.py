@@ -12,9 +12,9 @@ from typing import Final
 from django.db.models import Count, Max, Q
 
 from metrics_app.history import reads
-from metrics_app.history.reads import Slot
 from metrics_app.models import MinuteRollup, PagePerformance, SchedulerMetric
 from metrics_app.records import epoch_ms
+from metrics_app.tally import Tally
 
 # The distinct error messages read per window: enough to tell refusals from outages.
 MAX_ERROR_TEXTS: Final = 500
@@ -26,11 +26,11 @@ MINUTE_MS: Final = 60_000  # a scheduler's period is learned from the gaps betwe
 class Window:
     """A channel's records of the last window: per type, and per scheduler for runs."""
 
-    types: dict[str, Slot] = field(default_factory=dict)
+    types: dict[str, Tally] = field(default_factory=dict)
     errors: dict[str, Counter[str]] = field(default_factory=dict)  # per type: message → count
 
-    def of(self, metric_type: str) -> Slot:
-        return self.types.get(metric_type) or Slot()
+    def of(self, metric_type: str) -> Tally:
+        return self.types.get(metric_type) or Tally()
 
 
 def windows(start: datetime, end: datetime, recent: datetime) -> tuple[dict[str, Window], dict[str, Window]]:

@@ -22,8 +22,8 @@ from django.utils import timezone
 
 from metrics_app import histogram, rollups
 from metrics_app.history import reads
-from metrics_app.history.reads import Slot
 from metrics_app.records import epoch_ms
+from metrics_app.tally import Tally
 
 HISTORY: Final = timedelta(days=7)
 MIN_HOURS: Final = 3  # fewer hours with records: nothing learned yet
@@ -76,13 +76,13 @@ def learn(channel: str, now: datetime, excluded: Iterable[tuple[datetime, dateti
     shift_ms = rollups.hour_shift_seconds() * 1000
     current_start = datetime.fromtimestamp(rollups.hour_start_ms(epoch_ms(now), shift_ms) / 1000, UTC)
     periods = list(excluded)
-    by_type: dict[str, dict[datetime, Slot]] = {}
+    by_type: dict[str, dict[datetime, Tally]] = {}
     for key, slots in reads.series(now - HISTORY, current_start, "hour", channel).items():
         if key.type == "scheduler_run":
             continue  # schedulers learn from their runs (metrics_app.alerts.verdicts)
         for start, slot in slots.items():
             if start < current_start and not _overlaps(start, periods):
-                by_type.setdefault(key.type, {}).setdefault(start, Slot()).merge(slot)
+                by_type.setdefault(key.type, {}).setdefault(start, Tally()).merge(slot)
     usual = Usual(learned_at=now)
     all_hours = {start for slots in by_type.values() for start in slots}
     usual.hours = len(all_hours)
@@ -94,7 +94,7 @@ def learn(channel: str, now: datetime, excluded: Iterable[tuple[datetime, dateti
         busy = [slot for slot in chosen if slot.count >= MIN_RECORDS_PER_HOUR]
         if spread := Spread.of([1 - slot.ok / slot.count for slot in busy], basis):
             usual.failure_rate[metric_type] = spread
-        pooled = Slot()
+        pooled = Tally()
         for slot in slots.values():
             pooled.merge(slot)
         p50, p90 = histogram.percentiles(pooled.histogram, (0.50, 0.90))
@@ -111,7 +111,7 @@ def learn(channel: str, now: datetime, excluded: Iterable[tuple[datetime, dateti
     return usual
 
 
-def _at_this_hour(slots: dict[datetime, Slot], local_hour: int) -> tuple[list[Slot], str]:
+def _at_this_hour(slots: dict[datetime, Tally], local_hour: int) -> tuple[list[Tally], str]:
     same = [slot for start, slot in slots.items() if timezone.localtime(start).hour == local_hour]
     if len(same) >= MIN_DAYS_AT_HOUR:
         return same, "last 7 days at this hour"

@@ -30,7 +30,7 @@ from metrics_app import histogram
 from metrics_app.alerts.models import Threshold, Verdict
 from metrics_app.alerts.signals import Run, Window
 from metrics_app.alerts.usual import Spread, Usual
-from metrics_app.history.reads import Slot
+from metrics_app.tally import Tally
 
 # Words of an error message that say what kind of failure it is (lower case).
 REFUSAL_WORDS: Final = ("403", "429", "captcha", "forbidden", "denied", "too many requests", "blocked",
@@ -167,7 +167,7 @@ def judge_source(
     return None
 
 
-def _failing(slot: Slot, usual: Spread | None) -> tuple[float, float, str] | None:
+def _failing(slot: Tally, usual: Spread | None) -> tuple[float, float, str] | None:
     """(failure rate, threshold, where the threshold came from) when failures are far above usual."""
     if slot.count < MIN_RECORDS:
         return None
@@ -207,7 +207,7 @@ def _kinds(errors: Counter[str]) -> Counter[str]:
     return kinds
 
 
-def _small_pages(scrape: Slot, usual: Spread | None) -> tuple[float, float, str] | None:
+def _small_pages(scrape: Tally, usual: Spread | None) -> tuple[float, float, str] | None:
     if usual is None or scrape.count < MIN_RECORDS or usual.low < 1024:
         return None
     size = scrape.size / scrape.count
@@ -216,7 +216,7 @@ def _small_pages(scrape: Slot, usual: Spread | None) -> tuple[float, float, str]
 
 
 def _few_items(
-    scrape: Slot, usual: Spread | None, fixed: Sequence[Threshold]
+    scrape: Tally, usual: Spread | None, fixed: Sequence[Threshold]
 ) -> tuple[float, float, str] | None:
     if scrape.ok < MIN_RECORDS:
         return None
@@ -231,7 +231,7 @@ def _few_items(
 
 
 def _slow(
-    slot: Slot, usual: Usual, metric_type: str, fixed: Sequence[Threshold]
+    slot: Tally, usual: Usual, metric_type: str, fixed: Sequence[Threshold]
 ) -> tuple[float, float, str] | None:
     if slot.count < MIN_RECORDS:
         return None
@@ -249,7 +249,7 @@ def _slow(
 
 
 def _below_fixed_success(
-    nav: Slot, scrape: Slot, fixed: Sequence[Threshold]
+    nav: Tally, scrape: Tally, fixed: Sequence[Threshold]
 ) -> tuple[float, float, str] | None:
     total, ok = nav.count + scrape.count, nav.ok + scrape.ok
     for rule in fixed:
@@ -259,7 +259,7 @@ def _below_fixed_success(
     return None
 
 
-def _loads(nav: Slot) -> str:
+def _loads(nav: Tally) -> str:
     if nav.count < MIN_RECORDS:
         return ""
     p50 = histogram.percentile(nav.histogram, 0.5)

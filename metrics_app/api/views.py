@@ -38,6 +38,7 @@ from metrics_app.records import (
     is_source_name,
 )
 from metrics_app.stream import totals
+from metrics_app.tally import iso
 
 View = Any
 
@@ -237,7 +238,7 @@ def silence(request: HttpRequest) -> HttpResponse:
         created = lifecycle.silence(fields, request.user.get_username(), timezone.now())
     except ValueError as exc:
         return error(exc.args[0], field=exc.args[1])
-    return JsonResponse({"id": created.pk, "endsAt": reads.iso(created.ends_at)}, status=201)
+    return JsonResponse({"id": created.pk, "endsAt": iso(created.ends_at)}, status=201)
 
 
 @allow("GET")

@@ -19,10 +19,11 @@ from typing import Any, Final
 from django.db.models import Max
 from django.utils import timezone
 
-from metrics_app import histogram, rollups
-from metrics_app.history.reads import Series, Slot, iso, series, totals
+from metrics_app import rollups
+from metrics_app.history.reads import Series, series, totals
 from metrics_app.models import PagePerformance, SchedulerMetric
 from metrics_app.records import epoch_ms
+from metrics_app.tally import Tally, iso, merged
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def overview(range_name: str, source: str | None = None, now: datetime | None = 
         "sources": {
             name: {
                 **_totals(slots for key, slots in found.items() if key.channel == name),
-                "previous": _summed(before.get(name, Slot())),
+                "previous": _summed(before.get(name, Tally())),
             }
             for name in channels
         },
@@ -117,27 +118,19 @@ def _channel(name: str, found: Series) -> dict[str, Any]:
     }
 
 
-def _merged(groups: Any) -> Slot:
-    total = Slot()
-    for slots in groups:
-        for slot in slots.values():
-            total.merge(slot)
-    return total
-
-
 def _totals(groups: Any) -> dict[str, Any]:
     """Sums and percentiles over every bucket of the given series."""
-    return _summed(_merged(groups))
+    return _summed(merged(slot for slots in groups for slot in slots.values()))
 
 
-def _summed(slot: Slot) -> dict[str, Any]:
+def _summed(slot: Tally) -> dict[str, Any]:
     return {
         "records": slot.count,
         "successCount": slot.ok,
-        "failures": slot.count - slot.ok,
-        "successRate": round(100.0 * slot.ok / slot.count, 2) if slot.count else None,
-        "avgDurationMs": round(slot.total / slot.count, 1) if slot.count else None,
-        "p95DurationMs": histogram.percentile(slot.histogram, 0.95),
+        "failures": slot.failures,
+        "successRate": slot.success_rate,
+        "avgDurationMs": slot.avg_duration,
+        "p95DurationMs": slot.percentile(0.95),
         "itemsExtracted": slot.items,
         "retries": slot.retries,
         "dataSize": slot.size,
@@ -147,14 +140,14 @@ def _summed(slot: Slot) -> dict[str, Any]:
 def _aligned(found: Series, starts: list[datetime]) -> dict[str, dict[str, list[Any]]]:
     """Per channel: its types' buckets ("all" of them together, each type, and runs per scheduler
     name under "scheduler_run:<name>"), one entry per axis bucket, None where nothing came."""
-    by_channel: dict[str, dict[str, dict[datetime, Slot]]] = {}
+    by_channel: dict[str, dict[str, dict[datetime, Tally]]] = {}
     for key, slots in found.items():
         named = by_channel.setdefault(key.channel, {})
         for name in {key.type, f"scheduler_run:{key.scheduler}" if key.scheduler else key.type}:
             for start, slot in slots.items():
-                named.setdefault(name, {}).setdefault(start, Slot()).merge(slot)
+                named.setdefault(name, {}).setdefault(start, Tally()).merge(slot)
         for start, slot in slots.items():
-            named.setdefault("all", {}).setdefault(start, Slot()).merge(slot)
+            named.setdefault("all", {}).setdefault(start, Tally()).merge(slot)
     return {
         channel: {
             name: [slots[s].as_bucket(s) if s in slots else None for s in starts]

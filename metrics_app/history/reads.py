@@ -1,7 +1,6 @@
 """Reads: a channel's recent records, time-bucketed history, and the channels that exist. The
 API views and the live hub call these."""
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -9,13 +8,14 @@ from django.db.models import CharField, QuerySet, Sum
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from metrics_app import histogram, rollups
+from metrics_app import rollups
 from metrics_app.models import (
     HourlyRollup,
     PagePerformance,
     SchedulerMetric,
 )
 from metrics_app.records import epoch_ms, to_wire
+from metrics_app.tally import Tally
 
 
 def known_channels() -> set[str]:
@@ -70,55 +70,6 @@ HISTORY_BUCKETS = ("minute", "hour", "day")
 MAX_HISTORY_BUCKETS = 2_000
 
 
-@dataclass
-class Slot:
-    """The records of one series in one time bucket: sums, and the duration histogram."""
-
-    count: int = 0
-    ok: int = 0
-    total: int = 0  # duration
-    items: int = 0
-    retries: int = 0
-    size: int = 0  # bytes
-    histogram: dict[int, int] = field(default_factory=dict)
-
-    def add(self, n: int, ok: int, total: int | None, items: int | None, retries: int | None,
-            size: int | None, bucket: int) -> None:  # fmt: skip
-        self.count += n
-        self.ok += ok
-        self.total += total or 0
-        self.items += items or 0
-        self.retries += retries or 0
-        self.size += size or 0
-        self.histogram[bucket] = self.histogram.get(bucket, 0) + n
-
-    def merge(self, other: "Slot") -> None:
-        self.count += other.count
-        self.ok += other.ok
-        self.total += other.total
-        self.items += other.items
-        self.retries += other.retries
-        self.size += other.size
-        for bucket, n in other.histogram.items():
-            self.histogram[bucket] = self.histogram.get(bucket, 0) + n
-
-    def as_bucket(self, start: datetime) -> dict[str, Any]:
-        """The shape of a history bucket (docs/api.md)."""
-        p50, p95, p99 = histogram.percentiles(self.histogram, (0.50, 0.95, 0.99))
-        return {
-            "start": iso(start),
-            "count": self.count,
-            "successCount": self.ok,
-            "avgDurationMs": round(self.total / self.count, 1) if self.count else None,
-            "p50DurationMs": p50,
-            "p95DurationMs": p95,
-            "p99DurationMs": p99,
-            "itemsExtracted": self.items,
-            "retries": self.retries,
-            "dataSize": self.size,
-        }
-
-
 class SeriesKey(NamedTuple):
     """One series: a channel's records of one type (and, for runs, one scheduler)."""
 
@@ -127,11 +78,7 @@ class SeriesKey(NamedTuple):
     scheduler: str  # "" for pages
 
 
-Series = dict[SeriesKey, dict[datetime, Slot]]
-
-
-def iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+Series = dict[SeriesKey, dict[datetime, Tally]]
 
 
 def history(
@@ -143,10 +90,10 @@ def history(
     Whole buckets that overlap start … end. Hour and day buckets read the hourly rollups (days
     and hours cut in TIME_ZONE); minute buckets the minute rollups, which are kept as long as
     the detailed rows (UTC minutes)."""
-    merged: dict[datetime, Slot] = {}
+    merged: dict[datetime, Tally] = {}
     for slots in _rollup_series(start, end, bucket, channel, metric_type, apart=False).values():
         for slot_start, slot in slots.items():
-            merged.setdefault(slot_start, Slot()).merge(slot)
+            merged.setdefault(slot_start, Tally()).merge(slot)
     return [slot.as_bucket(slot_start) for slot_start, slot in sorted(merged.items())]
 
 
@@ -157,24 +104,24 @@ def series(
     return _rollup_series(start, end, bucket, channel, metric_type)
 
 
-def totals(start: datetime, end: datetime, bucket: str, channel: str | None = None) -> dict[str, Slot]:
+def totals(start: datetime, end: datetime, bucket: str, channel: str | None = None) -> dict[str, Tally]:
     """Each channel's records in start … end, summed in the database (bucketed as `series`
     would): a week is some 40,000 rollup rows, and its totals a few hundred."""
-    found: dict[str, Slot] = {}
+    found: dict[str, Tally] = {}
     for source, bucket_number, n, ok, total, items, retries, size in (
         _rollup_rows(start, end, bucket, channel, None)
         .values_list("scraper_source", "duration_bucket")
         .annotate(*(Sum(column) for column in _ROLLUP_SUMS))
         .values_list("scraper_source", "duration_bucket", *(f"{column}__sum" for column in _ROLLUP_SUMS))
     ):
-        found.setdefault(source, Slot()).add(n, ok, total, items, retries, size, bucket_number)
+        found.setdefault(source, Tally()).add(n, ok, total, items, retries, size, bucket_number)
     return found
 
 
-def totals_by_type(start: datetime, end: datetime) -> dict[tuple[str, str], Slot]:
+def totals_by_type(start: datetime, end: datetime) -> dict[tuple[str, str], Tally]:
     """Each channel's records per type in the whole minutes of start … end, summed in the
     database (the alert evaluator's window: a few rows per channel, whatever the minutes)."""
-    found: dict[tuple[str, str], Slot] = {}
+    found: dict[tuple[str, str], Tally] = {}
     for source, metric_type, bucket_number, n, ok, total, items, retries, size in (
         _rollup_rows(start, end, "minute", None, None)
         .values_list("scraper_source", "metric_type", "duration_bucket")
@@ -183,7 +130,9 @@ def totals_by_type(start: datetime, end: datetime) -> dict[tuple[str, str], Slot
             "scraper_source", "metric_type", "duration_bucket", *(f"{column}__sum" for column in _ROLLUP_SUMS)
         )
     ):
-        found.setdefault((source, metric_type), Slot()).add(n, ok, total, items, retries, size, bucket_number)
+        found.setdefault((source, metric_type), Tally()).add(
+            n, ok, total, items, retries, size, bucket_number
+        )
     return found
 
 
@@ -240,7 +189,7 @@ def _rollup_series(
         *key, text, duration_bucket, n, ok, total, items, retries, size = row
         slot_start = starts.get(text) or starts.setdefault(text, _slot_start(text, bucket == "day"))
         slots = found.setdefault(SeriesKey(*key) if apart else whole, {})
-        slots.setdefault(slot_start, Slot()).add(n, ok, total, items, retries, size, duration_bucket)
+        slots.setdefault(slot_start, Tally()).add(n, ok, total, items, retries, size, duration_bucket)
     return found
 
 

@@ -7,89 +7,51 @@ how the HTTP summary is computed.
 """
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from django.db.models import CharField
 from django.db.models.functions import Cast
 
-from metrics_app import histogram
 from metrics_app.models import MinuteRollup
-from metrics_app.records import DURATION_FIELD, ITEMS_FIELD, camel, epoch_ms, now_ms
+from metrics_app.records import DURATION_FIELD, METRIC_TYPES, epoch_ms, now_ms
+from metrics_app.tally import Tally, merged
 
 WINDOW_MINUTES: Final = 60
 TREND_MINUTES: Final = 5  # trends compare the last 5 minutes with the 5 before
 STABLE_WITHIN: Final = 0.05  # a relative change under 5 % is "stable"
 
-# Per type: its duration's wire field, and the word the summary's keys use for it
-# (avgNavigationDurationMs, avgScrapeDurationMs, avgExecutionDurationMs).
-_DURATION_FIELD: Final = {kind: camel(field) for kind, field in DURATION_FIELD.items()}
-_KIND: Final = {kind: field.split("_")[0] for kind, field in DURATION_FIELD.items()}
-_ITEMS_FIELD: Final = {kind: camel(field) for kind, field in ITEMS_FIELD.items()}
+# The word the summary's keys use for each type's duration: avgNavigationDurationMs,
+# avgScrapeDurationMs, avgExecutionDurationMs.
+_KIND: Final = {kind: field.split("_")[0].capitalize() for kind, field in DURATION_FIELD.items()}
 
-
-@dataclass
-class Slot:
-    """One source's records of one minute."""
-
-    records: int = 0
-    successes: int = 0
-    items: int = 0  # extracted by scrapes
-    processed: int = 0  # processed by scheduler runs
-    retries: int = 0
-    count: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    duration_sum: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    duration_histogram: dict[str, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
-    all_durations: dict[int, int] = field(default_factory=dict)
-    last_recorded_at: int = 0
-
-    def add(
-        self, metric_type: str, bucket: int, count: int, successes: int, duration: int,
-        items: int, retries: int, last_recorded_at: int,
-    ) -> None:  # fmt: skip
-        kind = _KIND[metric_type]
-        self.records += count
-        self.successes += successes
-        if kind == "execution":
-            self.processed += items
-        else:
-            self.items += items
-        self.retries += retries
-        self.count[kind] += count
-        self.duration_sum[kind] += duration
-        counts = self.duration_histogram[kind]
-        counts[bucket] = counts.get(bucket, 0) + count
-        self.all_durations[bucket] = self.all_durations.get(bucket, 0) + count
-        self.last_recorded_at = max(self.last_recorded_at, last_recorded_at)
+Minute = dict[str, Tally]  # one channel's records of one minute, per type
 
 
 class LiveStats:
     def __init__(self) -> None:
-        self._slots: dict[str, dict[int, Slot]] = defaultdict(dict)
+        self._slots: dict[str, dict[int, Minute]] = defaultdict(dict)
 
     def add(self, record: dict[str, Any], channel: str) -> None:
         """One live record, in its wire shape."""
-        metric_type = record["type"]
-        duration = record[_DURATION_FIELD[metric_type]]
-        items = record.get(_ITEMS_FIELD.get(metric_type, ""), 0)
-        self.add_aggregate(
-            channel, metric_type, record["recordedAt"] // 60_000, histogram.bucket_of(duration), 1,
-            int(record["success"]), duration, items, record.get("retryCount", 0), record["recordedAt"],
-        )  # fmt: skip
+        tally = self._tally(channel, record["recordedAt"] // 60_000, record["type"])
+        if tally is not None:
+            tally.add_record(record)
 
     def add_aggregate(
         self, channel: str, metric_type: str, minute: int, bucket: int, count: int, successes: int,
         duration: int, items: int, retries: int, last_recorded_at: int,
     ) -> None:  # fmt: skip
         """Records of one source, type, minute and duration bucket, already summed."""
+        tally = self._tally(channel, minute, metric_type)
+        if tally is not None:
+            tally.add(count, successes, duration, items, retries, 0, bucket, last_recorded_at)
+
+    def _tally(self, channel: str, minute: int, metric_type: str) -> Tally | None:
         if minute <= now_ms() // 60_000 - WINDOW_MINUTES:
-            return  # older than the window: it changes nothing shown
-        slots = self._slots[channel]
-        slot = slots.get(minute)
-        if slot is None:
-            slot = slots[minute] = Slot()
-        slot.add(metric_type, bucket, count, successes, duration, items, retries, last_recorded_at)
+            return None  # older than the window: it changes nothing shown
+        slot = self._slots[channel].setdefault(minute, {})
+        return slot.setdefault(metric_type, Tally())
 
     def prune(self) -> None:
         oldest = now_ms() // 60_000 - WINDOW_MINUTES
@@ -135,33 +97,27 @@ class LiveStats:
 
 
 def _summarise(slots: Any) -> dict[str, Any]:
-    slots = list(slots)
-    records = sum(s.records for s in slots)
-    successes = sum(s.successes for s in slots)
+    minutes: list[Minute] = list(slots)
+    by_type = {kind: merged(m[kind] for m in minutes if kind in m) for kind in METRIC_TYPES}
+    everything = merged(by_type.values())
     summary: dict[str, Any] = {
-        "records": records,
-        "successCount": successes,
-        "successRate": round(100.0 * successes / records, 2) if records else None,
-        "navigations": sum(s.count["navigation"] for s in slots),
-        "scrapes": sum(s.count["scrape"] for s in slots),
-        "schedulerRuns": sum(s.count["execution"] for s in slots),
-        "itemsExtracted": sum(s.items for s in slots),
-        "itemsProcessed": sum(s.processed for s in slots),
-        "retries": sum(s.retries for s in slots),
-        "errors": records - successes,
-        "lastRecordedAt": max((s.last_recorded_at for s in slots), default=None),
+        "records": everything.count,
+        "successCount": everything.ok,
+        "successRate": everything.success_rate,
+        "navigations": by_type["page_navigation"].count,
+        "scrapes": by_type["page_scrape"].count,
+        "schedulerRuns": by_type["scheduler_run"].count,
+        "itemsExtracted": by_type["page_scrape"].items,
+        "itemsProcessed": by_type["scheduler_run"].items,
+        "retries": everything.retries,
+        "errors": everything.failures,
+        "lastRecordedAt": everything.last_recorded_at if everything.count else None,
     }
-    total_duration = 0
-    for kind in ("navigation", "scrape", "execution"):
-        count = sum(s.count[kind] for s in slots)
-        duration = sum(s.duration_sum[kind] for s in slots)
-        total_duration += duration
-        label = kind.capitalize()
-        summary[f"avg{label}DurationMs"] = round(duration / count, 1) if count else None
-        merged = histogram.merge(s.duration_histogram[kind] for s in slots)
-        summary[f"p95{label}DurationMs"] = histogram.percentile(merged, 0.95)
-    summary["avgDurationMs"] = round(total_duration / records, 1) if records else None
-    summary["p95DurationMs"] = histogram.percentile(histogram.merge(s.all_durations for s in slots), 0.95)
+    for kind, label in _KIND.items():
+        summary[f"avg{label}DurationMs"] = by_type[kind].avg_duration
+        summary[f"p95{label}DurationMs"] = by_type[kind].percentile(0.95)
+    summary["avgDurationMs"] = everything.avg_duration
+    summary["p95DurationMs"] = everything.percentile(0.95)
     return summary
 
 

@@ -3,7 +3,8 @@
 // and the axis moves on with the clock. Plain data in, plain arrays out: node's tests drive it.
 
 import { OTHERS } from "./format.js";
-import { channelOf, durationOf, itemsOf } from "./records.js";
+import { channelOf } from "./records.js";
+import { addRecord, asTotals, emptyBucket, emptyTotals, mergeBuckets } from "./tally.js";
 
 const MINUTE = 60_000;
 
@@ -85,10 +86,10 @@ export class RangeView {
     if (record.type === "scheduler_run") types.push(`scheduler_run:${record.schedulerName}`);
     for (const type of types) {
       const buckets = (named[type] ??= this.axis.map(() => null));
-      buckets[index] = addToBucket(buckets[index], this.axis[index], record);
+      buckets[index] = addRecord(buckets[index] ?? emptyBucket(this.axis[index]), record);
     }
-    addToTotals((this.sources[channel] ??= emptyTotals()), record);
-    addToTotals(this.totals, record);
+    addRecord(asTotals((this.sources[channel] ??= emptyTotals())), record, "records");
+    addRecord(asTotals(this.totals), record, "records");
     if (record.type === "scheduler_run") this.addRun(record);
   }
 
@@ -120,55 +121,4 @@ export class RangeView {
       }
     }
   }
-}
-
-export function emptyTotals() {
-  return { records: 0, successCount: 0, failures: 0, successRate: null, avgDurationMs: null, p95DurationMs: null,
-           itemsExtracted: 0, retries: 0, dataSize: 0 };
-}
-
-function addToTotals(totals, record) {
-  for (const [name, zero] of Object.entries(emptyTotals())) totals[name] ??= zero;
-  const duration = durationOf(record) ?? 0;
-  totals.avgDurationMs = ((totals.avgDurationMs ?? 0) * totals.records + duration) / (totals.records + 1);
-  totals.records += 1;
-  totals.successCount += record.success ? 1 : 0;
-  totals.failures = totals.records - totals.successCount;
-  totals.successRate = (100 * totals.successCount) / totals.records;
-  totals.itemsExtracted += itemsOf(record);
-  totals.retries += record.retryCount ?? 0;
-  totals.dataSize += record.dataSize ?? 0;
-}
-
-function addToBucket(bucket, start, record) {
-  const duration = durationOf(record) ?? 0;
-  const b = bucket ?? { start, count: 0, successCount: 0, avgDurationMs: 0, p50DurationMs: null, p95DurationMs: null,
-                        p99DurationMs: null, itemsExtracted: 0, retries: 0, dataSize: 0 };
-  b.avgDurationMs = (b.avgDurationMs * b.count + duration) / (b.count + 1);
-  b.count += 1;
-  b.successCount += record.success ? 1 : 0;
-  b.itemsExtracted += itemsOf(record);
-  b.retries += record.retryCount ?? 0;
-  b.dataSize += record.dataSize ?? 0;
-  return b;
-}
-
-// Several channels' buckets of one time as one: sums, and a weighted average duration.
-// Percentiles of a merge are not known here, so they are kept only for a single bucket.
-function mergeBuckets(buckets) {
-  const present = buckets.filter(Boolean);
-  if (present.length <= 1) return present[0] ?? null;
-  const merged = { count: 0, successCount: 0, avgDurationMs: 0, itemsExtracted: 0, retries: 0, dataSize: 0,
-                   p50DurationMs: null, p95DurationMs: null, p99DurationMs: null };
-  let duration = 0;
-  for (const b of present) {
-    merged.count += b.count;
-    merged.successCount += b.successCount;
-    merged.itemsExtracted += b.itemsExtracted;
-    merged.retries += b.retries;
-    merged.dataSize += b.dataSize;
-    duration += (b.avgDurationMs ?? 0) * b.count;
-  }
-  merged.avgDurationMs = merged.count ? duration / merged.count : null;
-  return merged;
 }

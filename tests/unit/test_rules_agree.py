@@ -1,24 +1,36 @@
-"""The page's JavaScript follows the server's record rules: static/js/records.js against
-metrics_app/records.py, run in node."""
+"""The page's JavaScript follows the server's rules: static/js/records.js against
+metrics_app/records.py, and static/js/tally.js against metrics_app/tally.py, run in node."""
 
 import json
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from metrics_app import records
+from metrics_app.tally import Tally
 from tests.support.records import navigation, scheduler_run, scrape
 from tests.support.servers import ROOT
 from tests.support.services import REQUIRE_SERVICES
 
 NAMES = ["cnbc", "yahoo-finance", "a" * 50, "a" * 51, "abc\n", "CNBC", "-cnbc", "x y", "", "s.b_c-d"]
 RECORDS = [navigation(), scrape(), scheduler_run(), scheduler_run(scraperSource="cnbc")]
+# Records to sum: every type, failures, retries, bytes, durations of every size.
+SUMMED = [
+    navigation(navigationDurationMs=120, retryCount=2, success=False, error="timeout"),
+    navigation(navigationDurationMs=0),
+    scrape(scrapeDurationMs=3301, itemsExtracted=17, dataSize=48_123),
+    scrape(scrapeDurationMs=7, itemsExtracted=0, success=False, error="empty"),
+    scheduler_run(executionDurationMs=61_000, itemsProcessed=500),
+]
 
 SCRIPT = """
 import * as rules from "./static/js/records.js";
-const [names, records] = JSON.parse(process.argv[1]);
+import * as tally from "./static/js/tally.js";
+const [names, records, summed] = JSON.parse(process.argv[1]);
+const bucketOf = (some) => some.reduce((b, r) => tally.addRecord(b, r), tally.emptyBucket("t"));
 console.log(JSON.stringify({
   wildcard: rules.WILDCARD,
   pattern: rules.SOURCE_PATTERN.source,
@@ -29,6 +41,9 @@ console.log(JSON.stringify({
   channels: records.map(rules.channelOf),
   durations: records.map(rules.durationOf),
   itemCounts: records.map(rules.itemsOf),
+  bucket: bucketOf(summed),
+  totals: summed.reduce((t, r) => tally.addRecord(t, r, "records"), tally.emptyTotals()),
+  merged: tally.mergeBuckets([bucketOf(summed.slice(0, 2)), null, bucketOf(summed.slice(2))]),
 }));
 """
 
@@ -41,7 +56,7 @@ def javascript() -> dict[str, Any]:
             pytest.fail("REQUIRE_SERVICES=1 but node is missing")
         pytest.skip("node is not installed")
     result = subprocess.run(
-        [node, "--input-type=module", "-e", SCRIPT, json.dumps([NAMES, RECORDS])],
+        [node, "--input-type=module", "-e", SCRIPT, json.dumps([NAMES, RECORDS, SUMMED])],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=30,
     )  # fmt: skip
     answer: dict[str, Any] = json.loads(result.stdout)
@@ -62,3 +77,21 @@ def test_the_functions_decide_as_the_server_does(javascript: dict[str, Any]) -> 
     parsed = [records.validate_record(record) for record in RECORDS]
     assert javascript["durations"] == [records.duration_of(record) for record in parsed]
     assert javascript["itemCounts"] == [records.items_of(record) for record in parsed]
+
+
+def _sums(sums: dict[str, Any], counted: str = "count") -> tuple[Any, ...]:
+    average = sums["avgDurationMs"]
+    return (sums[counted], sums["successCount"], round(average, 1) if average is not None else None,
+            sums["itemsExtracted"], sums["retries"], sums["dataSize"])  # fmt: skip
+
+
+def test_the_page_sums_records_as_the_server_does(javascript: dict[str, Any]) -> None:
+    server = Tally()
+    for record in SUMMED:
+        server.add_record(records.to_wire(records.validate_record(record)))
+    bucket = server.as_bucket(datetime.now(UTC))
+    assert _sums(javascript["bucket"]) == _sums(bucket)
+    assert _sums(javascript["merged"]) == _sums(bucket)  # merging buckets adds what one bucket would
+    totals = javascript["totals"]
+    assert _sums(totals, "records") == _sums(bucket)
+    assert (totals["failures"], round(totals["successRate"], 2)) == (server.failures, server.success_rate)
