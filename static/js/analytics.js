@@ -3,42 +3,27 @@
 // and chart; charts are redrawn at most once per animation frame, and only the visible tab's.
 
 import { AlertsView } from "./alerts.js";
-import { ChartJsAdapter } from "./chartjs-adapter.js";
+import { Charts } from "./charts.js";
 import { FailuresView } from "./failures.js";
 import {
-  DASH, bucketLabel, formatAgo, formatChange, formatCount, formatDuration, formatPercent, formatPeriod, formatTime,
+  DASH, bucketLabel, formatAgo, formatChange, formatCount, formatDuration, formatPercent, formatPeriod,
 } from "./format.js";
-import { connect, getJSON, renderTiles } from "./page.js";
-import { WILDCARD, channelOf } from "./records.js";
-import { RangeView } from "./view.js";
+import { getJSON, renderTiles } from "./page.js";
+import { PageLoop } from "./page-loop.js";
+import { WILDCARD } from "./records.js";
 
 const TOP = 8; // sources drawn one by one in a chart; the rest are "others"
-const RELOAD_MS = 60_000; // the live range is reloaded for its percentiles; others for new hours
 const SILENT_AFTER_MS = 15 * 60_000; // a source quiet this long is shown as stopped
 
 const $ = (selector) => document.querySelector(selector);
-const els = {
-  range: $("#range"),
-  source: $("#source-filter"),
-  tabs: [...document.querySelectorAll("[data-tab]")],
-  grid: $("#scraper-grid"),
-  noScrapers: $("#no-scrapers"),
-  cardTemplate: $("#scraper-card"),
-  schedulerGrid: $("#scheduler-grid"),
-  noSchedulers: $("#no-schedulers"),
-  schedulerTemplate: $("#scheduler-card"),
-  alertCount: $("#alert-count"),
-};
-
-const state = {
-  tab: "overview",
-  range: "live",
-  source: WILDCARD,
-  view: null, // RangeView of the range and source on screen
-  loading: 0, // the number of the newest load: an older answer that comes late is dropped
-  dirty: new Set(),
-  frame: 0,
-};
+// What main() finds and makes: the page's elements, the loop, the charts and the alert and
+// failure panels. Nothing touches the page until main() runs.
+let els = null;
+let loop = null;
+let charts = null;
+let alerts = null;
+let failures = null;
+let tab = "overview";
 
 // --- what each chart shows -------------------------------------------------------------------
 
@@ -126,54 +111,24 @@ const CHARTS = {
 
 // --- rendering -----------------------------------------------------------------------------
 
-const adapter = new ChartJsAdapter(globalThis.Chart, { open: (name) => openSource(name) });
-const charts = new Map(); // name -> chart, created when first shown
-
-function invalidate(...parts) {
-  for (const part of parts) state.dirty.add(part);
-  if (!state.frame) state.frame = requestAnimationFrame(render);
-}
-
-function render() {
-  state.frame = 0;
-  const dirty = new Set(state.dirty);
-  state.dirty.clear();
-  if (!state.view) return;
-  if (dirty.has("view")) renderTotals();
-  if (dirty.has("view") || dirty.has("tab") || dirty.has("charts")) renderCharts();
-}
-
-function renderCharts() {
-  if (!globalThis.Chart) return invalidate("charts"); // the UMD bundle loads in parallel
-  adapter.Chart = globalThis.Chart;
-  const view = state.view;
-  for (const canvas of document.querySelectorAll(`#tab-${state.tab} canvas[data-chart]`)) {
-    const name = canvas.dataset.chart;
-    const spec = CHARTS[name];
-    if (!charts.has(name)) {
-      charts.set(name, adapter.create(canvas, { ...spec, title: "", timeLabel: (ms) => bucketLabel(ms, state.view.range.bucket) }));
-    }
-    const chart = charts.get(name);
-    chart.options.plugins.title.text = spec.title(view);
-    const { labels, series, extra } = spec.data(view);
-    if (extra?.xRange) [chart.options.scales.x.min, chart.options.scales.x.max] = extra.xRange;
-    adapter.setData(chart, labels, series, extra);
+function render(dirty, view) {
+  if (dirty.has("view")) renderTotals(view);
+  if (dirty.has("view") || dirty.has("tab") || dirty.has("charts")) {
+    if (!charts.draw($(`#tab-${tab}`), CHARTS, view)) loop.invalidate("charts");
   }
 }
 
-function renderTotals() {
-  const view = state.view;
+function renderTotals(view) {
   const totals = view.totals;
   renderTiles(view);
   els.alertCount.textContent = totals.failures ? formatCount(totals.failures) : "";
   els.alertCount.title = `failures in the ${view.range.label}`;
-  renderSourceOptions();
-  renderScraperCards();
-  renderSchedulerCards();
+  renderSourceOptions(view);
+  renderScraperCards(view);
+  renderSchedulerCards(view);
 }
 
-function renderScraperCards() {
-  const view = state.view;
+function renderScraperCards(view) {
   const cards = view.channelsOf("scraper").sort((a, b) => a.name.localeCompare(b.name)).map((channel) => {
     const totals = view.sources[channel.name] ?? {};
     const card = els.cardTemplate.content.firstElementChild.cloneNode(true);
@@ -199,8 +154,7 @@ function renderScraperCards() {
   els.noScrapers.hidden = cards.length > 0;
 }
 
-function renderSchedulerCards() {
-  const view = state.view;
+function renderSchedulerCards(view) {
   const cards = Object.entries(view.schedulers).sort(([a], [b]) => a.localeCompare(b)).map(([name, scheduler]) => {
     const card = els.schedulerTemplate.content.firstElementChild.cloneNode(true);
     const runs = scheduler.runs ?? [];
@@ -236,115 +190,87 @@ function showAlertState(card, name) {
 }
 
 // Every channel seen in the range, silent ones included; the chosen one stays on the list.
-function renderSourceOptions() {
-  const channels = state.view.channels.map((c) => c.name);
-  if (state.source !== WILDCARD && !channels.includes(state.source)) channels.push(state.source);
+function renderSourceOptions(view) {
+  const channels = view.channels.map((c) => c.name);
+  if (loop.source !== WILDCARD && !channels.includes(loop.source)) channels.push(loop.source);
   const options = [els.source.options[0]];
   for (const name of channels.sort()) {
-    const channel = state.view.channels.find((c) => c.name === name);
+    const channel = view.channels.find((c) => c.name === name);
     const option = document.createElement("option");
     option.value = name;
     option.textContent = channel?.kind === "scheduler" ? `${name} (scheduler)` : name;
     options.push(option);
   }
   els.source.replaceChildren(...options);
-  els.source.value = state.source;
-}
-
-// --- data ----------------------------------------------------------------------------------
-
-// Load the chosen range and source; what is on screen stays until the answer is in.
-async function load() {
-  const ticket = ++state.loading;
-  const query = new URLSearchParams({ range: state.range });
-  if (state.source !== WILDCARD) query.set("source", state.source);
-  const overview = await getJSON(`/api/metrics/overview/?${query}`);
-  if (ticket !== state.loading) return; // a newer choice was made meanwhile
-  state.view = new RangeView(overview);
-  invalidate("view");
-  if (state.tab === "alerts") failures.show(state.range, state.source).catch(console.warn);
-}
-
-// Live batches, and the missed records a resync brings after a gap or a reconnect, are added
-// to the live range as they come. A plain history (after subscribing, and again after a
-// reconnect) repeats what the page already has: what a reconnect missed comes as a resync. A
-// poll (the HTTP fallback) may not hold everything missed: the range is loaded again instead,
-// at most every few seconds.
-let reloadTimer = 0;
-
-function onRecords({ metrics, origin }) {
-  if (origin === "history") return;
-  if (origin !== "live" && origin !== "resync") {
-    if (reloadTimer) return;
-    reloadTimer = setTimeout(() => {
-      reloadTimer = 0;
-      load().catch(console.warn);
-    }, 3000);
-    return;
-  }
-  if (state.range !== "live" || !state.view) return;
-  for (const record of metrics) {
-    if (state.source === WILDCARD || channelOf(record) === state.source) state.view.add(record);
-  }
-  invalidate("view");
+  els.source.value = loop.source;
 }
 
 // --- wiring --------------------------------------------------------------------------------
 
-const failures = new FailuresView($("#tab-alerts"), getJSON);
-const alerts = new AlertsView($("#tab-alerts"), getJSON, () => invalidate("view"));
-
 function showTab(name) {
-  state.tab = name;
+  tab = name;
   for (const button of els.tabs) button.setAttribute("aria-selected", String(button.dataset.tab === name));
   for (const section of document.querySelectorAll(".tab")) section.hidden = section.id !== `tab-${name}`;
   $(".exports").hidden = !document.querySelector(`#tab-${name} canvas`);
-  if (name === "alerts") failures.show(state.range, state.source).catch(console.warn);
-  invalidate("tab");
+  if (name === "alerts") failures.show(loop.range, loop.source).catch(console.warn);
+  loop.invalidate("tab");
 }
 
 function sourceUrl(name) {
-  return `/analytics/source/${encodeURIComponent(name)}/?range=${state.range}`;
+  return `/analytics/source/${encodeURIComponent(name)}/?range=${loop.range}`;
 }
 
 function openSource(name) {
-  if (state.view?.channels.some((c) => c.name === name)) location.assign(sourceUrl(name));
+  if (loop.view?.channels.some((c) => c.name === name)) location.assign(sourceUrl(name));
 }
 
 function exportCharts(format) {
-  for (const canvas of document.querySelectorAll(`#tab-${state.tab} canvas[data-chart]`)) {
-    const chart = charts.get(canvas.dataset.chart);
-    if (!chart) continue;
+  for (const [name, content] of charts.exports($(`#tab-${tab}`), format)) {
     const link = document.createElement("a");
-    link.download = `${canvas.dataset.chart}.${format}`;
-    link.href = format === "png" ? adapter.toPNG(chart) : URL.createObjectURL(new Blob([adapter.toCSV(chart)], { type: "text/csv" }));
+    link.download = `${name}.${format}`;
+    link.href = format === "png" ? content : URL.createObjectURL(new Blob([content], { type: "text/csv" }));
     link.click();
   }
 }
 
-function main() {
-  const client = connect(WILDCARD, onRecords);
-  client.on("resync_truncated", () => load().catch(console.warn)); // too much missed: reload the range
+export function main() {
+  els = {
+    range: $("#range"),
+    source: $("#source-filter"),
+    tabs: [...document.querySelectorAll("[data-tab]")],
+    grid: $("#scraper-grid"),
+    noScrapers: $("#no-scrapers"),
+    cardTemplate: $("#scraper-card"),
+    schedulerGrid: $("#scheduler-grid"),
+    noSchedulers: $("#no-schedulers"),
+    schedulerTemplate: $("#scheduler-card"),
+    alertCount: $("#alert-count"),
+  };
+  charts = new Charts({ open: openSource, timeLabel: (ms) => bucketLabel(ms, loop.view.range.bucket) });
+  failures = new FailuresView($("#tab-alerts"), getJSON);
+  loop = new PageLoop({
+    render,
+    loaded: async () => {
+      if (tab === "alerts") await failures.show(loop.range, loop.source);
+    },
+  });
+  alerts = new AlertsView($("#tab-alerts"), getJSON, () => loop.invalidate("view"));
+
+  const client = loop.start(WILDCARD);
   client.on("alert", () => alerts.load().catch(console.warn)); // an alert fired or resolved
   client.on("status", ({ state: connection }) => {
     if (connection === "live") alerts.load().catch(console.warn); // what changed while away
   });
-
   for (const button of els.tabs) button.addEventListener("click", () => showTab(button.dataset.tab));
   els.range.addEventListener("change", () => {
-    state.range = els.range.value;
-    load().catch(console.warn);
+    loop.range = els.range.value;
+    loop.reload();
   });
   els.source.addEventListener("change", () => {
-    state.source = els.source.value;
-    load().catch(console.warn);
+    loop.source = els.source.value;
+    loop.reload();
   });
   $("#export-png").addEventListener("click", () => exportCharts("png"));
   $("#export-csv").addEventListener("click", () => exportCharts("csv"));
-  setInterval(() => load().catch(console.warn), RELOAD_MS);
-  setInterval(() => invalidate("view"), 15_000); // "3 min ago" moves on
-
-  load().catch(console.warn);
+  setInterval(() => loop.invalidate("view"), 15_000); // "3 min ago" moves on
 }
-
-main();

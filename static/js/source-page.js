@@ -3,23 +3,19 @@
 // by message. Live in the live range, like the overview.
 
 import { AlertsView } from "./alerts.js";
-import { ChartJsAdapter } from "./chartjs-adapter.js";
+import { Charts } from "./charts.js";
 import { FailuresView } from "./failures.js";
 import { bucketLabel, formatAgo, formatTime } from "./format.js";
-import { connect, getJSON, renderTiles } from "./page.js";
-import { RangeView } from "./view.js";
+import { getJSON, renderTiles } from "./page.js";
+import { PageLoop } from "./page-loop.js";
 
-const RELOAD_MS = 60_000;
-const source = JSON.parse(document.getElementById("source-name").textContent);
-const rangeSelect = document.querySelector("#range");
-const lastRecord = document.querySelector("#last-record");
-const params = new URLSearchParams(location.search);
-const state = { range: params.get("range") ?? "live", view: null, loading: 0, frame: 0 };
+let source = ""; // the page's source, from the page (main)
+let alerts = null; // its AlertsView
 
 const labels = (view) => view.axis.map((iso) => bucketLabel(iso, view.range.bucket));
 const per = (view, type, value, empty = null) => view.values(source, type, (b) => (b.count ? value(b) : null), empty);
 
-const CHARTS = {
+export const CHARTS = {
   volume: {
     kind: "stacked", unit: "count", overlayUnit: "%", colours: { "alert firing": "#7c3aed" },
     title: (v) => `Records ${v.range.bucketLabel}, and the error rate (${v.range.label})`,
@@ -78,58 +74,36 @@ function errorRate(view, i) {
   return bucket?.count ? (100 * (bucket.count - bucket.successCount)) / bucket.count : null;
 }
 
-const adapter = new ChartJsAdapter(globalThis.Chart);
-const charts = new Map();
-const failures = new FailuresView(document.querySelector("#tab-source"), getJSON);
-const alerts = new AlertsView(document.querySelector("#tab-source"), getJSON, () => invalidate());
+export function main() {
+  source = JSON.parse(document.getElementById("source-name").textContent);
+  const root = document.querySelector("#tab-source");
+  const rangeSelect = document.querySelector("#range");
+  const lastRecord = document.querySelector("#last-record");
+  const charts = new Charts();
+  const failures = new FailuresView(root, getJSON);
 
-function invalidate() {
-  if (!state.frame) state.frame = requestAnimationFrame(render);
-}
-
-function render() {
-  state.frame = 0;
-  if (!state.view) return;
-  if (!globalThis.Chart) return invalidate();
-  adapter.Chart = globalThis.Chart;
-  renderTiles(state.view);
-  const channel = state.view.channels.find((c) => c.name === source);
-  lastRecord.textContent = channel?.lastRecordedAt
-    ? `Last record ${formatAgo(channel.lastRecordedAt)} (${formatTime(channel.lastRecordedAt)})`
-    : `No record in the ${state.view.range.label}.`;
-  for (const canvas of document.querySelectorAll("canvas[data-chart]")) {
-    const name = canvas.dataset.chart;
-    if (!charts.has(name)) charts.set(name, adapter.create(canvas, { ...CHARTS[name], title: "" }));
-    const chart = charts.get(name);
-    chart.options.plugins.title.text = CHARTS[name].title(state.view);
-    const { labels: x, series, extra } = CHARTS[name].data(state.view);
-    adapter.setData(chart, x, series, extra);
+  function render(dirty, view) {
+    renderTiles(view);
+    const channel = view.channels.find((c) => c.name === source);
+    lastRecord.textContent = channel?.lastRecordedAt
+      ? `Last record ${formatAgo(channel.lastRecordedAt)} (${formatTime(channel.lastRecordedAt)})`
+      : `No record in the ${view.range.label}.`;
+    if (!charts.draw(root, CHARTS, view)) loop.invalidate("view");
   }
-}
 
-async function load() {
-  const ticket = ++state.loading;
-  const view = new RangeView(await getJSON(`/api/metrics/overview/?range=${state.range}&source=${encodeURIComponent(source)}`));
-  if (ticket !== state.loading) return;
-  state.view = view;
-  invalidate();
-  await Promise.all([failures.show(state.range, source), alerts.load(source)]);
+  const loop = new PageLoop({
+    range: new URLSearchParams(location.search).get("range") ?? "live",
+    source,
+    render,
+    loaded: () => Promise.all([failures.show(loop.range, source), alerts.load(source)]),
+  });
+  alerts = new AlertsView(root, getJSON, () => loop.invalidate("view"));
+  rangeSelect.value = loop.range;
+  rangeSelect.addEventListener("change", () => {
+    loop.range = rangeSelect.value;
+    history.replaceState(null, "", `?range=${loop.range}`);
+    loop.reload();
+  });
+  const client = loop.start(source);
+  client.on("alert", () => alerts.load(source).catch(console.warn));
 }
-
-function onRecords({ metrics, origin }) {
-  if ((origin !== "live" && origin !== "resync") || state.range !== "live" || !state.view) return;
-  for (const record of metrics) state.view.add(record);
-  invalidate();
-}
-
-rangeSelect.value = state.range;
-rangeSelect.addEventListener("change", () => {
-  state.range = rangeSelect.value;
-  history.replaceState(null, "", `?range=${state.range}`);
-  load().catch(console.warn);
-});
-const client = connect(source, onRecords);
-client.on("alert", () => alerts.load(source).catch(console.warn));
-client.on("resync_truncated", () => load().catch(console.warn)); // too much missed: reload the range
-setInterval(() => load().catch(console.warn), RELOAD_MS);
-load().catch(console.warn);

@@ -1,4 +1,6 @@
-// ChartAdapter on Chart.js (loaded as the UMD bundle from the npm package, window.Chart).
+// Chart.js as both pages use it (the UMD bundle from the npm package, window.Chart): the one
+// module that knows Chart.js. A page describes its charts as specs ({kind, unit, title(view),
+// data(view)}) and asks `draw` to show them; nothing else of Chart.js reaches a page.
 //
 // What every chart does the same way: a colour per source from its name, whole numbers on count
 // and byte axes, durations in ms or s, exact values in tooltips, gaps left as gaps, the
@@ -6,7 +8,6 @@
 // skipped (bars are horizontal and grow with their categories), and legend entries and bars
 // that open the source's own page.
 
-import { ChartAdapter } from "./chart-adapter.js";
 import {
   OTHERS, colorOf, faded, formatBytes, formatCount, formatDuration, formatPercent, formatRatio,
 } from "./format.js";
@@ -21,11 +22,39 @@ const FORMAT = {
 const WHOLE_UNITS = new Set(["count", "bytes"]);
 const BAR_ROW_PX = 24;
 
-export class ChartJsAdapter extends ChartAdapter {
-  constructor(Chart = globalThis.Chart, { open } = {}) {
-    super();
-    this.Chart = Chart;
+export class Charts {
+  constructor({ open, timeLabel } = {}) {
     this.open = open; // open(sourceName): where a click on a source leads
+    this.timeLabel = timeLabel; // the x labels of scatter charts, from ms
+    this.shown = new Map(); // name -> chart, created when first shown
+  }
+
+  // Draw (or update) every chart under `root` from its spec: `kind`, `unit`, `title(view)`,
+  // `data(view)` → {labels, series, extra}. False while Chart.js is still loading (the UMD
+  // bundle loads in parallel): draw again on the next frame.
+  draw(root, specs, view) {
+    if (!globalThis.Chart) return false;
+    for (const canvas of root.querySelectorAll("canvas[data-chart]")) {
+      const name = canvas.dataset.chart;
+      const spec = specs[name];
+      if (!this.shown.has(name)) this.shown.set(name, this.create(canvas, { ...spec, title: "", timeLabel: this.timeLabel }));
+      const chart = this.shown.get(name);
+      chart.options.plugins.title.text = spec.title(view);
+      const { labels, series, extra } = spec.data(view);
+      if (extra?.xRange) [chart.options.scales.x.min, chart.options.scales.x.max] = extra.xRange;
+      this.setData(chart, labels, series, extra);
+    }
+    return true;
+  }
+
+  // What the charts under `root` show, for the exports: [name, PNG data URL or CSV text].
+  exports(root, format) {
+    const found = [];
+    for (const canvas of root.querySelectorAll("canvas[data-chart]")) {
+      const chart = this.shown.get(canvas.dataset.chart);
+      if (chart) found.push([canvas.dataset.chart, format === "png" ? chart.toBase64Image("image/png", 1) : toCSV(this.data(chart))]);
+    }
+    return found;
   }
 
   create(canvas, spec) {
@@ -53,7 +82,7 @@ export class ChartJsAdapter extends ChartAdapter {
       scales.y2 = { position: "right", beginAtZero: true, max: 100, grid: { drawOnChartArea: false },
                     ticks: { color: text, callback: (v) => FORMAT[overlayUnit](v) } };
     }
-    const chart = new this.Chart(canvas, {
+    const chart = new globalThis.Chart(canvas, {
       type: kind === "hbar" || kind === "stacked" ? "bar" : kind,
       data: { labels: [], datasets: [] },
       options: {
@@ -161,11 +190,17 @@ export class ChartJsAdapter extends ChartAdapter {
     return { labels: chart.data.labels, series };
   }
 
-  toPNG(chart) {
-    return chart.toBase64Image("image/png", 1);
-  }
+}
 
-  destroy(chart) {
-    chart.destroy();
-  }
+// CSV of what a chart shows: one row per label, one column per series.
+export function toCSV({ labels, series }) {
+  const names = Object.keys(series);
+  const rows = [["label", ...names].map(csvCell).join(",")];
+  labels.forEach((label, i) => rows.push([label, ...names.map((n) => series[n][i] ?? "")].map(csvCell).join(",")));
+  return rows.join("\n") + "\n";
+}
+
+function csvCell(value) {
+  const text = String(value ?? "");
+  return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
