@@ -7,9 +7,12 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WEB ?= 1
+# Connections the kernel queues for daphne before it accepts them: a restart's reconnect storm
+# arrives at once (capped by net.core.somaxconn).
+BACKLOG ?= 4096
 # The demo scrapers run beside `make run` on the embedded default, never against a DATABASE_URL.
 DEMO ?= $(if $(DATABASE_URL),0,1)
-export HOST PORT
+export HOST PORT BACKLOG
 
 .PHONY: run test lint typecheck jstest pytest unit deps dev-deps system-deps frontend stack bench-ingest clean
 
@@ -23,7 +26,8 @@ run: deps frontend
 	    --exit-with-parent >/dev/null & \
 	fi; \
 	echo "HTTP access log: $${VAR_DIR:-var}/access.log"; \
-	exec $(BIN)/daphne -b $(HOST) -p $(PORT) --access-log $${VAR_DIR:-var}/access.log wealthmetrics.asgi:application
+	exec $(BIN)/daphne -e tcp:port=$(PORT):interface=$(subst :,\:,$(HOST)):backlog=$(BACKLOG) --access-log $${VAR_DIR:-var}/access.log \
+	  wealthmetrics.asgi:application
 
 # daphne, a celery worker and beat under honcho (Procfile), against DATABASE_URL and REDIS_URL.
 stack: deps frontend

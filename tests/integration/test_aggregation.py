@@ -8,12 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.test import Client
 from django.utils import timezone
 
 from metrics_app import histogram, rollups
 from metrics_app.history import summaries
 from metrics_app.models import AggregatedDay, DailySummary, HourlyRollup, MinuteRollup, SchedulerDailySummary
+from tests.support.asgi import AsgiClient
 from tests.support.db import store
 from tests.support.records import navigation, scheduler_run, scrape
 
@@ -195,7 +195,8 @@ def test_a_daylight_saving_day_has_its_23_hours(settings: Any) -> None:
     assert summaries.aggregate_day(spring).records == 2
 
 
-def test_history_reads_day_buckets_in_time_zone(settings: Any, admin_client: Client) -> None:
+@pytest.mark.django_db(transaction=True)
+def test_history_reads_day_buckets_in_time_zone(settings: Any, reader: AsgiClient) -> None:
     settings.TIME_ZONE = "Asia/Kolkata"
     store(
         *[
@@ -205,7 +206,7 @@ def test_history_reads_day_buckets_in_time_zone(settings: Any, admin_client: Cli
             ),
         ]
     )
-    response = admin_client.get(
+    response = reader.get(
         "/api/metrics/history/",
         {"bucket": "day", "from": "2026-11-19T00:00:00Z", "to": "2026-11-22T00:00:00Z"},
     )

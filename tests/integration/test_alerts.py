@@ -17,6 +17,7 @@ from django.utils import timezone
 from metrics_app.alerts.evaluator import Evaluator
 from metrics_app.alerts.models import Alert, AlertEvent, Notification, Silence
 from metrics_app.records import epoch_ms
+from tests.support.asgi import AsgiClient
 from tests.support.db import store
 from tests.support.records import navigation, scheduler_run, scrape
 
@@ -294,8 +295,9 @@ def test_a_bad_silence_is_refused_naming_the_field(reader: Any, body: dict[str, 
     assert not Silence.objects.exists()
 
 
-def test_strangers_cannot_silence(client: Any) -> None:
-    response = client.post(
+@pytest.mark.django_db(transaction=True)
+def test_strangers_cannot_silence(asgi: AsgiClient) -> None:
+    response = asgi.post(
         "/api/alerts/silences/", {"scraperSource": "cnbc", "minutes": 5}, content_type="application/json"
     )
     assert response.status_code == 401

@@ -7,22 +7,23 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
-from django.test import Client
 
 from metrics_app.models import ApiKey
+from tests.support.asgi import AsgiClient
 from tests.support.records import navigation
 
 pytestmark = pytest.mark.django_db
 
 
-def test_create_api_key_prints_the_key_alone_on_the_last_line(client: Client) -> None:
+@pytest.mark.django_db(transaction=True)
+def test_create_api_key_prints_the_key_alone_on_the_last_line(asgi: AsgiClient) -> None:
     out = StringIO()
     call_command("create_api_key", "robinhood-scraper", stdout=out)
     key = out.getvalue().strip().splitlines()[-1]
     assert key.startswith("wm_") and " " not in key
     assert ApiKey.objects.get().name == "robinhood-scraper"
     body = orjson.dumps({"metrics": [navigation()]})
-    response = client.post(
+    response = asgi.post(
         "/api/metrics/", body, content_type="application/json", headers={"Authorization": f"Bearer {key}"}
     )
     assert response.status_code == 202

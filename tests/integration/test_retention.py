@@ -7,13 +7,13 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.test import Client
 from django.utils import timezone
 
 from metrics_app import retention
 from metrics_app.history import summaries
 from metrics_app.models import DailySummary, HourlyRollup, MinuteRollup, PagePerformance, SchedulerMetric
 from metrics_app.records import epoch_ms
+from tests.support.asgi import AsgiClient
 from tests.support.db import store
 from tests.support.records import navigation, scheduler_run
 
@@ -72,13 +72,13 @@ def test_minute_rollups_go_with_the_detailed_rows_a_whole_minute_at_a_time() -> 
     assert all(minute >= cutoff_minute for _, minute in kept)
 
 
-@pytest.mark.django_db
-def test_history_outlives_the_detailed_rows(admin_client: Client) -> None:
+@pytest.mark.django_db(transaction=True)
+def test_history_outlives_the_detailed_rows(reader: AsgiClient) -> None:
     old = NOW - timedelta(days=30)
     store(*[navigation(recordedAt=ms(old)), navigation(recordedAt=ms(old))])
     retention.cleanup(7)
     assert not PagePerformance.objects.exists()
-    response = admin_client.get(
+    response = reader.get(
         "/api/metrics/history/",
         {"bucket": "day", "from": (old - timedelta(days=1)).isoformat(), "to": NOW.isoformat()},
     )
