@@ -21,6 +21,7 @@ from django.conf import settings
 from dashboard_app.protocol import ClientError, Ping, Since, Subscribe, parse_command
 from dashboard_app.security import credentials
 from metrics_app import counters
+from metrics_app.admission import refusals
 from metrics_app.admission.door import NOBODY, Caller
 from metrics_app.admission.keys import KeyInfo
 from metrics_app.records import now_ms
@@ -160,9 +161,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
     def _check_allowed(self, sources: tuple[str, ...]) -> None:
         for source in sources:
             if not self.caller.covers(source):
-                raise ClientError(
-                    "forbidden", f"this key may read only {_listed(self.sources)}", source=source
-                )
+                raise ClientError("forbidden", self._outside(), source=source)
 
     def rights_changed(self, key: KeyInfo) -> None:
         """The key was narrowed while the socket is open: what it no longer covers goes."""
@@ -171,17 +170,15 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         for source in sorted(self.subscriptions):
             if not self.caller.covers(source):
                 hub.unsubscribe(self, source)
-                message = f"this key may now read only {_listed(self.sources)}"
-                self._reply(ClientError("forbidden", message, source=source).as_message())
+                self._reply(ClientError("forbidden", self._outside(), source=source).as_message())
                 self._reply(
                     {"type": "unsubscribed", "scraperSource": source, "subscriptions": self._listed()}
                 )
+
+    def _outside(self) -> str:
+        return refusals.outside_sources(self.sources or frozenset()).message
 
     def _check_limit(self, sources: tuple[str, ...]) -> None:
         limit = settings.METRICS_MAX_SUBSCRIPTIONS
         if len(self.subscriptions | set(sources)) > limit:
             raise ClientError("too_many_subscriptions", f"at most {limit} subscriptions per connection")
-
-
-def _listed(sources: frozenset[str] | None) -> str:
-    return ", ".join(sorted(sources or ()))

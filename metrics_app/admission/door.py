@@ -65,6 +65,7 @@ EXACT: Final = {
     "/api/health/websocket": Need.NOTHING,  # readers see which sources are watched, cut to theirs
     "/api/schema/": Need.NOTHING,
     "/api/stats/": Need.READER_CUT,
+    "/api/metrics/summary/": Need.READER_CUT,
     "/api/alerts/silences/": Need.PERSON,
     "/metrics": Need.STAFF_OR_READER,
     "/admin/login/": Need.FORM,

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from metrics_app import counters, db
+from metrics_app.admission.refusals import DATABASE_UNAVAILABLE
 from metrics_app.alerts import evaluator, notify
 from metrics_app.ingest.collector import collector
 from metrics_app.server import features
@@ -62,7 +63,7 @@ async def _read_watchdog() -> None:
         _reading = await db.run(evaluator.health)
     except DatabaseError as exc:  # the driver's words are for the log, not for strangers
         log.warning("the alert watchdog cannot read the evaluator's lease: %s", exc)
-        _reading = {**_reading, "stale": True, "error": "the database is unreachable"}
+        _reading = {**_reading, "stale": True, "error": DATABASE_UNAVAILABLE.message}
 
 
 async def server_stats(sources: frozenset[str] | None = None) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from metrics_app.alerts.evaluator import Evaluator
@@ -275,7 +274,7 @@ def test_the_api_lists_alerts_and_refuses_bad_parameters(reader: Any, now: Any) 
     assert reader.get("/api/alerts/?source=webull").json() == {"alerts": []}
     bad = reader.get("/api/alerts/?state=open")
     assert bad.status_code == 400 and bad.json()["field"] == "state"
-    assert Client().get("/api/alerts/").status_code == 401
+    assert AsgiClient().get("/api/alerts/").status_code == 401
 
 
 @pytest.mark.parametrize(

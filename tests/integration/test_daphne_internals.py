@@ -44,27 +44,29 @@ def test_under_daphne_every_part_is_in_use(daphne: DaphneServer, committed_api_k
     asyncio.run(three_sockets())
 
 
-BROKEN_TWISTED = """
-import twisted.web.http as http
-http.HTTPChannel.allHeadersReceived = lambda self: None  # a Twisted that no longer calls gotLength
+BROKEN_DAPHNE = """
+import daphne.http_protocol, daphne.server
+# a daphne whose server no longer builds its HTTP factory from http_protocol.HTTPFactory
+daphne.server.HTTPFactory = type("HTTPFactory", (daphne.http_protocol.HTTPFactory,), {})
 """
 
 
 def test_a_server_that_fails_a_check_refuses_to_start(
     tmp_path: Path, start_daphne: Callable[..., DaphneServer], committed_api_key: str
 ) -> None:
-    """A changed Twisted: the process stops, naming the packages and their versions; with
-    METRICS_ACCEPT_UNCHECKED_SERVER=1 it runs without the guard, and says so."""
-    (tmp_path / "sitecustomize.py").write_text(BROKEN_TWISTED)
+    """A changed daphne: the process stops, naming the part, the packages and their versions;
+    with METRICS_ACCEPT_UNCHECKED_SERVER=1 it runs without that part, and says so."""
+    (tmp_path / "sitecustomize.py").write_text(BROKEN_DAPHNE)
     with pytest.raises(RuntimeError, match="exited early") as refused:
         start_daphne(PYTHONPATH=str(tmp_path))
     message = str(refused.value)
-    assert "request guard" in message and "Twisted 26.10.0" in message and "daphne 4.2.3" in message
+    assert "idle timeout" in message and "daphne 4.2.3" in message and "Twisted 26.10.0" in message
     assert "METRICS_ACCEPT_UNCHECKED_SERVER" in message
     accepted = start_daphne(PYTHONPATH=str(tmp_path), METRICS_ACCEPT_UNCHECKED_SERVER="1")
     stats = accepted.stats(committed_api_key)
-    assert stats["uncheckedServerParts"] == ["request guard"] and stats["requestGuard"] is False
-    assert accepted.health(committed_api_key)["uncheckedServerParts"] == ["request guard"]
+    assert stats["uncheckedServerParts"] == ["idle timeout"] and stats["idleTimeout"] is False
+    assert stats["requestGuard"] is True and stats["fastSockets"] is True
+    assert accepted.health(committed_api_key)["uncheckedServerParts"] == ["idle timeout"]
 
 
 def test_daphne_listens_with_the_backlog_of_its_endpoint(start_daphne: Callable[..., DaphneServer]) -> None:
