@@ -70,10 +70,11 @@ EXACT: Final = {
     "/metrics": Need.STAFF_OR_READER,
     "/admin/login/": Need.FORM,
 }
+STATIC_PREFIX: Final = f"/{settings.STATIC_URL.strip('/')}/"
 PREFIXES: Final = (
     ("/api/", Need.READER),
     ("/accounts/", Need.FORM),
-    (f"/{settings.STATIC_URL.strip('/')}/", Need.NOTHING),
+    (STATIC_PREFIX, Need.NOTHING),
 )
 
 
@@ -216,7 +217,7 @@ def identify_now(head: Head) -> Caller | Refusal | None:
         key = keys.peek(token)
         return Caller(key=key) if key is not UNKNOWN else None
     session_key = head.session_key
-    if not session_key:
+    if not session_key or not _asks_who(head):
         return NOBODY
     user = people.peek(session_key)
     if user is UNKNOWN:
@@ -241,6 +242,15 @@ async def identify(head: Head) -> Caller | Refusal:
         counters.problem("database_unavailable", log, "database unavailable (the door): %s", exc)
         return refusals.DATABASE_UNAVAILABLE
     return Caller(user=user, session_key=session_key) if user is not None else NOBODY
+
+
+def _asks_who(head: Head) -> bool:
+    """Whether the person behind a session cookie matters here: not for a page or a form
+    without a body (Django's own authentication serves those), nor for static files, so
+    made-up cookies sent there cost no lookup."""
+    if head.has_body:
+        return True
+    return head.need not in (Need.PAGE, Need.FORM) and not (head.path or "").startswith(STATIC_PREFIX)
 
 
 # --- 2. scope, 3. rate, 4. size -------------------------------------------------------------------
