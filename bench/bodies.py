@@ -2,14 +2,19 @@
 
     .venv/bin/python bench/bodies.py [--limit-mib 4] [--clients 10]
 
-Starts a daphne (DATABASE_URL, or SQLite), then runs each shape with --clients connections
+Starts daphne (DATABASE_URL, or SQLite) and runs each shape with --clients connections
 at once and samples the process's RSS and the size of its temporary files (Twisted spools a
 body over 100 KB to an unlinked file) every 10 ms:
   - strangers: no key, declaring an 800 MB body and starting to send it;
+  - strangers sending a METRICS_MAX_BODY_BYTES body whole, whatever the answer, to a path that
+    needs a person (/api/alerts/silences/), and to the ingest path spelled otherwise
+    (/api/%6detrics/): the red team's 300 at once took RSS from 177 MB to 1,295 MB before the
+    door judged every path (`--clients 300`);
   - a key holder streaming a chunked body far past the limit;
   - a key holder sending the largest body accepted (METRICS_MAX_BODY_BYTES of valid JSON):
     what is left once everything refusable is refused before it is read.
-Each peak is printed beside the bound it is compared with: a small multiple of
+Each shape runs on a fresh daphne (memory one left to the allocator would hide the next's). Each
+peak is printed beside the bound it is compared with: a small multiple of
 METRICS_MAX_BODY_BYTES for all clients together.
 """
 
@@ -19,6 +24,7 @@ import socket
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,7 +46,7 @@ class Peak(threading.Thread):
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.process = psutil.Process(pid)
-        self.rss = self.files = 0
+        self.rss = self.files = self.after = 0
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -63,8 +69,9 @@ def spooled_bytes(pid: int) -> int:
     return total
 
 
-def post(port: int, head: bytes, body_chunks: int, chunk: bytes) -> bytes:
-    """Send headers, then chunks until the server answers or closes; returns its answer."""
+def post(port: int, head: bytes, body_chunks: int, chunk: bytes, *, anyway: bool = False) -> bytes:
+    """Send headers, then chunks until the server answers or closes (`anyway`: all of them,
+    whatever the answer, as long as the connection is open); returns its answer."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     sock.sendall(head)
     sock.setblocking(False)
@@ -73,7 +80,7 @@ def post(port: int, head: bytes, body_chunks: int, chunk: bytes) -> bytes:
         for _ in range(body_chunks):
             try:
                 answer += sock.recv(65536)
-                if answer:
+                if answer and not anyway:
                     break
             except BlockingIOError:
                 pass
@@ -109,6 +116,8 @@ def shape(server: DaphneServer, clients: int, send: Callable[[], bytes]) -> tupl
     time.sleep(0.3)
     peak.stop.set()
     peak.join()
+    time.sleep(1.0)
+    peak.after = peak.process.memory_info().rss  # what stays once the shape is over
     return peak, answers, base
 
 
@@ -123,42 +132,51 @@ def main() -> None:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "PYTHONUNBUFFERED": "1",
            "METRICS_MAX_BODY_BYTES": str(limit)}  # fmt: skip
     key = prepare(env, "bench-bodies")
-    server = DaphneServer(env)
-    server.start()
     print(f"machine: {machine()}")
     bound = args.clients * 3 * args.limit_mib
-    print(f"limit: METRICS_MAX_BODY_BYTES = {args.limit_mib} MiB, {args.clients} clients at once; "
-          f"bound compared with: {args.clients} x 3 x limit = {bound} MiB")  # fmt: skip
-    try:
-        megabyte = b"x" * MIB
-        record = {"type": "page_navigation", "scraperSource": "bench-bodies", "url": "https://x/",
-                  "navigationDurationMs": 1}  # fmt: skip
-        core = orjson.dumps({"metrics": [record] * 1000})
-        largest = core[:-1] + b" " * (limit - len(core) - 1) + b"}"  # valid JSON, padded to the limit
-        chunk = b"%x\r\n%s\r\n" % (len(megabyte), megabyte)
-        shapes = {
-            "strangers, 800 MB declared, no key": lambda: post(
-                server.port, head(800_000_000, None), 50, megabyte
-            ),
-            "key holder, chunked body past the limit": lambda: post(server.port, head(None, key), 50, chunk),
-            "key holder, the largest body accepted": lambda: post(
-                server.port, head(len(largest), key) + largest, 0, b""
-            ),
-        }
-        for name, send in shapes.items():
-            peak, answers, base = shape(server, args.clients, send)
-            statuses = sorted({answer.split(b" ", 2)[1].decode() if answer else "none" for answer in answers})
-            print(
-                f"{name}: answers {', '.join(statuses)}; peak RSS +{(peak.rss - base) / MIB:.1f} MiB, "
-                f"peak temporary files {peak.files / MIB:.1f} MiB "
-                f"({(peak.rss - base + peak.files) / (args.clients * limit):.2f} x limit per client)"
-            )
-    finally:
-        server.stop()
+    print(
+        f"limit: METRICS_MAX_BODY_BYTES = {args.limit_mib} MiB, {args.clients} clients at once; "
+        f"bound compared with: {args.clients} x 3 x limit = {bound} MiB; each shape on a fresh daphne"
+    )
+    megabyte = b"x" * MIB
+    record = {"type": "page_navigation", "scraperSource": "bench-bodies", "url": "https://x/",
+              "navigationDurationMs": 1}  # fmt: skip
+    core = orjson.dumps({"metrics": [record] * 1000})
+    largest = core[:-1] + b" " * (limit - len(core) - 1) + b"}"  # valid JSON, padded to the limit
+    chunk = b"%x\r\n%s\r\n" % (len(megabyte), megabyte)
+    shapes: dict[str, Callable[[int], bytes]] = {
+        "strangers, 800 MB declared, no key": lambda port: post(port, head(800_000_000, None), 50, megabyte),
+        "strangers, the limit's body sent whole to /api/alerts/silences/": lambda port: post(
+            port, head(limit, None, "/api/alerts/silences/"), args.limit_mib, megabyte, anyway=True
+        ),
+        "strangers, the limit's body sent whole to /api/%6detrics/": lambda port: post(
+            port, head(limit, None, "/api/%6detrics/"), args.limit_mib, megabyte, anyway=True
+        ),
+        "key holder, chunked body past the limit": lambda port: post(port, head(None, key), 50, chunk),
+        "key holder, the largest body accepted": lambda port: post(
+            port, head(len(largest), key) + largest, 0, b""
+        ),
+    }
+    for name, send in shapes.items():
+        # A fresh process per shape: memory one shape left to the allocator would hide the next's.
+        server = DaphneServer(env)
+        server.start()
+        try:
+            peak, answers, base = shape(server, args.clients, lambda: send(server.port))  # noqa: B023
+        finally:
+            server.stop()
+        statuses = Counter(answer.split(b" ", 2)[1].decode() if answer else "none" for answer in answers)
+        answered = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+        print(
+            f"{name}: answers {answered}; peak RSS +{(peak.rss - base) / MIB:.1f} MiB "
+            f"(+{(peak.after - base) / MIB:.1f} a second later), "
+            f"peak temporary files {peak.files / MIB:.1f} MiB "
+            f"({(peak.rss - base + peak.files) / (args.clients * limit):.2f} x limit per client)"
+        )
 
 
-def head(length: int | None, key: str | None) -> bytes:
-    lines = ["POST /api/metrics/ HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
+def head(length: int | None, key: str | None, path: str = "/api/metrics/") -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
     lines.append(f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked")
     if key:
         lines.append(f"Authorization: Bearer {key}")
