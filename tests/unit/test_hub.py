@@ -3,6 +3,7 @@ which sequence numbers, and what happens to a client that stops reading."""
 
 from typing import Any
 
+import orjson
 import pytest
 
 from metrics_app.stream.hub import Hub
@@ -146,3 +147,35 @@ def test_updates_go_out_only_while_records_flow(flowing: bool) -> None:
     hub.send_update()
     hub.send_update()
     assert len(client.writer.of_type("metrics:update")) == (1 if flowing else 0)
+
+
+def test_a_client_limited_to_sources_gets_updates_of_those_only() -> None:
+    hub = Hub()
+    everyone, limited = subscribed(hub), subscribed(hub)
+    limited.sources = frozenset({"cnbc"})
+    hub.receive(
+        {"cnbc": 1, "webull": 1}, [navigation(scraperSource="cnbc"), navigation(scraperSource="webull")]
+    )
+    hub.send_update()
+    [full] = everyone.writer.of_type("metrics:update")
+    [cut] = limited.writer.of_type("metrics:update")
+    assert set(full["data"]["sources"]) == {"cnbc", "webull"}
+    assert set(cut["data"]["sources"]) == {"cnbc"} and cut["data"]["totals"]["records"] == 1
+
+
+def alert_event(source: str | None, scheduler: str | None = None) -> bytes:
+    alert = {"verdict": "site_down", "scraperSource": source, "schedulerName": scheduler}
+    return orjson.dumps({"type": "alert", "status": "firing", "alert": alert})
+
+
+def test_a_client_limited_to_sources_gets_alerts_naming_only_those() -> None:
+    hub = Hub()
+    everyone, limited = subscribed(hub), subscribed(hub)
+    limited.sources = frozenset({"cnbc", "cnbc-hourly"})
+    for event in (alert_event("cnbc"), alert_event("webull"), alert_event(None),  # None: an incident
+                  alert_event("cnbc", "other-scheduler"), alert_event(None, "cnbc-hourly")):  # fmt: skip
+        hub.send_event(event)
+    assert len(everyone.writer.of_type("alert")) == 5
+    assert [(m["alert"]["scraperSource"], m["alert"]["schedulerName"]) for m in limited.writer.of_type("alert")] == [
+        ("cnbc", None), (None, "cnbc-hourly"),
+    ]  # fmt: skip
