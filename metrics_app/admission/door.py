@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
+from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlsplit
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -68,6 +68,7 @@ EXACT: Final = {
     "/api/metrics/summary/": Need.READER_CUT,
     "/api/alerts/silences/": Need.PERSON,
     "/metrics": Need.STAFF_OR_READER,
+    SOCKET_PATH: Need.READER_CUT,  # the live stream, cut to a key's sources (socket_checked)
     "/admin/login/": Need.FORM,
 }
 STATIC_PREFIX: Final = f"/{settings.STATIC_URL.strip('/')}/"
@@ -131,7 +132,9 @@ class Head:
 
     @classmethod
     def of_scope(cls, scope: Mapping[str, Any]) -> "Head":
-        target = scope.get("raw_path") or scope["path"].encode()
+        # As the client sent it; without raw_path, the decoded path escaped again (decoding it a
+        # second time would read "%2541" as "A").
+        target = scope.get("raw_path") or quote(scope["path"], safe="/").encode()
         headers: dict[bytes, bytes] = {}
         for name, value in scope.get("headers", ()):
             headers.setdefault(name.lower(), value)
@@ -248,7 +251,7 @@ def _asks_who(head: Head) -> bool:
     """Whether the person behind a session cookie matters here: not for a page or a form
     without a body (Django's own authentication serves those), nor for static files, so
     made-up cookies sent there cost no lookup."""
-    if head.has_body:
+    if head.has_body or head.kind == "websocket":
         return True
     return head.need not in (Need.PAGE, Need.FORM) and not (head.path or "").startswith(STATIC_PREFIX)
 

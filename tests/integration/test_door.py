@@ -284,7 +284,7 @@ def test_a_handshake_to_another_path_is_refused_cleanly(daphne: DaphneServer) ->
     assert "Traceback" not in daphne.log()[len(before) :]
 
 
-def test_a_stored_record_is_judged_once_more_by_what_is_served(asgi: Any) -> None:
+def test_a_spelling_of_the_ingest_path_is_served_as_ingest(asgi: Any) -> None:
     """The path that is served is the path that was judged: a POST to a spelling of the
     ingest path is ingest, with its key and scope."""
     _, token = key(Scope.INGEST)
@@ -301,3 +301,23 @@ def test_the_guard_and_the_door_agree_on_a_head() -> None:
     assert caller is not None  # nobody: no key, no session
     refusal = checked(stranger, caller)
     assert (refusal.status, refusal.code) == (401, "unauthorized")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("kind", "method", "target", "asks"),
+    [
+        ("websocket", "GET", b"/ws/metrics/", True),  # the page's socket: who is logged in?
+        ("http", "GET", b"/api/metrics/overview/", True),
+        ("http", "POST", b"/analytics/", True),  # a body: who sends it?
+        ("http", "GET", b"/static/js/boot.js", False),  # no lookup for a made-up cookie here
+        ("http", "GET", b"/analytics/", False),  # Django's own authentication serves pages
+    ],
+)
+def test_a_session_cookie_is_looked_up_where_it_matters(
+    kind: str, method: str, target: bytes, asks: bool
+) -> None:
+    headers = {b"cookie": b"sessionid=never-seen-before"}
+    if method == "POST":
+        headers[b"content-length"] = b"10"
+    head_ = Head.of(kind, method, target, headers)
+    assert (identify_now(head_) is None) is asks  # None: the session must be looked up
