@@ -101,6 +101,7 @@ class GuardedRequest(http_protocol.WebRequest):
     _linger_until = 0  # after a refusal: close once this many have come
     _wants_continue = False
     _judging = False  # a database thread is looking the caller up
+    _draining = False  # refused, the body is read and thrown away until it ends (or the linger does)
     _held: tuple[bytes, bytes, bytes] | None = None  # the request, complete while it was judged
     _read_deadline: asyncio.TimerHandle | None = None
 
@@ -175,6 +176,7 @@ class GuardedRequest(http_protocol.WebRequest):
         if close:
             self._close()
             return
+        self._draining = True
         self._linger_until = self._received + settings.METRICS_MAX_BODY_BYTES
         with contextlib.suppress(RuntimeError):  # no loop: the start-up self-check, not a client
             asyncio.get_running_loop().call_later(LINGER_SECONDS, self._close)
@@ -204,8 +206,17 @@ class GuardedRequest(http_protocol.WebRequest):
         transport = self._transport()
         if transport is None or not transport.connected:
             return  # the client went away meanwhile
-        self._judged(head, lookup.result())  # identify() answers an outage with a refusal
+        try:
+            caller = lookup.result()  # identify() answers an outage with a refusal
+        except Exception:  # a bug, but the request must not stay held (no timer is left to end it)
+            log.exception("judging a request's caller failed")
+            caller = refusals.UNJUDGED
+        self._judged(head, caller)
+        if not self._refused and self._received > self._limit:  # what came while it was judged
+            self._refuse(refusals.body_over(self._limit), close=True)
         if self._refused:
+            if self._draining:
+                transport.resumeProducing()  # the rest of the body is read and thrown away
             return
         if self._wants_continue:
             transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")

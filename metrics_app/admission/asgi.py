@@ -1,8 +1,14 @@
 """The door as ASGI middleware, in front of everything the process serves.
 
 Every request and every WebSocket handshake is judged (metrics_app.admission.door) before
-any application sees it. What passes goes on with `scope["caller"]` set and `scope["path"]`
-normalised, so what is routed is what was judged; what is refused is answered here.
+any application sees it. What passes goes on with `scope["caller"]` set, `scope["path"]`
+normalised and `scope["root_path"]` empty, so what is routed is exactly what was judged; what is
+refused is answered here.
+
+The service is served at the root of its host. daphne takes a `root_path` from its
+`--root-path` option and from any client's `Daphne-Root-Path` header, and Django and Channels
+route on the path with that prefix removed: a stranger's `GET /x/metrics` with
+`Daphne-Root-Path: /x` would be judged as a page and served as `/metrics`. So it is dropped.
 """
 
 import logging
@@ -31,7 +37,8 @@ class Door:
         head = Head.of_scope(scope)
         verdict = await judge(head)
         if isinstance(verdict, Caller):
-            return await self.application({**scope, "path": head.path, "caller": verdict}, receive, send)
+            admitted = {**scope, "path": head.path, "root_path": "", "caller": verdict}
+            return await self.application(admitted, receive, send)
         if scope["type"] == "http":
             return await verdict.send_asgi(send)
         return await refuse_socket(verdict, receive, send)

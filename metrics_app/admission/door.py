@@ -354,6 +354,16 @@ def socket_checked(head: Head, caller: Caller | Refusal) -> Caller | Refusal:
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
+def _proxied_tls(head: Head) -> bool:
+    """SECURE_PROXY_SSL_HEADER (("HTTP_X_FORWARDED_PROTO", "https")) names a header the
+    proxy in front sets to say the client reached it over TLS."""
+    if not settings.SECURE_PROXY_SSL_HEADER:
+        return False
+    meta_name, expected = settings.SECURE_PROXY_SSL_HEADER
+    name = meta_name.removeprefix("HTTP_").replace("_", "-").lower().encode()
+    return (head.header(name) or "").split(",")[0].strip() == expected
+
+
 def _origin(url: str) -> tuple[str, str, int] | None:
     """(scheme, host, port) of an origin or URL, with the scheme's default port filled in."""
     try:
@@ -368,13 +378,14 @@ def _origin(url: str) -> tuple[str, str, int] | None:
 
 def is_own_origin(origin: str, head: Head) -> bool:
     """The page that opens the socket was served by us: same scheme, host and port as the
-    handshake reached (Host header, ws → http, wss → https), or a trusted origin."""
+    handshake reached (Host header; ws → http, wss → https, or https as a TLS proxy says in
+    SECURE_PROXY_SSL_HEADER, as Django's CSRF check reads it), or a trusted origin."""
     claimed = _origin(origin)
     if claimed is None:
         return False
     if any(_origin(trusted) == claimed for trusted in settings.CSRF_TRUSTED_ORIGINS):
         return True
-    scheme = "https" if head.scheme in ("wss", "https") else "http"
+    scheme = "https" if head.scheme in ("wss", "https") or _proxied_tls(head) else "http"
     host = head.header(b"host") or ""
     domain, _ = split_domain_port(host)
     if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):

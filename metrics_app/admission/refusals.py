@@ -178,6 +178,10 @@ DATABASE_UNAVAILABLE: Final = Refusal(
     503, "database_unavailable", "the database is unreachable; retry later",
     headers=(("Retry-After", str(RETRY_AFTER_UNAVAILABLE_S)),),
 )  # fmt: skip
+UNJUDGED: Final = Refusal(
+    503, "unavailable", "the server could not check this request's credentials; retry later",
+    "requests_unjudged", headers=(("Retry-After", str(RETRY_AFTER_UNAVAILABLE_S)),),
+)  # fmt: skip
 OVERLOADED: Final = Refusal(
     503, "overloaded", "the server is busy; retry after a second", "requests_overloaded",
     headers=(("Retry-After", str(RETRY_AFTER_OVERLOADED_S)),),

@@ -23,6 +23,16 @@ class Verdict(models.TextChoices):
     INCIDENT = "incident"
 
 
+def visible_to(sources: frozenset[str]) -> models.Q:
+    """Alerts a caller limited to `sources` may see: every name the alert gives (its source,
+    its scheduler) is one of them, and it gives one (an incident of many sources gives none).
+    The live stream applies the same rule to alert events (metrics_app.stream.hub)."""
+    named = ~models.Q(scraper_source__isnull=True, scheduler_name__isnull=True)
+    source = models.Q(scraper_source__isnull=True) | models.Q(scraper_source__in=sources)
+    scheduler = models.Q(scheduler_name__isnull=True) | models.Q(scheduler_name__in=sources)
+    return named & source & scheduler
+
+
 class Alert(models.Model):
     """One episode of one condition (a verdict for a source or scheduler): pending while it
     has not held for half a window, firing, then resolved. A condition that comes back later

@@ -12,14 +12,14 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, Final
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Sum
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from metrics_app import histogram
 from metrics_app.alerts import signals
-from metrics_app.alerts.models import Alert
+from metrics_app.alerts.models import Alert, visible_to
 from metrics_app.models import HourlyRollup
 from metrics_app.stream.bus import get_bus
 
@@ -96,8 +96,8 @@ def _edge(bucket: int) -> int:
 
 def _firing(sources: frozenset[str] | None) -> list[tuple[str, str | None, int]]:
     firing = Alert.objects.filter(state=Alert.State.FIRING)
-    if sources is not None:  # an alert of a source, or of a scheduler, the caller may see
-        firing = firing.filter(Q(scraper_source__in=sources) | Q(scheduler_name__in=sources))
+    if sources is not None:
+        firing = firing.filter(visible_to(sources))
     return list(
         firing.values_list("verdict", "scraper_source")
         .annotate(n=Count("id"))

@@ -67,10 +67,14 @@ async def _read_watchdog() -> None:
 
 
 async def server_stats(sources: frozenset[str] | None = None) -> dict[str, Any]:
-    """This process's figures; a caller limited to `sources` sees only their subscriptions."""
+    """This process's figures. A caller limited to `sources` sees their subscriptions and the
+    process's own state, not the counters, the collector or the outbox, which are every
+    source's together."""
     health = await websocket_health()
     if sources is not None:
         health["subscriptions"] = {name: n for name, n in health["subscriptions"].items() if name in sources}
+        return {"pid": os.getpid(), "uptime": round(time.monotonic() - STARTED, 3), **features.as_dict(),
+                "websocket": health, "counters": {}}  # fmt: skip
     return {
         "pid": os.getpid(),
         "uptime": round(time.monotonic() - STARTED, 3),

@@ -221,7 +221,8 @@ class Hub:
 
     def send_event(self, data: bytes) -> None:
         """An event for every page (an alert changed state), to each client that may see what
-        it names: a client limited to sources sees an alert only if it covers each name in it."""
+        it names: a client limited to sources sees an alert only if it covers each name in it
+        (the rule of metrics_app.alerts.models.visible_to, for the alert's JSON)."""
         frame = Frame(data)
         scopes = _by_scope(self.clients)
         everyone = scopes.pop(None, [])

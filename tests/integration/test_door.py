@@ -3,7 +3,9 @@ sockets against a real daphne, checking the answer, the process's memory, and wh
 caller got to see."""
 
 import asyncio
+import contextlib
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +16,7 @@ import psutil
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from metrics_app.admission.door import FORM_BODY_BYTES, Head, checked, identify_now, normalised
+from metrics_app.admission.door import FORM_BODY_BYTES, Head, checked, identify_now, is_own_origin, normalised
 from metrics_app.models import ApiKey, PagePerformance, SchedulerMetric, Scope
 from tests.support.records import navigation, scheduler_run
 from tests.support.servers import DaphneServer
@@ -321,3 +323,70 @@ def test_a_session_cookie_is_looked_up_where_it_matters(
         headers[b"content-length"] = b"10"
     head_ = Head.of(kind, method, target, headers)
     assert (identify_now(head_) is None) is asks  # None: the session must be looked up
+
+
+# --- found in review ------------------------------------------------------------------------------
+
+
+def test_a_root_path_header_does_not_move_a_path_past_the_door(daphne: DaphneServer) -> None:
+    """daphne takes a root path from any client's Daphne-Root-Path header, and Django routes
+    on the path without it: /x/metrics would have been judged a page and served as /metrics."""
+    for path in ("/x/metrics", "/x/api/stats/", "/x/api/metrics/recent/"):
+        response = httpx.get(f"{daphne.url}{path}", headers={"Daphne-Root-Path": "/x"})
+        assert response.status_code in (401, 404), (path, response.status_code)
+        assert "wealthmetrics_records" not in response.text and '"pid"' not in response.text
+
+
+def test_a_refusal_after_a_lookup_is_answered_and_the_body_drained(daphne: DaphneServer) -> None:
+    """A made-up key needs a lookup: the socket is paused meanwhile, and once refused, the
+    body a client sends anyway is read and thrown away (well before the linger closes the
+    connection), so a client is never left writing into a socket nobody reads."""
+    body = b"x" * (4 * MiB)
+    sent: list[float] = []
+
+    def send() -> None:
+        with contextlib.suppress(OSError):
+            sock.sendall(head("POST", "/api/metrics/", len(body), Authorization="Bearer wm_made-up") + body)
+            sent.append(time.monotonic())
+
+    with socket.create_connection(("127.0.0.1", daphne.port), timeout=10) as sock:
+        sender = threading.Thread(target=send)
+        sender.start()
+        reply = sock.recv(65536)
+        answered = time.monotonic()
+        sender.join(10)
+    assert reply.startswith(b"HTTP/1.1 401 ")
+    assert sent and sent[0] - answered < 1.0  # all of it was taken (the linger would cut it at 2 s)
+
+
+def test_a_body_that_came_while_its_caller_was_looked_up_keeps_to_the_callers_limit(
+    daphne: DaphneServer,
+) -> None:
+    """A stranger's form with a made-up session cookie, sent whole in one burst: the cookie needs
+    a lookup, the body arrives meanwhile, and it is judged against the form's limit after."""
+    body = b"a=" + b"x" * (6 * FORM_BODY_BYTES)
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    request = (b"POST /accounts/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+               b"Cookie: sessionid=never-issued-anywhere\r\n\r\n" + chunked)  # fmt: skip
+    with socket.create_connection(("127.0.0.1", daphne.port), timeout=10) as sock:
+        sock.sendall(request)
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 413 ")
+
+
+def test_a_limited_key_sees_no_process_wide_counters(daphne: DaphneServer) -> None:
+    _, limited = key(Scope.READ, ("srca",))
+    stats = httpx.get(f"{daphne.url}/api/stats/", headers=bearer(limited)).json()
+    assert stats["counters"] == {} and "collector" not in stats and "alertNotifications" not in stats
+
+
+def test_a_browser_behind_a_tls_proxy_opens_its_socket(settings: Any) -> None:
+    """The proxy says https in SECURE_PROXY_SSL_HEADER's header, as Django's CSRF check reads it."""
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    behind = Head.of(
+        "websocket", "GET", b"/ws/metrics/", {b"host": b"127.0.0.1", b"x-forwarded-proto": b"https"}
+    )
+    assert is_own_origin("https://127.0.0.1", behind)
+    assert not is_own_origin("http://127.0.0.1", behind)
+    direct = Head.of("websocket", "GET", b"/ws/metrics/", {b"host": b"127.0.0.1"})
+    assert not is_own_origin("https://127.0.0.1", direct)

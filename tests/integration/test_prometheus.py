@@ -11,6 +11,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from metrics_app.alerts.models import Alert
+from metrics_app.models import ApiKey, Scope
 from tests.support.asgi import AsgiClient
 from tests.support.db import store
 from tests.support.records import navigation, scrape
@@ -86,3 +87,24 @@ def test_two_processes_give_the_same_values(
     assert samples(answers[0]) == samples(answers[1])
     webull = key("wealthmetrics_records_total", source="webull", success="true", type="page_navigation")
     assert samples(answers[0])[webull] == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_limited_key_sees_only_alerts_naming_its_own_sources(asgi: AsgiClient) -> None:
+    now = timezone.now()
+    for source, scheduler in (
+        ("nightly", None),
+        ("acme-private", "nightly"),
+        (None, "nightly"),
+        (None, None),
+    ):
+        Alert.objects.create(
+            fingerprint=f"{source}-{scheduler}", verdict="site_down", scraper_source=source,
+            scheduler_name=scheduler, severity="critical", state=Alert.State.FIRING, summary="x",
+            pending_since=now, starts_at=now, last_held_at=now,
+        )  # fmt: skip
+    _, limited = ApiKey.issue("nightly only", Scope.READ, ("nightly",))
+    exposition = asgi.get("/metrics", headers={"Authorization": f"Bearer {limited}"}).text
+    firing = [line for line in exposition.splitlines() if line.startswith("wealthmetrics_alerts_firing{")]
+    assert "acme-private" not in exposition
+    assert len(firing) == 2  # its source's, and its scheduler's own

@@ -50,6 +50,10 @@ class Answer:
     def json(self) -> Any:
         return orjson.loads(self.content)
 
+    @property
+    def text(self) -> str:
+        return self.content.decode()
+
     def __repr__(self) -> str:
         return f"<Answer {self.status_code} {self.content[:200]!r}>"
 
