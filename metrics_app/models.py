@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Iterable
 from typing import ClassVar, Final
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -359,6 +360,16 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    def clean(self) -> None:
+        """Sources, as the admin's form gives them: names (not `*`, not a blank line), each once."""
+        listed = [part.strip() for part in self.sources.split(",") if part.strip()]
+        bad = ", ".join(repr(name) for name in listed if not records.is_source_name(name))
+        if bad:
+            raise ValidationError(
+                {"sources": f"not a source or scheduler name: {bad} ({records.SOURCE_PATTERN})"}
+            )
+        self.sources = ",".join(sorted(set(listed)))
 
     @property
     def source_list(self) -> frozenset[str] | None:

@@ -3,10 +3,11 @@ notifications, silences, fixed thresholds, and the evaluator's lease."""
 
 from typing import ClassVar
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from metrics_app.records import NAME_MAX_LENGTH
+from metrics_app.records import NAME_MAX_LENGTH, SOURCE_PATTERN, is_source_name
 
 
 class Verdict(models.TextChoices):
@@ -152,6 +153,22 @@ class Silence(models.Model):
             " ".join(filter(None, [self.verdict, self.scraper_source, self.scheduler_name])) or "everything"
         )
         return f"silence {what} until {self.ends_at:%Y-%m-%d %H:%M}"
+
+    def clean(self) -> None:
+        """What a form (the admin's) must not save: a silence of everything, a source or a
+        scheduler that is no name, a silence that ends before it starts."""
+        if not (self.scraper_source or self.scheduler_name or self.verdict):
+            raise ValidationError(
+                "Name a source, a scheduler or a verdict: a silence of everything mutes every alert."
+            )
+        for field in ("scraper_source", "scheduler_name"):
+            value = getattr(self, field)
+            if value and not is_source_name(value):
+                raise ValidationError(
+                    {field: f"{value!r} is not a source or scheduler name ({SOURCE_PATTERN})."}
+                )
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": "A silence must end after it starts."})
 
     def matches(self, verdict: str, source: str | None, scheduler: str | None) -> bool:
         return (

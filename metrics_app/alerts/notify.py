@@ -8,6 +8,7 @@ MAX_ATTEMPTS (state "failed", shown in the admin and counted in /api/stats/). De
 least once: a process that dies between sending and marking the row sent sends it again.
 """
 
+import re
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -28,15 +29,37 @@ PER_CYCLE: Final = 50
 
 
 def payload(event: AlertEvent) -> dict[str, Any]:
-    """The webhook body: `text` makes it a valid Slack or Mattermost incoming-webhook message."""
+    """The webhook body: `text` makes it a valid Slack or Mattermost incoming-webhook message,
+    with the summary's words shown as words (`chat_text`)."""
     alert = event.alert
-    mark = "FIRING" if event.status == "firing" else "RESOLVED"
     return {
         "status": event.status,
         "alert": as_dict(alert),
-        "text": f"[{mark}] {event.summary}",
+        "text": chat_text(headline(event)),
         "link": link(alert.scraper_source),
     }
+
+
+def headline(event: AlertEvent) -> str:
+    return f"[{'FIRING' if event.status == 'firing' else 'RESOLVED'}] {event.summary}"
+
+
+# A summary quotes scrapers' error texts, which anyone with an ingest key writes: in a chat
+# message, Slack's `<!channel>` or `<https://x|label>` and Mattermost's `@channel` or
+# `[label](https://x)` would ping people or disguise a link.
+_CHAT_ESCAPES: Final = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_MENTION: Final = re.compile(r"@(?=(channel|here|all|everyone)\b)", re.IGNORECASE)
+
+
+def chat_text(text: str) -> str:
+    """Text as Slack and Mattermost show it literally: `&`, `<` and `>` as Slack's entities,
+    a Markdown link's `](` escaped, and broadcast mentions broken with a zero-width space."""
+    return _MENTION.sub("@\u200b", text.translate(_CHAT_ESCAPES).replace("](", "]\\("))
+
+
+def subject(text: str) -> str:
+    """An email subject: one line (a header cannot hold a newline), at most 150 characters."""
+    return " ".join(text.split())[:150]
 
 
 def link(source: str | None) -> str:
@@ -71,8 +94,8 @@ def _send(notification: Notification) -> None:
     body = payload(notification.event)
     if notification.target == "email":
         send_mail(
-            subject=body["text"][:150],
-            message=f"{body['text']}\n\n{body['link']}\n",
+            subject=subject(headline(notification.event)),
+            message=f"{headline(notification.event)}\n\n{body['link']}\n",
             from_email=None,
             recipient_list=settings.METRICS_ALERT_EMAILS,
         )

@@ -99,3 +99,42 @@ def test_the_detailed_lists_never_count_every_row(staff: Client, monkeypatch: An
     page = staff.get("/admin/metrics_app/pageperformance/")
     assert page.context["cl"].result_count == 3  # a bounded count, not COUNT(*) of the table
     assert "days" in page.context and len(page.context["days"]) == 1  # the days it holds
+
+
+@pytest.mark.parametrize("sources", ["ABC,\n", "*", "cnbc,not a name"])
+def test_a_key_limited_to_what_is_not_a_source_is_refused(staff: Client, sources: str) -> None:
+    form = {"name": "odd scraper", "scope": "all", "sources": sources}
+    refused = staff.post("/admin/metrics_app/apikey/add/", form)
+    assert refused.status_code == 200 and "not a source or scheduler name" in refused.content.decode()
+    assert not ApiKey.objects.exists()
+
+
+def test_a_keys_sources_are_kept_as_names_once_each(staff: Client) -> None:
+    staff.post(
+        "/admin/metrics_app/apikey/add/", {"name": "two", "scope": "read", "sources": " webull,cnbc,\n cnbc"}
+    )
+    assert ApiKey.objects.get().source_list == frozenset({"cnbc", "webull"})
+
+
+SILENCE = {"scraper_source": "cnbc", "scheduler_name": "", "verdict": "", "reason": "maintenance",
+           "starts_at_0": "2026-12-07", "starts_at_1": "10:00:00", "ends_at_0": "2026-12-07", "ends_at_1": "11:00:00"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"scraper_source": ""}, "a silence of everything"),
+        ({"ends_at_1": "09:00:00"}, "must end after it starts"),
+        ({"scraper_source": "Not A Name"}, "is not a source or scheduler name"),
+    ],
+)
+def test_a_silence_of_everything_or_backwards_is_refused(
+    staff: Client, changes: dict[str, str], says: str
+) -> None:
+    from metrics_app.alerts.models import Silence
+
+    refused = staff.post("/admin/metrics_app/silence/add/", {**SILENCE, **changes})
+    assert refused.status_code == 200 and says in refused.content.decode()
+    assert not Silence.objects.exists()
+    staff.post("/admin/metrics_app/silence/add/", SILENCE)
+    assert Silence.objects.get().scraper_source == "cnbc"

@@ -248,6 +248,36 @@ def test_email_goes_out_through_djangos_backend(now: Any, settings: Any) -> None
     assert Notification.objects.get().state == "sent"
 
 
+def test_an_error_text_with_a_newline_still_goes_out_by_email(now: Any, settings: Any) -> None:
+    """Playwright's errors are several lines ("Timeout\nCall log: …"): a subject is one."""
+    from django.core import mail
+
+    from metrics_app.alerts import notify
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.METRICS_ALERT_EMAILS = ["ops@example.com"]
+    error = "Timeout 30000ms exceeded.\nCall log:\n  - navigating to https://cnbc.com/"
+    in_window(epoch_ms(now), navigation, scraperSource="cnbc", success=False, error=error)
+    evaluate_until_firing(Evaluator("test"), now)
+    assert notify.deliver_due(now + WINDOW) == (1, 0)
+    (message,) = mail.outbox
+    assert "\n" not in message.subject and message.subject.startswith("[FIRING] cnbc: site down:")
+    assert "Call log:" in message.body
+
+
+def test_a_webhook_text_shows_an_error_as_words_not_chat_markup() -> None:
+    from metrics_app.alerts.notify import chat_text
+
+    hostile = (
+        "blocked: <!channel> <https://evil.example/|Sign in again> @here [Sign in](https://evil.example/)"
+    )
+    text = chat_text(hostile)
+    assert "<" not in text and ">" not in text  # Slack reads its markup only between < and >
+    assert "&lt;!channel&gt;" in text and "&lt;https://evil.example/|Sign in again&gt;" in text
+    assert "@here" not in text and "@\u200bhere" in text  # no broadcast mention
+    assert "](" not in text and "[Sign in]\\(https://evil.example/)" in text  # no Markdown link
+
+
 def test_the_watchdog_says_when_evaluation_stopped(now: Any, settings: Any) -> None:
     from metrics_app.alerts import evaluator
 
