@@ -68,13 +68,18 @@ class MetricsConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"no handler for message type {message['type']}")
         await handler(message)
 
+    @property
+    def credential(self) -> str:
+        return self.caller.client
+
     async def connect(self) -> None:
         hub = get_hub()
-        if len(hub.clients) >= settings.METRICS_MAX_CLIENTS:
-            counters.incr("websocket_refused_full")
+        self.caller = self.scope["caller"]
+        refused = hub.admit(self)  # before any await: the cap holds while the process starts
+        if refused is not None:
+            counters.incr(f"websocket_refused_{refused}")
             await self.close()
             return
-        self.caller = self.scope["caller"]
         self.client_id = f"client-{now_ms()}-{secrets.token_hex(4)}"
         await self.accept()
         self.writer = writer_for(self.base_send)

@@ -213,6 +213,11 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 METRICS_BATCH_INTERVAL_MS = env_int("METRICS_BATCH_INTERVAL_MS", 1000, minimum=100, maximum=5000)
 METRICS_MAX_BATCH_SIZE = env_int("METRICS_MAX_BATCH_SIZE", 100, minimum=1, maximum=10_000)
 METRICS_MAX_CLIENTS = env_int("METRICS_MAX_CLIENTS", 1000, minimum=1, maximum=100_000)
+# Sockets one key or one person may hold per process: a share, so that one credential cannot
+# fill METRICS_MAX_CLIENTS and lock the others (the admin's own page) out.
+METRICS_MAX_CLIENTS_PER_CREDENTIAL = env_int(
+    "METRICS_MAX_CLIENTS_PER_CREDENTIAL", max(10, METRICS_MAX_CLIENTS // 10), minimum=1, maximum=100_000
+)
 # A socket whose unsent data passes this is a client that stopped reading: it is
 # disconnected and counted (clients_dropped_slow) rather than allowed to hold memory.
 METRICS_CLIENT_BUFFER_BYTES = env_int("METRICS_CLIENT_BUFFER_BYTES", 4 * 1024 * 1024, minimum=64 * 1024)

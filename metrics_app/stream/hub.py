@@ -14,7 +14,7 @@ Redis restarted) knows it missed records and asks for history again.
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -50,10 +50,16 @@ class Client(Protocol):
     def sources(self) -> frozenset[str] | None:
         """The sources it may see (a key limited to some), or None: every one."""
 
+    @property
+    def credential(self) -> str:
+        """Whose it is (a person or a key): each credential has a share of the sockets."""
+
 
 class Hub:
     def __init__(self) -> None:
         self.clients: set[Client] = set()
+        self._joining: set[Client] = set()  # admitted, not yet added (opening)
+        self._per_credential: Counter[str] = Counter()  # sockets admitted per credential
         self.subscribers: dict[str, set[Client]] = defaultdict(set)
         self.stats = LiveStats()
         self._pending: dict[str, list[dict[str, Any]]] = {}
@@ -235,11 +241,30 @@ class Hub:
 
     # --- clients -------------------------------------------------------------------------
 
+    def admit(self, client: Client) -> str | None:
+        """Hold a place for a socket about to open, before anything is awaited (a reconnect
+        storm arrives while the process starts): None, or why not: "full" past
+        METRICS_MAX_CLIENTS, "share" past its credential's METRICS_MAX_CLIENTS_PER_CREDENTIAL,
+        so that one key or person cannot lock the others out."""
+        if len(self.clients) + len(self._joining) >= settings.METRICS_MAX_CLIENTS:
+            return "full"
+        if self._per_credential[client.credential] >= settings.METRICS_MAX_CLIENTS_PER_CREDENTIAL:
+            return "share"
+        self._joining.add(client)
+        self._per_credential[client.credential] += 1
+        return None
+
     def add(self, client: Client) -> None:
+        self._joining.discard(client)
         self.clients.add(client)
 
     def remove(self, client: Client) -> None:
+        if client in self.clients or client in self._joining:
+            self._per_credential[client.credential] -= 1
+            if not self._per_credential[client.credential]:
+                del self._per_credential[client.credential]
         self.clients.discard(client)
+        self._joining.discard(client)
         for source in client.subscriptions:
             subscribers = self.subscribers.get(source)
             if subscribers is not None:

@@ -1,6 +1,7 @@
 """/ws/metrics/ (docs/websocket.md) over real sockets against a running daphne."""
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import InvalidStatus
 
-from metrics_app.models import PagePerformance
+from metrics_app.models import ApiKey, PagePerformance
 from tests.support.records import navigation, scheduler_run, scrape
 from tests.support.servers import DaphneServer
 from tests.support.strategies import client_messages
@@ -106,6 +107,48 @@ def test_refuses_clients_beyond_the_limit(
         await asyncio.gather(second.close(), third.close())
 
     asyncio.run(scenario())
+
+
+def test_the_limit_holds_while_a_process_starts(
+    start_daphne: Callable[..., DaphneServer], committed_api_key: str
+) -> None:
+    """A reconnect storm arrives as the process starts, while the first sockets wait for the
+    hub's first load: a place is held before anything is awaited."""
+    server = start_daphne(METRICS_MAX_CLIENTS="3")
+
+    async def storm() -> int:
+        async def one() -> Any:
+            try:
+                ws = await open_socket(server, key=committed_api_key)
+                await next_of(ws, "connected")
+                return ws
+            except InvalidStatus:
+                return None
+
+        opened = [ws for ws in await asyncio.gather(*(one() for _ in range(12))) if ws is not None]
+        await asyncio.gather(*(ws.close() for ws in opened))
+        return len(opened)
+
+    assert asyncio.run(storm()) == 3
+
+
+def test_one_credential_cannot_take_every_place(start_daphne: Callable[..., DaphneServer]) -> None:
+    """One key holds at most METRICS_MAX_CLIENTS_PER_CREDENTIAL sockets: the others still get in."""
+    server = start_daphne(METRICS_MAX_CLIENTS="20", METRICS_MAX_CLIENTS_PER_CREDENTIAL="5")
+    greedy, other = ApiKey.issue("greedy")[1], ApiKey.issue("other")[1]
+
+    async def scenario() -> tuple[int, bool]:
+        held = []
+        for _ in range(8):
+            with contextlib.suppress(InvalidStatus):
+                held.append(await open_socket(server, key=greedy))
+        late = await open_socket(server, key=other)
+        await next_of(late, "connected")
+        await asyncio.gather(*(ws.close() for ws in [*held, late]))
+        return len(held), True
+
+    assert asyncio.run(scenario()) == (5, True)
+    assert server.stats(other)["counters"]["websocket_refused_share"] == 3
 
 
 # --- the protocol ----------------------------------------------------------------------

@@ -39,3 +39,4 @@ class FakeClient:
     subscriptions: set[str] = field(default_factory=set)
     writer: FakeWriter = field(default_factory=FakeWriter)
     sources: frozenset[str] | None = None  # a key limited to these; None: everything
+    credential: str = "key:1"
