@@ -25,7 +25,7 @@ from metrics_app.admission import refusals
 from metrics_app.admission.door import NOBODY, Caller
 from metrics_app.admission.keys import KeyInfo
 from metrics_app.records import now_ms
-from metrics_app.stream.catchup import HistoryUnavailable
+from metrics_app.stream.catchup import Budget, HistoryUnavailable
 from metrics_app.stream.hub import get_hub
 from metrics_app.stream.sockets import Frame, SocketWriter, writer_for
 
@@ -103,6 +103,15 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         raise StopConsumer()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # One message at a time, and nothing more read meanwhile: a client that sends faster
+        # than its messages are handled (a resync is database reads) waits in its own socket.
+        self.writer.hold_reading(True)
+        try:
+            await self._handle(text_data)
+        finally:
+            self.writer.hold_reading(False)
+
+    async def _handle(self, text_data: str | None) -> None:
         hub = get_hub()
         try:
             command = parse_command(text_data)
@@ -126,9 +135,10 @@ class MetricsConsumer(AsyncWebsocketConsumer):
                             **({"newest": newest} if newest else {}),
                         }
                     )
+                budget = hub.catch_up.budget(self.credential)
                 for source in command.sources:
                     try:
-                        await self._catch_up(source, command.since)
+                        await self._catch_up(source, command.since, budget)
                     except HistoryUnavailable as missing:  # the next source's history may still come
                         counters.incr("websocket_client_errors")
                         error = ClientError(
@@ -145,14 +155,19 @@ class MetricsConsumer(AsyncWebsocketConsumer):
             counters.incr("websocket_client_errors")
             self._reply(error.as_message())
 
-    async def _catch_up(self, source: str, since: Since | None) -> None:
-        """A new subscription's history, or, with `since`, what the client missed."""
+    async def _catch_up(self, source: str, since: Since | None, budget: Budget) -> None:
+        """A new subscription's history, or, with `since`, what the client missed (within the
+        ask's budget, charged to this socket's credential)."""
         hub = get_hub()
         if since is None:
             hub.send([self], await hub.catch_up.history(source))
             return
-        async for page in hub.catch_up.missed(source, since.page, since.scheduler):
-            hub.send([self], page)
+        try:
+            async for page in hub.catch_up.missed(source, since.page, since.scheduler, budget):
+                hub.send([self], page)
+        finally:
+            hub.catch_up.charge(self.credential, budget)
+            budget.spent = 0
 
     # --- helpers -------------------------------------------------------------------------
 

@@ -228,6 +228,8 @@ class GuardedRequest(http_protocol.WebRequest):
 
 # --- 2. the fast socket writer -------------------------------------------------------------------
 
+MAX_CLIENT_MESSAGE_BYTES: Final = 64 * 1024
+
 
 @implementer(IPushProducer)
 class DaphneWriter(SocketWriter):
@@ -244,6 +246,9 @@ class DaphneWriter(SocketWriter):
         transport.unregisterProducer()
         transport.bufferSize = settings.METRICS_CLIENT_BUFFER_BYTES
         protocol.registerProducer(self, True)
+        # A client's messages are a few hundred bytes (docs/websocket.md): a larger one is
+        # refused by autobahn (close 1009) before it is held, not queued for the consumer.
+        protocol.maxMessagePayloadSize = protocol.maxFramePayloadSize = MAX_CLIENT_MESSAGE_BYTES
         _release_handshake(protocol)
 
     # IPushProducer: the transport pauses us while its unsent data is over bufferSize (on every
@@ -268,6 +273,11 @@ class DaphneWriter(SocketWriter):
             frame.prepared = PreparedMessage(frame.data, False, False, True)
         protocol.sendPreparedMessage(frame.prepared)
         return True
+
+    def hold_reading(self, held: bool) -> None:
+        transport = self.protocol.transport
+        if transport is not None:
+            (transport.pauseProducing if held else transport.resumeProducing)()
 
     def abort(self) -> None:
         self.protocol.dropConnection(abort=True)
@@ -414,6 +424,8 @@ def _check_sockets() -> str | None:
     hand it on to a consumer as it is, and autobahn must still have what the writer calls."""
     needed = ("sendPreparedMessage", "sendCloseFrame", "dropConnection", "registerProducer", "STATE_OPEN")
     missing = [name for name in needed if not hasattr(ws_protocol.WebSocketProtocol, name)]
+    options = ws_protocol.WebSocketProtocol.CONFIG_ATTRS_COMMON  # read per message, per protocol
+    missing += [name for name in ("maxMessagePayloadSize", "maxFramePayloadSize") if name not in options]
     if missing:
         return f"daphne's WebSocketProtocol lacks {', '.join(missing)}"
     from daphne.server import Server  # installs daphne's reactor: only once daphne runs

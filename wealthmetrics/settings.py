@@ -222,6 +222,9 @@ METRICS_MAX_CLIENTS_PER_CREDENTIAL = env_int(
 # disconnected and counted (clients_dropped_slow) rather than allowed to hold memory.
 METRICS_CLIENT_BUFFER_BYTES = env_int("METRICS_CLIENT_BUFFER_BYTES", 4 * 1024 * 1024, minimum=64 * 1024)
 METRICS_MAX_SUBSCRIPTIONS = env_int("METRICS_MAX_SUBSCRIPTIONS", 50, minimum=1, maximum=10_000)
+# Records one resync ask brings at most, across its sources; a key's or a person's resyncs
+# together bring at most this many every 10 s (metrics_app.stream.catchup). Past it: `truncated`.
+METRICS_RESYNC_MAX_RECORDS = env_int("METRICS_RESYNC_MAX_RECORDS", 20_000, minimum=100, maximum=1_000_000)
 METRICS_HEARTBEAT_INTERVAL_MS = env_int(
     "METRICS_HEARTBEAT_INTERVAL_MS", 30_000, minimum=1000, maximum=300_000
 )

@@ -2,8 +2,9 @@
 
 - `history(source)`: the ≤ HISTORY_SIZE newest records after a subscribe, shared by every
   subscriber of a source for a second (a reconnect storm costs one query per source);
-- `missed(source, since)`: a resync, every record stored after the ids a client holds, in
-  pages, bounded;
+- `missed(source, since, budget)`: a resync, every record stored after the ids a client
+  holds, in pages, bounded per ask across its sources and per credential over time, read on
+  a thread of its own so that resyncs queue behind each other, never ahead of key lookups;
 - `newest_if_quick()`: the newest stored ids, for a `subscribed` message, when the database
   can say at once.
 All three read through metrics_app.db's threads and raise HistoryUnavailable when the
@@ -33,8 +34,24 @@ HISTORY_SIZE: Final = 100
 HISTORY_CACHE_SECONDS: Final = 1.0
 HISTORY_CACHE_SIZE: Final = 256
 RESYNC_PAGE: Final = 1000  # records per history message of a resync
-RESYNC_MAX_RECORDS: Final = 20_000  # past this a resync says `truncated`
 NEWEST_WAIT_S: Final = 0.2
+# A credential's resyncs draw on a bucket of METRICS_RESYNC_MAX_RECORDS records, refilled over
+# this many seconds: a burst of reconnects is answered in full, a loop of asks is not.
+RESYNC_REFILL_S: Final = 10.0
+
+_resync_thread = db.own_thread("resync")
+
+
+class Budget:
+    """The records one resync ask may still bring, across all its sources."""
+
+    def __init__(self, left: int) -> None:
+        self.left = max(0, left)
+        self.spent = 0
+
+    def take(self, records: int) -> None:
+        self.left -= records
+        self.spent += records
 
 
 class HistoryUnavailable(Exception):
@@ -54,6 +71,7 @@ class CatchUp:
         self._history: OrderedDict[str, tuple[float, Frame]] = OrderedDict()
         self._loading: dict[str, asyncio.Future[Frame]] = {}
         self._newest: tuple[float, asyncio.Future[dict[str, int]]] | None = None
+        self._buckets: dict[str, tuple[float, float]] = {}  # credential -> (records left, when)
 
     async def load_known(self) -> None:
         self.known = await db.run(reads.known_channels)
@@ -97,23 +115,36 @@ class CatchUp:
 
     # --- a resync ------------------------------------------------------------------------
 
-    async def missed(self, source: str, page: int, scheduler: int) -> AsyncIterator[Frame]:
+    def budget(self, credential: str) -> Budget:
+        """What one ask of this credential may bring: METRICS_RESYNC_MAX_RECORDS, or what is
+        left of its bucket if less. `charge` it with what the ask spent."""
+        return Budget(min(settings.METRICS_RESYNC_MAX_RECORDS, int(self._left(credential))))
+
+    def charge(self, credential: str, budget: Budget) -> None:
+        self._buckets[credential] = (self._left(credential) - budget.spent, time.monotonic())
+
+    def _left(self, credential: str) -> float:
+        limit = settings.METRICS_RESYNC_MAX_RECORDS
+        left, then = self._buckets.get(credential, (limit, time.monotonic()))
+        return min(limit, left + (time.monotonic() - then) * limit / RESYNC_REFILL_S)
+
+    async def missed(self, source: str, page: int, scheduler: int, budget: Budget) -> AsyncIterator[Frame]:
         """Every record of the source stored after the ids `page` and `scheduler`, in pages of
-        RESYNC_PAGE, at most RESYNC_MAX_RECORDS and half of what a socket may hold unsent
-        (then `truncated`: reload from the HTTP API). Past that bound a slow link would be
-        dropped as a client that stopped reading, and would ask for the same again."""
+        RESYNC_PAGE, within the ask's `budget` and half of what a socket may hold unsent (then
+        `truncated`: reload from the HTTP API). Past that bound a slow link would be dropped
+        as a client that stopped reading, and would ask for the same again."""
         channel = None if source == WILDCARD else source
-        sent, sent_bytes = 0, 0
+        sent_bytes = 0
         while True:
-            read = db.run(reads.metrics_after, channel, page, scheduler, RESYNC_PAGE)
-            metrics, more = await _readable(source, read, resync=True)
+            size = max(0, min(RESYNC_PAGE, budget.left))
+            read = db.run(reads.metrics_after, channel, page, scheduler, size, thread=_resync_thread)
+            metrics, more = await _readable(source, read, resync=True) if size else ([], True)
+            budget.take(len(metrics))
             message = {"type": "history", "scraperSource": source, "metrics": metrics, "resync": True,
                        "more": more, "truncated": False}  # fmt: skip
             data = orjson.dumps(message)
-            sent, sent_bytes = sent + len(metrics), sent_bytes + len(data)
-            truncated = more and (
-                sent >= RESYNC_MAX_RECORDS or sent_bytes >= settings.METRICS_CLIENT_BUFFER_BYTES // 2
-            )
+            sent_bytes += len(data)
+            truncated = more and (budget.left <= 0 or sent_bytes >= settings.METRICS_CLIENT_BUFFER_BYTES // 2)
             if truncated:
                 data = orjson.dumps({**message, "more": False, "truncated": True})
             yield Frame(data)

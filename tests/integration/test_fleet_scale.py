@@ -47,7 +47,7 @@ async def subscribe_all(server: DaphneServer, count: int, **credentials: str) ->
 def test_a_storm_of_1000_handshakes_is_absorbed(
     start_daphne: Callable[..., DaphneServer], committed_api_key: str
 ) -> None:
-    server = start_daphne(METRICS_MAX_CLIENTS="2000")
+    server = start_daphne(METRICS_MAX_CLIENTS="2000", METRICS_MAX_CLIENTS_PER_CREDENTIAL="2000")  # one key
     asyncio.run(ingest(server, committed_api_key, [navigation(scraperSource=unique_source())]))
     loads_before = server.stats(committed_api_key)["counters"].get("history_loads", 0)
     assert asyncio.run(subscribe_all(server, 1000, key=committed_api_key)) == []

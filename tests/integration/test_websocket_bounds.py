@@ -3,16 +3,19 @@ nothing kept for made-up names, no log flood from refused handshakes, a stream s
 that survives bad messages, and ingest that does not wait for a frozen Redis."""
 
 import asyncio
+import contextlib
 import socket
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 import redis
 from django.db import connection
+from websockets.exceptions import ConnectionClosed
 
 from metrics_app.stream.bus import TOPIC
 from tests.support.records import navigation
@@ -49,7 +52,7 @@ def no_one_left(server: DaphneServer) -> bool:
 def test_a_storm_of_subscribers_that_leave_at_once_leaves_no_ghost(
     start_daphne: Callable[..., DaphneServer], committed_api_key: str
 ) -> None:
-    server = start_daphne()
+    server = start_daphne(METRICS_MAX_CLIENTS_PER_CREDENTIAL="1000")  # one key opens them all
     source = unique_source()
 
     async def storm() -> None:
@@ -164,3 +167,56 @@ def test_ingest_does_not_wait_for_a_frozen_redis(
         # out of band, the publisher gives up on a frozen Redis after its timeout, and counts it
         assert wait_for(lambda: "broadcast_failures" in server.stats(committed_api_key)["counters"], 15)
         frozen.thaw()
+
+
+def test_a_message_larger_than_any_client_sends_closes_the_socket(
+    daphne: DaphneServer, committed_api_key: str
+) -> None:
+    """A client's messages are a few hundred bytes: a 1 MiB frame fails the connection
+    (autobahn drops it, or closes with 1009) before it is held, not queued for the consumer."""
+
+    async def send_big() -> int | None:
+        ws = await open_socket(daphne, key=committed_api_key, max_size=None)
+        await next_of(ws, "connected")
+        await ws.send("x" * (1024 * 1024))
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+        return ws.close_code
+
+    assert asyncio.run(send_big()) in (1006, 1009)
+
+
+def test_a_resync_is_bounded_across_its_sources_and_per_key(
+    start_daphne: Callable[..., DaphneServer], committed_api_key: str
+) -> None:
+    """One ask of 5 sources brings at most METRICS_RESYNC_MAX_RECORDS in all (it was per
+    source: 50 sources brought 450,000), and the key's next ask finds little left."""
+    server = start_daphne(METRICS_RESYNC_MAX_RECORDS="500")
+    sources = [unique_source() for _ in range(5)]
+    for source in sources:
+        body = orjson.dumps({"metrics": [navigation(scraperSource=source, url=f"u{i}") for i in range(300)]})
+        assert httpx.post(f"{server.url}/api/metrics/", content=body,
+                          headers={"Authorization": f"Bearer {committed_api_key}"}).status_code == 202  # fmt: skip
+
+    async def ask(ws: Any) -> tuple[int, bool]:
+        await send(ws, {"type": "subscribe", "scraperSources": sources, "since": {"page": 0, "scheduler": 0}})
+        records, truncated, answered = 0, False, 0
+        while answered < len(sources):
+            message = await next_of(ws, "history", timeout=10)
+            records += len(message["metrics"])
+            truncated = truncated or message["truncated"]
+            answered += not message["more"]
+        await send(ws, {"type": "unsubscribe", "scraperSources": sources})
+        return records, truncated
+
+    async def twice() -> list[tuple[int, bool]]:
+        ws = await open_socket(server, key=committed_api_key)
+        await next_of(ws, "connected")
+        answers = [await ask(ws), await ask(ws)]
+        await ws.close()
+        return answers
+
+    (first, cut), (second, cut_again) = asyncio.run(twice())
+    assert first <= 500 and cut
+    assert second < 500 and cut_again  # the key's bucket refills over 10 s
