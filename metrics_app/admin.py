@@ -22,6 +22,7 @@ from metrics_app.models import (
     SchedulerDailySummary,
     SchedulerMetric,
     Silence,
+    Source,
     Threshold,
 )
 
@@ -215,6 +216,20 @@ class HourlyRollupAdmin(ReadOnlyAdmin):
     @admin.display(description="average")
     def average(self, obj: HourlyRollup) -> str:
         return duration(obj.duration_sum / obj.records if obj.records else None)
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    """The names records have been sent under, counted against METRICS_MAX_SOURCES. Deleting
+    one (a typo's) makes room; it comes back if records are sent under it again."""
+
+    list_display = ("name", "created_at")
+    search_fields = ("name",)
+    date_hierarchy = "created_at"
+    readonly_fields = ("name", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # names come with records
 
 
 @admin.register(ApiKey)

@@ -310,6 +310,22 @@ class AggregatedDay(models.Model):
         return str(self.metric_date)
 
 
+class Source(models.Model):
+    """A name records have been sent under: a scraper's source, or a scheduler's. Counted
+    against METRICS_MAX_SOURCES when a record would add one (metrics_app.admission.sources);
+    forgotten by the cleanup once nothing of it is left in the retention window."""
+
+    name = models.CharField(max_length=records.NAME_MAX_LENGTH, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "metrics_sources"
+        ordering: ClassVar = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 KEY_PREFIX = "wm_"
 
 

@@ -24,7 +24,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from metrics_app.dialect import db_datetime, db_instant
-from metrics_app.ingest import idempotency
+from metrics_app.ingest import idempotency, sources
 from metrics_app.models import MinuteRollup, PagePerformance, SchedulerMetric
 from metrics_app.records import epoch_ms
 
@@ -64,6 +64,7 @@ class CleanupReport:
     tables: list[TableCleanup]  # the detailed tables
     minute_rollups: TableCleanup
     idempotency_keys: int = 0  # past their 24 h
+    names_forgotten: int = 0  # sources and schedulers with no record left in the window
 
     @property
     def deleted(self) -> int:
@@ -76,6 +77,7 @@ class CleanupReport:
             "deleted": {table.table: table.deleted for table in [*self.tables, self.minute_rollups]},
             "droppedPartitions": {table.table: table.dropped_partitions for table in self.tables},
             "idempotencyKeys": self.idempotency_keys,
+            "namesForgotten": self.names_forgotten,
         }
 
 
@@ -150,6 +152,8 @@ def cleanup(
         )
         report.idempotency_keys = idempotency.forget_expired()
         say(f"idempotency keys: {report.idempotency_keys} past {idempotency.IDEMPOTENCY_HOURS} h deleted")
+        report.names_forgotten = sources.forget_silent(cutoff)
+        say(f"sources and schedulers: {report.names_forgotten} with no record since the cutoff forgotten")
     return report
 
 

@@ -222,6 +222,10 @@ METRICS_MAX_CLIENTS_PER_CREDENTIAL = env_int(
 # disconnected and counted (clients_dropped_slow) rather than allowed to hold memory.
 METRICS_CLIENT_BUFFER_BYTES = env_int("METRICS_CLIENT_BUFFER_BYTES", 4 * 1024 * 1024, minimum=64 * 1024)
 METRICS_MAX_SUBSCRIPTIONS = env_int("METRICS_MAX_SUBSCRIPTIONS", 50, minimum=1, maximum=10_000)
+# Names (sources and schedulers) an installation may hold, and that one API key may add in an
+# hour: a record that would pass either is refused (metrics_app.admission.sources).
+METRICS_MAX_SOURCES = env_int("METRICS_MAX_SOURCES", 10_000, minimum=1, maximum=1_000_000)
+METRICS_NEW_SOURCES_PER_KEY = env_int("METRICS_NEW_SOURCES_PER_KEY", 1000, minimum=1, maximum=1_000_000)
 # Records one resync ask brings at most, across its sources; a key's or a person's resyncs
 # together bring at most this many every 10 s (metrics_app.stream.catchup). Past it: `truncated`.
 METRICS_RESYNC_MAX_RECORDS = env_int("METRICS_RESYNC_MAX_RECORDS", 20_000, minimum=100, maximum=1_000_000)

@@ -5,20 +5,27 @@ The whole order, for the one ingest path that production serves (metrics_app.api
 5. decode and 6. validate: one pass through the record rules (metrics_app.records);
    1 to MAX_RECORDS_PER_REQUEST records;
 7. sources: a key limited to sources must cover every name each record speaks for;
-8. idempotency: a well-formed Idempotency-Key becomes the batch's claim.
+8. idempotency: a well-formed Idempotency-Key becomes the batch's claim;
+9. new names: a batch that would add a source or scheduler stays within METRICS_MAX_SOURCES
+   and its key's METRICS_NEW_SOURCES_PER_KEY (metrics_app.admission.sources).
 Then the batch goes to the group writer, and `answered` says what its answer is.
 """
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from metrics_app import counters
-from metrics_app.admission import refusals
+from django.db import DatabaseError
+
+from metrics_app import counters, db
+from metrics_app.admission import refusals, sources
 from metrics_app.admission.door import Caller
 from metrics_app.admission.refusals import Refusal
 from metrics_app.ingest.idempotency import Claim, Earlier, key_problem
 from metrics_app.records import InvalidMetrics, Metric, decode_batch, names_of
+
+log = logging.getLogger(__name__)
 
 MAX_RECORDS_PER_REQUEST: Final = 1000
 
@@ -40,6 +47,19 @@ def admit(caller: Caller, body: bytes, idempotency_key: str | None) -> Batch | R
     if isinstance(claim, Refusal):
         return claim
     return Batch(records, claim)
+
+
+async def new_names(batch: Batch, caller: Caller) -> Refusal | None:
+    """Check 9, for a batch that names a source or scheduler this process has not seen: within
+    METRICS_MAX_SOURCES and the key's METRICS_NEW_SOURCES_PER_KEY (metrics_app.admission.sources).
+    Known names cost no database round trip."""
+    if caller.key is None or not sources.new_names.unknown(batch.records):
+        return None
+    try:
+        return await db.run(sources.new_names.admit, batch.records, caller.key.id)
+    except DatabaseError as exc:
+        counters.problem("database_unavailable", log, "database unavailable (new names): %s", exc)
+        return refusals.DATABASE_UNAVAILABLE
 
 
 def decoded(body: bytes) -> Sequence[Metric] | Refusal:

@@ -156,6 +156,35 @@ def invalid_metrics(message: str, details: list[Detail]) -> Refusal:
     return Refusal(400, "invalid_metrics", message, "requests_rejected", details=tuple(details))
 
 
+def too_many_sources(first: dict[str, Any], held: int, limit: int) -> Refusal:
+    """A batch that would take the installation past METRICS_MAX_SOURCES names."""
+    message = (
+        f"{first['name']!r} would be a new name: this installation holds {held:,} sources and "
+        f"schedulers, and METRICS_MAX_SOURCES is {limit:,}; nothing was stored"
+    )
+    return Refusal(422, "too_many_sources", message, "requests_too_many_sources", details=(_new_name(first),))
+
+
+def new_sources_too_fast(first: dict[str, Any], per_hour: int, wait: int) -> Refusal:
+    """A batch that would take its key past METRICS_NEW_SOURCES_PER_KEY new names an hour."""
+    message = (
+        f"{first['new']} new names, {first['name']!r} among them: a key may add {per_hour:,} an "
+        f"hour (METRICS_NEW_SOURCES_PER_KEY); nothing was stored, retry in {wait} s"
+    )
+    return Refusal(
+        429, "new_sources_rate_limited", message, "requests_new_sources_limited",
+        details=(_new_name(first),), headers=(("Retry-After", str(wait)),),
+    )  # fmt: skip
+
+
+def _new_name(first: dict[str, Any]) -> Detail:
+    return {
+        "index": first["index"],
+        "field": first["field"],
+        "message": f"{first['name']!r} is not a known name",
+    }
+
+
 KEY_REUSED: Final = Refusal(
     409, "idempotency_key_reused",
     "this Idempotency-Key came with a different body before; nothing was stored", "idempotent_conflicts",

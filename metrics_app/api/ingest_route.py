@@ -91,9 +91,12 @@ class IngestRoute:
         body = await _read(receive, limit)
         if body is None:
             return refusals.body_over(limit)
-        batch = ingest.admit(scope["caller"], body, _header(scope, b"idempotency-key"))
+        caller = scope["caller"]
+        batch = ingest.admit(caller, body, _header(scope, b"idempotency-key"))
         if isinstance(batch, Refusal):
             return batch
+        if refused := await ingest.new_names(batch, caller):
+            return refused
         if self._waiting >= settings.METRICS_MAX_WAITING_REQUESTS:
             return refusals.OVERLOADED
         self._waiting += 1

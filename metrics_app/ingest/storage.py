@@ -25,6 +25,7 @@ from metrics_app.ingest.rows import (
     page_row,
     scheduler_row,
 )
+from metrics_app.ingest.sources import registry
 from metrics_app.records import Metric, SchedulerRun
 from metrics_app.rollups import add_to_rollups
 
@@ -81,6 +82,7 @@ def _store_once(batches: Sequence[Batch]) -> list[list[int] | Earlier]:
                    for record in batch]  # fmt: skip
         ids = _insert_records(cursor, records)
         add_to_rollups(cursor, records)
+        registry.register(records)
     stored: list[list[int] | Earlier] = []
     at = 0
     for (batch, _), used in zip(batches, earlier, strict=True):
