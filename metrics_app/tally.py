@@ -63,6 +63,22 @@ class Tally:
             self.histogram[bucket] = self.histogram.get(bucket, 0) + n
         self.last_recorded_at = max(self.last_recorded_at, other.last_recorded_at)
 
+    def subtract(self, other: "Tally") -> None:
+        """Take away a part that was merged in (a minute leaving a window). The newest
+        recordedAt cannot be taken away: it stays, an upper bound, until recomputed."""
+        self.count -= other.count
+        self.ok -= other.ok
+        self.total -= other.total
+        self.items -= other.items
+        self.retries -= other.retries
+        self.size -= other.size
+        for bucket, n in other.histogram.items():
+            left = self.histogram.get(bucket, 0) - n
+            if left > 0:
+                self.histogram[bucket] = left
+            else:
+                self.histogram.pop(bucket, None)
+
     @property
     def failures(self) -> int:
         return self.count - self.ok

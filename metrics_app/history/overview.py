@@ -2,12 +2,15 @@
 
 Everything the page draws for "the last 30 minutes / hour / 24 hours / 7 days", for every
 channel or one: the whole time axis (every bucket from the start of the range to now, the last
-one still filling), each channel's series per type aligned to it (None where nothing came),
-each channel's totals over the range and over the range before (the trends compare the two),
-every channel seen in the range with when it last reported (a source that went silent stays
-listed), and each scheduler's runs, its usual period and its last run.
+one still filling); every channel seen in the range (its name, kind and types, for the source
+filter); and for the SHOWN busiest channels, their series per type aligned to the axis (None
+where nothing came), their totals over the range and over the range before (the trends
+compare the two), when they last reported, and their schedulers' runs, usual period and last
+run. The channels beyond SHOWN come summed per kind as `rest` (the page's "others"), so the
+answer stays the same size, and its reads grouped in the database, however many sources there
+are: every read is one query, none per channel.
 
-Hours read the rollups, minutes the detailed rows (metrics_app.history.reads.series).
+Hours and minutes read the rollups (metrics_app.history.reads).
 """
 
 import itertools
@@ -16,12 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from django.db.models import Max
 from django.utils import timezone
 
 from metrics_app import rollups
+from metrics_app.history import reads
 from metrics_app.history.reads import Series, series, totals
-from metrics_app.models import PagePerformance, SchedulerMetric
+from metrics_app.models import SchedulerMetric
 from metrics_app.records import epoch_ms
 from metrics_app.tally import Tally, iso, merged
 
@@ -51,6 +54,9 @@ RANGES: Final = {
         Range("7d", timedelta(days=7), "hour", "last 7 days"),
     )
 }
+# Channels an overview gives figures and series of, the busiest first; the rest are summed per
+# kind ("rest"), so the answer's size and cost stay bounded however many sources report.
+SHOWN: Final = 50
 # A scheduler with more runs than this in the range is drawn from its buckets, not run by run.
 MAX_RUN_POINTS: Final = 1000
 PERIOD_RUNS: Final = 10  # a scheduler's usual period: the median gap of its last runs
@@ -72,10 +78,14 @@ def overview(range_name: str, source: str | None = None, now: datetime | None = 
     now = now or timezone.now()
     starts = axis(span, now)
     start, end = starts[0], now + timedelta(microseconds=1)
-    found = series(start, end, span.bucket, source)
+    per_channel = totals(start, end, span.bucket, source)
+    ranked = sorted(per_channel, key=lambda name: (-per_channel[name].count, name))
+    shown = ranked[:SHOWN]
+    found = series(start, end, span.bucket, source, channels=shown)
     before = totals(start - span.span, start, span.bucket, source)
-    channels = sorted({key.channel for key in found})
-    return {
+    kinds = reads.kinds(start, end, span.bucket, source)
+    last = reads.last_recorded(shown)
+    answer = {
         "range": {
             "name": span.name,
             "label": span.label,
@@ -85,42 +95,54 @@ def overview(range_name: str, source: str | None = None, now: datetime | None = 
             "to": iso(now),
         },
         "axis": [iso(s) for s in starts],
-        "channels": [_channel(name, found) for name in channels],
-        "totals": _totals(found.values()),
-        "sources": {
-            name: {
-                **_totals(slots for key, slots in found.items() if key.channel == name),
-                "previous": _summed(before.get(name, Tally())),
+        # every channel, for the source filter; the figures of the SHOWN busiest only
+        "channels": [
+            {
+                "name": name,
+                "kind": kinds[name][0],
+                "types": sorted(kinds[name][1]),
+                "lastRecordedAt": last.get(name),
             }
-            for name in channels
+            for name in sorted(per_channel)
+        ],
+        "totals": _summed(merged(per_channel.values())),
+        "sources": {
+            name: {**_summed(per_channel[name]), "previous": _summed(before.get(name, Tally()))}
+            for name in shown
         },
-        "previous": _totals([before]),
+        "previous": _summed(merged(before.values())),
         "series": _aligned(found, starts),
         "schedulers": _schedulers(found, start, end),
     }
+    if len(ranked) > len(shown):
+        answer["rest"] = _rest(
+            start, end, span.bucket, shown, ranked[len(shown) :], per_channel, kinds, starts
+        )
+    return answer
 
 
-def _channel(name: str, found: Series) -> dict[str, Any]:
-    """A channel seen in the range: a scraper (it has pages) or a bare scheduler, and when its
-    last record was made, to the millisecond (one index lookup per table)."""
-    keys = [key for key in found if key.channel == name]
-    bare_scheduler = all(key.type == "scheduler_run" and key.scheduler == name for key in keys)
-    last = [
-        PagePerformance.objects.filter(scraper_source=name).aggregate(last=Max("created_at"))["last"],
-        SchedulerMetric.objects.on_channel(name).aggregate(last=Max("created_at"))["last"],
-    ]
-    seen = [value for value in last if value is not None]
-    return {
-        "name": name,
-        "kind": "scheduler" if bare_scheduler else "scraper",
-        "types": sorted({key.type for key in keys}),
-        "lastRecordedAt": epoch_ms(max(seen)) if seen else None,
-    }
-
-
-def _totals(groups: Any) -> dict[str, Any]:
-    """Sums and percentiles over every bucket of the given series."""
-    return _summed(merged(slot for slots in groups for slot in slots.values()))
+def _rest(
+    start: datetime, end: datetime, bucket: str, shown: list[str], hidden: list[str],
+    per_channel: dict[str, Tally], kinds: dict[str, tuple[str, set[str]]], starts: list[datetime],
+) -> dict[str, Any]:  # fmt: skip
+    """The channels not shown, per kind: how many, their totals, and their buckets per type
+    (the page draws them as "others")."""
+    buckets = reads.rest(start, end, bucket, shown)
+    found: dict[str, Any] = {}
+    for kind in ("scraper", "scheduler"):
+        names = [name for name in hidden if kinds[name][0] == kind]
+        if not names:
+            continue
+        found[kind] = {
+            "channels": len(names),
+            "totals": _summed(merged(per_channel[name] for name in names)),
+            "series": {
+                metric_type: [slots[s].as_bucket(s) if s in slots else None for s in starts]
+                for (of_kind, metric_type), slots in buckets.items()
+                if of_kind == kind
+            },
+        }
+    return found
 
 
 def _summed(slot: Tally) -> dict[str, Any]:

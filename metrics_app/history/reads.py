@@ -1,10 +1,11 @@
 """Reads: a channel's recent records, time-bucketed history, and the channels that exist. The
 API views and the live hub call these."""
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from django.db.models import CharField, QuerySet, Sum
+from django.db.models import Case, CharField, F, IntegerField, Max, QuerySet, Sum, Value, When
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -98,10 +99,80 @@ def history(
 
 
 def series(
-    start: datetime, end: datetime, bucket: str, channel: str | None = None, metric_type: str | None = None
-) -> Series:
-    """Every series' buckets in start … end (whole buckets, as `history`)."""
-    return _rollup_series(start, end, bucket, channel, metric_type)
+    start: datetime, end: datetime, bucket: str, channel: str | None = None, metric_type: str | None = None,
+    channels: Collection[str] | None = None,
+) -> Series:  # fmt: skip
+    """Every series' buckets in start … end (whole buckets, as `history`), or those of
+    `channels` only."""
+    return _rollup_series(start, end, bucket, channel, metric_type, channels=channels)
+
+
+def kinds(
+    start: datetime, end: datetime, bucket: str, channel: str | None = None
+) -> dict[str, tuple[str, set[str]]]:
+    """Each channel in start … end: its kind ("scheduler" when every record of it is a run of
+    the scheduler it is named after, else "scraper") and its types; one grouped read."""
+    own_runs = Case(When(metric_type="scheduler_run", scheduler_name=F("scraper_source"), then=Value(1)),
+                    default=Value(0), output_field=IntegerField())  # fmt: skip
+    rows = (
+        _rollup_rows(start, end, bucket, channel, None)
+        .annotate(own=own_runs)
+        .values_list("scraper_source", "metric_type", "own")
+        .distinct()
+    )
+    found: dict[str, tuple[bool, set[str]]] = {}
+    for name, metric_type, own in rows:
+        bare, types = found.get(name, (True, set()))
+        found[name] = (bare and bool(own), types | {metric_type})
+    return {name: ("scheduler" if bare else "scraper", types) for name, (bare, types) in found.items()}
+
+
+def rest(
+    start: datetime, end: datetime, bucket: str, shown: Collection[str]
+) -> dict[tuple[str, str], dict[datetime, Tally]]:
+    """The buckets of every channel not `shown`, per (kind, type), summed in the database:
+    what a page lists one by one stays bounded, and "others" still adds up to everything."""
+    own_runs = Case(When(metric_type="scheduler_run", scheduler_name=F("scraper_source"), then=Value(1)),
+                    default=Value(0), output_field=IntegerField())  # fmt: skip
+    rows = (
+        _rollup_rows(start, end, bucket, None, None)
+        .exclude(scraper_source__in=list(shown))
+        .annotate(own=own_runs)
+        .values_list("metric_type", "own", "start_text", "duration_bucket")
+        .annotate(*(Sum(column) for column in _ROLLUP_SUMS))
+        .values_list("metric_type", "own", "start_text", "duration_bucket",
+                     *(f"{column}__sum" for column in _ROLLUP_SUMS))
+    )  # fmt: skip
+    found: dict[tuple[str, str], dict[datetime, Tally]] = {}
+    starts: dict[str, datetime] = {}
+    for metric_type, own, text, duration_bucket, n, ok, total, items, retries, size in rows:
+        slot_start = starts.get(text) or starts.setdefault(text, _slot_start(text, bucket == "day"))
+        kind = "scheduler" if own else "scraper"
+        for key in ((kind, metric_type), (kind, "all")):
+            found.setdefault(key, {}).setdefault(slot_start, Tally()).add(
+                n, ok, total, items, retries, size, duration_bucket
+            )
+    return found
+
+
+def last_recorded(channels: Collection[str]) -> dict[str, int]:
+    """When each channel's newest record was made (ms), from the detailed rows: a few grouped
+    index reads, whatever the number of channels."""
+    names = list(channels)
+    newest: dict[str, datetime] = dict(
+        PagePerformance.objects.filter(scraper_source__in=names).order_by().values_list("scraper_source")
+        .annotate(Max("created_at")).values_list("scraper_source", "created_at__max")
+    )  # fmt: skip
+    runs = SchedulerMetric.objects.order_by()
+    for name, at in [
+        *runs.filter(scraper_source__in=names).values_list("scraper_source").annotate(Max("created_at"))
+        .values_list("scraper_source", "created_at__max"),
+        *runs.filter(scraper_source__isnull=True, scheduler_name__in=names).values_list("scheduler_name")
+        .annotate(Max("created_at")).values_list("scheduler_name", "created_at__max"),
+    ]:  # fmt: skip
+        if name is not None and at is not None and (name not in newest or at > newest[name]):
+            newest[name] = at
+    return {name: epoch_ms(at) for name, at in newest.items() if at is not None}
 
 
 def totals(start: datetime, end: datetime, bucket: str, channel: str | None = None) -> dict[str, Tally]:
@@ -140,8 +211,9 @@ _ROLLUP_SUMS = ("records", "successes", "duration_sum", "items_sum", "retry_sum"
 
 
 def _rollup_rows(
-    start: datetime, end: datetime, bucket: str, channel: str | None, metric_type: str | None
-) -> QuerySet[Any]:
+    start: datetime, end: datetime, bucket: str, channel: str | None, metric_type: str | None,
+    channels: Collection[str] | None = None,
+) -> QuerySet[Any]:  # fmt: skip
     """The rollup rows of the minutes, hours or local days that overlap start … end."""
     grain = rollups.MINUTES if bucket == "minute" else rollups.HOURS
     first = grain.start_ms(epoch_ms(start), rollups.hour_shift_seconds() * 1000)
@@ -156,6 +228,8 @@ def _rollup_rows(
     )
     if channel is not None:
         rows = rows.filter(scraper_source=channel)
+    if channels is not None:
+        rows = rows.filter(scraper_source__in=list(channels))
     if metric_type is not None:
         rows = rows.filter(metric_type=metric_type)
     return rows.order_by().annotate(start_text=Cast(grain.time_column, CharField()))
@@ -168,9 +242,10 @@ def _rollup_series(
     channel: str | None,
     metric_type: str | None,
     apart: bool = True,
+    channels: Collection[str] | None = None,
 ) -> Series:
     """The rollups' buckets, per series (`apart`) or, summed in the database, as one series."""
-    rows = _rollup_rows(start, end, bucket, channel, metric_type)
+    rows = _rollup_rows(start, end, bucket, channel, metric_type, channels)
     keys = ("scraper_source", "metric_type", "scheduler_name") if apart else ()
     if apart:
         found_rows = rows.values_list(*keys, "start_text", "duration_bucket", *_ROLLUP_SUMS)

@@ -44,20 +44,24 @@ log = logging.getLogger(__name__)
 
 TOPIC: Final = "wealthmetrics:metrics"  # the Redis pub/sub channel
 SEQ_KEY_PREFIX: Final = "wealthmetrics:seq:"
+SEQ_TTL_S: Final = 24 * 3600
 
-# KEYS[1]: the sequence key prefix. ARGV: topic, payload, base, then (source, count, skip)
-# triples. `skip` burns numbers for records that were stored but could not be published, so
-# the loss shows as a gap. A source's counter starts at `base` (the time in µs) rather than 1:
-# after Redis restarts empty, numbering resumes far beyond where it was, and the jump shows
-# too. The header is built by hand because cjson prints such numbers with 14 digits.
-# Publishes `{"source": firstSeq, …}\n<payload>`.
+# KEYS[1]: the sequence key prefix. ARGV: topic, payload, base, the keys' lifetime (s), then
+# (source, count, skip) triples. `skip` burns numbers for records that were stored but could
+# not be published, so the loss shows as a gap. A source's counter starts at `base` (the time
+# in µs) rather than 1: after Redis restarts empty, numbering resumes far beyond where it was,
+# and the jump shows too. A source silent for SEQ_TTL_S leaves no key behind (a typo's names
+# would otherwise stay for ever): its numbers start afresh from a later `base`, a jump its
+# subscribers see as a gap. The header is built by hand because cjson prints such numbers
+# with 14 digits. Publishes `{"source": firstSeq, …}\n<payload>`.
 _PUBLISH_SCRIPT: Final = """
 local parts = {}
-for i = 4, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   local key = KEYS[1] .. ARGV[i]
   local count = tonumber(ARGV[i + 1])
   redis.call('SET', key, ARGV[3], 'NX')
   local last = redis.call('INCRBY', key, count + tonumber(ARGV[i + 2]))
+  redis.call('EXPIRE', key, ARGV[4])
   if count > 0 then
     table.insert(parts, cjson.encode(ARGV[i]) .. ':' .. string.format('%d', last - count + 1))
   end
@@ -253,7 +257,7 @@ class RedisBus(Bus):
     def _publish_now(self, counts: dict[str, int], payload: bytes) -> None:
         with self._lock:
             skips = dict(self._unpublished)
-        args: list[Any] = [TOPIC, payload, time.time_ns() // 1000]
+        args: list[Any] = [TOPIC, payload, time.time_ns() // 1000, SEQ_TTL_S]
         for source in counts.keys() | skips.keys():
             args += [source, counts.get(source, 0), skips.get(source, 0)]
         try:

@@ -217,6 +217,7 @@ class Hub:
 
     def update_frame(self, sources: frozenset[str] | None = None) -> Frame:
         """The `metrics:update` message of every source, or of `sources` only."""
+        self._forget(self.stats.prune())
         frame = self._updates.get(sources)
         if frame is None:
             data = self.stats.snapshot(sources)
@@ -224,6 +225,13 @@ class Hub:
                 {"type": "metrics:update", "data": data, "timestamp": _iso_now()}
             )
         return frame
+
+    def _forget(self, channels: set[str]) -> None:
+        """Channels silent for the hour leave the hub's numbering (and come back with their
+        next batch): a typo's names do not stay for ever."""
+        for channel in channels:
+            if channel not in self._pending:
+                self._next_seq.pop(channel, None)
 
     def send_event(self, data: bytes) -> None:
         """An event for every page (an alert changed state), to each client that may see what

@@ -6,6 +6,7 @@ A process starts from the last hour of the minute rollups (`load_last_hour`), wh
 how the HTTP summary is computed.
 """
 
+import heapq
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -18,6 +19,9 @@ from metrics_app.records import DURATION_FIELD, METRIC_TYPES, epoch_ms, now_ms
 from metrics_app.tally import Tally, merged
 
 WINDOW_MINUTES: Final = 60
+# Sources a snapshot lists one by one (the busiest of the hour): a `metrics:update` stays a
+# few tens of KB, and a second's work, however many sources report. The totals count them all.
+SHOWN: Final = 50
 TREND_MINUTES: Final = 5  # trends compare the last 5 minutes with the 5 before
 STABLE_WITHIN: Final = 0.05  # a relative change under 5 % is "stable"
 
@@ -29,48 +33,81 @@ Minute = dict[str, Tally]  # one channel's records of one minute, per type
 
 
 class LiveStats:
+    """Per channel, per minute of the last hour, per type: a Tally; and, kept as records come
+    and minutes leave, each channel's sum over the hour and everyone's, so that a snapshot
+    costs the channels it shows (the busiest SHOWN), not every channel there is."""
+
     def __init__(self) -> None:
         self._slots: dict[str, dict[int, Minute]] = defaultdict(dict)
+        self._hour: dict[str, Minute] = {}  # channel -> its last hour, per type
+        self._everyone: Minute = {}  # every channel's last hour, per type
+        self._channels_of: dict[int, set[str]] = defaultdict(set)  # minute -> channels with records in it
+        self._pruned_to = 0  # minutes up to this one are gone
 
     def add(self, record: dict[str, Any], channel: str) -> None:
         """One live record, in its wire shape."""
-        tally = self._tally(channel, record["recordedAt"] // 60_000, record["type"])
-        if tally is not None:
-            tally.add_record(record)
+        part = Tally()
+        part.add_record(record)
+        self._add(channel, record["recordedAt"] // 60_000, record["type"], part)
 
     def add_aggregate(
         self, channel: str, metric_type: str, minute: int, bucket: int, count: int, successes: int,
         duration: int, items: int, retries: int, last_recorded_at: int,
     ) -> None:  # fmt: skip
         """Records of one source, type, minute and duration bucket, already summed."""
-        tally = self._tally(channel, minute, metric_type)
-        if tally is not None:
-            tally.add(count, successes, duration, items, retries, 0, bucket, last_recorded_at)
+        part = Tally()
+        part.add(count, successes, duration, items, retries, 0, bucket, last_recorded_at)
+        self._add(channel, minute, metric_type, part)
 
-    def _tally(self, channel: str, minute: int, metric_type: str) -> Tally | None:
+    def _add(self, channel: str, minute: int, metric_type: str, part: Tally) -> None:
         if minute <= now_ms() // 60_000 - WINDOW_MINUTES:
-            return None  # older than the window: it changes nothing shown
-        slot = self._slots[channel].setdefault(minute, {})
-        return slot.setdefault(metric_type, Tally())
+            return  # older than the window: it changes nothing shown
+        self._slots[channel].setdefault(minute, {}).setdefault(metric_type, Tally()).merge(part)
+        self._hour.setdefault(channel, {}).setdefault(metric_type, Tally()).merge(part)
+        self._everyone.setdefault(metric_type, Tally()).merge(part)
+        self._channels_of[minute].add(channel)
 
-    def prune(self) -> None:
+    def prune(self) -> set[str]:
+        """Minutes that left the hour leave the sums: only the channels that had records in
+        them are touched. Returns the channels silent for the whole hour, now gone."""
+        gone: set[str] = set()
         oldest = now_ms() // 60_000 - WINDOW_MINUTES
-        for channel in list(self._slots):
-            slots = self._slots[channel]
-            for minute in [m for m in slots if m <= oldest]:
-                del slots[minute]
-            if not slots:
-                del self._slots[channel]
+        for minute in sorted(m for m in self._channels_of if m <= oldest):
+            for channel in self._channels_of.pop(minute):
+                slots = self._slots[channel]
+                for metric_type, tally in slots.pop(minute, {}).items():
+                    self._hour[channel][metric_type].subtract(tally)
+                    self._everyone[metric_type].subtract(tally)
+                if not slots:
+                    del self._slots[channel], self._hour[channel]
+                    gone.add(channel)
+                else:  # the newest record cannot be subtracted: recompute it from what is left
+                    for metric_type, tally in self._hour[channel].items():
+                        kept = (m[metric_type].last_recorded_at for m in slots.values() if metric_type in m)
+                        tally.last_recorded_at = max(kept, default=0)
+        return gone
+
+    def _records(self, channel: str) -> int:
+        return sum(tally.count for tally in self._hour[channel].values())
 
     def snapshot(self, channels: frozenset[str] | None = None) -> dict[str, Any]:
-        """The totals and trends of every channel, or of `channels` only."""
+        """The totals, and the busiest SHOWN channels' figures and trends; or, for a caller
+        limited to `channels`, theirs only. Minutes that left the hour are pruned first."""
         self.prune()
         now_minute = now_ms() // 60_000
+        if channels is None:
+            shown = heapq.nlargest(SHOWN, self._hour, key=self._records)
+            totals = _summarise([self._everyone])
+            active = len(self._slots)
+        else:
+            shown = [c for c in channels if c in self._slots]
+            totals = _summarise(self._hour[c] for c in shown)
+            active = len(shown)
         sources = {}
         trends = {}
-        shown = {c: s for c, s in self._slots.items() if channels is None or c in channels}
-        for channel, slots in sorted(shown.items()):
-            sources[channel] = _summarise(slots.values())
+        for channel in sorted(shown):
+            slots = self._slots[channel]
+            sources[channel] = _summarise([self._hour[channel]])
             recent = [s for m, s in slots.items() if m > now_minute - TREND_MINUTES]
             before = [
                 s
@@ -78,8 +115,6 @@ class LiveStats:
                 if now_minute - 2 * TREND_MINUTES < m <= now_minute - TREND_MINUTES
             ]
             trends[channel] = _trends(_summarise(recent), _summarise(before))
-        all_slots = [slot for slots in shown.values() for slot in slots.values()]
-        totals = _summarise(all_slots)
         return {
             "windowSeconds": WINDOW_MINUTES * 60,
             "totals": {
@@ -89,10 +124,11 @@ class LiveStats:
                 "avgDurationMs": totals["avgDurationMs"],
                 "p95DurationMs": totals["p95DurationMs"],
                 "itemsExtracted": totals["itemsExtracted"],
-                "activeSources": len(sources),
+                "activeSources": active,
             },
             "sources": sources,
             "trends": trends,
+            "sourcesShown": len(sources),  # the busiest, when there are more than SHOWN
         }
 
 

@@ -13,6 +13,7 @@ import { PageLoop } from "./page-loop.js";
 import { WILDCARD } from "./records.js";
 
 const TOP = 8; // sources drawn one by one in a chart; the rest are "others"
+const TOP_BARS = 20; // sources given a bar of their own in the by-source charts
 const SILENT_AFTER_MS = 15 * 60_000; // a source quiet this long is shown as stopped
 
 const $ = (selector) => document.querySelector(selector);
@@ -39,9 +40,10 @@ function overTime(view, kind, type, value, overlay, empty = null) {
   };
 }
 
+// A bar per busiest source (TOP_BARS of them), then the others together.
 function bySource(view, value) {
-  const names = view.channelsOf("scraper").map((c) => c.name).sort();
-  return { labels: names, series: { [value.label]: names.map((name) => value.of(view.sources[name] ?? {})) } };
+  const rows = view.totalsByChannel("scraper", TOP_BARS);
+  return { labels: rows.map(([name]) => name), series: { [value.label]: rows.map(([, totals]) => value.of(totals)) } };
 }
 
 function schedulerPoints(view, value) {
@@ -128,8 +130,13 @@ function renderTotals(view) {
   renderSchedulerCards(view);
 }
 
+// A card for each source the server gave figures of (the busiest); how many more there are.
 function renderScraperCards(view) {
-  const cards = view.channelsOf("scraper").sort((a, b) => a.name.localeCompare(b.name)).map((channel) => {
+  const figured = view.channelsOf("scraper").filter((channel) => view.sources[channel.name]);
+  const more = view.channelsOf("scraper").length - figured.length;
+  els.moreScrapers.hidden = more === 0;
+  els.moreScrapers.textContent = `and ${formatCount(more)} more ${more === 1 ? "source" : "sources"} with fewer records: choose one in the source filter`;
+  const cards = figured.sort((a, b) => a.name.localeCompare(b.name)).map((channel) => {
     const totals = view.sources[channel.name] ?? {};
     const card = els.cardTemplate.content.firstElementChild.cloneNode(true);
     const silent = !channel.lastRecordedAt || Date.now() - channel.lastRecordedAt > SILENT_AFTER_MS;
@@ -240,6 +247,7 @@ export function main() {
     tabs: [...document.querySelectorAll("[data-tab]")],
     grid: $("#scraper-grid"),
     noScrapers: $("#no-scrapers"),
+    moreScrapers: $("#more-scrapers"),
     cardTemplate: $("#scraper-card"),
     schedulerGrid: $("#scheduler-grid"),
     noSchedulers: $("#no-schedulers"),

@@ -40,6 +40,21 @@ export function addRecord(sums, record, counted = "count") {
   return sums;
 }
 
+// Several channels' totals as one: sums, the rates recomputed, the average weighted by records
+// (percentiles, which cannot be added, are left out).
+export function mergeTotals(all) {
+  const merged = emptyTotals();
+  let duration = 0;
+  for (const t of all) {
+    for (const name of ["records", "successCount", "itemsExtracted", "retries", "dataSize"]) merged[name] += t[name] ?? 0;
+    duration += (t.avgDurationMs ?? 0) * (t.records ?? 0);
+  }
+  merged.failures = merged.records - merged.successCount;
+  merged.successRate = merged.records ? (100 * merged.successCount) / merged.records : null;
+  merged.avgDurationMs = merged.records ? duration / merged.records : null;
+  return merged;
+}
+
 // Several channels' buckets of one time as one: sums, and the average weighted by count.
 export function mergeBuckets(buckets) {
   const present = buckets.filter(Boolean);

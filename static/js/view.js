@@ -4,7 +4,7 @@
 
 import { OTHERS } from "./format.js";
 import { channelOf } from "./records.js";
-import { addRecord, asTotals, emptyBucket, emptyTotals, mergeBuckets } from "./tally.js";
+import { addRecord, asTotals, emptyBucket, emptyTotals, mergeBuckets, mergeTotals } from "./tally.js";
 
 const MINUTE = 60_000;
 
@@ -35,29 +35,46 @@ export class RangeView {
     return this.series[channel]?.[type] ?? this.axis.map(() => null);
   }
 
-  // One value per axis bucket for a channel (or several summed); where nothing came, `empty`:
-  // null for a measure (a gap), 0 for a count (nothing was sent).
-  values(channels, type, value, empty = null) {
+  // The channels of a kind the server summed instead of sending one by one (beyond the busiest
+  // it shows): their buckets of a type, or null.
+  restBuckets(kind, type = "all") {
+    return this.rest?.[kind]?.series?.[type] ?? null;
+  }
+
+  // One value per axis bucket for a channel (or several summed, with the summed rest of a
+  // kind if `restOf` names one); where nothing came, `empty`: null for a measure (a gap), 0 for
+  // a count (nothing was sent).
+  values(channels, type, value, empty = null, restOf = null) {
     const names = Array.isArray(channels) ? channels : [channels];
+    const rest = restOf ? this.restBuckets(restOf, type) : null;
     return this.axis.map((_, i) => {
-      const merged = mergeBuckets(names.map((name) => this.buckets(name, type)[i]));
+      const merged = mergeBuckets([...names.map((name) => this.buckets(name, type)[i]), rest?.[i]]);
       return merged ? value(merged) : empty;
     });
   }
 
-  // Per shown channel, and "others" when there are any.
+  // Per shown channel, and "others" when there are any (the server's rest among them).
   valuesByChannel(kind, n, type, value, empty = null) {
     const { shown, others } = this.busiest(kind, n);
     const series = {};
     for (const name of shown) series[name] = this.values(name, type, value, empty);
-    if (others.length) series[OTHERS] = this.values(others, type, value, empty);
+    if (others.length || this.rest?.[kind]) series[OTHERS] = this.values(others, type, value, empty, kind);
     return series;
+  }
+
+  // Each of the n busiest channels' totals, and "others" summed (the server's rest among them).
+  totalsByChannel(kind, n) {
+    const { shown, others } = this.busiest(kind, n);
+    const rows = shown.map((name) => [name, this.sources[name] ?? {}]);
+    const rest = [...others.map((name) => this.sources[name]).filter(Boolean), this.rest?.[kind]?.totals].filter(Boolean);
+    if (rest.length) rows.push([OTHERS, mergeTotals(rest)]);
+    return rows;
   }
 
   // Error rate per bucket over every channel shown by the filter.
   errorRate(kind) {
     const names = this.channelsOf(kind).map((c) => c.name);
-    return this.values(names, "all", (b) => (b.count ? (100 * (b.count - b.successCount)) / b.count : null));
+    return this.values(names, "all", (b) => (b.count ? (100 * (b.count - b.successCount)) / b.count : null), null, kind);
   }
 
   // The last bucket is still filling: charts draw it as partial.

@@ -122,3 +122,24 @@ def test_bad_parameters_are_named(reader: AsgiClient, path: str, params: dict[st
 def test_strangers_are_refused(asgi: AsgiClient) -> None:
     assert asgi.get("/api/metrics/overview/").status_code == 401
     assert asgi.get("/api/metrics/failures/").status_code == 401
+
+
+def test_the_busiest_are_shown_one_by_one_and_the_rest_summed(reader: AsgiClient, monkeypatch: Any) -> None:
+    """However many sources report, the answer carries the SHOWN busiest's figures and series;
+    the rest come summed per kind, so that "others" still adds up to everything."""
+    from metrics_app.history import overview
+
+    monkeypatch.setattr(overview, "SHOWN", 3)
+    counts = {"s-a": 6, "s-b": 5, "s-c": 4, "s-d": 3, "s-e": 2, "s-f": 1}
+    store(*(navigation(scraperSource=name, url=f"u{i}") for name, n in counts.items() for i in range(n)))
+    store(scheduler_run(schedulerName="nightly"))  # a bare scheduler: 1 record
+    answer = reader.get("/api/metrics/overview/", {"range": "live"}).json()
+    assert {c["name"] for c in answer["channels"]} == {*counts, "nightly"}  # every one, for the filter
+    assert set(answer["sources"]) == set(answer["series"]) == {"s-a", "s-b", "s-c"}
+    rest = answer["rest"]
+    assert (rest["scraper"]["channels"], rest["scraper"]["totals"]["records"]) == (3, 3 + 2 + 1)
+    assert (rest["scheduler"]["channels"], rest["scheduler"]["totals"]["records"]) == (1, 1)
+    assert sum(b["count"] for b in rest["scraper"]["series"]["all"] if b) == 6
+    assert answer["totals"]["records"] == sum(counts.values()) + 1
+    shown = {c["name"]: c["lastRecordedAt"] for c in answer["channels"]}
+    assert shown["s-a"] is not None and shown["s-f"] is None  # when it last reported: the shown ones

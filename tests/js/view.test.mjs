@@ -87,3 +87,18 @@ test("CSV export quotes what needs quoting", () => {
   const shown = { labels: ["a", 'b "x"'], series: { "p95, ms": [1, 2] } };
   assert.equal(toCSV(shown), 'label,"p95, ms"\na,1\n"b ""x""",2\n');
 });
+
+test("channels the server summed (its rest) count in the others, the error rate and the bars", () => {
+  const a = [bucket(4, 4), null, bucket(2, 1)];
+  const view = new RangeView({
+    ...overview({ a: { all: a } }, [{ name: "a", kind: "scraper" }, { name: "b", kind: "scraper" }]),
+    rest: { scraper: { channels: 1, totals: { records: 10, successCount: 5, avgDurationMs: 200 },
+                       series: { all: [bucket(6, 3, 200), bucket(4, 2, 200), null] } } },
+  });
+  view.sources.a = { records: 6, successCount: 5, avgDurationMs: 100 };
+  const series = view.valuesByChannel("scraper", 1, "all", (b) => b.count, 0);
+  assert.deepEqual(series, { a: [4, 0, 2], [OTHERS]: [6, 4, 0] });
+  assert.deepEqual(view.errorRate("scraper"), [30, 50, 50]);
+  const bars = view.totalsByChannel("scraper", 1);
+  assert.deepEqual(bars.map(([name, t]) => [name, t.records, t.successRate]), [["a", 6, undefined], [OTHERS, 10, 50]]);
+});

@@ -44,6 +44,8 @@ console.log(JSON.stringify({
   bucket: bucketOf(summed),
   totals: summed.reduce((t, r) => tally.addRecord(t, r, "records"), tally.emptyTotals()),
   merged: tally.mergeBuckets([bucketOf(summed.slice(0, 2)), null, bucketOf(summed.slice(2))]),
+  mergedTotals: tally.mergeTotals([summed.slice(0, 2), summed.slice(2)].map(
+    (some) => some.reduce((t, r) => tally.addRecord(t, r, "records"), tally.emptyTotals()))),
 }));
 """
 
@@ -95,3 +97,6 @@ def test_the_page_sums_records_as_the_server_does(javascript: dict[str, Any]) ->
     totals = javascript["totals"]
     assert _sums(totals, "records") == _sums(bucket)
     assert (totals["failures"], round(totals["successRate"], 2)) == (server.failures, server.success_rate)
+    merged = javascript["mergedTotals"]  # the page's "others": totals of several channels as one
+    assert _sums(merged, "records") == _sums(bucket)
+    assert (merged["failures"], round(merged["successRate"], 2)) == (server.failures, server.success_rate)
