@@ -66,6 +66,23 @@ def _call(function: Callable[..., T], args: tuple[Any, ...]) -> T:
         _last_used.at = time.monotonic()
 
 
+def limit_statements(connection: Any, **kwargs: Any) -> None:
+    """connection_created: the server stops a statement that runs longer than the connection's
+    read timeout (METRICS_DB_TIMEOUT_S; METRICS_MAINTENANCE_TIMEOUT_S for maintenance), so
+    that no query outlives the caller that gave up on it (MariaDB's max_statement_time, or
+    MySQL's max_execution_time, which stops reads only)."""
+    if connection.vendor != "mysql":
+        return
+    seconds = int(connection.settings_dict.get("OPTIONS", {}).get("read_timeout") or 0)
+    if not seconds:
+        return
+    with connection.cursor() as cursor:
+        if connection.mysql_is_mariadb:
+            cursor.execute("SET SESSION max_statement_time = %s", [seconds])
+        else:
+            cursor.execute("SET SESSION max_execution_time = %s", [seconds * 1000])
+
+
 def close_connection() -> None:
     """Close this thread's connection, even a broken one."""
     with contextlib.suppress(DatabaseError):

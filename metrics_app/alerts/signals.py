@@ -76,12 +76,16 @@ def newest_minutes(until: datetime, channels: Iterable[str] | None = None) -> di
 
 
 def last_records(newest: dict[str, int]) -> dict[str, int]:
-    """The newest record's own time (ms) of each channel given with its newest minute."""
+    """The newest record's own time (ms) of each channel given with its newest minute: one
+    term per distinct minute (most channels share a few), not one per channel."""
     if not newest:
         return {}
-    which = Q()
+    by_minute: dict[int, list[str]] = {}
     for source, minute_ms in newest.items():
-        which |= Q(scraper_source=source, minute=datetime.fromtimestamp(minute_ms / 1000, UTC))
+        by_minute.setdefault(minute_ms, []).append(source)
+    which = Q()
+    for minute_ms, sources in by_minute.items():
+        which |= Q(minute=datetime.fromtimestamp(minute_ms / 1000, UTC), scraper_source__in=sources)
     return dict(
         MinuteRollup.objects.filter(which)
         .order_by()
