@@ -74,7 +74,14 @@ from metrics_app.admission import refusals
 from metrics_app.admission.door import BEFORE_BODY, Caller, Head, body_limit, checked, identify, identify_now
 from metrics_app.admission.refusals import Refusal
 from metrics_app.server import features
-from metrics_app.stream.sockets import SLOW_AFTER_SECONDS, AsgiSend, Frame, SocketWriter, register_fast_path
+from metrics_app.stream.sockets import (
+    SLOW_AFTER_SECONDS,
+    AsgiSend,
+    Frame,
+    SocketWriter,
+    buffer_bytes,
+    register_fast_path,
+)
 from wealthmetrics.env import BadSetting
 
 log = logging.getLogger(__name__)
@@ -244,7 +251,7 @@ class DaphneWriter(SocketWriter):
         transport = protocol.transport
         # The upgrade leaves daphne's HTTP channel registered as the transport's producer.
         transport.unregisterProducer()
-        transport.bufferSize = settings.METRICS_CLIENT_BUFFER_BYTES
+        transport.bufferSize = buffer_bytes()
         protocol.registerProducer(self, True)
         # A client's messages are a few hundred bytes (docs/websocket.md): a larger one is
         # refused by autobahn (close 1009) before it is held, not queued for the consumer.

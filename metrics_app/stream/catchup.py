@@ -24,7 +24,7 @@ from django.db import DatabaseError
 from metrics_app import counters, db
 from metrics_app.history import reads
 from metrics_app.records import WILDCARD
-from metrics_app.stream.sockets import Frame
+from metrics_app.stream.sockets import Frame, buffer_bytes
 
 T = TypeVar("T")
 
@@ -144,7 +144,7 @@ class CatchUp:
                        "more": more, "truncated": False}  # fmt: skip
             data = orjson.dumps(message)
             sent_bytes += len(data)
-            truncated = more and (budget.left <= 0 or sent_bytes >= settings.METRICS_CLIENT_BUFFER_BYTES // 2)
+            truncated = more and (budget.left <= 0 or sent_bytes >= buffer_bytes() // 2)
             if truncated:
                 data = orjson.dumps({**message, "more": False, "truncated": True})
             yield Frame(data)

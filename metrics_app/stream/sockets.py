@@ -8,8 +8,8 @@ and writes the same bytes to every socket's transport (10-20x less CPU at thousa
 sockets), and registers itself here with `register_fast_path()` when it starts.
 
 Every writer bounds what a socket may hold: a client whose unsent data stays above
-METRICS_CLIENT_BUFFER_BYTES for SLOW_AFTER_SECONDS has stopped reading, and `send()` answers
-False so the hub drops it (docs/websocket.md, "Limits").
+`buffer_bytes()` for SLOW_AFTER_SECONDS has stopped reading, and `send()` answers False so the
+hub drops it (docs/websocket.md, "Limits").
 """
 
 import asyncio
@@ -17,10 +17,20 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+from django.conf import settings
+
 AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAX_SENDS_IN_FLIGHT: Final = 256
 SLOW_AFTER_SECONDS: Final = 2.0
+
+
+def buffer_bytes() -> int:
+    """What one socket may hold unsent: METRICS_CLIENT_BUFFER_BYTES, or its share of
+    METRICS_CLIENT_BUFFER_TOTAL_BYTES among METRICS_MAX_CLIENTS sockets if that is less, so the
+    process's total stays bounded however many clients stop reading."""
+    share = settings.METRICS_CLIENT_BUFFER_TOTAL_BYTES // settings.METRICS_MAX_CLIENTS
+    return int(min(settings.METRICS_CLIENT_BUFFER_BYTES, max(64 * 1024, share)))
 
 
 class Frame:

@@ -179,3 +179,15 @@ def test_a_client_limited_to_sources_gets_alerts_naming_only_those() -> None:
     assert [(m["alert"]["scraperSource"], m["alert"]["schedulerName"]) for m in limited.writer.of_type("alert")] == [
         ("cnbc", None), (None, "cnbc-hourly"),
     ]  # fmt: skip
+
+
+def test_slow_sockets_together_hold_a_bounded_total(settings: Any) -> None:
+    """Each socket may hold its share of METRICS_CLIENT_BUFFER_TOTAL_BYTES: a thousand slow
+    sockets of 4 MiB each would hold 4 GiB."""
+    from metrics_app.stream.sockets import buffer_bytes
+
+    settings.METRICS_CLIENT_BUFFER_BYTES = 4 * 1024 * 1024
+    settings.METRICS_MAX_CLIENTS, settings.METRICS_CLIENT_BUFFER_TOTAL_BYTES = 1000, 512 * 1024 * 1024
+    assert buffer_bytes() * 1000 <= 512 * 1024 * 1024
+    settings.METRICS_MAX_CLIENTS = 10  # few clients: each keeps the whole per-socket bound
+    assert buffer_bytes() == 4 * 1024 * 1024
