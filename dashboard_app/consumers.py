@@ -103,15 +103,6 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         raise StopConsumer()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        # One message at a time, and nothing more read meanwhile: a client that sends faster
-        # than its messages are handled (a resync is database reads) waits in its own socket.
-        self.writer.hold_reading(True)
-        try:
-            await self._handle(text_data)
-        finally:
-            self.writer.hold_reading(False)
-
-    async def _handle(self, text_data: str | None) -> None:
         hub = get_hub()
         try:
             command = parse_command(text_data)

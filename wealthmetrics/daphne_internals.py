@@ -43,7 +43,9 @@ What is not public, and is checked by `install()` before anything is changed (CH
   consumer through Channels' routing);
 - autobahn's `sendPreparedMessage`, `sendCloseFrame` (to send 1001 going away and 1013 try
   again later, which its `sendClose` refuses to an application), `dropConnection` and
-  `registerProducer`;
+  `registerProducer`, and its per-protocol `maxMessagePayloadSize`/`maxFramePayloadSize`;
+- daphne's `onMessage` putting each client message on the protocol's `application_queue`
+  (checked by calling it on a bare protocol), which the writer bounds (`_queue_bounded`);
 - daphne.server's module-level `HTTPFactory` (replaced by a subclass that sets Twisted's
   `timeOut`).
 If a check fails, the process stops with a message naming the packages and their versions:
@@ -235,7 +237,8 @@ class GuardedRequest(http_protocol.WebRequest):
 
 # --- 2. the fast socket writer -------------------------------------------------------------------
 
-MAX_CLIENT_MESSAGE_BYTES: Final = 64 * 1024
+MAX_CLIENT_MESSAGE_BYTES: Final = 64 * 1024  # the consumer answers past 16 KiB (message_too_large)
+MAX_WAITING_MESSAGES: Final = 64  # a socket's messages waiting for the consumer: at most 4 MiB
 
 
 @implementer(IPushProducer)
@@ -256,6 +259,7 @@ class DaphneWriter(SocketWriter):
         # A client's messages are a few hundred bytes (docs/websocket.md): a larger one is
         # refused by autobahn (close 1009) before it is held, not queued for the consumer.
         protocol.maxMessagePayloadSize = protocol.maxFramePayloadSize = MAX_CLIENT_MESSAGE_BYTES
+        protocol.onMessage = functools.partial(_queue_bounded, protocol, protocol.onMessage)
         _release_handshake(protocol)
 
     # IPushProducer: the transport pauses us while its unsent data is over bufferSize (on every
@@ -281,17 +285,25 @@ class DaphneWriter(SocketWriter):
         protocol.sendPreparedMessage(frame.prepared)
         return True
 
-    def hold_reading(self, held: bool) -> None:
-        transport = self.protocol.transport
-        if transport is not None:
-            (transport.pauseProducing if held else transport.resumeProducing)()
-
     def abort(self) -> None:
         self.protocol.dropConnection(abort=True)
 
     def close(self, code: int) -> None:
         if self.protocol.state == WebSocketProtocol.STATE_OPEN:
             self.protocol.sendCloseFrame(code=code, isReply=False)
+
+
+def _queue_bounded(
+    protocol: Any, queue_it: Callable[[bytes, bool], None], payload: bytes, binary: bool
+) -> None:
+    """daphne queues each message for the consumer, which handles one at a time (a resync is
+    database reads): a client that sends faster than it is answered is dropped once
+    MAX_WAITING_MESSAGES wait, rather than held in the server's memory."""
+    if protocol.application_queue.qsize() >= MAX_WAITING_MESSAGES:
+        counters.incr("clients_dropped_flooding")
+        protocol.dropConnection(abort=True)
+        return
+    queue_it(payload, binary)
 
 
 def daphne_writer(send: AsgiSend) -> DaphneWriter | None:
@@ -433,6 +445,8 @@ def _check_sockets() -> str | None:
     missing = [name for name in needed if not hasattr(ws_protocol.WebSocketProtocol, name)]
     options = ws_protocol.WebSocketProtocol.CONFIG_ATTRS_COMMON  # read per message, per protocol
     missing += [name for name in ("maxMessagePayloadSize", "maxFramePayloadSize") if name not in options]
+    if not missing and (problem := _check_message_queue()):
+        return problem
     if missing:
         return f"daphne's WebSocketProtocol lacks {', '.join(missing)}"
     from daphne.server import Server  # installs daphne's reactor: only once daphne runs
@@ -449,6 +463,20 @@ def _check_sockets() -> str | None:
     if _protocol_of(server.sent) is not protocol:
         return "daphne's send no longer leads to the socket's protocol"
     return _check_channels(server.sent)
+
+
+def _check_message_queue() -> str | None:
+    """daphne's onMessage must put a client's message on the protocol's application_queue,
+    which is what _queue_bounded measures."""
+    probe: Any = object.__new__(ws_protocol.WebSocketProtocol)
+    probe.muted, probe.client_addr, probe.application_queue = False, None, asyncio.Queue()
+    try:
+        ws_protocol.WebSocketProtocol.onMessage(probe, b"{}", False)
+    except Exception as exc:
+        return f"daphne's onMessage changed: {type(exc).__name__}: {exc}"
+    if probe.application_queue.qsize() != 1:
+        return "daphne's onMessage no longer queues on application_queue"
+    return None
 
 
 def _check_channels(send: Any) -> str | None:

@@ -69,10 +69,6 @@ class SocketWriter(ABC):
     def close(self, code: int) -> None:
         """Close with a WebSocket close code: 1001 going away, 1013 try again later."""
 
-    def hold_reading(self, held: bool) -> None:  # noqa: B027 (a writer may not be able to)
-        """Stop reading the client's messages while one is handled (and start again), so that
-        what it sends waits in its own socket, not in the server's memory."""
-
 
 class AsgiWriter(SocketWriter):
     """Any ASGI server: one `websocket.send` per frame, at most MAX_SENDS_IN_FLIGHT pending."""

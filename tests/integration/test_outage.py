@@ -153,6 +153,35 @@ def test_a_request_whole_in_one_packet_gets_one_answer_while_the_database_is_awa
     assert "Traceback" not in log and "Exception inside application" not in log
 
 
+def test_a_client_sending_faster_than_it_is_answered_is_dropped(
+    proxy: TcpProxy, daphne_via_proxy: DaphneServer, committed_api_key: str
+) -> None:
+    """While a resync hangs on the database, a client's further messages wait for the consumer:
+    past 64 of them the client is dropped, not held in memory."""
+
+    async def flood() -> bool:
+        ws = await open_socket(daphne_via_proxy, key=committed_api_key)
+        await next_of(ws, "connected")
+        proxy.frozen = True  # the resync's read hangs
+        await send(
+            ws, {"type": "subscribe", "scraperSource": "flooded", "since": {"page": 0, "scheduler": 0}}
+        )
+        try:
+            for _ in range(200):
+                await send(ws, {"type": "ping"})
+            await asyncio.wait_for(ws.wait_closed(), 10)
+        except ConnectionClosed:
+            pass
+        finally:
+            proxy.frozen = False
+        return ws.state.name == "CLOSED"
+
+    assert asyncio.run(flood())
+    assert wait_for(
+        lambda: daphne_via_proxy.stats(committed_api_key)["counters"].get("clients_dropped_flooding", 0) >= 1
+    )
+
+
 def test_a_202_survives_the_server_being_killed(
     daphne_via_proxy: DaphneServer, committed_api_key: str
 ) -> None:
