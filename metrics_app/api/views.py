@@ -20,7 +20,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from metrics_app.admission import refusals
 from metrics_app.admission.asgi import caller_of
@@ -250,8 +250,7 @@ def summary(request: HttpRequest) -> HttpResponse:
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
     """GET /metrics for Prometheus: a key that reads, or a logged-in staff user (the door);
     a key limited to sources sees only theirs."""
-    exposition = generate_latest(prometheus.registry(caller_of(request).sources))
-    return HttpResponse(exposition, content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(prometheus.exposition(caller_of(request).sources), content_type=CONTENT_TYPE_LATEST)
 
 
 async def stats(request: HttpRequest) -> HttpResponse:
