@@ -10,7 +10,8 @@ while it is open (dashboard_app.security).
 
 import logging
 import secrets
-from typing import Any
+import time
+from typing import Any, Final
 
 import orjson
 from channels.consumer import get_handler_name
@@ -31,6 +32,9 @@ from metrics_app.stream.sockets import Frame, SocketWriter, writer_for
 
 log = logging.getLogger(__name__)
 
+MESSAGES_PER_S: Final = 5
+MESSAGE_BURST: Final = 20
+
 
 class MetricsConsumer(AsyncWebsocketConsumer):
     """Only sockets the door let in get here, with their caller in scope["caller"]."""
@@ -44,6 +48,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         self.client_id = ""
         self.subscriptions: set[str] = set()
         self.caller: Caller = NOBODY
+        self._messages = (float(MESSAGE_BURST), time.monotonic())  # (messages it may send now, when)
 
     @property
     def sources(self) -> frozenset[str] | None:
@@ -105,6 +110,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         hub = get_hub()
         try:
+            self._take_a_message()
             command = parse_command(text_data)
             if isinstance(command, Ping):
                 self._reply({"type": "pong", "timestamp": now_ms()})
@@ -185,6 +191,18 @@ class MetricsConsumer(AsyncWebsocketConsumer):
                 self._reply(
                     {"type": "unsubscribed", "scraperSource": source, "subscriptions": self._listed()}
                 )
+
+    def _take_a_message(self) -> None:
+        """A page sends a message every few seconds at most: past MESSAGES_PER_S (in bursts of
+        MESSAGE_BURST) a message is answered `rate_limited` and not handled, so that one socket
+        cannot keep the process busy subscribing and unsubscribing."""
+        left, then = self._messages
+        now = time.monotonic()
+        left = min(MESSAGE_BURST, left + (now - then) * MESSAGES_PER_S)
+        if left < 1:
+            self._messages = (left, now)
+            raise ClientError("rate_limited", f"at most {MESSAGES_PER_S} messages a second per connection")
+        self._messages = (left - 1, now)
 
     def _outside(self) -> str:
         return refusals.outside_sources(self.sources or frozenset()).message

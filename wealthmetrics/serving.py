@@ -21,6 +21,8 @@ METRICS_EMBEDDED_BEAT says whether daphne runs the beat itself: by default when 
 REDIS_URL, i.e. when no separate beat could send a worker anything.
 """
 
+import asyncio
+import ctypes
 import logging
 import sys
 from typing import Any
@@ -51,11 +53,29 @@ def start() -> None:
 def start_periodic_work() -> None:
     """This process's share of the periodic work (the table above)."""
     evaluator.start_watching()  # unless METRICS_ALERT_EVALUATOR=0 keeps it out of the election
+    _trimming.append(asyncio.ensure_future(_give_memory_back()))
     if settings.METRICS_EMBEDDED_BEAT:
         # beat's own tables, as `celery beat` reads them (Celery's default would be a shelve file)
         beat = EmbeddedService(celery_app, thread=True, scheduler_cls=settings.CELERY_BEAT_SCHEDULER)
         beat.start()
         log.info("celery beat runs inside this process (METRICS_EMBEDDED_BEAT): nightly jobs run here")
+
+
+_trimming: list["asyncio.Future[None]"] = []
+TRIM_EVERY_S = 30.0
+
+
+async def _give_memory_back() -> None:
+    """glibc keeps what the process freed (a burst of requests, a storm of sockets) for its
+    own reuse; every TRIM_EVERY_S its malloc_trim gives the free pages back to the system, so
+    the process's memory returns to its idle size once a burst is over. Elsewhere, nothing."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return
+    while True:
+        await asyncio.sleep(TRIM_EVERY_S)
+        trim(0)
 
 
 def _before_shutdown(reactor: Any, action: Any) -> None:

@@ -40,6 +40,10 @@ class NewNames:
     def admit(self, records: Sequence[Metric], key_id: int) -> Refusal | None:
         """None, or the refusal of a batch whose new names pass a bound (blocking: call it
         from a thread). The names are registered when the batch is stored."""
+        per_key = settings.METRICS_NEW_SOURCES_PER_KEY
+        if self._spent(key_id):  # nothing left to add: refused without reading the registry
+            first = _first_naming(records, registry.unknown(names_in(records)))
+            return refusals.new_sources_too_fast(first, per_key, math.ceil(HOUR_S / per_key))
         new = registry.new(names_in(records))
         if not new:
             return None
@@ -47,7 +51,6 @@ class NewNames:
         held = Source.objects.count()
         if held + len(new) > limit:
             return refusals.too_many_sources(_first_naming(records, new), held, limit)
-        per_key = settings.METRICS_NEW_SOURCES_PER_KEY
         with self._lock:
             left, then = self._left.get(key_id, (per_key, time.monotonic()))
             left = min(per_key, left + (time.monotonic() - then) * per_key / HOUR_S)
@@ -56,6 +59,13 @@ class NewNames:
                 return refusals.new_sources_too_fast(_first_naming(records, new), per_key, wait)
             self._left[key_id] = (left - len(new), time.monotonic())
         return None
+
+    def _spent(self, key_id: int) -> bool:
+        """Whether the key has not one new name left this hour (so every unknown name fails)."""
+        per_key = settings.METRICS_NEW_SOURCES_PER_KEY
+        with self._lock:
+            left, then = self._left.get(key_id, (per_key, time.monotonic()))
+            return min(per_key, left + (time.monotonic() - then) * per_key / HOUR_S) < 1
 
 
 def _first_naming(records: Sequence[Metric], new: set[str]) -> dict[str, object]:

@@ -440,6 +440,23 @@ def test_a_resync_stops_at_half_of_what_a_socket_may_hold(
     assert (len(page["metrics"]), page["more"], page["truncated"]) == (1000, False, True)
 
 
+def test_a_socket_sending_faster_than_a_page_does_is_refused_politely(
+    daphne: DaphneServer, committed_api_key: str
+) -> None:
+    """A page sends a message every few seconds; past a burst of 20, at 5 a second, a message
+    is answered rate_limited and not handled: the socket stays open."""
+
+    async def scenario() -> tuple[int, str]:
+        async with await open_socket(daphne, key=committed_api_key) as ws:
+            for _ in range(30):
+                await send(ws, {"type": "ping"})
+            answers = [await next_of(ws, "pong", timeout=5) for _ in range(20)]
+            refused = await next_of(ws, "error", timeout=5)
+            return len(answers), refused["code"]
+
+    assert asyncio.run(scenario()) == (20, "rate_limited")
+
+
 def test_a_malformed_since_is_an_error_naming_it(daphne: DaphneServer, committed_api_key: str) -> None:
     async def scenario() -> dict[str, Any]:
         async with await open_socket(daphne, key=committed_api_key) as ws:
@@ -458,6 +475,7 @@ def test_fuzzed_client_messages_never_crash_a_live_socket(
         async with await open_socket(daphne, key=committed_api_key) as ws:
             for text in texts:
                 await ws.send(text)
+            await asyncio.sleep(0.5)  # past 20 at once, messages are refused rate_limited: let some come back
             await send(ws, {"type": "ping"})
             return await next_of(ws, "pong", timeout=10)  # still answering
 
