@@ -8,6 +8,7 @@ is decided before it exists (the door: metrics_app.admission.door), and its righ
 while it is open (dashboard_app.security).
 """
 
+import contextlib
 import logging
 import secrets
 import time
@@ -160,8 +161,12 @@ class MetricsConsumer(AsyncWebsocketConsumer):
             hub.send([self], await hub.catch_up.history(source))
             return
         try:
-            async for page in hub.catch_up.missed(source, since.page, since.scheduler, budget):
-                hub.send([self], page)
+            pages = hub.catch_up.missed(source, since.page, since.scheduler, budget)
+            async with contextlib.aclosing(pages):
+                async for page in pages:
+                    hub.send([self], page)
+                    if not await self.writer.drained():
+                        return  # it stopped reading: the hub drops it with its next frame
         finally:
             hub.catch_up.charge(self.credential, budget)
             budget.spent = 0

@@ -44,6 +44,9 @@ What is not public, and is checked by `install()` before anything is changed (CH
 - autobahn's `sendPreparedMessage`, `sendCloseFrame` (to send 1001 going away and 1013 try
   again later, which its `sendClose` refuses to an application), `dropConnection` and
   `registerProducer`, and its per-protocol `maxMessagePayloadSize`/`maxFramePayloadSize`;
+- Twisted's transports keeping unsent data in `dataBuffer` (from `offset`) and
+  `_tempDataBuffer` (`_tempDataLen` bytes), which bounds what a socket that stopped reading
+  may hold (`unsent`, checked by writing to a bare FileDescriptor);
 - daphne's `onMessage` putting each client message on the protocol's `application_queue`
   (checked by calling it on a bare protocol), which the writer bounds (`_queue_bounded`);
 - daphne.server's module-level `HTTPFactory` (replaced by a subclass that sets Twisted's
@@ -66,6 +69,7 @@ from typing import Any, Final
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from daphne import http_protocol, ws_protocol
 from django.conf import settings
+from twisted.internet import abstract
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.testing import StringTransport
 from twisted.web import http
@@ -241,16 +245,61 @@ MAX_CLIENT_MESSAGE_BYTES: Final = 64 * 1024  # the consumer answers past 16 KiB 
 MAX_WAITING_MESSAGES: Final = 64  # a socket's messages waiting for the consumer: at most 4 MiB
 
 
+class Held:
+    """The sockets over their bound, and what they hold together: past
+    METRICS_CLIENT_BUFFER_TOTAL_BYTES, those holding most are dropped at once (checked every
+    CHECK_S while any is over), not SLOW_AFTER_SECONDS later. A socket on '*' that stopped
+    reading is sent every record, megabytes in those seconds, and a few hundred such would
+    hold gigabytes; a quick reader over its bound for a moment costs nothing."""
+
+    CHECK_S: Final = 0.1
+
+    def __init__(self) -> None:
+        self.over: set[DaphneWriter] = set()
+        self._checking: asyncio.TimerHandle | None = None
+
+    def add(self, writer: "DaphneWriter") -> None:
+        self.over.add(writer)
+        self._schedule()
+
+    def discard(self, writer: "DaphneWriter") -> None:
+        self.over.discard(writer)
+
+    def check(self) -> None:
+        self._checking = None
+        holding = sorted(((unsent(w.protocol.transport), w) for w in self.over), key=lambda h: -h[0])
+        total = sum(size for size, _ in holding)
+        for size, writer in holding:
+            if total <= settings.METRICS_CLIENT_BUFFER_TOTAL_BYTES:
+                break
+            counters.problem("clients_dropped_slow", log, "dropping a client that stopped reading (%d bytes "
+                             "held, %d by all)", size, total)  # fmt: skip
+            self.over.discard(writer)
+            writer.abort()  # daphne tells its consumer, which leaves the hub
+            total -= size
+        if self.over:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._checking is None:
+            with contextlib.suppress(RuntimeError):  # no running loop (a unit test): check() by hand
+                self._checking = asyncio.get_running_loop().call_later(self.CHECK_S, self.check)
+
+
+held = Held()
+
+
 @implementer(IPushProducer)
 class DaphneWriter(SocketWriter):
     """Writes frames to a daphne WebSocket through autobahn, framing each frame once."""
 
-    __slots__ = ("over_since", "protocol")
+    __slots__ = ("_drain", "over_since", "protocol")
     fast = True
 
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
         self.over_since = 0.0  # when the unsent data passed the bound; 0 while under it
+        self._drain: asyncio.Future[None] | None = None  # resolved when it is under it again
         transport = protocol.transport
         # The upgrade leaves daphne's HTTP channel registered as the transport's producer.
         transport.unregisterProducer()
@@ -267,12 +316,28 @@ class DaphneWriter(SocketWriter):
     def pauseProducing(self) -> None:
         if not self.over_since:
             self.over_since = time.monotonic()
+            held.add(self)
 
     def resumeProducing(self) -> None:
         self.over_since = 0.0
+        held.discard(self)
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        self._drain = None
+
+    async def drained(self) -> bool:
+        if not self.over_since:
+            return True
+        if self._drain is None:
+            self._drain = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._drain), SLOW_AFTER_SECONDS)
+        except TimeoutError:
+            return False
+        return True
 
     def stopProducing(self) -> None:
-        pass
+        held.discard(self)  # the connection is gone, and what it held with it
 
     def send(self, frame: Frame) -> bool:
         protocol = self.protocol
@@ -291,6 +356,11 @@ class DaphneWriter(SocketWriter):
     def close(self, code: int) -> None:
         if self.protocol.state == WebSocketProtocol.STATE_OPEN:
             self.protocol.sendCloseFrame(code=code, isReply=False)
+
+
+def unsent(transport: Any) -> int:
+    """Bytes a Twisted transport holds unsent: what it is writing and what waits behind it."""
+    return int(len(transport.dataBuffer) - transport.offset + transport._tempDataLen)
 
 
 def _queue_bounded(
@@ -445,7 +515,7 @@ def _check_sockets() -> str | None:
     missing = [name for name in needed if not hasattr(ws_protocol.WebSocketProtocol, name)]
     options = ws_protocol.WebSocketProtocol.CONFIG_ATTRS_COMMON  # read per message, per protocol
     missing += [name for name in ("maxMessagePayloadSize", "maxFramePayloadSize") if name not in options]
-    if not missing and (problem := _check_message_queue()):
+    if not missing and (problem := _check_message_queue() or _check_unsent()):
         return problem
     if missing:
         return f"daphne's WebSocketProtocol lacks {', '.join(missing)}"
@@ -477,6 +547,24 @@ def _check_message_queue() -> str | None:
     if probe.application_queue.qsize() != 1:
         return "daphne's onMessage no longer queues on application_queue"
     return None
+
+
+def _check_unsent() -> str | None:
+    """Twisted's transports must still keep what waits to be written where `unsent` counts it."""
+
+    class Reactor:
+        def addWriter(self, writer: object) -> None:
+            pass
+
+    reactor: Any = Reactor()  # of the interface, only what a write calls
+    transport = abstract.FileDescriptor(reactor)
+    transport.connected = True
+    try:
+        transport.write(b"x" * 10)
+        held = unsent(transport)
+    except Exception as exc:
+        return f"Twisted's FileDescriptor changed: {type(exc).__name__}: {exc}"
+    return None if held == 10 else f"Twisted's FileDescriptor holds {held} bytes unsent where 10 were written"
 
 
 def _check_channels(send: Any) -> str | None:

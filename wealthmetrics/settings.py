@@ -222,10 +222,11 @@ METRICS_MAX_CLIENTS_PER_CREDENTIAL = env_int(
 # disconnected and counted (clients_dropped_slow) rather than allowed to hold memory.
 METRICS_CLIENT_BUFFER_BYTES = env_int("METRICS_CLIENT_BUFFER_BYTES", 4 * 1024 * 1024, minimum=64 * 1024)
 # And all sockets together at most this: each may hold METRICS_CLIENT_BUFFER_TOTAL_BYTES /
-# METRICS_MAX_CLIENTS if that is less (metrics_app.stream.sockets.buffer_bytes), so that a
-# thousand slow sockets cannot hold gigabytes.
+# METRICS_MAX_CLIENTS for 2 s if that is less (metrics_app.stream.sockets.buffer_bytes), and
+# past this total those holding most are dropped at once (wealthmetrics.daphne_internals.Held),
+# so that a few hundred slow sockets cannot hold gigabytes.
 METRICS_CLIENT_BUFFER_TOTAL_BYTES = env_int(
-    "METRICS_CLIENT_BUFFER_TOTAL_BYTES", 1024 * 1024 * 1024, minimum=1024 * 1024, maximum=2**40
+    "METRICS_CLIENT_BUFFER_TOTAL_BYTES", 64 * 1024 * 1024, minimum=1024 * 1024, maximum=2**40
 )
 METRICS_MAX_SUBSCRIPTIONS = env_int("METRICS_MAX_SUBSCRIPTIONS", 50, minimum=1, maximum=10_000)
 # Names (sources and schedulers) an installation may hold, and that one API key may add in an

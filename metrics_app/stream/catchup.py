@@ -14,7 +14,7 @@ database is away; the live stream goes on meanwhile.
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -24,7 +24,7 @@ from django.db import DatabaseError
 from metrics_app import counters, db
 from metrics_app.history import reads
 from metrics_app.records import WILDCARD
-from metrics_app.stream.sockets import Frame, buffer_bytes
+from metrics_app.stream.sockets import Frame
 
 T = TypeVar("T")
 
@@ -128,13 +128,14 @@ class CatchUp:
         left, then = self._buckets.get(credential, (limit, time.monotonic()))
         return min(limit, left + (time.monotonic() - then) * limit / RESYNC_REFILL_S)
 
-    async def missed(self, source: str, page: int, scheduler: int, budget: Budget) -> AsyncIterator[Frame]:
+    async def missed(
+        self, source: str, page: int, scheduler: int, budget: Budget
+    ) -> AsyncGenerator[Frame, None]:
         """Every record of the source stored after the ids `page` and `scheduler`, in pages of
-        RESYNC_PAGE, within the ask's `budget` and half of what a socket may hold unsent (then
-        `truncated`: reload from the HTTP API). Past that bound a slow link would be dropped
-        as a client that stopped reading, and would ask for the same again."""
+        RESYNC_PAGE, within the ask's `budget` (then `truncated`: reload from the HTTP API).
+        The consumer takes the next page only once the socket has taken the last (a slow
+        link is paced, not sent more than it may hold)."""
         channel = None if source == WILDCARD else source
-        sent_bytes = 0
         while True:
             size = max(0, min(RESYNC_PAGE, budget.left))
             read = db.run(reads.metrics_after, channel, page, scheduler, size, thread=_resync_thread)
@@ -143,8 +144,7 @@ class CatchUp:
             message = {"type": "history", "scraperSource": source, "metrics": metrics, "resync": True,
                        "more": more, "truncated": False}  # fmt: skip
             data = orjson.dumps(message)
-            sent_bytes += len(data)
-            truncated = more and (budget.left <= 0 or sent_bytes >= buffer_bytes() // 2)
+            truncated = more and budget.left <= 0
             if truncated:
                 data = orjson.dumps({**message, "more": False, "truncated": True})
             yield Frame(data)

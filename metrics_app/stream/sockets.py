@@ -61,6 +61,12 @@ class SocketWriter(ABC):
     def send(self, frame: Frame) -> bool:
         """Queue the frame; False when the client has stopped reading (drop it)."""
 
+    async def drained(self) -> bool:
+        """Wait until the socket has taken what it was sent: False if it has not within
+        SLOW_AFTER_SECONDS (it will be dropped). A resync sends its next page only then, so a
+        slow link is paced rather than sent more than it may hold."""
+        return True
+
     @abstractmethod
     def abort(self) -> None:
         """Drop the connection now (a client that stopped reading)."""
