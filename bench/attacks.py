@@ -207,8 +207,8 @@ def main() -> None:
         rss = (f"{peak / 2**20:>6.0f} MB ({peak / idle:.2f}x) "
                f"{after / 2**20:>6.0f} MB ({after / idle - 1:+.0%}, {took:.0f} s)")  # fmt: skip
         cpu = phase.attacker_cpu_s / args.duration  # the attacking clients' own share of the cores
-        honest = f"{p99 * 1000:>7.0f} ms ({p99 / quiet_p99:.2f}x) {errors:>4}"
-        print(f"{label:<10} {rss} {honest} {cpu:>8.2f} cores", flush=True)
+        seen = f"{p99 * 1000:>7.0f} ms ({p99 / quiet_p99:.2f}x) {errors:>4}"
+        print(f"{label:<10} {rss} {seen} {cpu:>8.2f} cores", flush=True)
         if phase.probed:
             print(f"           another key's socket during it: {phase.probed}")
     server.stop()

@@ -133,16 +133,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
                             **({"newest": newest} if newest else {}),
                         }
                     )
-                budget = hub.catch_up.budget(self.credential)
-                for source in command.sources:
-                    try:
-                        await self._catch_up(source, command.since, budget)
-                    except HistoryUnavailable as missing:  # the next source's history may still come
-                        counters.incr("websocket_client_errors")
-                        error = ClientError(
-                            "history_unavailable", str(missing), missing.source, missing.resync
-                        )
-                        self._reply(error.as_message())
+                await self._catch_up_all(command.sources, command.since)
             else:
                 for source in command.sources:
                     hub.unsubscribe(self, source)
@@ -153,23 +144,35 @@ class MetricsConsumer(AsyncWebsocketConsumer):
             counters.incr("websocket_client_errors")
             self._reply(error.as_message())
 
-    async def _catch_up(self, source: str, since: Since | None, budget: Budget) -> None:
-        """A new subscription's history, or, with `since`, what the client missed (within the
-        ask's budget, charged to this socket's credential)."""
+    async def _catch_up_all(self, sources: tuple[str, ...], since: Since | None) -> None:
+        """Each new subscription's history, or, with `since`, what the client missed: within
+        one budget for the ask, taken from this socket's credential at once (its other sockets'
+        asks share the bucket), what is left given back at the end."""
+        catch_up = get_hub().catch_up
+        budget = catch_up.budget(self.credential) if since is not None else None
+        try:
+            for source in sources:
+                try:
+                    await self._catch_up(source, since, budget)
+                except HistoryUnavailable as missing:  # the next source's history may still come
+                    counters.incr("websocket_client_errors")
+                    self._reply(ClientError("history_unavailable", str(missing), missing.source,
+                                            missing.resync).as_message())  # fmt: skip
+        finally:
+            if budget is not None:
+                catch_up.refund(self.credential, budget)
+
+    async def _catch_up(self, source: str, since: Since | None, budget: Budget | None) -> None:
         hub = get_hub()
-        if since is None:
+        if since is None or budget is None:
             hub.send([self], await hub.catch_up.history(source))
             return
-        try:
-            pages = hub.catch_up.missed(source, since.page, since.scheduler, budget)
-            async with contextlib.aclosing(pages):
-                async for page in pages:
-                    hub.send([self], page)
-                    if not await self.writer.drained():
-                        return  # it stopped reading: the hub drops it with its next frame
-        finally:
-            hub.catch_up.charge(self.credential, budget)
-            budget.spent = 0
+        pages = hub.catch_up.missed(source, since.page, since.scheduler, budget)
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                hub.send([self], page)
+                if not await self.writer.drained():
+                    return  # it stopped reading: the hub drops it with its next frame
 
     # --- helpers -------------------------------------------------------------------------
 

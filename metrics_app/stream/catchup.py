@@ -47,11 +47,9 @@ class Budget:
 
     def __init__(self, left: int) -> None:
         self.left = max(0, left)
-        self.spent = 0
 
     def take(self, records: int) -> None:
         self.left -= records
-        self.spent += records
 
 
 class HistoryUnavailable(Exception):
@@ -117,11 +115,16 @@ class CatchUp:
 
     def budget(self, credential: str) -> Budget:
         """What one ask of this credential may bring: METRICS_RESYNC_MAX_RECORDS, or what is
-        left of its bucket if less. `charge` it with what the ask spent."""
-        return Budget(min(settings.METRICS_RESYNC_MAX_RECORDS, int(self._left(credential))))
+        left of its bucket if less, taken from the bucket now (so that the credential's asks
+        running at once share it); `refund` gives back what the ask did not spend."""
+        left = self._left(credential)
+        granted = min(settings.METRICS_RESYNC_MAX_RECORDS, int(left))
+        self._buckets[credential] = (left - granted, time.monotonic())
+        return Budget(granted)
 
-    def charge(self, credential: str, budget: Budget) -> None:
-        self._buckets[credential] = (self._left(credential) - budget.spent, time.monotonic())
+    def refund(self, credential: str, budget: Budget) -> None:
+        self._buckets[credential] = (self._left(credential) + budget.left, time.monotonic())
+        budget.left = 0
 
     def _left(self, credential: str) -> float:
         limit = settings.METRICS_RESYNC_MAX_RECORDS
