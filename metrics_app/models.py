@@ -58,6 +58,8 @@ class PagePerformance(models.Model):
             models.Index(fields=["created_at"], name="idx_page_created"),
             # the failures of a range (the page's failures view)
             models.Index(fields=["success", "created_at"], name="idx_page_failures"),
+            # a resync: a source's records after an id, in id order, without reading the others'
+            models.Index(fields=["scraper_source", "id"], name="idx_page_source_id"),
         ]
 
     def __str__(self) -> str:
@@ -121,6 +123,9 @@ class SchedulerMetric(models.Model):
             models.Index(fields=["created_at"], name="idx_sched_created"),
             # the failures of a range
             models.Index(fields=["success", "created_at"], name="idx_sched_failures"),
+            # a resync: a channel's runs after an id (by source, or a bare scheduler's by name)
+            models.Index(fields=["scraper_source", "id"], name="idx_sched_source_id"),
+            models.Index(fields=["scheduler_name", "id"], name="idx_sched_name_id"),
         ]
 
     def __str__(self) -> str:

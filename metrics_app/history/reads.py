@@ -54,15 +54,24 @@ def metrics_after(
     ids, in the order they were stored (pages, then scheduler runs), and whether more follow.
     Each table's part is a prefix of its rows by id, so the client asks for the next page from
     the newest ids it got without skipping any."""
+    pages, runs = records_after(channel, page_id, scheduler_id)
+    rows: list[PagePerformance | SchedulerMetric] = list(pages[: limit + 1])
+    if len(rows) <= limit:
+        rows += runs[: limit + 1 - len(rows)]
+    return [to_wire(row.to_metric(), row.id) for row in rows[:limit]], len(rows) > limit
+
+
+def records_after(
+    channel: str | None, page_id: int, scheduler_id: int
+) -> tuple["QuerySet[PagePerformance]", "QuerySet[SchedulerMetric]"]:
+    """A channel's pages and runs after the given ids, in id order: read through the
+    (source, id) and (scheduler, id) indexes, never the other channels' rows."""
     pages = PagePerformance.objects.filter(id__gt=page_id)
     runs = SchedulerMetric.objects.filter(id__gt=scheduler_id)
     if channel is not None:
         pages = pages.filter(scraper_source=channel)
         runs = runs.on_channel(channel)
-    rows: list[PagePerformance | SchedulerMetric] = list(pages.order_by("id")[: limit + 1])
-    if len(rows) <= limit:
-        rows += runs.order_by("id")[: limit + 1 - len(rows)]
-    return [to_wire(row.to_metric(), row.id) for row in rows[:limit]], len(rows) > limit
+    return pages.order_by("id"), runs.order_by("id")
 
 
 HISTORY_BUCKETS = ("minute", "hour", "day")

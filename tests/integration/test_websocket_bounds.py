@@ -17,6 +17,7 @@ import redis
 from django.db import connection
 from websockets.exceptions import ConnectionClosed
 
+from metrics_app.history import reads
 from metrics_app.stream.bus import TOPIC
 from tests.support.records import navigation
 from tests.support.servers import DaphneServer, RedisServer
@@ -220,3 +221,14 @@ def test_a_resync_is_bounded_across_its_sources_and_per_key(
     (first, cut), (second, cut_again) = asyncio.run(twice())
     assert first <= 500 and cut
     assert second < 500 and cut_again  # the key's bucket refills over 10 s
+
+
+@pytest.mark.mysql
+@pytest.mark.django_db
+def test_a_resync_from_id_0_reads_only_its_channels_rows() -> None:
+    """A resync from id 0 of a small source was a scan of the whole table (the red team asked
+    for it again and again): it goes through the (source, id) and (scheduler, id) indexes."""
+    pages, runs = reads.records_after("cnbc", 0, 0)
+    assert "idx_page_source_id" in pages[:1001].explain()
+    plan = runs[:1001].explain()
+    assert "idx_sched_source_id" in plan and "idx_sched_name_id" in plan
