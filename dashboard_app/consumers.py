@@ -33,8 +33,11 @@ from metrics_app.stream.sockets import Frame, SocketWriter, writer_for
 
 log = logging.getLogger(__name__)
 
-MESSAGES_PER_S: Final = 5
-MESSAGE_BURST: Final = 20
+# A socket's messages are paced by what they ask for: a message costs 1, and each source a
+# subscribe or unsubscribe names past the first 1 more (each is a reply, a history and a
+# subscription to keep). A burst holds an unsubscribe of every subscription and a subscribe of
+# as many; then COSTS_PER_S a second.
+COSTS_PER_S: Final = 10
 
 
 class MetricsConsumer(AsyncWebsocketConsumer):
@@ -49,7 +52,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         self.client_id = ""
         self.subscriptions: set[str] = set()
         self.caller: Caller = NOBODY
-        self._messages = (float(MESSAGE_BURST), time.monotonic())  # (messages it may send now, when)
+        self._allowance = (float(_burst()), time.monotonic())  # (what it may ask for now, when)
 
     @property
     def sources(self) -> frozenset[str] | None:
@@ -111,8 +114,10 @@ class MetricsConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         hub = get_hub()
         try:
-            self._take_a_message()
+            self._take(1)
             command = parse_command(text_data)
+            if not isinstance(command, Ping):
+                self._take(len(command.sources) - 1)
             if isinstance(command, Ping):
                 self._reply({"type": "pong", "timestamp": now_ms()})
             elif isinstance(command, Subscribe):
@@ -123,12 +128,13 @@ class MetricsConsumer(AsyncWebsocketConsumer):
                 # the batches written to this socket after it start.
                 for source in command.sources:
                     hub.subscribe(self, source)
+                listed = self._listed()
                 for source in command.sources:
                     self._reply(
                         {
                             "type": "subscribed",
                             "scraperSource": source,
-                            "subscriptions": self._listed(),
+                            "subscriptions": listed,
                             "seq": hub.next_seqs(source),
                             **({"newest": newest} if newest else {}),
                         }
@@ -200,17 +206,21 @@ class MetricsConsumer(AsyncWebsocketConsumer):
                     {"type": "unsubscribed", "scraperSource": source, "subscriptions": self._listed()}
                 )
 
-    def _take_a_message(self) -> None:
-        """A page sends a message every few seconds at most: past MESSAGES_PER_S (in bursts of
-        MESSAGE_BURST) a message is answered `rate_limited` and not handled, so that one socket
-        cannot keep the process busy subscribing and unsubscribing."""
-        left, then = self._messages
+    def _take(self, cost: int) -> None:
+        """A page asks for little, every few seconds at most: past its allowance (COSTS_PER_S,
+        in bursts of _burst()) a message is answered `rate_limited` and not handled, so that one
+        socket cannot keep the process busy subscribing and unsubscribing."""
+        left, then = self._allowance
         now = time.monotonic()
-        left = min(MESSAGE_BURST, left + (now - then) * MESSAGES_PER_S)
-        if left < 1:
-            self._messages = (left, now)
-            raise ClientError("rate_limited", f"at most {MESSAGES_PER_S} messages a second per connection")
-        self._messages = (left - 1, now)
+        left = min(_burst(), left + (now - then) * COSTS_PER_S)
+        if left < cost:
+            self._allowance = (left, now)
+            raise ClientError(
+                "rate_limited",
+                f"a connection may send a message or name a source {COSTS_PER_S} times a second, "
+                f"{_burst()} at once",
+            )
+        self._allowance = (left - cost, now)
 
     def _outside(self) -> str:
         return refusals.outside_sources(self.sources or frozenset()).message
@@ -219,3 +229,7 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         limit = settings.METRICS_MAX_SUBSCRIPTIONS
         if len(self.subscriptions | set(sources)) > limit:
             raise ClientError("too_many_subscriptions", f"at most {limit} subscriptions per connection")
+
+
+def _burst() -> int:
+    return 2 * settings.METRICS_MAX_SUBSCRIPTIONS

@@ -446,18 +446,29 @@ def test_a_resync_is_paced_by_the_socket_not_cut_by_its_bound(
 def test_a_socket_sending_faster_than_a_page_does_is_refused_politely(
     daphne: DaphneServer, committed_api_key: str
 ) -> None:
-    """A page sends a message every few seconds; past a burst of 20, at 5 a second, a message
-    is answered rate_limited and not handled: the socket stays open."""
+    """A page sends a message every few seconds; past a burst of 100 (twice the subscriptions
+    a socket may hold), at 10 a second, a message is answered rate_limited and not handled:
+    the socket stays open. A subscribe costs one for each source it names."""
 
-    async def scenario() -> tuple[int, str]:
+    async def scenario() -> tuple[int, str, str]:
         async with await open_socket(daphne, key=committed_api_key) as ws:
-            for _ in range(30):
+            answers = []
+            for _ in range(2):  # in two rounds: 64 waiting messages would be a flood
+                for _ in range(50):
+                    await send(ws, {"type": "ping"})
+                answers += [await next_of(ws, "pong", timeout=5) for _ in range(50)]
+            for _ in range(5):  # (the rounds took a moment: a ping or two more may have refilled)
                 await send(ws, {"type": "ping"})
-            answers = [await next_of(ws, "pong", timeout=5) for _ in range(20)]
             refused = await next_of(ws, "error", timeout=5)
-            return len(answers), refused["code"]
+        async with await open_socket(daphne, key=committed_api_key) as ws:
+            sources = [unique_source() for _ in range(50)]
+            await send(ws, {"type": "subscribe", "scraperSources": sources})  # 50
+            await send(ws, {"type": "unsubscribe", "scraperSources": sources})  # 100
+            await send(ws, {"type": "subscribe", "scraperSources": sources[:5]})  # past it
+            dearer = await next_of(ws, "error", timeout=5)
+        return len(answers), refused["code"], dearer["code"]
 
-    assert asyncio.run(scenario()) == (20, "rate_limited")
+    assert asyncio.run(scenario()) == (100, "rate_limited", "rate_limited")
 
 
 def test_a_malformed_since_is_an_error_naming_it(daphne: DaphneServer, committed_api_key: str) -> None:
