@@ -77,9 +77,19 @@ from zope.interface import implementer
 
 from metrics_app import counters
 from metrics_app.admission import refusals
-from metrics_app.admission.door import BEFORE_BODY, Caller, Head, body_limit, checked, identify, identify_now
+from metrics_app.admission.door import (
+    BEFORE_BODY,
+    Caller,
+    Head,
+    body_limit,
+    checked,
+    identify,
+    identify_now,
+    socket_checked,
+)  # fmt: skip
 from metrics_app.admission.refusals import Refusal
 from metrics_app.server import features
+from metrics_app.stream.hub import get_hub
 from metrics_app.stream.sockets import (
     SLOW_AFTER_SECONDS,
     AsgiSend,
@@ -97,14 +107,14 @@ log = logging.getLogger(__name__)
 LINGER_SECONDS: Final = 2.0
 
 
-def head_of(request: http.Request, length: int | None) -> Head:
+def head_of(request: http.Request, length: int | None, kind: str = "http") -> Head:
     """The door's view of a request whose headers are in (Twisted keeps the request line on
     the channel until the body has come)."""
     channel = request.channel
     headers = {name.lower(): values[0] for name, values in request.requestHeaders.getAllRawHeaders()}
     if length is not None:
         headers[b"content-length"] = str(length).encode()
-    return Head.of("http", channel._command.decode("latin-1"), channel._path, headers)
+    return Head.of(kind, channel._command.decode("latin-1"), channel._path, headers)
 
 
 class GuardedRequest(http_protocol.WebRequest):
@@ -144,7 +154,22 @@ class GuardedRequest(http_protocol.WebRequest):
                 self._judge_later(head)
             else:
                 self._judged(head, known)
+        elif b"websocket" in (self.getHeader(b"upgrade") or b"").lower():
+            self._check_room(head_of(self, None, "websocket"))
         super().gotLength(0 if self._refused else length)
+
+    def _check_room(self, head: Head) -> None:
+        """A handshake the door would let in but the hub has no room for (the process is full,
+        or the caller holds its share) is answered here, before daphne and autobahn build a
+        socket and Channels a consumer only to close it: most of a refused handshake's cost,
+        and one key reconnecting a thousand sockets a second made it all the process did. The
+        door and the hub judge what goes on (a caller this process cannot name yet among it)."""
+        known = identify_now(head)
+        if known is None:
+            return
+        verdict = socket_checked(head, known, take_rate=False)
+        if isinstance(verdict, Caller) and (no_room := get_hub().room(verdict.client)) is not None:
+            self._refuse(refusals.NO_ROOM[no_room], close=True)
 
     def _judged(self, head: Head, caller: Caller | Refusal) -> None:
         verdict = checked(head, caller, BEFORE_BODY)

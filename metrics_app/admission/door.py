@@ -332,7 +332,7 @@ async def judge(head: Head) -> Caller | Refusal:
 # --- sockets --------------------------------------------------------------------------------------
 
 
-def socket_checked(head: Head, caller: Caller | Refusal) -> Caller | Refusal:
+def socket_checked(head: Head, caller: Caller | Refusal, take_rate: bool = True) -> Caller | Refusal:
     """A handshake to /ws/metrics/: without an Origin header it is not from a browser and must
     carry a key that reads; with one it is, and the Origin must be this site's own (scheme,
     host and port, as the browser reached us) or in CSRF_TRUSTED_ORIGINS, and the caller a
@@ -348,7 +348,7 @@ def socket_checked(head: Head, caller: Caller | Refusal) -> Caller | Refusal:
         return refusals.FOREIGN_ORIGIN
     if not caller.reads:
         return refusals.INGEST_ONLY_KEY if caller.key is not None else refusals.NEEDS_READER
-    return rate(head, caller) or caller
+    return (rate(head, caller) if take_rate else None) or caller
 
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}

@@ -211,6 +211,18 @@ UNJUDGED: Final = Refusal(
     503, "unavailable", "the server could not check this request's credentials; retry later",
     "requests_unjudged", headers=(("Retry-After", str(RETRY_AFTER_UNAVAILABLE_S)),),
 )  # fmt: skip
+# A handshake the process has no room for (the hub's own check, wealthmetrics.daphne_internals
+# answers it before a socket is built): the process holds METRICS_MAX_CLIENTS, or the caller its
+# METRICS_MAX_CLIENTS_PER_CREDENTIAL.
+NO_ROOM: Final = {
+    "full": Refusal(503, "too_many_connections", "this server holds all the live connections it may; "
+                    "retry later", "websocket_refused_full",
+                    headers=(("Retry-After", str(RETRY_AFTER_UNAVAILABLE_S)),)),
+    "share": Refusal(429, "too_many_connections", "this key or person holds its share of this server's "
+                     "live connections; close one, or retry later", "websocket_refused_share",
+                     headers=(("Retry-After", str(RETRY_AFTER_UNAVAILABLE_S)),)),
+}  # fmt: skip
+
 OVERLOADED: Final = Refusal(
     503, "overloaded", "the server is busy; retry after a second", "requests_overloaded",
     headers=(("Retry-After", str(RETRY_AFTER_OVERLOADED_S)),),

@@ -254,12 +254,18 @@ class Hub:
         storm arrives while the process starts): None, or why not: "full" past
         METRICS_MAX_CLIENTS, "share" past its credential's METRICS_MAX_CLIENTS_PER_CREDENTIAL,
         so that one key or person cannot lock the others out."""
-        if len(self.clients) + len(self._joining) >= settings.METRICS_MAX_CLIENTS:
-            return "full"
-        if self._per_credential[client.credential] >= settings.METRICS_MAX_CLIENTS_PER_CREDENTIAL:
-            return "share"
+        if (refused := self.room(client.credential)) is not None:
+            return refused
         self._joining.add(client)
         self._per_credential[client.credential] += 1
+        return None
+
+    def room(self, credential: str) -> str | None:
+        """None if a socket of this credential would be admitted now, else why not (admit)."""
+        if len(self.clients) + len(self._joining) >= settings.METRICS_MAX_CLIENTS:
+            return "full"
+        if self._per_credential.get(credential, 0) >= settings.METRICS_MAX_CLIENTS_PER_CREDENTIAL:
+            return "share"
         return None
 
     def add(self, client: Client) -> None:

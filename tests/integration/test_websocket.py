@@ -1,7 +1,6 @@
 """/ws/metrics/ (docs/websocket.md) over real sockets against a running daphne."""
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -133,21 +132,26 @@ def test_the_limit_holds_while_a_process_starts(
 
 
 def test_one_credential_cannot_take_every_place(start_daphne: Callable[..., DaphneServer]) -> None:
-    """One key holds at most METRICS_MAX_CLIENTS_PER_CREDENTIAL sockets: the others still get in."""
+    """One key holds at most METRICS_MAX_CLIENTS_PER_CREDENTIAL sockets: the others still get in.
+    Past its share, a handshake is answered 429 with Retry-After before a socket is built."""
     server = start_daphne(METRICS_MAX_CLIENTS="20", METRICS_MAX_CLIENTS_PER_CREDENTIAL="5")
     greedy, other = ApiKey.issue("greedy")[1], ApiKey.issue("other")[1]
 
-    async def scenario() -> tuple[int, bool]:
-        held = []
+    async def scenario() -> tuple[int, list[tuple[int, str | None, str]]]:
+        held, refused = [], []
         for _ in range(8):
-            with contextlib.suppress(InvalidStatus):
+            try:
                 held.append(await open_socket(server, key=greedy))
+            except InvalidStatus as no:
+                answer = no.response
+                refused.append((answer.status_code, answer.headers.get("Retry-After"),
+                                orjson.loads(answer.body or b"{}").get("error", "")))  # fmt: skip
         late = await open_socket(server, key=other)
         await next_of(late, "connected")
         await asyncio.gather(*(ws.close() for ws in [*held, late]))
-        return len(held), True
+        return len(held), refused
 
-    assert asyncio.run(scenario()) == (5, True)
+    assert asyncio.run(scenario()) == (5, [(429, "5", "too_many_connections")] * 3)
     assert server.stats(other)["counters"]["websocket_refused_share"] == 3
 
 
