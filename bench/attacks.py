@@ -13,11 +13,12 @@ back every 30 s); sockets that are dropped or refused try again a second later:
   - resync: 20 sockets ask for 50 sources' records since 0, again and again, reading nothing;
   - one key: one read key opens METRICS_MAX_CLIENTS sockets; another key then tries one;
   - slow: 300 sockets subscribe to '*' and never read while records flow.
-Each attack runs in a process of its own (as on a machine of its own). For each: the
-process's peak RSS during it and its RSS after the rest, and how long that took (targets:
-≤ 2 times idle, and back within 10 % of idle), the honest senders' p99 during it (target:
-≤ 2 times the quiet p99), the 5xx the honest senders saw, and the attacking clients' own CPU:
-on 2 cores it weighs on the honest senders' p99 too.
+Each attack runs in a process of its own (as on a machine of its own). First a reference that
+is no attack: an honest sender of 1,000-record batches to known sources, the names attack's
+shape. For each: the process's peak RSS during it and its RSS after the rest, and how long
+that took (targets: ≤ 2 times idle, and back within 10 % of idle), the honest senders' p99
+during it (target: ≤ 2 times the quiet p99), the 5xx the honest senders saw, and the attacking
+clients' own CPU: on 2 cores it weighs on the honest senders' p99 too.
 """
 
 import argparse
@@ -103,15 +104,18 @@ class Phase:
         return latencies[int(0.99 * (len(latencies) - 1))], errors, self.peak
 
 
-def names_attack(url: str, token: str) -> Callable[[float], None]:
+def names_attack(url: str, token: str, new_names: bool = True) -> Callable[[float], None]:
+    """1,000-record batches in a closed loop, each record under a new name; or (`new_names`
+    False) under the known ones: an honest sender of the same shape, the reference."""
     import httpx
 
     def attack(until: float) -> None:
         n = 0
         with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
             while time.monotonic() < until:
-                records = [{"type": "page_navigation", "scraperSource": f"typo-{n}-{i}", "url": "u",
-                            "navigationDurationMs": 1} for i in range(1000)]  # fmt: skip
+                records = [{"type": "page_navigation", "url": "u", "navigationDurationMs": 1,
+                            "scraperSource": f"typo-{n}-{i}" if new_names else KNOWN[i % len(KNOWN)]}
+                           for i in range(1000)]  # fmt: skip
                 client.post("/api/metrics/", content=orjson.dumps({"metrics": records}))
                 n += 1
 
@@ -190,6 +194,9 @@ def main() -> None:
         f"{'attack':<10} {'peak RSS':>14} {'RSS after':>22} {'honest p99':>16} {'5xx':>4} {'attackers':>14}"
     )
     attacks = {
+        "big (ref)": names_attack(
+            server.url, honest, new_names=False
+        ),  # not an attack: the same shape, honest
         "names": names_attack(server.url, scraper),
         "inbound": sockets_attack(server.url, reader, 20, "inbound"),
         "resync": sockets_attack(server.url, reader, 20, "resync"),
