@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from metrics_app import counters
-from metrics_app.stream.bus import TOPIC, RedisBus, parse
+from metrics_app.stream.bus import SEQ_KEY_PREFIX, SEQ_TTL_S, TOPIC, RedisBus, parse
 from metrics_app.stream.hub import Hub
 from tests.support.servers import TcpProxy
 
@@ -50,6 +50,18 @@ def test_redis_bus_numbers_atomically_and_publishes_once(
     (first, records) = next_message(subscriber)
     assert records == [{"n": 1}, {"n": 2}]
     assert next_message(subscriber) == ({source: first[source] + 2}, [{"n": 3}])
+
+
+@pytest.mark.redis
+def test_a_sources_number_leaves_redis_after_a_silent_day(
+    redis_url: str, subscriber: redis.client.PubSub
+) -> None:
+    """A typo's names leave nothing behind for ever: each number expires a day after its last batch."""
+    source = f"bus-{uuid.uuid4().hex[:8]}"
+    RedisBus(redis_url).publish({source: 1}, orjson.dumps([{"n": 1}]))
+    next_message(subscriber)
+    ttl = redis.Redis.from_url(redis_url).ttl(SEQ_KEY_PREFIX + source)
+    assert SEQ_TTL_S - 60 < ttl <= SEQ_TTL_S
 
 
 @pytest.mark.redis
