@@ -2,14 +2,14 @@
 // module that knows Chart.js. A page describes its charts as specs ({kind, unit, title(view),
 // data(view)}) and asks `draw` to show them; nothing else of Chart.js reaches a page.
 //
-// What every chart does the same way: a colour per source from its name, whole numbers on count
+// What every chart does the same way: its sources told apart by colour (format.coloursOf), whole numbers on count
 // and byte axes, durations in ms or s, exact values in tooltips, gaps left as gaps, the
 // still-filling last bucket drawn dashed (lines) or faded (bars), category labels never
 // skipped (bars are horizontal and grow with their categories), and legend entries and bars
 // that open the source's own page.
 
 import {
-  OTHERS, colorOf, faded, formatBytes, formatCount, formatDuration, formatPercent, formatRatio,
+  OTHERS, coloursOf, faded, formatBytes, formatCount, formatDuration, formatPercent, formatRatio,
 } from "./format.js";
 
 const FORMAT = {
@@ -20,6 +20,8 @@ const FORMAT = {
   ratio: formatRatio,
 };
 const WHOLE_UNITS = new Set(["count", "bytes"]);
+// The error rate and failed runs: red (site.css's --bad), far from every source's colour.
+const ERROR_RATE_COLOUR = "#c0362c";
 const BAR_ROW_PX = 24;
 
 export class Charts {
@@ -133,10 +135,15 @@ export class Charts {
   setData(chart, labels, series, extra = {}) {
     const spec = chart.$spec;
     chart.data.labels = labels;
-    const datasets = Object.entries(series).map(([name, values]) => this.dataset(chart, spec, name, values, extra));
+    // The sources drawn together are told apart: one set of colours for the chart.
+    const colours = coloursOf(spec.kind === "hbar" ? labels : Object.keys(series));
+    const datasets = Object.entries(series).map(([name, values]) =>
+      this.dataset(spec, name, values, extra, spec.kind === "hbar" ? labels.map((l) => colours.get(l)) : colours.get(name)));
     for (const [name, values] of Object.entries(extra.overlay ?? {})) {
-      const colour = spec.colours?.[name] ?? "#c0362c";
-      datasets.push({ ...this.line(name, values, colour, extra.partial), type: "line", yAxisID: "y2", order: -1 });
+      // dashed, in a colour no source has: the error rate is never read as one more source
+      const colour = spec.colours?.[name] ?? ERROR_RATE_COLOUR;
+      datasets.push({ ...this.line(name, values, colour, extra.partial), type: "line", yAxisID: "y2", order: -1,
+                      borderDash: [6, 4] });
     }
     chart.data.datasets = datasets;
     if (spec.kind === "hbar") {
@@ -145,27 +152,26 @@ export class Charts {
     chart.update("none");
   }
 
-  dataset(chart, spec, name, values, extra) {
+  // `colour`: the source's (for horizontal bars, one per bar).
+  dataset(spec, name, values, extra, colour) {
     if (spec.kind === "hbar") {
-      const colours = chart.data.labels.map((label) => colorOf(label));
-      return { label: name, data: values, backgroundColor: colours, borderColor: colours };
+      return { label: name, data: values, backgroundColor: colour, borderColor: colour };
     }
     if (spec.kind === "scatter") {
       return {
-        label: name, data: values, backgroundColor: colorOf(name), borderColor: colorOf(name),
+        label: name, data: values, backgroundColor: colour, borderColor: colour,
         pointRadius: values.map((p) => (p.failed ? 6 : 3)),
         pointStyle: values.map((p) => (p.failed ? "crossRot" : "circle")),
-        pointBorderColor: values.map((p) => (p.failed ? "#c0362c" : colorOf(name))),
+        pointBorderColor: values.map((p) => (p.failed ? ERROR_RATE_COLOUR : colour)),
         pointBorderWidth: values.map((p) => (p.failed ? 2 : 1)),
       };
     }
     if (spec.kind === "stacked") {
-      const colour = colorOf(name);
       const colours = values.map((_, i) => (i === extra.partial ? faded(colour) : colour));
       return { label: name, data: values, backgroundColor: colours, borderColor: colour, partial: extra.partial,
                stack: "records", barPercentage: 1, categoryPercentage: 0.9 };
     }
-    return this.line(name, values, spec.colours?.[name] ?? colorOf(name), extra.partial);
+    return this.line(name, values, spec.colours?.[name] ?? colour, extra.partial);
   }
 
   line(name, values, colour, partial) {

@@ -85,19 +85,50 @@ export function formatChange(now, before) {
   return `${change > 0 ? "+" : ""}${ONE_DECIMAL.format(change)} %`;
 }
 
-// A colour per source, from its name, the same on every load and every chart: FNV-1a over the
-// name, folded to a hue. Lightness follows the colour scheme so lines read on dark backgrounds.
-export function colorOf(name, dark = matchMedia?.("(prefers-color-scheme: dark)").matches) {
-  if (name === OTHERS) return dark ? "#8b93a1" : "#9aa1ad";
+export const OTHERS = "others";
+
+// Sources' colours: ten that any two in a chart tell apart (CIE76 distance 37 or more between
+// any two in the light scheme, 23 in the dark, where they are lighter to read on the dark
+// background), none near the error rate's red nor the grey of "others".
+export const PALETTE = {
+  light: ["#2ca02c", "#e7298a", "#ff7f0e", "#3182bd", "#8c564b", "#006d5b", "#bcbd22", "#5e3c99", "#a6761d", "#17becf"],
+  dark: ["#76c176", "#ef74b3", "#ffac62", "#79aed4", "#b4918a", "#59a094", "#d3d46f", "#9680bd", "#c5a66c", "#68d5e0"],
+};
+export const OTHERS_COLOUR = { light: "#9aa1ad", dark: "#8b93a1" };
+
+function darkScheme() {
+  return Boolean(globalThis.matchMedia?.("(prefers-color-scheme: dark)").matches);
+}
+
+// A source's own place in the palette, from its name (FNV-1a): the same on every load.
+function slotOf(name) {
   let hash = 0x811c9dc5;
   for (let i = 0; i < name.length; i += 1) {
     hash ^= name.charCodeAt(i);
     hash = Math.imul(hash, 0x01000193) >>> 0;
   }
-  return `hsl(${hash % 360} 70% ${dark ? 62 : 42}%)`;
+  return hash % PALETTE.light.length;
 }
 
-export const OTHERS = "others";
+// The colours of the series a chart shows together: each name its own place in the palette,
+// unless a name before it (by name) took it, then the next free one; so up to ten sources are
+// all told apart, and a source keeps its colour wherever the same sources are shown.
+export function coloursOf(names, dark = darkScheme()) {
+  const palette = dark ? PALETTE.dark : PALETTE.light;
+  const taken = new Set();
+  const colours = new Map();
+  for (const name of [...new Set(names)].sort()) {
+    if (name === OTHERS) {
+      colours.set(name, dark ? OTHERS_COLOUR.dark : OTHERS_COLOUR.light);
+      continue;
+    }
+    let slot = slotOf(name);
+    for (let tries = 0; taken.has(slot) && tries < palette.length; tries += 1) slot = (slot + 1) % palette.length;
+    taken.add(slot);
+    colours.set(name, palette[slot]);
+  }
+  return colours;
+}
 
 // The same colour, see-through: the still-filling bucket of a bar chart.
 export function faded(colour) {

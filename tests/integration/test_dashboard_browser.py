@@ -127,3 +127,57 @@ def test_the_page_works_under_its_own_content_security_policy(
     page.wait_for_selector(f"#scraper-grid >> text={source}", timeout=5000)  # drawn by our scripts
     assert page.evaluate("Object.values(Chart.instances).length") >= 1  # the charts of the open tab
     assert errors == []  # no script, style or socket refused by the policy
+
+
+def cie76(a: str, b: str) -> float:
+    """The distance a person sees between two colours (#rrggbb), in CIELAB."""
+
+    def lab(hex_colour: str) -> tuple[float, float, float]:
+        def linear(c: float) -> float:
+            return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+        r, g, b = (linear(int(hex_colour[i : i + 2], 16) / 255) for i in (1, 3, 5))
+        x, y, z = ((0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047, 0.2126 * r + 0.7152 * g + 0.0722 * b,
+                   (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883)  # fmt: skip
+        fx, fy, fz = (t ** (1 / 3) if t > 216 / 24389 else (24389 / 27 * t + 16) / 116 for t in (x, y, z))
+        return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+
+    return float(sum((p - q) ** 2 for p, q in zip(lab(a), lab(b), strict=True)) ** 0.5)
+
+
+DEMO_SOURCES = ["robinhood", "cnbc", "webull", "marketbeat", "yahoo-finance", "example-quotes", "newcomer-shop",
+                "quotes-refresh"]  # fmt: skip
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_eight_sources_drawn_together_are_told_apart(
+    browser: Any, daphne: DaphneServer, login: dict[str, str], committed_api_key: str, scheme: str
+) -> None:
+    """The timeline's and the bars' colours, as Chart.js holds them: any two sources at least
+    12 apart (CIE76), each source the same colour in both charts, the error rate dashed."""
+    ingest(daphne, committed_api_key, [navigation(scraperSource=name, success=i % 3 > 0)
+                                       for i, name in enumerate(DEMO_SOURCES * 3)])  # fmt: skip
+    page, errors = open_dashboard(browser, daphne, login, color_scheme=scheme)
+    page.wait_for_function(
+        "() => { const c = Chart.getChart(document.querySelector('canvas[data-chart=timeline]'));"
+        " return c && c.data.datasets.length >= 9; }",
+        timeout=10000,
+    )
+    timeline = page.evaluate(
+        "Chart.getChart(document.querySelector('canvas[data-chart=timeline]')).data.datasets"
+        ".map(d => ({label: d.label, colour: d.borderColor, dash: d.borderDash || []}))"
+    )
+    bars = page.evaluate(
+        "(() => { const c = Chart.getChart(document.querySelector('canvas[data-chart=recordsBySource]'));"
+        " return Object.fromEntries(c.data.labels.map((l, i) => [l, c.data.datasets[0].backgroundColor[i]])); })()"
+    )
+    sources = {d["label"]: d["colour"] for d in timeline if d["label"] in DEMO_SOURCES}
+    assert sorted(sources) == sorted(DEMO_SOURCES)
+    (rate,) = [d for d in timeline if d["label"].startswith("error rate")]
+    colours = [*sources.values(), rate["colour"]]
+    closest = min(cie76(a, b) for i, a in enumerate(colours) for b in colours[i + 1 :])
+    assert closest >= 12, (closest, sources)
+    assert rate["dash"]  # a style no source has
+    assert all(bars[name] == colour for name, colour in sources.items() if name in bars)
+    screenshot(page, f"dashboard-colours-{scheme}")
+    assert errors == []

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { toCSV } from "../../static/js/charts.js";
-import { OTHERS, colorOf, formatAgo, formatDuration, formatPeriod, formatRatio, plural } from "../../static/js/format.js";
+import { OTHERS, formatAgo, formatDuration, formatPeriod, formatRatio, plural } from "../../static/js/format.js";
 import { channelOf, durationOf } from "../../static/js/records.js";
 import { RangeView } from "../../static/js/view.js";
 
@@ -39,12 +39,6 @@ test("ratios read to 3 figures and counts agree with their noun", () => {
   assert.deepEqual([20, 5, 0.8, 1.256].map(formatRatio), ["20", "5", "0.8", "1.26"]);
   assert.equal(plural(1, "failure"), "1 failure");
   assert.equal(plural(2048, "failure"), "2,048 failures");
-});
-
-test("a source's colour comes from its name: the same every time, others grey", () => {
-  assert.equal(colorOf("cnbc", false), colorOf("cnbc", false));
-  assert.notEqual(colorOf("cnbc", false), colorOf("webull", false));
-  assert.match(colorOf(OTHERS, false), /^#/);
 });
 
 test("the busiest channels are drawn, the rest together as others, none dropped", () => {
