@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from metrics_app.alerts.models import Alert, AlertEvent, Notification, Silence, Verdict
@@ -170,8 +170,8 @@ def listed(state: str, source: str | None) -> list[dict[str, Any]]:
     alerts = Alert.objects.exclude(state=Alert.State.PENDING)
     if state != "all":
         alerts = alerts.filter(state=state)
-    if source is not None:
-        alerts = alerts.filter(scraper_source=source)
+    if source is not None:  # a source's alerts, or a scheduler's: the page's filter names either
+        alerts = alerts.filter(models.Q(scraper_source=source) | models.Q(scheduler_name=source))
     now = timezone.now()
     silences = list(Silence.objects.filter(starts_at__lte=now, ends_at__gt=now))
     return [as_dict(alert, silences) for alert in alerts.order_by("-starts_at", "-id")[:MAX_LISTED]]

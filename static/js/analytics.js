@@ -6,7 +6,7 @@ import { AlertsView } from "./alerts.js";
 import { Charts } from "./charts.js";
 import { FailuresView } from "./failures.js";
 import {
-  DASH, bucketLabel, formatAgo, formatChange, formatCount, formatDuration, formatPercent, formatPeriod,
+  DASH, bucketLabel, formatAgo, formatChange, formatCount, formatDuration, formatPercent, formatPeriod, plural,
 } from "./format.js";
 import { getJSON, renderTiles } from "./page.js";
 import { PageLoop } from "./page-loop.js";
@@ -123,8 +123,7 @@ function render(dirty, view) {
 function renderTotals(view) {
   const totals = view.totals;
   renderTiles(view);
-  els.alertCount.textContent = totals.failures ? formatCount(totals.failures) : "";
-  els.alertCount.title = `failures in the ${view.range.label}`;
+  renderAlertCount();
   renderSourceOptions(view);
   renderScraperCards(view);
   renderSchedulerCards(view);
@@ -212,6 +211,14 @@ function renderSourceOptions(view) {
   els.source.value = loop.source;
 }
 
+// The Alerts tab's badge: the alerts firing now, of the filter's source (failures have their
+// own count in the tab).
+function renderAlertCount() {
+  const firing = alerts.firing.length;
+  els.alertCount.textContent = firing ? formatCount(firing) : "";
+  els.alertCount.title = firing ? `${plural(firing, "alert")} firing now` : "";
+}
+
 // --- wiring --------------------------------------------------------------------------------
 
 function showTab(name) {
@@ -265,9 +272,10 @@ export function main() {
   alerts = new AlertsView($("#tab-alerts"), getJSON, () => loop.invalidate("view"));
 
   const client = loop.start(WILDCARD);
-  client.on("alert", () => alerts.load().catch(console.warn)); // an alert fired or resolved
+  const loadAlerts = () => alerts.load(loop.source === WILDCARD ? null : loop.source).catch(console.warn);
+  client.on("alert", loadAlerts); // an alert fired or resolved
   client.on("status", ({ state: connection }) => {
-    if (connection === "live") alerts.load().catch(console.warn); // what changed while away
+    if (connection === "live") loadAlerts(); // what changed while away
   });
   for (const button of els.tabs) button.addEventListener("click", () => showTab(button.dataset.tab));
   els.range.addEventListener("change", () => {
@@ -277,6 +285,7 @@ export function main() {
   els.source.addEventListener("change", () => {
     loop.source = els.source.value;
     loop.reload();
+    loadAlerts();
   });
   $("#export-png").addEventListener("click", () => exportCharts("png"));
   $("#export-csv").addEventListener("click", () => exportCharts("csv"));

@@ -7,7 +7,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from django.utils import timezone
 
+from metrics_app.alerts.models import Alert
 from tests.support.browser import open_dashboard, screenshot
 from tests.support.records import navigation, scrape
 from tests.support.servers import DaphneServer
@@ -180,4 +182,38 @@ def test_eight_sources_drawn_together_are_told_apart(
     assert rate["dash"]  # a style no source has
     assert all(bars[name] == colour for name, colour in sources.items() if name in bars)
     screenshot(page, f"dashboard-colours-{scheme}")
+    assert errors == []
+
+
+def test_the_alerts_badge_counts_firing_alerts_and_follows_the_filter(
+    browser: Any, daphne: DaphneServer, login: dict[str, str], committed_api_key: str
+) -> None:
+    """The badge counts the alerts firing now (not the failures, which have their own count),
+    and agrees with /api/alerts/; with the filter on one source, another's alert is not listed."""
+    now = timezone.now()
+    Alert.objects.create(fingerprint="site_down:robinhood:", verdict="site_down", scraper_source="robinhood",
+                         severity="critical", state="firing", summary="robinhood: every page failed",
+                         pending_since=now, starts_at=now, last_held_at=now)  # fmt: skip
+    ingest(
+        daphne,
+        committed_api_key,
+        [navigation(scraperSource=name, success=False) for name in ("robinhood", "cnbc")] * 5,
+    )
+    page, errors = open_dashboard(browser, daphne, login)
+    page.wait_for_function("document.querySelector('#alert-count').textContent === '1'", timeout=10000)
+    firing = httpx.get(
+        f"{daphne.url}/api/alerts/", headers={"Authorization": f"Bearer {committed_api_key}"}
+    ).json()
+    assert len(firing["alerts"]) == 1
+    assert page.get_attribute("#alert-count", "title") == "1 alert firing now"
+    page.click('[data-tab="alerts"]')
+    page.wait_for_selector("#firing-alerts li")
+    assert "robinhood: every page failed" in page.inner_text("#firing-alerts")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#source-filter option')].some(o => o.value === 'cnbc')"
+    )
+    page.select_option("#source-filter", "cnbc")
+    page.wait_for_function("document.querySelectorAll('#firing-alerts li').length === 0", timeout=10000)
+    assert page.inner_text("#alert-count") == ""
+    screenshot(page, "dashboard-alerts-filtered")
     assert errors == []
