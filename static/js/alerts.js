@@ -6,7 +6,6 @@
 import { formatAgo, formatTime } from "./format.js";
 
 const RESOLVED_SHOWN = 20;
-const SILENCE_MINUTES = 60;
 
 export class AlertsView {
   constructor(root, getJSON, onChange = () => {}) {
@@ -59,26 +58,40 @@ export class AlertsView {
       threshold: alert.thresholdSource ? `threshold: ${alert.thresholdSource}` : "",
     };
     for (const [field, text] of Object.entries(fields)) item.querySelector(`[data-field="${field}"]`).textContent = text;
-    const button = item.querySelector("button");
+    // Silencing: a small form (how long, and why) opened by the button, not a prompt.
+    const button = item.querySelector("button.silence");
+    const form = item.querySelector("form.silence-form");
     button.hidden = !firing || alert.silenced;
-    button.textContent = `Silence ${SILENCE_MINUTES} min`;
-    button.addEventListener("click", () => this.silence(alert).catch(console.warn));
+    button.addEventListener("click", () => {
+      button.hidden = true;
+      form.hidden = false;
+      form.elements.reason.focus();
+    });
+    form.querySelector("[data-cancel]").addEventListener("click", () => {
+      form.hidden = true;
+      button.hidden = false;
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const minutes = Number(form.elements.minutes.value);
+      this.silence(alert, minutes, form.elements.reason.value.trim()).catch((error) => {
+        form.querySelector(".error").textContent = error.message;
+      });
+    });
     return item;
   }
 
-  async silence(alert) {
-    const reason = prompt(`Silence “${alert.verdict}” of ${alert.scraperSource ?? alert.schedulerName ?? "these sources"} for ${SILENCE_MINUTES} minutes. Why?`);
-    if (reason === null) return;
+  async silence(alert, minutes, reason) {
     const response = await fetch("/api/alerts/silences/", {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
       body: JSON.stringify({
         scraperSource: alert.scraperSource, schedulerName: alert.schedulerName, verdict: alert.verdict,
-        minutes: SILENCE_MINUTES, reason,
+        minutes, reason,
       }),
     });
-    if (!response.ok) throw new Error(`silence: ${response.status}`);
+    if (!response.ok) throw new Error((await response.json().catch(() => ({}))).message ?? `could not silence (${response.status})`);
     await this.load();
   }
 }

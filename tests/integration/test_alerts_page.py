@@ -48,8 +48,11 @@ def test_a_firing_alert_shows_live_on_the_tab_the_card_and_the_source_page(
     assert card.locator('[data-field="state"]').inner_text() == "critical: site down"
 
     page.click('[data-tab="alerts"]')
-    page.once("dialog", lambda dialog: dialog.accept("deploying a fix"))
-    page.click("#firing-alerts button.silence")
+    page.click("#firing-alerts button.silence")  # a form: how long, and why (no prompt)
+    page.select_option("#firing-alerts select[name=minutes]", "240")
+    page.fill("#firing-alerts input[name=reason]", "deploying a fix")
+    screenshot(page, "alerts-silence-form")
+    page.click("#firing-alerts form button[type=submit]")
     page.wait_for_selector("#firing-alerts li:has-text('silenced')", timeout=5000)
     silence = Silence.objects.get()
     assert (silence.scraper_source, silence.verdict, silence.reason) == (
@@ -58,7 +61,7 @@ def test_a_firing_alert_shows_live_on_the_tab_the_card_and_the_source_page(
         "deploying a fix",
     )
     assert silence.created_by == login["username"]
-    assert timedelta(minutes=59) < silence.ends_at - silence.starts_at <= timedelta(minutes=60)
+    assert timedelta(minutes=239) < silence.ends_at - silence.starts_at <= timedelta(minutes=240)
 
     page.goto(f"{daphne.url}/analytics/source/{source}/?range=live")
     page.wait_for_selector("#firing-alerts li", timeout=10_000)

@@ -127,3 +127,11 @@ def test_embedded_default_needs_no_service(tmp_path: Path, live_server_env: dict
 def test_daphne_serves_static_files(daphne: DaphneServer) -> None:
     for path in ("/static/css/site.css", "/static/admin/css/base.css"):
         assert httpx.get(f"{daphne.url}{path}").status_code == 200
+
+
+def test_the_icon_is_there_for_anyone(daphne: DaphneServer) -> None:
+    """Browsers ask for /favicon.ico where a page names no icon (the admin, JSON): not a 404."""
+    icon = httpx.get(f"{daphne.url}/favicon.ico", follow_redirects=True)
+    assert (icon.status_code, icon.content[:4]) == (200, b"\x00\x00\x01\x00")  # an ICO file
+    named = httpx.get(f"{daphne.url}/static/favicon.svg")  # the one the pages name
+    assert named.status_code == 200 and named.content.startswith(b"<svg")
