@@ -36,7 +36,7 @@ function overTime(view, kind, type, value, overlay, empty = null) {
   return {
     labels: axisLabels(view),
     series: view.valuesByChannel(kind, TOP, type, value, empty),
-    extra: { partial: view.partialIndex, overlay },
+    extra: { partial: view.partialIndex, times: view.axis, overlay },
   };
 }
 

@@ -135,6 +135,8 @@ export class Charts {
   setData(chart, labels, series, extra = {}) {
     const spec = chart.$spec;
     chart.data.labels = labels;
+    chart.$times = extra.times; // the buckets' start times (ISO 8601), for the CSV
+    chart.$partial = extra.partial;
     // The sources drawn together are told apart: one set of colours for the chart.
     const colours = coloursOf(spec.kind === "hbar" ? labels : Object.keys(series));
     const datasets = Object.entries(series).map(([name, values]) =>
@@ -193,17 +195,27 @@ export class Charts {
   data(chart) {
     const series = {};
     for (const dataset of chart.data.datasets) series[dataset.label] = dataset.data;
-    return { labels: chart.data.labels, series };
+    return { labels: chart.data.labels, series, times: chart.$times, partial: chart.$partial };
   }
 
 }
 
 // CSV of what a chart shows: one row per label, one column per series.
-export function toCSV({ labels, series }) {
+// A chart's figures as CSV: over time, one row a bucket, named by its start (ISO 8601, UTC)
+// and marked `partial` while it still fills; values rounded to 2 decimals.
+export function toCSV({ labels, series, times, partial }) {
   const names = Object.keys(series);
-  const rows = [["label", ...names].map(csvCell).join(",")];
-  labels.forEach((label, i) => rows.push([label, ...names.map((n) => series[n][i] ?? "")].map(csvCell).join(",")));
+  const marked = Number.isInteger(partial);
+  const rows = [[times ? "time" : "label", ...names, ...(marked ? ["partial"] : [])].map(csvCell).join(",")];
+  labels.forEach((label, i) => {
+    const values = names.map((n) => rounded(series[n][i]));
+    rows.push([times?.[i] ?? label, ...values, ...(marked ? [i === partial ? "true" : ""] : [])].map(csvCell).join(","));
+  });
   return rows.join("\n") + "\n";
+}
+
+function rounded(value) {
+  return typeof value === "number" && !Number.isInteger(value) ? Math.round(value * 100) / 100 : value ?? "";
 }
 
 function csvCell(value) {

@@ -13,6 +13,7 @@ let source = ""; // the page's source, from the page (main)
 let alerts = null; // its AlertsView
 
 const labels = (view) => view.axis.map((iso) => bucketLabel(iso, view.range.bucket));
+const overAxis = (view) => ({ partial: view.partialIndex, times: view.axis }); // every chart here is over time
 const per = (view, type, value, empty = null) => view.values(source, type, (b) => (b.count ? value(b) : null), empty);
 
 export const CHARTS = {
@@ -27,7 +28,7 @@ export const CHARTS = {
           .map((type) => [type.replace("page_", "").replace("_", " "), per(v, type, (b) => b.count, 0)]),
       ),
       extra: {
-        partial: v.partialIndex,
+        ...overAxis(v),
         overlay: { "error rate %": v.axis.map((_, i) => errorRate(v, i)), "alert firing": alertPeriods(v) },
       },
     }),
@@ -38,23 +39,23 @@ export const CHARTS = {
       labels: labels(v),
       series: { p50: per(v, "all", (b) => b.p50DurationMs), p95: per(v, "all", (b) => b.p95DurationMs),
                 p99: per(v, "all", (b) => b.p99DurationMs) },
-      extra: { partial: v.partialIndex },
+      extra: overAxis(v),
     }),
   },
   itemsPerScrape: {
     kind: "line", unit: "ratio", title: (v) => `Items per scrape (${v.range.label})`,
     data: (v) => ({ labels: labels(v), series: { "items per scrape": per(v, "page_scrape", (b) => b.itemsExtracted / b.count) },
-                    extra: { partial: v.partialIndex } }),
+                    extra: overAxis(v) }),
   },
   bytesPerPage: {
     kind: "line", unit: "bytes", title: (v) => `Bytes per page (${v.range.label})`,
     data: (v) => ({ labels: labels(v), series: { "bytes per page": per(v, "page_scrape", (b) => b.dataSize / b.count) },
-                    extra: { partial: v.partialIndex } }),
+                    extra: overAxis(v) }),
   },
   retries: {
     kind: "line", unit: "ratio", title: (v) => `Retries per navigation (${v.range.label})`,
     data: (v) => ({ labels: labels(v), series: { "retries per navigation": per(v, "page_navigation", (b) => b.retries / b.count) },
-                    extra: { partial: v.partialIndex } }),
+                    extra: overAxis(v) }),
   },
 };
 

@@ -1,7 +1,9 @@
 """/analytics/ in a real headless Chromium (Debian's package, driven by Playwright)."""
 
+import re
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -216,4 +218,25 @@ def test_the_alerts_badge_counts_firing_alerts_and_follows_the_filter(
     page.wait_for_function("document.querySelectorAll('#firing-alerts li').length === 0", timeout=10000)
     assert page.inner_text("#alert-count") == ""
     screenshot(page, "dashboard-alerts-filtered")
+    assert errors == []
+
+
+def test_the_csv_export_names_each_bucket_by_its_time(
+    browser: Any, daphne: DaphneServer, login: dict[str, str], committed_api_key: str
+) -> None:
+    """The timeline's CSV, as downloaded: ISO 8601 times (not "12:37 AM"), rounded values, and
+    the still-filling bucket marked."""
+    ingest(daphne, committed_api_key, [navigation(scraperSource="cnbc", success=i % 3 > 0) for i in range(3)])
+    page, errors = open_dashboard(browser, daphne, login)
+    page.wait_for_function(
+        "Chart.getChart(document.querySelector('canvas[data-chart=timeline]'))?.data.datasets.length >= 2"
+    )
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    assert download.value.suggested_filename == "timeline.csv"
+    rows = Path(download.value.path()).read_text().splitlines()
+    assert rows[0] == "time,cnbc,error rate %,partial"
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row.split(",")[0]) for row in rows[1:])
+    assert rows[-1].endswith(",true") and all(not row.endswith(",true") for row in rows[1:-1])
+    assert [row for row in rows if ",3,33.33," in row]  # the minute of the 3 records, 1 in 3 failed
     assert errors == []

@@ -82,6 +82,15 @@ test("CSV export quotes what needs quoting", () => {
   assert.equal(toCSV(shown), 'label,"p95, ms"\na,1\n"b ""x""",2\n');
 });
 
+test("CSV over time: ISO 8601 times, not the axis's '12:37 AM', values rounded, the filling bucket marked", () => {
+  const shown = {
+    labels: ["12:36 AM", "12:37 AM"], times: ["2026-11-26T00:36:00Z", "2026-11-26T00:37:00Z"], partial: 1,
+    series: { cnbc: [3, null], "error rate %": [33.33333333333333, 0.1 + 0.2] },
+  };
+  assert.equal(toCSV(shown),
+    'time,cnbc,error rate %,partial\n2026-11-26T00:36:00Z,3,33.33,\n2026-11-26T00:37:00Z,,0.3,true\n');
+});
+
 test("channels the server summed (its rest) count in the others, the error rate and the bars", () => {
   const a = [bucket(4, 4), null, bucket(2, 1)];
   const view = new RangeView({
