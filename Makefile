@@ -21,9 +21,10 @@ run: deps frontend
 	$(BIN)/python manage.py first_run --url http://$(HOST):$(PORT)/
 	@# One shell: the demo's parent becomes daphne (exec), and the demo stops when daphne does.
 	@if [ "$(DEMO)" = 1 ]; then \
-	  echo "Demo: simulated scrapers send live traffic, with a fault every few minutes to watch alerts fire and resolve (DEMO=0 turns them off)"; \
+	  mkdir -p $${VAR_DIR:-var}; \
+	  echo "Demo: simulated scrapers send live traffic, with a fault every few minutes to watch alerts fire and resolve (DEMO=0 turns them off); what they do (the backfill, each fault's start and end): $${VAR_DIR:-var}/demo.log"; \
 	  $(BIN)/python manage.py simulate_scrapers --url http://$(HOST):$(PORT)/ --wait-for-server 60 --backfill-days 7 --faults demo \
-	    --exit-with-parent >/dev/null & \
+	    --exit-with-parent >$${VAR_DIR:-var}/demo.log 2>&1 & \
 	fi; \
 	echo "HTTP access log: $${VAR_DIR:-var}/access.log"; \
 	exec $(BIN)/daphne -e tcp:port=$(PORT):interface=$(subst :,\:,$(HOST)):backlog=$(BACKLOG) --access-log $${VAR_DIR:-var}/access.log \

@@ -317,5 +317,8 @@ LOGGING = {
     "loggers": {
         "metrics_app": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO"), "propagate": False},
         "dashboard_app": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO"), "propagate": False},
+        # The login throttle writes four INFO lines a login, with the whole user agent, burying
+        # the useful lines; its lockouts are warnings, and stay.
+        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }

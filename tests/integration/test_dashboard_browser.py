@@ -3,6 +3,7 @@
 import re
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -239,4 +240,16 @@ def test_the_csv_export_names_each_bucket_by_its_time(
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row.split(",")[0]) for row in rows[1:])
     assert rows[-1].endswith(",true") and all(not row.endswith(",true") for row in rows[1:-1])
     assert [row for row in rows if ",3,33.33," in row]  # the minute of the 3 records, 1 in 3 failed
+    assert errors == []
+
+
+def test_a_login_leaves_no_lines_of_the_throttle_in_the_log(
+    browser: Any, start_daphne: Callable[..., DaphneServer], login: dict[str, str]
+) -> None:
+    """django-axes wrote four INFO lines a login, each with the whole user agent."""
+    server = start_daphne()
+    page, errors = open_dashboard(browser, server, login)
+    page.wait_for_selector('#connection[data-connection-state="live"]')
+    user_agent = page.evaluate("navigator.userAgent")
+    assert "AXES" not in server.log() and user_agent not in server.log()
     assert errors == []
