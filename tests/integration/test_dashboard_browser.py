@@ -253,3 +253,37 @@ def test_a_login_leaves_no_lines_of_the_throttle_in_the_log(
     user_agent = page.evaluate("navigator.userAgent")
     assert "AXES" not in server.log() and user_agent not in server.log()
     assert errors == []
+
+
+def test_on_a_phone_every_tab_is_in_sight_and_no_error_is_cut_mid_token(
+    browser: Any, daphne: DaphneServer, login: dict[str, str], committed_api_key: str
+) -> None:
+    """At 375 px: the tab bar scrolled sideways with no hint (Scheduler, Alerts and the badge
+    off-screen), and the errors table broke words mid-token ("net::E RR_NA ME_N…")."""
+    token = "net::ERR_NAME_NOT_RESOLVED"
+    ingest(daphne, committed_api_key, [navigation(scraperSource="marketbeat", success=False, error=token)])
+    page, errors = open_dashboard(
+        browser, daphne, login, viewport={"width": 375, "height": 740}, is_mobile=True
+    )
+    page.wait_for_selector('#connection[data-connection-state="live"]')
+    outside = page.evaluate(
+        "[...document.querySelectorAll('.tabs button')].filter(b => b.getBoundingClientRect().right > innerWidth)"
+        ".map(b => b.textContent.trim())"
+    )
+    assert outside == []
+    page.click('[data-tab="alerts"]')
+    page.wait_for_function(f"document.querySelector('#failure-groups').textContent.includes('{token}')")
+    lines = page.evaluate(
+        """(token) => { const cell = [...document.querySelectorAll('#failure-groups td')]
+             .find(td => td.textContent.includes(token));
+           const text = [...cell.childNodes].find(n => n.nodeType === 3 && n.textContent.includes(token))
+             ?? cell.firstChild.firstChild ?? cell.firstChild;
+           const range = document.createRange(); const at = text.textContent.indexOf(token);
+           range.setStart(text, at); range.setEnd(text, at + token.length);
+           return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size; }""",
+        token,
+    )
+    assert lines == 1  # the whole token on one line
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(page, "dashboard-mobile-alerts")
+    assert errors == []
