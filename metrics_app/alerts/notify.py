@@ -41,7 +41,9 @@ def payload(event: AlertEvent) -> dict[str, Any]:
 
 
 def headline(event: AlertEvent) -> str:
-    return f"[{'FIRING' if event.status == 'firing' else 'RESOLVED'}] {event.summary}"
+    """ "[FIRING] site down: robinhood: 92 % of page loads failed …": the verdict, then the summary."""
+    verdict = event.alert.verdict.replace("_", " ")
+    return f"[{'FIRING' if event.status == 'firing' else 'RESOLVED'}] {verdict}: {event.summary}"
 
 
 # A summary quotes scrapers' error texts, which anyone with an ingest key writes: in a chat

@@ -111,12 +111,11 @@ def judge_source(
         rate, threshold, basis = nav_failing
         said = f"{_pct(rate)} of page loads failed {span} ({nav.count - nav.ok} of {nav.count}), {basis}"
         said += _top_errors(nav_errors)
+        # The summary says what was seen; the verdict is said beside it, once (the page, headlines).
         if kinds["refusal"] * 2 >= sum(kinds.values()) > 0:
-            return Finding(Verdict.BLOCKED, name, None, f"{name}: blocked: {said}", rate, threshold, basis)
+            return Finding(Verdict.BLOCKED, name, None, f"{name}: {said}", rate, threshold, basis)
         if rate >= DOWN_FAILURE_RATE or kinds["outage"] * 2 >= sum(kinds.values()) > 0:
-            return Finding(
-                Verdict.SITE_DOWN, name, None, f"{name}: site down: {said}", rate, threshold, basis
-            )
+            return Finding(Verdict.SITE_DOWN, name, None, f"{name}: {said}", rate, threshold, basis)
     healthy_loads = _loads(nav)
     if small := _small_pages(scrape, usual.bytes_per_page):
         size, threshold, basis = small

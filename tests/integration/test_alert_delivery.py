@@ -99,7 +99,8 @@ def test_two_processes_notify_each_transition_once_and_tell_every_page(
         ("resolved", "site_down", source), ("resolved", "site_down", source),
     ]  # fmt: skip
     assert (
-        "site down" in told[0]["alert"]["summary"] and "ERR_CONNECTION_REFUSED" in told[0]["alert"]["summary"]
+        "of page loads failed" in told[0]["alert"]["summary"]
+        and "ERR_CONNECTION_REFUSED" in told[0]["alert"]["summary"]
     )
     assert wait_until(lambda: receiver.statuses(source) == ["firing", "resolved"], timeout=30), (
         receiver.attempts
@@ -108,5 +109,5 @@ def test_two_processes_notify_each_transition_once_and_tell_every_page(
     assert receiver.statuses(source) == ["firing", "resolved"]
     assert len(receiver.attempts) == 3  # the firing one failed once and was retried
     firing = receiver.received[0]
-    assert firing["text"].startswith(f"[FIRING] {source}: site down:")
+    assert firing["text"].startswith(f"[FIRING] site down: {source}: ")  # the verdict, said once
     assert firing["link"].endswith(f"/analytics/source/{source}/")

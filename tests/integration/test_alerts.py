@@ -52,8 +52,12 @@ def now() -> Any:
 
 
 FAULTS: dict[str, tuple[Callable[..., dict[str, Any]], dict[str, Any], str]] = {
-    "site_down": (navigation, {"success": False, "error": "net::ERR_CONNECTION_REFUSED"}, "site down"),
-    "blocked": (navigation, {"success": False, "error": "HTTP 403 Forbidden"}, "blocked"),
+    "site_down": (
+        navigation,
+        {"success": False, "error": "net::ERR_CONNECTION_REFUSED"},
+        "of page loads failed",
+    ),
+    "blocked": (navigation, {"success": False, "error": "HTTP 403 Forbidden"}, "HTTP 403 Forbidden"),
     "extraction_broken": (scrape, {"itemsExtracted": 0}, "0 items per page"),
     "slow": (navigation, {"navigationDurationMs": 9000}, "median page load 9"),
     "error_rate": (navigation, {"success": False, "error": "unexpected end of script"}, "failed"),
@@ -243,7 +247,7 @@ def test_email_goes_out_through_djangos_backend(now: Any, settings: Any) -> None
     assert notify.deliver_due(now + WINDOW) == (1, 0)  # the transition happened half a window on
     (message,) = mail.outbox
     assert message.to == ["ops@example.com", "oncall@example.com"]
-    assert message.subject.startswith("[FIRING] cnbc: site down:")
+    assert message.subject.startswith("[FIRING] site down: cnbc: ")
     assert "/analytics/source/cnbc/" in message.body
     assert Notification.objects.get().state == "sent"
 
@@ -261,7 +265,7 @@ def test_an_error_text_with_a_newline_still_goes_out_by_email(now: Any, settings
     evaluate_until_firing(Evaluator("test"), now)
     assert notify.deliver_due(now + WINDOW) == (1, 0)
     (message,) = mail.outbox
-    assert "\n" not in message.subject and message.subject.startswith("[FIRING] cnbc: site down:")
+    assert "\n" not in message.subject and message.subject.startswith("[FIRING] site down: cnbc: ")
     assert "Call log:" in message.body
 
 

@@ -39,7 +39,7 @@ def test_a_firing_alert_shows_live_on_the_tab_the_card_and_the_source_page(
 
     page.wait_for_selector("#firing-alerts li", timeout=10_000)
     text = page.inner_text("#firing-alerts")
-    assert "site down" in text and f"{source}: site down: 100 % of page loads failed" in text
+    assert "site down" in text and f"{source}: 100 % of page loads failed" in text
     assert "ERR_NAME_NOT_RESOLVED" in text and "firing since" in text
     assert page.is_hidden("#no-firing")
     screenshot(page, "alerts-firing")
