@@ -287,3 +287,27 @@ def test_on_a_phone_every_tab_is_in_sight_and_no_error_is_cut_mid_token(
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     screenshot(page, "dashboard-mobile-alerts")
     assert errors == []
+
+
+def test_cards_hold_their_text_at_1440_px(
+    browser: Any, daphne: DaphneServer, login: dict[str, str], committed_api_key: str
+) -> None:
+    """A card whose state reads "critical: extraction broken" pushed its values 9 px past its edge."""
+    now = timezone.now()
+    Alert.objects.create(fingerprint="extraction_broken:robinhood:", verdict="extraction_broken",
+                         scraper_source="robinhood", severity="critical", state="firing", summary="robinhood: 0 items",
+                         pending_since=now, starts_at=now, last_held_at=now)  # fmt: skip
+    ingest(daphne, committed_api_key, [scrape(scraperSource="robinhood", itemsExtracted=0)] * 3)
+    page, errors = open_dashboard(browser, daphne, login, viewport={"width": 1440, "height": 900})
+    card = page.locator("#scraper-grid article", has_text="robinhood")
+    card.locator('[data-field="state"]', has_text="critical: extraction broken").wait_for(state="attached")
+    overflowing = page.evaluate(
+        """[...document.querySelectorAll('#scraper-grid article')].flatMap(card => {
+             const edge = card.getBoundingClientRect().right;
+             return [...card.querySelectorAll('dd, dt, h3')]
+               .filter(e => e.getBoundingClientRect().right > edge + 0.5 || e.scrollWidth > e.clientWidth + 1)
+               .map(e => `${card.querySelector('h3').textContent}: ${e.textContent}`); })"""
+    )
+    assert overflowing == []
+    screenshot(page, "dashboard-cards-1440")
+    assert errors == []
