@@ -81,10 +81,12 @@ export class Charts {
     const scales = horizontal ? { x: valueAxis, y: { ...timeAxis, ticks: { ...timeAxis.ticks, autoSkip: false } } }
       : { x: timeAxis, y: valueAxis };
     if (overlayUnit) {
-      scales.y2 = { position: "right", beginAtZero: true, max: 100, grid: { drawOnChartArea: false },
+      // no fixed 100 %: an error rate of 2 % would lie flat on 0 (setData fits the axis to it)
+      scales.y2 = { position: "right", beginAtZero: true, grid: { drawOnChartArea: false },
                     ticks: { color: text, callback: (v) => FORMAT[overlayUnit](v) } };
     }
     const chart = new globalThis.Chart(canvas, {
+      plugins: horizontal ? [barValues(text, format)] : [],
       type: kind === "hbar" || kind === "stacked" ? "bar" : kind,
       data: { labels: [], datasets: [] },
       options: {
@@ -148,6 +150,8 @@ export class Charts {
                       borderDash: [6, 4] });
     }
     chart.data.datasets = datasets;
+    if (spec.kind === "hbar" && spec.unit === "%") chart.options.scales.x.min = percentFloor(series);
+    if (chart.options.scales.y2) chart.options.scales.y2.suggestedMax = overlayCeiling(extra.overlay);
     if (spec.kind === "hbar") {
       chart.canvas.parentNode.style.height = `${Math.max(160, 70 + labels.length * BAR_ROW_PX)}px`;
     }
@@ -201,6 +205,49 @@ export class Charts {
 }
 
 // CSV of what a chart shows: one row per label, one column per series.
+// Where a percentage bar axis starts: 0, unless every bar is high, then a round step under the
+// lowest, so 98.3 % and 100 % do not look the same (each bar says its value, see barValues).
+export function percentFloor(series) {
+  const values = Object.values(series).flat().filter((v) => typeof v === "number");
+  if (!values.length) return 0;
+  const lowest = Math.min(...values);
+  return lowest < 50 ? 0 : Math.max(0, Math.floor((lowest - 1) / 5) * 5);
+}
+
+// The top of an overlay's percentage axis: a little over its highest value (at least 5 %, at
+// most 100 %), so a rate of a few percent is seen.
+export function overlayCeiling(overlay) {
+  const values = Object.values(overlay ?? {}).flat().filter((v) => typeof v === "number");
+  const highest = values.length ? Math.max(...values) : 0;
+  return Math.min(100, Math.max(5, Math.ceil((highest * 1.25) / 5) * 5));
+}
+
+// Horizontal bars say their values at their ends (inside a long bar, beside a short one).
+function barValues(colour, format) {
+  return {
+    id: "barValues",
+    afterDatasetsDraw(chart) {
+      const { ctx, chartArea } = chart;
+      ctx.save();
+      ctx.font = "12px system-ui, sans-serif";
+      ctx.textBaseline = "middle";
+      chart.data.datasets.forEach((dataset, d) => {
+        chart.getDatasetMeta(d).data.forEach((bar, i) => {
+          const value = dataset.data[i];
+          if (typeof value !== "number") return;
+          const text = format(value);
+          const width = ctx.measureText(text).width;
+          const inside = bar.x - chartArea.left > width + 12;
+          ctx.fillStyle = inside ? "#fff" : colour;
+          ctx.textAlign = inside ? "right" : "left";
+          ctx.fillText(text, inside ? bar.x - 6 : bar.x + 6, bar.y);
+        });
+      });
+      ctx.restore();
+    },
+  };
+}
+
 // A chart's figures as CSV: over time, one row a bucket, named by its start (ISO 8601, UTC)
 // and marked `partial` while it still fills; values rounded to 2 decimals.
 export function toCSV({ labels, series, times, partial }) {

@@ -311,3 +311,29 @@ def test_cards_hold_their_text_at_1440_px(
     assert overflowing == []
     screenshot(page, "dashboard-cards-1440")
     assert errors == []
+
+
+def test_success_bars_read_their_differences_and_the_error_rate_is_seen(
+    browser: Any, daphne: DaphneServer, login: dict[str, str], committed_api_key: str
+) -> None:
+    """98.3 % and 100 % looked the same on a 0–100 % axis without values, and an error rate of
+    a few percent lay flat on 0."""
+    records = [navigation(scraperSource="cnbc", success=i > 0) for i in range(60)]
+    ingest(daphne, committed_api_key, records + [navigation(scraperSource="webull") for _ in range(10)])
+    page, errors = open_dashboard(browser, daphne, login)
+    page.wait_for_function(
+        "Chart.getChart(document.querySelector('canvas[data-chart=successRate]'))?.data.labels.length === 2"
+    )
+    bars = page.evaluate(
+        """(() => { const c = Chart.getChart(document.querySelector('canvas[data-chart=successRate]'));
+             return {min: c.scales.x.min, max: c.scales.x.max, values: c.data.datasets[0].data,
+                     labelled: c.config.plugins.some(p => p.id === 'barValues')}; })()"""
+    )
+    assert bars["values"] == [pytest.approx(98.33, abs=0.01), 100] and bars["labelled"]
+    assert (bars["min"], bars["max"]) == (95, 100)
+    rate_axis = page.evaluate(
+        "Chart.getChart(document.querySelector('canvas[data-chart=timeline]')).scales.y2.max"
+    )
+    assert rate_axis <= 5  # 1 failure in 70: 1.4 % reads against 5 %, not 100 %
+    screenshot(page, "dashboard-success-bars")
+    assert errors == []
