@@ -1,7 +1,7 @@
 """Browsing metrics in the admin: read-only rows, filters, search, and API key management."""
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from metrics_app import histogram
+from metrics_app.alerts.models import Verdict
 from metrics_app.models import (
     Alert,
     AlertEvent,
@@ -38,6 +39,20 @@ def duration(ms: float | None) -> str:
 
 def percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f} %" if whole else "–"
+
+
+def size(n: int | None) -> str:
+    """Bytes as the page writes them: "56.4 KB", not "56375"."""
+    if n is None:
+        return "–"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
+
+
+def shortened(text: str | None, at: int = 80) -> str:
+    return "–" if not text else text if len(text) <= at else text[: at - 1] + "…"
 
 
 def moment(value: datetime | None) -> str:
@@ -102,8 +117,10 @@ class DetailedRowsAdmin(ReadOnlyAdmin):
 
 @admin.register(PagePerformance)
 class PagePerformanceAdmin(DetailedRowsAdmin):
-    list_display = ("recorded", "scraper_source", "metric_type", "page_url", "duration", "retry_count",
-                    "items_extracted", "data_size", "success", "error")  # fmt: skip
+    # What a person looks for first (did it fail, and why) before the URL, which is long: the
+    # list reads at 1440 px without scrolling sideways.
+    list_display = ("recorded", "scraper_source", "metric_type", "success", "error_text", "duration",
+                    "items_extracted", "size", "retry_count", "page")  # fmt: skip
     list_filter = ("scraper_source", "metric_type", "success", "created_at")
     search_fields = ("page_url", "error", "scraper_source")
     ordering = ("-created_at", "-id")
@@ -113,6 +130,18 @@ class PagePerformanceAdmin(DetailedRowsAdmin):
         return duration(
             obj.navigation_duration_ms if obj.navigation_duration_ms is not None else obj.scrape_duration_ms
         )
+
+    @admin.display(description="error", ordering="error")
+    def error_text(self, obj: PagePerformance) -> str:
+        return shortened(obj.error)
+
+    @admin.display(description="data size", ordering="data_size")
+    def size(self, obj: PagePerformance) -> str:
+        return size(obj.data_size)
+
+    @admin.display(description="page url", ordering="page_url")
+    def page(self, obj: PagePerformance) -> str:
+        return shortened(obj.page_url, 60)
 
 
 @admin.register(SchedulerMetric)
@@ -296,11 +325,37 @@ class AlertEventInline(admin.TabularInline):
 class AlertAdmin(ReadOnlyAdmin):
     """Every alert the evaluator raised, with its transitions: the record of what broke."""
 
-    list_display = ("verdict", "scraper_source", "scheduler_name", "severity", "state", "started", "ended",
-                    "flaps", "silenced", "summary")  # fmt: skip
+    # The summary says what broke: it gets the room (the times and counts are short).
+    list_display = (
+        "verdict",
+        "name",
+        "severity",
+        "state",
+        "summary",
+        "started",
+        "ended",
+        "flaps",
+        "silenced",
+    )
     list_filter = ("state", "verdict", "severity", "silenced")
     search_fields = ("scraper_source", "scheduler_name", "summary")
     inlines = (AlertEventInline,)
+    fields = ("verdict", "scraper_source", "scheduler_name", "sources", "severity", "state", "summary",
+              "measured", "compared_with", "threshold_source", "pending_since", "starts_at", "ends_at",
+              "last_held_at", "flaps", "silenced")  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="source or scheduler")
+    def name(self, alert: Alert) -> str:
+        return alert.scraper_source or alert.scheduler_name or ", ".join(alert.sources) or "–"
+
+    @admin.display(description="value")
+    def measured(self, alert: Alert) -> str:
+        return figure(alert.verdict, alert.value)
+
+    @admin.display(description="threshold")
+    def compared_with(self, alert: Alert) -> str:
+        return figure(alert.verdict, alert.threshold)
 
     @admin.display(description="started firing", ordering="starts_at")
     def started(self, alert: Alert) -> str:
@@ -309,6 +364,25 @@ class AlertAdmin(ReadOnlyAdmin):
     @admin.display(description="resolved", ordering="ends_at")
     def ended(self, alert: Alert) -> str:
         return moment(alert.ends_at)
+
+
+# What an alert's value and threshold measure (docs/alerts.md): a share of records, a duration,
+# seconds of silence, or a count of what it says.
+RATES: Final = {Verdict.SITE_DOWN, Verdict.BLOCKED, Verdict.ERROR_RATE}
+SECONDS: Final = {Verdict.NO_DATA, Verdict.SCHEDULER_LATE}
+
+
+def figure(verdict: str, number: float | None) -> str:
+    """A value or threshold as the summary writes it: "59.9 %", not 0.599009900990099."""
+    if number is None:
+        return "–"
+    if verdict in RATES:
+        return f"{100 * number:.1f} %"
+    if verdict == Verdict.SLOW:
+        return duration(number)
+    if verdict in SECONDS:
+        return duration(1000 * number)
+    return f"{number:.3g}"
 
 
 @admin.register(Notification)

@@ -1,5 +1,6 @@
 """Browsing metrics and managing API keys in the admin."""
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -8,6 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from metrics_app.admin import BoundedCountPaginator
+from metrics_app.alerts.models import Alert
 from metrics_app.history.summaries import aggregate_day
 from metrics_app.ingest.storage import store_metrics
 from metrics_app.models import ApiKey, hash_key
@@ -83,8 +85,14 @@ def test_metrics_cannot_be_deleted_here(staff: Client) -> None:
 
 def test_lists_read_like_the_page(staff: Client) -> None:
     store_metrics(validate_records([navigation(navigationDurationMs=2116, recordedAt=1_795_000_000_123)]))
+    store_metrics(
+        validate_records([scrape(success=False, error="net::ERR_CONNECTION_RESET", dataSize=56375)])
+    )
     rows = staff.get("/admin/metrics_app/pageperformance/").content.decode()
     assert "2.1 s" in rows and "2026-11-18 11:06:40" in rows  # a duration in s, a time to the second
+    assert "56.4 KB" in rows and "56375" not in rows  # a size as the page writes it
+    header = re.findall(r'<th scope="col"[^>]*class="[^"]*column-(\w+)', rows)
+    assert header.index("error_text") < header.index("page")  # why it failed, before the long URL
     rollups = staff.get("/admin/metrics_app/hourlyrollup/").content.decode()
     assert "1.8 s–2.1 s" in rollups  # the bucket as the durations it holds
 
@@ -98,6 +106,7 @@ def test_the_detailed_lists_never_count_every_row(staff: Client, monkeypatch: An
     store_metrics(validate_records([navigation(url=f"u{i}") for i in range(5)]))
     page = staff.get("/admin/metrics_app/pageperformance/")
     assert page.context["cl"].result_count == 3  # a bounded count, not COUNT(*) of the table
+    assert "3+ page metrics (filter or search to narrow)" in page.content.decode()  # not read as exact
     assert "days" in page.context and len(page.context["days"]) == 1  # the days it holds
 
 
@@ -138,3 +147,17 @@ def test_a_silence_of_everything_or_backwards_is_refused(
     assert not Silence.objects.exists()
     staff.post("/admin/metrics_app/silence/add/", SILENCE)
     assert Silence.objects.get().scraper_source == "cnbc"
+
+
+def test_an_alerts_figures_read_like_its_summary(staff: Client) -> None:
+    """Its value and threshold as the summary gives them ("59.9 %"), not 0.599009900990099."""
+    now = timezone.now()
+    alert = Alert.objects.create(fingerprint="site_down:cnbc:", verdict="site_down", scraper_source="cnbc",
+                                 severity="critical", state="firing", summary="cnbc: 59.9 % of page loads failed",
+                                 value=0.599009900990099, threshold=0.16, pending_since=now, starts_at=now,
+                                 last_held_at=now)  # fmt: skip
+    detail = staff.get(f"/admin/metrics_app/alert/{alert.pk}/change/").content.decode()
+    assert "59.9 %" in detail and "16.0 %" in detail and "0.599009900990099" not in detail
+    listed = staff.get("/admin/metrics_app/alert/").content.decode()
+    columns = re.findall(r'<th scope="col"[^>]*class="[^"]*column-(\w+)', listed)
+    assert columns.index("summary") < columns.index("started")  # the summary gets the room
