@@ -272,12 +272,16 @@ MAX_WAITING_MESSAGES: Final = 64  # a socket's messages waiting for the consumer
 
 class Held:
     """The sockets over their bound, and what they hold together: past
-    METRICS_CLIENT_BUFFER_TOTAL_BYTES, those holding most are dropped at once (checked every
-    CHECK_S while any is over), not SLOW_AFTER_SECONDS later. A socket on '*' that stopped
-    reading is sent every record, megabytes in those seconds, and a few hundred such would
-    hold gigabytes; a quick reader over its bound for a moment costs nothing."""
+    METRICS_CLIENT_BUFFER_TOTAL_BYTES, those holding most whose clients have taken nothing for
+    GRACE_S are dropped (checked every CHECK_S while any is over), not SLOW_AFTER_SECONDS
+    later. A socket on '*' that stopped reading is sent every record, megabytes in those
+    seconds, and a few hundred such would hold gigabytes; a reader over its bound for a moment
+    costs nothing."""
 
     CHECK_S: Final = 0.1
+    # A socket counts as not reading once it has taken no byte for this long: a reconnect
+    # storm's first frames pass every bound at once, and its clients read them.
+    GRACE_S: Final = 0.5
 
     def __init__(self) -> None:
         self.over: set[DaphneWriter] = set()
@@ -294,9 +298,15 @@ class Held:
         self._checking = None
         holding = sorted(((unsent(w.protocol.transport), w) for w in self.over), key=lambda h: -h[0])
         total = sum(size for size, _ in holding)
+        now = time.monotonic()
+        for size, writer in holding:
+            if writer.written - size > writer.taken:  # its client took bytes since the last check
+                writer.taken, writer.taking_at = writer.written - size, now
         for size, writer in holding:
             if total <= settings.METRICS_CLIENT_BUFFER_TOTAL_BYTES:
                 break
+            if now - writer.taking_at < Held.GRACE_S:
+                continue
             counters.problem("clients_dropped_slow", log, "dropping a client that stopped reading (%d bytes "
                              "held, %d by all)", size, total)  # fmt: skip
             self.over.discard(writer)
@@ -318,12 +328,16 @@ held = Held()
 class DaphneWriter(SocketWriter):
     """Writes frames to a daphne WebSocket through autobahn, framing each frame once."""
 
-    __slots__ = ("_drain", "over_since", "protocol")
+    __slots__ = ("_drain", "over_since", "protocol", "taken", "taking_at", "written")
     fast = True
 
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
         self.over_since = 0.0  # when the unsent data passed the bound; 0 while under it
+        # Bytes handed to the transport, and of them those its client had taken (and when)
+        # at the last look: whether a socket over its bound is read at all (Held.check).
+        self.written = self.taken = 0
+        self.taking_at = 0.0
         self._drain: asyncio.Future[None] | None = None  # resolved when it is under it again
         transport = protocol.transport
         # The upgrade leaves daphne's HTTP channel registered as the transport's producer.
@@ -340,7 +354,8 @@ class DaphneWriter(SocketWriter):
     # write, so only the first call counts) and resumes us once it has all gone out.
     def pauseProducing(self) -> None:
         if not self.over_since:
-            self.over_since = time.monotonic()
+            self.over_since = self.taking_at = time.monotonic()
+            self.taken = self.written - unsent(self.protocol.transport)
             held.add(self)
 
     def resumeProducing(self) -> None:
@@ -372,6 +387,7 @@ class DaphneWriter(SocketWriter):
             return False
         if frame.prepared is None:
             frame.prepared = PreparedMessage(frame.data, False, False, True)
+        self.written += len(frame.prepared.payloadHybi)
         protocol.sendPreparedMessage(frame.prepared)
         return True
 

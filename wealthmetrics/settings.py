@@ -223,7 +223,7 @@ METRICS_MAX_CLIENTS_PER_CREDENTIAL = env_int(
 METRICS_CLIENT_BUFFER_BYTES = env_int("METRICS_CLIENT_BUFFER_BYTES", 4 * 1024 * 1024, minimum=64 * 1024)
 # And all sockets together at most this: each may hold METRICS_CLIENT_BUFFER_TOTAL_BYTES /
 # METRICS_MAX_CLIENTS for 2 s if that is less (metrics_app.stream.sockets.buffer_bytes), and
-# past this total those holding most are dropped at once (wealthmetrics.daphne_internals.Held),
+# past this total those holding most that read nothing are dropped (wealthmetrics.daphne_internals.Held),
 # so that a few hundred slow sockets cannot hold gigabytes.
 METRICS_CLIENT_BUFFER_TOTAL_BYTES = env_int(
     "METRICS_CLIENT_BUFFER_TOTAL_BYTES", 64 * 1024 * 1024, minimum=1024 * 1024, maximum=2**40

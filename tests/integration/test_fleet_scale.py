@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -172,12 +173,13 @@ def test_a_late_event_loop_refuses_new_ingest_until_it_catches_up(settings: Any)
 
 @pytest.mark.redis  # several processes share their live stream through Redis
 def test_two_daphnes_share_one_port_for_ingest_and_sockets(
-    live_server_env: dict[str, str], committed_api_key: str
+    live_server_env: dict[str, str], committed_api_key: str, tmp_path: Path
 ) -> None:
     port = free_port()
+    log = tmp_path / "daphnes.log"  # a file, not a pipe no one reads (a full pipe stops daphne)
     group = subprocess.Popen(
         [sys.executable, "bin/daphnes", "--processes", "2", "--port", str(port)],
-        cwd=ROOT, env=live_server_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=ROOT, env=live_server_env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {committed_api_key}"}
@@ -200,6 +202,9 @@ def test_two_daphnes_share_one_port_for_ingest_and_sockets(
         assert statuses == [202] * 64
         assert len(pids) == 2  # the kernel spread the connections over both processes
         assert PagePerformance.objects.filter(scraper_source=source).count() == 64
+    except BaseException:
+        print(log.read_text()[-6000:])  # shown with the failure
+        raise
     finally:
         group.send_signal(signal.SIGTERM)
         assert group.wait(30) == 0

@@ -78,8 +78,25 @@ def test_past_the_total_those_holding_most_are_dropped_at_once() -> None:
         each.send(Frame(b"x" * (100 * 1024 + n)))  # the last holds most
     assert held.over == set(writers)
     held.check()
+    assert not any(each.protocol.dropped for each in writers)  # a burst: within its grace
+    for each in writers:
+        each.taking_at -= held.GRACE_S
+    held.check()
     assert [each.protocol.dropped for each in writers] == [False, False, True, True]
     assert sum(unsent(each.protocol.transport) for each in held.over) <= 256 * 1024
+
+
+def test_a_socket_whose_client_reads_is_not_dropped_past_the_total() -> None:
+    """The same four, but the one holding most is being read: its client takes a few bytes."""
+    writers = [writer() for _ in range(4)]
+    for n, each in enumerate(writers):
+        each.send(Frame(b"x" * (100 * 1024 + n)))
+        each.taking_at -= held.GRACE_S
+    reading = writers[-1].protocol.transport
+    reading.writeSomeData = lambda data: 1024  # what the kernel took of it
+    reading.doWrite()
+    held.check()
+    assert [each.protocol.dropped for each in writers] == [False, True, True, False]
 
 
 def test_a_resync_waits_for_the_socket_to_drain() -> None:
