@@ -169,6 +169,10 @@ def main() -> None:
     )
     parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--duration", type=float, default=15.0)
+    attack_names = "big, names, inbound, resync, one-key, slow"
+    parser.add_argument(
+        "--only", action="append", metavar="ATTACK", help=f"this attack only (repeatable): {attack_names}"
+    )
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     name = url.rsplit("/", 1)[-1]
@@ -204,6 +208,8 @@ def main() -> None:
         "slow": sockets_attack(server.url, other, 300, "slow"),
     }
     for label, attack in attacks.items():
+        if args.only and label.split(" (")[0].replace(" ", "-") not in args.only:
+            continue
         phase = Phase(server, honest, args.senders, args.duration)
         probe = (lambda: other_gets_in(server.url, other)) if label == "one key" else None
         p99, errors, peak = phase.run(attack, probe)

@@ -82,11 +82,11 @@ class Hub:
 
     async def _start(self) -> None:
         try:
-            loaded = await db.run(totals.load_last_hour, self.stats)
+            loaded = await db.run(totals.load_window, self.stats)
             await self.catch_up.load_known()
-            log.info("live hub started with the last hour's %d records", loaded)
+            log.info("live hub started with the live window's %d records", loaded)
         except DatabaseError as exc:  # totals fill from the live stream instead
-            log.warning("live hub started without the last hour: %s", exc)
+            log.warning("live hub started without the live window: %s", exc)
         try:
             self.adopt_numbers(await asyncio.to_thread(get_bus().last_numbers))
         except Exception as exc:  # Redis away: sources are learnt from their batches instead
@@ -227,7 +227,7 @@ class Hub:
         return frame
 
     def _forget(self, channels: set[str]) -> None:
-        """Channels silent for the hour leave the hub's numbering (and come back with their
+        """Channels silent for the live window leave the hub's numbering (and come back with their
         next batch): a typo's names do not stay for ever."""
         for channel in channels:
             if channel not in self._pending:

@@ -1,25 +1,27 @@
 """The dashboard's totals and trends (the `metrics:update` data and /api/metrics/summary/).
 
 Kept in memory per process from the live stream, in one-minute slots per source over the
-last hour, so producing it costs nothing per second however many rows the tables hold.
-A process starts from the last hour of the minute rollups (`load_last_hour`), which is also
-how the HTTP summary is computed.
+window of the page's live range (30 minutes), so producing it costs nothing per second however
+many rows the tables hold, and the live page's tiles and cards show these figures as they are
+(p95 included, which the page cannot add up itself). A process starts from the window's minute
+rollups (`load_window`), which is also how the HTTP summary is computed.
 """
 
 import heapq
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from django.db.models import CharField
 from django.db.models.functions import Cast
 
+from metrics_app.history.overview import RANGES
 from metrics_app.models import MinuteRollup
 from metrics_app.records import DURATION_FIELD, METRIC_TYPES, epoch_ms, now_ms
 from metrics_app.tally import Tally, merged
 
-WINDOW_MINUTES: Final = 60
-# Sources a snapshot lists one by one (the busiest of the hour): a `metrics:update` stays a
+WINDOW_MINUTES: Final = int(RANGES["live"].span / timedelta(minutes=1))
+# Sources a snapshot lists one by one (the busiest of the window): a `metrics:update` stays a
 # few tens of KB, and a second's work, however many sources report. The totals count them all.
 SHOWN: Final = 50
 TREND_MINUTES: Final = 5  # trends compare the last 5 minutes with the 5 before
@@ -33,14 +35,14 @@ Minute = dict[str, Tally]  # one channel's records of one minute, per type
 
 
 class LiveStats:
-    """Per channel, per minute of the last hour, per type: a Tally; and, kept as records come
-    and minutes leave, each channel's sum over the hour and everyone's, so that a snapshot
+    """Per channel, per minute of the window, per type: a Tally; and, kept as records come
+    and minutes leave, each channel's sum over the window and everyone's, so that a snapshot
     costs the channels it shows (the busiest SHOWN), not every channel there is."""
 
     def __init__(self) -> None:
         self._slots: dict[str, dict[int, Minute]] = defaultdict(dict)
-        self._hour: dict[str, Minute] = {}  # channel -> its last hour, per type
-        self._everyone: Minute = {}  # every channel's last hour, per type
+        self._window: dict[str, Minute] = {}  # channel -> its window, per type
+        self._everyone: Minute = {}  # every channel's window, per type
         self._channels_of: dict[int, set[str]] = defaultdict(set)  # minute -> channels with records in it
         self._pruned_to = 0  # minutes up to this one are gone
 
@@ -63,51 +65,51 @@ class LiveStats:
         if minute <= now_ms() // 60_000 - WINDOW_MINUTES:
             return  # older than the window: it changes nothing shown
         self._slots[channel].setdefault(minute, {}).setdefault(metric_type, Tally()).merge(part)
-        self._hour.setdefault(channel, {}).setdefault(metric_type, Tally()).merge(part)
+        self._window.setdefault(channel, {}).setdefault(metric_type, Tally()).merge(part)
         self._everyone.setdefault(metric_type, Tally()).merge(part)
         self._channels_of[minute].add(channel)
 
     def prune(self) -> set[str]:
-        """Minutes that left the hour leave the sums: only the channels that had records in
-        them are touched. Returns the channels silent for the whole hour, now gone."""
+        """Minutes that left the window leave the sums: only the channels that had records in
+        them are touched. Returns the channels silent for the whole window, now gone."""
         gone: set[str] = set()
         oldest = now_ms() // 60_000 - WINDOW_MINUTES
         for minute in sorted(m for m in self._channels_of if m <= oldest):
             for channel in self._channels_of.pop(minute):
                 slots = self._slots[channel]
                 for metric_type, tally in slots.pop(minute, {}).items():
-                    self._hour[channel][metric_type].subtract(tally)
+                    self._window[channel][metric_type].subtract(tally)
                     self._everyone[metric_type].subtract(tally)
                 if not slots:
-                    del self._slots[channel], self._hour[channel]
+                    del self._slots[channel], self._window[channel]
                     gone.add(channel)
                 else:  # the newest record cannot be subtracted: recompute it from what is left
-                    for metric_type, tally in self._hour[channel].items():
+                    for metric_type, tally in self._window[channel].items():
                         kept = (m[metric_type].last_recorded_at for m in slots.values() if metric_type in m)
                         tally.last_recorded_at = max(kept, default=0)
         return gone
 
     def _records(self, channel: str) -> int:
-        return sum(tally.count for tally in self._hour[channel].values())
+        return sum(tally.count for tally in self._window[channel].values())
 
     def snapshot(self, channels: frozenset[str] | None = None) -> dict[str, Any]:
         """The totals, and the busiest SHOWN channels' figures and trends; or, for a caller
-        limited to `channels`, theirs only. Minutes that left the hour are pruned first."""
+        limited to `channels`, theirs only. Minutes that left the window are pruned first."""
         self.prune()
         now_minute = now_ms() // 60_000
         if channels is None:
-            shown = heapq.nlargest(SHOWN, self._hour, key=self._records)
+            shown = heapq.nlargest(SHOWN, self._window, key=self._records)
             totals = _summarise([self._everyone])
             active = len(self._slots)
         else:
             shown = [c for c in channels if c in self._slots]
-            totals = _summarise(self._hour[c] for c in shown)
+            totals = _summarise(self._window[c] for c in shown)
             active = len(shown)
         sources = {}
         trends = {}
         for channel in sorted(shown):
             slots = self._slots[channel]
-            sources[channel] = _summarise([self._hour[channel]])
+            sources[channel] = _summarise([self._window[channel]])
             recent = [s for m, s in slots.items() if m > now_minute - TREND_MINUTES]
             before = [
                 s
@@ -180,8 +182,8 @@ def _trends(recent: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
 # --- from the database ------------------------------------------------------------------
 
 
-def load_last_hour(stats: LiveStats) -> int:
-    """Fill a LiveStats with the last hour, from the minute rollups (a few thousand rows,
+def load_window(stats: LiveStats) -> int:
+    """Fill a LiveStats with the window, from the minute rollups (a few thousand rows,
     however many records). Returns the number of records it covers."""
     since = (now_ms() // 60_000 - WINDOW_MINUTES) * 60_000
     recent = MinuteRollup.objects.filter(minute__gt=datetime.fromtimestamp(since / 1000, UTC))
@@ -205,5 +207,5 @@ def summary_from_database(channels: frozenset[str] | None = None) -> dict[str, A
     """The `metrics:update` data, computed from the database (GET /api/metrics/summary/), of
     every channel or of `channels` only."""
     stats = LiveStats()
-    load_last_hour(stats)
+    load_window(stats)
     return stats.snapshot(channels)

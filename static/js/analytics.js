@@ -121,7 +121,6 @@ function render(dirty, view) {
 }
 
 function renderTotals(view) {
-  const totals = view.totals;
   renderTiles(view);
   renderAlertCount();
   renderSourceOptions(view);
@@ -261,7 +260,7 @@ export function main() {
     schedulerTemplate: $("#scheduler-card"),
     alertCount: $("#alert-count"),
   };
-  charts = new Charts({ open: openSource, timeLabel: (ms) => bucketLabel(ms, loop.view.range.bucket) });
+  charts = new Charts({ open: openSource });
   failures = new FailuresView($("#tab-alerts"), getJSON);
   loop = new PageLoop({
     render,

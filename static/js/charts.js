@@ -5,11 +5,13 @@
 // What every chart does the same way: its sources told apart by colour (format.coloursOf), whole numbers on count
 // and byte axes, durations in ms or s, exact values in tooltips, gaps left as gaps, the
 // still-filling last bucket drawn dashed (lines) or faded (bars), category labels never
-// skipped (bars are horizontal and grow with their categories), and legend entries and bars
-// that open the source's own page.
+// skipped (bars are horizontal and grow with their categories), time axes ticked on round
+// times for their width (format.timeTicks), and legend entries and bars that open the
+// source's own page.
 
 import {
-  OTHERS, coloursOf, faded, formatBytes, formatCount, formatDuration, formatPercent, formatRatio,
+  OTHERS, bucketTicks, coloursOf, faded, formatBytes, formatCount, formatDuration, formatPercent, formatRatio,
+  tickLabel, timeTicks,
 } from "./format.js";
 
 const FORMAT = {
@@ -25,9 +27,8 @@ const ERROR_RATE_COLOUR = "#c0362c";
 const BAR_ROW_PX = 24;
 
 export class Charts {
-  constructor({ open, timeLabel } = {}) {
+  constructor({ open } = {}) {
     this.open = open; // open(sourceName): where a click on a source leads
-    this.timeLabel = timeLabel; // the x labels of scatter charts, from ms
     this.shown = new Map(); // name -> chart, created when first shown
   }
 
@@ -39,7 +40,7 @@ export class Charts {
     for (const canvas of root.querySelectorAll("canvas[data-chart]")) {
       const name = canvas.dataset.chart;
       const spec = specs[name];
-      if (!this.shown.has(name)) this.shown.set(name, this.create(canvas, { ...spec, title: "", timeLabel: this.timeLabel }));
+      if (!this.shown.has(name)) this.shown.set(name, this.create(canvas, { ...spec, title: "" }));
       const chart = this.shown.get(name);
       chart.options.plugins.title.text = spec.title(view);
       const { labels, series, extra } = spec.data(view);
@@ -76,10 +77,14 @@ export class Charts {
       ...(unit === "%" ? { max: 100 } : {}),
     };
     const timeAxis = kind === "scatter"
-      ? { type: "linear", grid: { color: grid }, ticks: { color: text, maxRotation: 0, callback: spec.timeLabel } }
-      : { grid: { color: grid }, stacked, ticks: { color: text, maxRotation: 0, autoSkip: !horizontal } };
-    const scales = horizontal ? { x: valueAxis, y: { ...timeAxis, ticks: { ...timeAxis.ticks, autoSkip: false } } }
+      ? { type: "linear", grid: { color: grid }, afterBuildTicks: roundTimes,
+          ticks: { color: text, maxRotation: 0, callback(ms) { return tickLabel(ms, this.min, this.max); } } }
+      // offset: each bucket in the middle of its slot, as bars are: a lone point is not on the edge
+      : { grid: { color: grid }, stacked, offset: true,
+          ticks: { color: text, maxRotation: 0, autoSkip: false, callback: bucketTick } };
+    const scales = horizontal ? { x: valueAxis, y: { grid: { color: grid }, ticks: { color: text, autoSkip: false } } }
       : { x: timeAxis, y: valueAxis };
+    if (spec.bands) scales.band = { axis: "y", display: false, min: 0, max: 1 }; // bands fill the plot's height
     if (overlayUnit) {
       // no fixed 100 %: an error rate of 2 % would lie flat on 0 (setData fits the axis to it)
       scales.y2 = { position: "right", beginAtZero: true, grid: { drawOnChartArea: false },
@@ -107,6 +112,7 @@ export class Charts {
             callbacks: {
               label: (ctx) => {
                 const dataset = ctx.dataset;
+                if (dataset.yAxisID === "band") return dataset.label;
                 const value = kind === "scatter" ? ctx.raw.y : ctx.raw;
                 const shown = (dataset.yAxisID === "y2" ? FORMAT[overlayUnit] : format)(value);
                 const partial = dataset.partial !== undefined && ctx.dataIndex === dataset.partial ? " (so far)" : "";
@@ -148,6 +154,13 @@ export class Charts {
       const colour = spec.colours?.[name] ?? ERROR_RATE_COLOUR;
       datasets.push({ ...this.line(name, values, colour, extra.partial), type: "line", yAxisID: "y2", order: -1,
                       borderDash: [6, 4] });
+    }
+    for (const [name, flags] of Object.entries(extra.bands ?? {})) {
+      // buckets shaded across the plot's height, behind the records, as wide as their slot
+      const colour = spec.bands[name];
+      datasets.push({ label: name, type: "bar", data: flags.map((on) => (on ? 1 : null)), yAxisID: "band",
+                      stack: "band", grouped: false, order: 10, backgroundColor: `${colour}38`,
+                      borderColor: colour, borderWidth: 0, barPercentage: 1, categoryPercentage: 1 });
     }
     chart.data.datasets = datasets;
     if (spec.kind === "hbar" && spec.unit === "%") chart.options.scales.x.min = percentFloor(series);
@@ -201,10 +214,27 @@ export class Charts {
     for (const dataset of chart.data.datasets) series[dataset.label] = dataset.data;
     return { labels: chart.data.labels, series, times: chart.$times, partial: chart.$partial };
   }
-
 }
 
-// CSV of what a chart shows: one row per label, one column per series.
+// A linear time axis's ticks: round times that fit its width (Chart.js's own are at any value).
+function roundTimes(scale) {
+  scale.ticks = timeTicks(scale.min, scale.max, scale.maxWidth).map((value) => ({ value }));
+}
+
+// A bucket axis's tick at `index` (`this`: the scale, as Chart.js lays it out): the label of a
+// round time, or null (no tick). Worked out once for the chart's buckets and width.
+function bucketTick(value, index) {
+  const chart = this.chart;
+  const times = chart.$times;
+  if (!times?.length) return this.getLabelForValue(value);
+  const key = `${times[0]}|${times.length}|${this.maxWidth}`;
+  if (chart.$ticks?.key !== key) {
+    const ms = times.map((iso) => Date.parse(iso));
+    chart.$ticks = { key, labels: bucketTicks(ms, ms.length > 1 ? ms[1] - ms[0] : 60_000, this.maxWidth) };
+  }
+  return chart.$ticks.labels[index];
+}
+
 // Where a percentage bar axis starts: 0, unless every bar is high, then a round step under the
 // lowest, so 98.3 % and 100 % do not look the same (each bar says its value, see barValues).
 export function percentFloor(series) {

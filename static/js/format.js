@@ -5,8 +5,12 @@ const COUNT = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
 const ONE_DECIMAL = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
 const THREE_FIGURES = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 3 });
 const TWO_FIGURES = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 2 });
-const MINUTE = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
-const DAY_HOUR = new Intl.DateTimeFormat([], { weekday: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+// Times of day on a 24-hour clock: "00:10" is shorter than "12:10 AM" and never ambiguous.
+const MINUTE = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+const DAY_HOUR = new Intl.DateTimeFormat([], {
+  month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+});
+const MONTH_DAY = new Intl.DateTimeFormat([], { month: "short", day: "numeric" });
 const FULL = new Intl.DateTimeFormat([], {
   year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
 });
@@ -73,9 +77,66 @@ export function formatTime(ms) {
   return FULL.format(ms);
 }
 
-// An axis label (an ISO time or ms): the time of day for minutes, the day and hour for hours.
+// A bucket's name in tooltips (an ISO time or ms): the time of day for minutes ("14:05"), the
+// date and hour for hours ("Dec 1, 14:00").
 export function bucketLabel(time, bucket) {
   return (bucket === "minute" ? MINUTE : DAY_HOUR).format(typeof time === "string" ? Date.parse(time) : time);
+}
+
+// --- time axes: ticks on round times, never overlapping ---------------------------------------
+
+const MINUTE_MS = 60_000;
+const DAY_MS = 24 * 60 * MINUTE_MS;
+// Round steps between ticks, in minutes: the smallest that leaves each label its room is used.
+const TICK_STEPS = [1, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080].map((m) => m * MINUTE_MS);
+export const TICK_PX = 64; // a label ("Dec 30", "23:45") and the gap before the next
+
+function localMidnight(ms) {
+  const day = new Date(ms);
+  day.setHours(0, 0, 0, 0);
+  return day;
+}
+
+// The round times (ms, local time) at which to tick an axis from `start` to `end` that is `width`
+// px wide: every multiple of the smallest step (at least `least`, an axis's bucket) for which
+// the labels fit; whole days from a step of a day.
+export function timeTicks(start, end, width, least = 0) {
+  const room = Math.max(2, Math.floor(width / TICK_PX));
+  const step = TICK_STEPS.find((s) => s >= least && (end - start) / s < room) ?? TICK_STEPS.at(-1);
+  const ticks = [];
+  // day by day, so that a clock change does not shift the hours
+  for (const day = localMidnight(start); day.getTime() <= end; day.setDate(day.getDate() + 1)) {
+    const midnight = day.getTime();
+    if (step >= DAY_MS) {
+      const dayNumber = Date.UTC(day.getFullYear(), day.getMonth(), day.getDate()) / DAY_MS;
+      if (dayNumber % (step / DAY_MS) === 0 && midnight >= start) ticks.push(midnight);
+      continue;
+    }
+    for (let t = midnight; t < midnight + DAY_MS && t <= end; t += step) if (t >= start) ticks.push(t);
+  }
+  return ticks;
+}
+
+// A tick's label: the month and day at midnight on an axis that spans days ("Dec 1"), else the
+// time of day ("14:30").
+export function tickLabel(ms, start, end) {
+  const spansDays = localMidnight(start).getTime() !== localMidnight(end).getTime();
+  return spansDays && localMidnight(ms).getTime() === ms ? MONTH_DAY.format(ms) : MINUTE.format(ms);
+}
+
+// The labels of a category axis of buckets (their start times, ms; `bucket` long): a tick's label
+// at the bucket holding each round time, null (no tick, no grid line) at the others.
+export function bucketTicks(times, bucket, width) {
+  const labels = times.map(() => null);
+  if (!times.length) return labels;
+  const start = times[0];
+  const end = times.at(-1) + bucket;
+  let i = 0;
+  for (const tick of timeTicks(start, end - 1, width, bucket)) {
+    while (i + 1 < times.length && times[i + 1] <= tick) i += 1;
+    if (labels[i] === null) labels[i] = tickLabel(tick, start, end - 1);
+  }
+  return labels;
 }
 
 // A change against the window before: "+12 %", "-3.4 %", or a dash when there is nothing to compare.

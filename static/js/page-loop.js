@@ -74,9 +74,19 @@ export class PageLoop {
     this.invalidate("view");
   }
 
+  // The server's live figures (every second while records flow): the live range's totals
+  // (RangeView.takeUpdate). A load brings the server's figures of its moment; the next update
+  // follows them.
+  onUpdate(data) {
+    if (!this.view) return;
+    this.view.takeUpdate(data, this.source);
+    this.invalidate("view");
+  }
+
   // Connect (subscribed to `subscription`), load, and keep loading every RELOAD_MS.
   start(subscription) {
     const client = connect(subscription, (batch) => this.onRecords(batch));
+    client.on("update", (data) => this.onUpdate(data));
     client.on("resync_truncated", () => this.reload()); // too much missed: load the range again
     setInterval(() => this.reload(), RELOAD_MS);
     this.reload();

@@ -9,6 +9,7 @@ import { bucketLabel, formatAgo, formatTime } from "./format.js";
 import { getJSON, renderTiles } from "./page.js";
 import { PageLoop } from "./page-loop.js";
 
+const ALERT_BAND_COLOUR = "#7c3aed"; // violet: no source's, nor the error rate's red
 let source = ""; // the page's source, from the page (main)
 let alerts = null; // its AlertsView
 
@@ -18,7 +19,7 @@ const per = (view, type, value, empty = null) => view.values(source, type, (b) =
 
 export const CHARTS = {
   volume: {
-    kind: "stacked", unit: "count", overlayUnit: "%", colours: { "alert firing": "#7c3aed" },
+    kind: "stacked", unit: "count", overlayUnit: "%", bands: { "alert firing": ALERT_BAND_COLOUR },
     title: (v) => `Records ${v.range.bucketLabel}, and the error rate (${v.range.label})`,
     data: (v) => ({
       labels: labels(v),
@@ -29,7 +30,8 @@ export const CHARTS = {
       ),
       extra: {
         ...overAxis(v),
-        overlay: { "error rate %": v.axis.map((_, i) => errorRate(v, i)), "alert firing": alertPeriods(v) },
+        overlay: { "error rate %": v.axis.map((_, i) => errorRate(v, i)) },
+        bands: { "alert firing": alertPeriods(v) },
       },
     }),
   },
@@ -59,14 +61,14 @@ export const CHARTS = {
   },
 };
 
-// 100 (the top of the % axis) in every bucket an alert of this source was firing in, so the
-// alert periods show as a bar along the top of the timeline.
+// Whether an alert of this source was firing in each bucket: shaded from the chart's foot to
+// its top behind the records.
 function alertPeriods(view) {
   const step = view.range.bucket === "minute" ? 60_000 : 3_600_000;
   const periods = [...alerts.firing, ...alerts.resolved].map((a) => [Date.parse(a.startsAt), a.endsAt ? Date.parse(a.endsAt) : Date.now()]);
   return view.axis.map((iso) => {
     const start = Date.parse(iso);
-    return periods.some(([from, to]) => from < start + step && start < to) ? 100 : null;
+    return periods.some(([from, to]) => from < start + step && start < to);
   });
 }
 

@@ -1,6 +1,6 @@
 // Records summed, as the server sums them (metrics_app/tally.py): the page adds live records to
-// the server's buckets and totals, and merges buckets of several channels, with these rules
-// alone. tests/unit/test_rules_agree.py runs both over the same records.
+// the server's buckets (the live totals are the server's own, view.takeUpdate), and merges
+// buckets and totals of several channels, with these rules alone. tests/unit/test_rules_agree.py runs both over the same records.
 //
 // A bucket counts its records in `count`, a channel's totals in `records`; otherwise they sum
 // the same fields. Percentiles are the server's: they cannot be added, so a bucket that grew
@@ -16,12 +16,6 @@ export function emptyBucket(start) {
 export function emptyTotals() {
   return { records: 0, successCount: 0, failures: 0, successRate: null, avgDurationMs: null, p95DurationMs: null,
            itemsExtracted: 0, retries: 0, dataSize: 0 };
-}
-
-// Totals as the server sent them, with every field this page adds to.
-export function asTotals(totals) {
-  for (const [name, zero] of Object.entries(emptyTotals())) totals[name] ??= zero;
-  return totals;
 }
 
 // One record into a bucket (counted in `count`) or totals (counted in `records`).

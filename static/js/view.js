@@ -3,8 +3,8 @@
 // and the axis moves on with the clock. Plain data in, plain arrays out: node's tests drive it.
 
 import { OTHERS } from "./format.js";
-import { channelOf } from "./records.js";
-import { addRecord, asTotals, emptyBucket, emptyTotals, mergeBuckets, mergeTotals } from "./tally.js";
+import { WILDCARD, channelOf } from "./records.js";
+import { addRecord, emptyBucket, mergeBuckets, mergeTotals } from "./tally.js";
 
 const MINUTE = 60_000;
 
@@ -77,6 +77,23 @@ export class RangeView {
     return this.values(names, "all", (b) => (b.count ? (100 * (b.count - b.successCount)) / b.count : null), null, kind);
   }
 
+  // --- the server's live figures ---------------------------------------------------------------
+
+  // In the live range, the figures of the tiles, cards and bars (totals, and each source's) are
+  // the server's `metrics:update` (every second while records flow; its window is the live
+  // range's), each set taken whole: p95 cannot be summed here, and counts that moved without it
+  // would read against a p95 of a minute before. Until the first, the overview's. `source`: the
+  // page's filter, whose figures are the totals.
+  takeUpdate(data, source = WILDCARD) {
+    if (this.range.name !== "live") return;
+    const whole = (figures) => ({ ...figures, failures: figures.records - figures.successCount });
+    const totals = source === WILDCARD ? data.totals : data.sources?.[source];
+    if (totals) this.totals = { ...this.totals, ...whole(totals) };
+    for (const [name, figures] of Object.entries(data.sources ?? {})) {
+      this.sources[name] = { ...this.sources[name], ...whole(figures) };
+    }
+  }
+
   // The last bucket is still filling: charts draw it as partial.
   get partialIndex() {
     return this.axis.length - 1;
@@ -84,8 +101,8 @@ export class RangeView {
 
   // --- live ----------------------------------------------------------------------------------
 
-  // Add a record that arrived on the WebSocket (live range only): its bucket, its channel's
-  // totals and the range's. Percentiles are the server's, until the next reload.
+  // Add a record that arrived on the WebSocket (live range only) to its bucket and its channel's
+  // last record; the totals come from the server (takeUpdate).
   add(record) {
     const at = Math.floor(record.recordedAt / this.step) * this.step;
     this.advanceTo(at);
@@ -105,8 +122,6 @@ export class RangeView {
       const buckets = (named[type] ??= this.axis.map(() => null));
       buckets[index] = addRecord(buckets[index] ?? emptyBucket(this.axis[index]), record);
     }
-    addRecord(asTotals((this.sources[channel] ??= emptyTotals())), record, "records");
-    addRecord(asTotals(this.totals), record, "records");
     if (record.type === "scheduler_run") this.addRun(record);
   }
 

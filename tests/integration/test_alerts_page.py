@@ -67,8 +67,29 @@ def test_a_firing_alert_shows_live_on_the_tab_the_card_and_the_source_page(
     page.wait_for_selector("#firing-alerts li", timeout=10_000)
     page.wait_for_function(
         """() => Chart.getChart(document.querySelector('[data-chart="volume"]'))?.data.datasets
-              .find((d) => d.label === 'alert firing')?.data.some((v) => v === 100)""",
+              .find((d) => d.label === 'alert firing')?.data.some((v) => v === 1)""",
         timeout=10_000,
     )
+    band = page.evaluate(
+        """() => {
+            const chart = Chart.getChart(document.querySelector('[data-chart="volume"]'));
+            const i = chart.data.datasets.findIndex((d) => d.label === 'alert firing');
+            const shaded = chart.getDatasetMeta(i).data.filter((_, k) => chart.data.datasets[i].data[k] === 1);
+            return {area: chart.chartArea, bars: shaded.map((b) => ({top: b.y, bottom: b.base, width: b.width})),
+                    colour: chart.data.datasets[i].backgroundColor};
+        }"""
+    )
+    assert band["bars"], band  # a shaded column for each bucket the alert fired in: from foot to top
+    for bar in band["bars"]:
+        assert abs(bar["top"] - band["area"]["top"]) < 2 and abs(bar["bottom"] - band["area"]["bottom"]) < 2
+        assert bar["width"] >= 3
+    last_point = page.evaluate(
+        """() => {
+            const chart = Chart.getChart(document.querySelector('[data-chart="percentiles"]'));
+            const points = chart.getDatasetMeta(0).data.filter((_, k) => chart.data.datasets[0].data[k] !== null);
+            return {x: points.at(-1).x, right: chart.chartArea.right};
+        }"""
+    )
+    assert last_point["right"] - last_point["x"] >= 4, last_point  # inside its slot, not on the edge
     screenshot(page, "alerts-source-page")
     assert errors == []

@@ -337,3 +337,45 @@ def test_success_bars_read_their_differences_and_the_error_rate_is_seen(
     assert rate_axis <= 5  # 1 failure in 70: 1.4 % reads against 5 %, not 100 %
     screenshot(page, "dashboard-success-bars")
     assert errors == []
+
+
+def duration_ms(text: str) -> float:
+    """A duration as the page writes it ("412 ms", "5.4 s", "2 min") in ms."""
+    number, unit = text.replace(",", "").split()
+    return float(number) * {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}[unit]
+
+
+def test_live_p95_moves_with_the_counts_and_never_reads_below_the_average(
+    browser: Any, daphne: DaphneServer, login: dict[str, str], committed_api_key: str
+) -> None:
+    """400 quick scrapes, then 400 of 5 s: within seconds (not at the next reload, a minute
+    later) the tiles and the card say p95 ≈ 5 s beside the new average, as the server does."""
+    source = f"p95-{uuid.uuid4().hex[:8]}"
+    ingest(daphne, committed_api_key, [scrape(scraperSource=source, scrapeDurationMs=100)] * 400)
+    page, errors = open_dashboard(browser, daphne, login)
+    page.wait_for_function(
+        f"[...document.querySelectorAll('#source-filter option')].some(o => o.value === '{source}')"
+    )
+    page.select_option("#source-filter", source)
+    page.wait_for_function("document.querySelector('[data-stat=\"records\"]').textContent === '400'")
+    assert duration_ms(page.inner_text('[data-stat="p95DurationMs"]')) <= 200
+
+    ingest(daphne, committed_api_key, [scrape(scraperSource=source, scrapeDurationMs=5000)] * 400)
+    page.wait_for_function(  # the counts, average and p95 come together, with the next update
+        "document.querySelector('[data-stat=\"records\"]').textContent === '800'", timeout=5000
+    )
+    card = page.locator(f'.scraper:has-text("{source}")')
+    for p95, avg in (
+        ('[data-stat="p95DurationMs"]', '[data-stat="avgDurationMs"]'),
+        ('[data-field="p95DurationMs"]', '[data-field="avgDurationMs"]'),
+    ):
+        root = page if p95.startswith("[data-stat") else card
+        shown_p95, shown_avg = (duration_ms(root.locator(field).inner_text()) for field in (p95, avg))
+        assert 2500 <= shown_avg <= 2600 and 5000 <= shown_p95 <= 6000, (shown_avg, shown_p95)
+    summary = httpx.get(
+        f"{daphne.url}/api/metrics/summary/", headers={"Authorization": f"Bearer {committed_api_key}"}
+    ).json()
+    assert summary["windowSeconds"] == 30 * 60  # the live range's
+    assert summary["sources"][source]["p95DurationMs"] == pytest.approx(shown_p95, rel=0.05)
+    screenshot(page, "dashboard-live-p95")
+    assert errors == []

@@ -2,6 +2,8 @@
 the API, with a source that stopped three hours ago and an hourly scheduler. Each test reads
 what the charts were given to draw (Chart.js' own data) and what the page says."""
 
+import itertools
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -122,6 +124,52 @@ def test_the_scheduler_tab_draws_each_run(page: Any, week: dict[str, str]) -> No
     assert "every 1 h" in card.inner_text()
     assert week["scheduler"] not in page.inner_text("#scraper-grid")  # scraper cards hold scrapers only
     screenshot(page, "history-scheduler")
+
+
+def drawn_ticks(page: Any, name: str) -> list[dict[str, Any]]:
+    """The x axis labels a chart drew: each one's text, centre and width in px."""
+    ticks: list[dict[str, Any]] = page.evaluate(
+        """(name) => {
+            const chart = Chart.getChart(document.querySelector(`canvas[data-chart="${name}"]`));
+            const x = chart.scales.x;
+            chart.ctx.save();
+            chart.ctx.font = Chart.helpers.toFont(x.options.ticks.font).string;
+            const drawn = x.ticks.flatMap((tick, i) => tick.label ? [{label: tick.label, at: x.getPixelForTick(i),
+                width: chart.ctx.measureText(tick.label).width}] : []);
+            chart.ctx.restore();
+            return drawn;
+        }""",
+        name,
+    )
+    return ticks
+
+
+def assert_readable_time_axis(ticks: list[dict[str, Any]], *, dates: bool | None) -> None:
+    """Labels on round times ("Dec 1", "14:30"), the date where the axis spans days (None:
+    it may, as 30 live minutes do at midnight), none touching the next."""
+    labels = [tick["label"] for tick in ticks]
+    assert len(ticks) >= 2, labels
+    for tick in ticks:
+        assert re.fullmatch(r"[A-Z][a-z]{2} \d{1,2}|\d\d:[0-5][05]", tick["label"]), labels
+    if dates is not None:
+        assert any(re.fullmatch(r"[A-Z][a-z]{2} \d{1,2}", label) for label in labels) == dates, labels
+    for before, after in itertools.pairwise(ticks):
+        assert after["at"] - before["at"] >= (before["width"] + after["width"]) / 2 + 4, labels
+
+
+def test_time_axes_name_the_day_and_never_run_together(page: Any, week: dict[str, str]) -> None:
+    choose_range(page, "7d", "last 7 days")
+    assert_readable_time_axis(drawn_ticks(page, "timeline"), dates=True)
+    page.click('[data-tab="scheduler"]')
+    page.wait_for_function("Chart.getChart(document.querySelector('canvas[data-chart=\"schedulerRuns\"]'))")
+    assert_readable_time_axis(drawn_ticks(page, "schedulerRuns"), dates=True)
+    screenshot(page, "axes-7d-scheduler")
+    for value in ("7d", "live"):
+        page.goto(f"{page.url.split('/analytics/')[0]}/analytics/source/{week['steady']}/?range={value}")
+        page.wait_for_function("Chart.getChart(document.querySelector('canvas[data-chart=\"percentiles\"]'))")
+        for name in ("volume", "percentiles", "itemsPerScrape"):  # full and half width
+            assert_readable_time_axis(drawn_ticks(page, name), dates=True if value == "7d" else None)
+        screenshot(page, f"axes-source-{value}")
 
 
 def test_a_card_opens_the_source_and_its_page_draws(page: Any, week: dict[str, str]) -> None:

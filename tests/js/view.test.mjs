@@ -61,7 +61,7 @@ test("live records fill their minute and move the axis on", () => {
                    recordedAt: T0 + 2 * MINUTE + 5 };
   view.add(record);
   assert.equal(view.buckets("cnbc")[2].count, 1);
-  assert.equal(view.sources.cnbc.failures, 1);
+  assert.equal(view.sources.cnbc.records, 1); // the totals are the server's (takeUpdate), not summed here
   view.add({ ...record, recordedAt: T0 + 3 * MINUTE + 1, success: true });
   assert.equal(view.axis.length, 3);
   assert.equal(view.axisMs[2], T0 + 3 * MINUTE);
@@ -104,4 +104,29 @@ test("channels the server summed (its rest) count in the others, the error rate 
   assert.deepEqual(view.errorRate("scraper"), [30, 50, 50]);
   const bars = view.totalsByChannel("scraper", 1);
   assert.deepEqual(bars.map(([name, t]) => [name, t.records, t.successRate]), [["a", 6, undefined], [OTHERS, 10, 50]]);
+});
+
+test("live totals are the server's last metrics:update, taken whole: p95 never lags the counts", () => {
+  const live = new RangeView(overview({ a: { all: [bucket(2), bucket(2), null] } }, [{ name: "a", kind: "scraper" }]));
+  live.totals = { records: 4, successCount: 4, failures: 0, avgDurationMs: 100, p95DurationMs: 100 };
+  live.sources.b = { records: 1, successCount: 1, previous: { records: 1 } };
+  const figures = { records: 9, successCount: 7, successRate: 77.8, avgDurationMs: 900, p95DurationMs: 2400 };
+  live.takeUpdate({ totals: figures, sources: { a: figures, b: figures } });
+  for (const totals of [live.totals, live.sources.a, live.sources.b]) {
+    assert.equal(totals.records, 9);
+    assert.equal(totals.failures, 2);
+    assert.equal(totals.p95DurationMs, 2400);
+  }
+  assert.deepEqual(live.sources.b.previous, { records: 1 }); // the range before stays the overview's
+  live.add({ type: "page_scrape", scraperSource: "a", scrapeDurationMs: 5, success: true, itemsExtracted: 1,
+             recordedAt: T0 + 2 * MINUTE });
+  assert.equal(live.totals.records, 9); // until the next update
+
+  const filtered = new RangeView(overview({ a: { all: [bucket(2), null, null] } }, [{ name: "a", kind: "scraper" }]));
+  filtered.takeUpdate({ totals: { ...figures, records: 100, successCount: 100 }, sources: { a: figures } }, "a");
+  assert.equal(filtered.totals.records, 9); // the filter's source, not everyone's
+
+  const week = new RangeView({ ...overview({}, []), range: { name: "7d", bucket: "hour", label: "last 7 days" } });
+  week.takeUpdate({ totals: figures, sources: {} });
+  assert.equal(week.totals.records, 0); // the other ranges keep their own
 });
