@@ -27,6 +27,7 @@ from metrics_app.history.reads import Series, series, totals
 from metrics_app.models import SchedulerMetric
 from metrics_app.records import epoch_ms
 from metrics_app.tally import Tally, iso, merged
+from metrics_app.trend import Trend, comparable, trend
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ def overview(range_name: str, source: str | None = None, now: datetime | None = 
     shown = ranked[:SHOWN]
     found = series(start, end, span.bucket, source, channels=shown)
     before = totals(start - span.span, start, span.bucket, source)
+    before_covered = reads.covered(start - span.span, start, span.bucket, source)
     kinds = reads.kinds(start, end, span.bucket, source)
     last = reads.last_recorded(shown)
     answer = {
@@ -107,7 +109,13 @@ def overview(range_name: str, source: str | None = None, now: datetime | None = 
         ],
         "totals": _summed(merged(per_channel.values())),
         "sources": {
-            name: {**_summed(per_channel[name]), "previous": _summed(before.get(name, Tally()))}
+            name: {
+                **_summed(per_channel[name]),
+                "previous": _summed(before.get(name, Tally())),
+                "trend": _records_trend(
+                    per_channel[name], before.get(name, Tally()), before_covered.get(name, 0), len(starts)
+                ),
+            }
             for name in shown
         },
         "previous": _summed(merged(before.values())),
@@ -143,6 +151,12 @@ def _rest(
             },
         }
     return found
+
+
+def _records_trend(now: Tally, before: Tally, covered: int, buckets: int) -> Trend:
+    """A channel's records in the range against the range before, which held records in
+    `covered` of its `buckets` buckets (the page's "vs the previous 7 days")."""
+    return trend(now.count, before.count, comparable(before.count, covered, buckets))
 
 
 def _summed(slot: Tally) -> dict[str, Any]:

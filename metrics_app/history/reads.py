@@ -5,7 +5,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from django.db.models import Case, CharField, F, IntegerField, Max, QuerySet, Sum, Value, When
+from django.db.models import Case, CharField, Count, F, IntegerField, Max, QuerySet, Sum, Value, When
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -196,6 +196,18 @@ def totals(start: datetime, end: datetime, bucket: str, channel: str | None = No
     ):
         found.setdefault(source, Tally()).add(n, ok, total, items, retries, size, bucket_number)
     return found
+
+
+def covered(start: datetime, end: datetime, bucket: str, channel: str | None = None) -> dict[str, int]:
+    """How many buckets (minutes or hours) of start … end held records, per channel: whether
+    a range before holds data to compare with (metrics_app.trend). One grouped read."""
+    grain = rollups.MINUTES if bucket == "minute" else rollups.HOURS
+    return dict(
+        _rollup_rows(start, end, bucket, channel, None)
+        .values_list("scraper_source")
+        .annotate(Count(grain.time_column, distinct=True))
+        .values_list("scraper_source", f"{grain.time_column}__count")
+    )
 
 
 def totals_by_type(start: datetime, end: datetime) -> dict[tuple[str, str], Tally]:

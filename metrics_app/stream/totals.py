@@ -19,13 +19,13 @@ from metrics_app.history.overview import RANGES
 from metrics_app.models import MinuteRollup
 from metrics_app.records import DURATION_FIELD, METRIC_TYPES, epoch_ms, now_ms
 from metrics_app.tally import Tally, merged
+from metrics_app.trend import Trend, comparable, trend
 
 WINDOW_MINUTES: Final = int(RANGES["live"].span / timedelta(minutes=1))
 # Sources a snapshot lists one by one (the busiest of the window): a `metrics:update` stays a
 # few tens of KB, and a second's work, however many sources report. The totals count them all.
 SHOWN: Final = 50
-TREND_MINUTES: Final = 5  # trends compare the last 5 minutes with the 5 before
-STABLE_WITHIN: Final = 0.05  # a relative change under 5 % is "stable"
+TREND_MINUTES: Final = 5  # trends compare the last 5 minutes with the 5 before (metrics_app.trend)
 
 # The word the summary's keys use for each type's duration: avgNavigationDurationMs,
 # avgScrapeDurationMs, avgExecutionDurationMs.
@@ -116,7 +116,7 @@ class LiveStats:
                 for m, s in slots.items()
                 if now_minute - 2 * TREND_MINUTES < m <= now_minute - TREND_MINUTES
             ]
-            trends[channel] = _trends(_summarise(recent), _summarise(before))
+            trends[channel] = _trends(_summarise(recent), _summarise(before), covered=len(before))
         return {
             "windowSeconds": WINDOW_MINUTES * 60,
             "totals": {
@@ -159,23 +159,14 @@ def _summarise(slots: Any) -> dict[str, Any]:
     return summary
 
 
-def _trend(now: float | None, before: float | None) -> dict[str, Any]:
-    if now is None or before is None:
-        return {"direction": "stable", "change": 0.0}
-    if before == 0:  # from nothing: any activity is a full rise
-        change = 0.0 if now == 0 else 100.0
-    else:
-        change = round(100.0 * (now - before) / before, 1)
-    direction = "stable" if abs(change) < STABLE_WITHIN * 100 else ("up" if change > 0 else "down")
-    return {"direction": direction, "change": change}
-
-
-def _trends(recent: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
-    """Last 5 minutes against the 5 before: volume, success rate and average duration."""
+def _trends(recent: dict[str, Any], before: dict[str, Any], covered: int) -> dict[str, Trend]:
+    """Last 5 minutes against the 5 before (`covered` of which held records): volume, success
+    rate and average duration."""
+    period = comparable(before["records"], covered, TREND_MINUTES)
     return {
-        "records": _trend(recent["records"], before["records"]),
-        "successRate": _trend(recent["successRate"], before["successRate"]),
-        "avgDurationMs": _trend(recent["avgDurationMs"], before["avgDurationMs"]),
+        "records": trend(recent["records"], before["records"], period),
+        "successRate": trend(recent["successRate"], before["successRate"], period),
+        "avgDurationMs": trend(recent["avgDurationMs"], before["avgDurationMs"], period),
     }
 
 

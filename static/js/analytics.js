@@ -145,7 +145,7 @@ function renderScraperCards(view) {
       avgDurationMs: formatDuration(totals.avgDurationMs),
       p95DurationMs: formatDuration(totals.p95DurationMs),
       trendLabel: `vs the ${view.range.label.replace("last", "previous")}`,
-      trend: formatChange(totals.records, totals.previous?.records),
+      trend: formatChange(totals.trend),
       last: formatAgo(channel.lastRecordedAt),
     };
     for (const [field, text] of Object.entries(fields)) card.querySelector(`[data-field="${field}"]`).textContent = text;

@@ -5,6 +5,7 @@ const COUNT = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
 const ONE_DECIMAL = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
 const THREE_FIGURES = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 3 });
 const TWO_FIGURES = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 2 });
+const COMPACT = new Intl.NumberFormat(undefined, { notation: "compact", maximumSignificantDigits: 2 });
 // Times of day on a 24-hour clock: "00:10" is shorter than "12:10 AM" and never ambiguous.
 const MINUTE = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
 const DAY_HOUR = new Intl.DateTimeFormat([], {
@@ -139,11 +140,17 @@ export function bucketTicks(times, bucket, width) {
   return labels;
 }
 
-// A change against the window before: "+12 %", "-3.4 %", or a dash when there is nothing to compare.
-export function formatChange(now, before) {
-  if (now === null || now === undefined || !before) return DASH;
-  const change = (100 * (now - before)) / before;
-  return `${change > 0 ? "+" : ""}${ONE_DECIMAL.format(change)} %`;
+// A trend as the server judged it (metrics_app/trend.py decides whether the range before holds
+// comparable data, and the change): "new" when it does not, "+12 %", "-3.4 %", and, from ten
+// times as many on, "×12", "×330", "×43K": "+33,305 %" reads as noise where "×330" says it.
+const TIMES_FROM = 10;
+
+export function formatChange(trend) {
+  if (!trend) return DASH;
+  if (!trend.comparable || trend.change === null || trend.change === undefined) return "new";
+  const ratio = 1 + trend.change / 100;
+  if (ratio >= TIMES_FROM) return `×${COMPACT.format(ratio)}`;
+  return `${trend.change > 0 ? "+" : ""}${ONE_DECIMAL.format(trend.change)} %`;
 }
 
 export const OTHERS = "others";

@@ -379,3 +379,40 @@ def test_live_p95_moves_with_the_counts_and_never_reads_below_the_average(
     assert summary["sources"][source]["p95DurationMs"] == pytest.approx(shown_p95, rel=0.05)
     screenshot(page, "dashboard-live-p95")
     assert errors == []
+
+
+def test_a_card_over_7_days_reads_new_or_the_change_from_the_records_sent(
+    browser: Any, daphne: DaphneServer, login: dict[str, str], committed_api_key: str
+) -> None:
+    """The demo's past sent 4 records a minute and its present 20 a second: every card read
+    "+33,305 %" against a week before that held nothing comparable."""
+    tag = uuid.uuid4().hex[:6]
+    fresh, steady = f"fresh-{tag}", f"steady-{tag}"
+    hour = 3_600_000
+    now = int(time.time() * 1000)
+    # steady: one record in each of 166 hours of the week before the week, two in each of 150
+    # hours of this week; fresh: this week only, and a trickle of 5 the week before.
+    before = [navigation(scraperSource=steady, recordedAt=now - (168 + h) * hour) for h in range(1, 167)]
+    this_week = [
+        navigation(scraperSource=steady, recordedAt=now - h * hour - n) for h in range(1, 151) for n in (0, 1)
+    ]
+    fresh_records = [navigation(scraperSource=fresh, recordedAt=now - h * hour) for h in range(1, 100)]
+    trickle = [navigation(scraperSource=fresh, recordedAt=now - (200 + h) * hour) for h in range(5)]
+    records = before + this_week + fresh_records + trickle
+    for start in range(0, len(records), 500):
+        ingest(daphne, committed_api_key, records[start : start + 500])
+    page, errors = open_dashboard(browser, daphne, login)
+    page.wait_for_selector('#connection[data-connection-state="live"]')
+    page.select_option("#range", "7d")
+    page.wait_for_function("document.querySelector('#window').textContent.startsWith('last 7 days')")
+
+    def card(name: str) -> Any:
+        return page.locator("#scraper-grid article", has_text=name)
+
+    card(steady).wait_for()
+    change = 100 * (len(this_week) - len(before)) / len(before)  # +80.7 %
+    assert card(steady).locator('[data-field="trend"]').inner_text() == f"+{change:.1f} %"
+    assert card(steady).locator('[data-field="trendLabel"]').inner_text() == "vs the previous 7 days"
+    assert card(fresh).locator('[data-field="trend"]').inner_text() == "new"
+    screenshot(page, "dashboard-trends-7d")
+    assert errors == []

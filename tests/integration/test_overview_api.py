@@ -80,6 +80,27 @@ def test_trends_compare_with_the_range_before(reader: AsgiClient, week: int) -> 
     assert steady["p95DurationMs"] is not None and stopped["successRate"] == round(100 * 19 / 24, 2)
 
 
+def test_a_trend_is_a_percentage_only_against_comparable_data(reader: AsgiClient, week: int) -> None:
+    # A source that sent 40 records in two hours of yesterday and 40 today: not comparable.
+    store(*(navigation(scraperSource="bursty", recordedAt=week - (30 + n % 2) * HOUR) for n in range(40)))
+    store(*(navigation(scraperSource="bursty", recordedAt=week - 2 * HOUR) for _ in range(40)))
+    day = get(reader, "/api/metrics/overview/", range="24h")["sources"]
+    steady, stopped, bursty = day["steady"], day["stopped"], day["bursty"]
+    # Yesterday held steady's records in every hour: a percentage, from the records themselves.
+    expected = round(
+        100 * (steady["records"] - steady["previous"]["records"]) / steady["previous"]["records"], 1
+    )
+    assert steady["trend"] == {"direction": "stable" if abs(expected) < 5 else "down", "change": expected,
+                               "comparable": True}  # fmt: skip
+    assert stopped["trend"]["comparable"] and stopped["trend"]["change"] == round(100 * (21 - 24) / 24, 1)
+    assert bursty["previous"]["records"] == 40
+    assert bursty["trend"] == {"direction": "stable", "change": None, "comparable": False}
+    # The week before the week holds nothing: every trend over 7 days is new.
+    week_sources = get(reader, "/api/metrics/overview/", range="7d")["sources"]
+    assert not any(source["trend"]["comparable"] for source in week_sources.values())
+    assert week_sources["steady"]["trend"] == {"direction": "up", "change": None, "comparable": False}
+
+
 def test_the_live_range_compares_with_the_half_hour_before(reader: AsgiClient) -> None:
     now = now_ms()
     store(navigation(recordedAt=now - 60_000), *(navigation(recordedAt=now - 40 * 60_000) for _ in range(3)))

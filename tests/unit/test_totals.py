@@ -55,3 +55,26 @@ def test_trends_compare_the_last_five_minutes_with_the_five_before(
     for _ in range(recent):
         stats.add(navigation(recordedAt=now), "robinhood")
     assert stats.snapshot()["trends"]["robinhood"]["records"]["direction"] == direction
+
+
+def test_a_trend_against_five_minutes_that_held_records_in_one_of_them_is_new() -> None:
+    stats = LiveStats()
+    now = now_ms()
+    for _ in range(30):
+        stats.add(navigation(recordedAt=now - 7 * MINUTE), "robinhood")
+    for _ in range(60):
+        stats.add(navigation(recordedAt=now), "robinhood")
+    records = stats.snapshot()["trends"]["robinhood"]["records"]
+    assert records == {"direction": "up", "change": None, "comparable": False}
+
+
+def test_a_trend_against_five_minutes_of_steady_records_is_a_percentage() -> None:
+    stats = LiveStats()
+    now = now_ms()
+    for minute in range(5, 10):  # 4 records in each of the 5 minutes before: 20
+        for _ in range(4):
+            stats.add(navigation(recordedAt=now - minute * MINUTE), "robinhood")
+    for _ in range(25):
+        stats.add(navigation(recordedAt=now), "robinhood")
+    records = stats.snapshot()["trends"]["robinhood"]["records"]
+    assert records == {"direction": "up", "change": 25.0, "comparable": True}
