@@ -309,13 +309,22 @@ class ApiKeyAdmin(admin.ModelAdmin):
 class AlertEventInline(admin.TabularInline):
     model = AlertEvent
     extra = 0
-    fields = ("status", "when", "summary")
+    # the numbers at each transition (the alert's own are the current ones)
+    fields = ("status", "when", "summary", "measured", "compared_with")
     readonly_fields = fields
     can_delete = False
 
     @admin.display(description="at")
     def when(self, event: AlertEvent) -> str:
         return moment(event.at)
+
+    @admin.display(description="value")
+    def measured(self, event: AlertEvent) -> str:
+        return figure(event.alert.verdict, event.value)
+
+    @admin.display(description="threshold")
+    def compared_with(self, event: AlertEvent) -> str:
+        return figure(event.alert.verdict, event.threshold)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

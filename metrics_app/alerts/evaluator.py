@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from metrics_app import counters, db
 from metrics_app.alerts import lifecycle, notify, signals, verdicts
-from metrics_app.alerts.models import AlertEvent, EvaluatorLease, Threshold
+from metrics_app.alerts.models import Alert, AlertEvent, EvaluatorLease, Threshold
 from metrics_app.alerts.usual import HISTORY, Baselines, Usual
 from metrics_app.records import epoch_ms
 from metrics_app.stream.bus import get_bus
@@ -43,6 +43,7 @@ STALE_INTERVALS: Final = 4  # the watchdog: an evaluator silent this long is its
 LEASE_ID: Final = 1
 FULL_SCAN_EVERY: Final = timedelta(minutes=5)
 MINUTE_MS: Final = 60_000
+Reading = Callable[[Alert], verdicts.Finding | None]  # an open alert's numbers, measured again
 
 
 @dataclass
@@ -98,8 +99,8 @@ class Evaluator:
         cycle = Cycle()
         started = time.perf_counter()
         with _timed_queries(cycle):
-            findings = self._judge(now, cycle)
-            events = lifecycle.apply(findings, now)
+            findings, current = self._judge(now, cycle)
+            events = lifecycle.apply(findings, now, current)
         cycle.findings, cycle.events = len(findings), len(events)
         cycle.wall_ms = (time.perf_counter() - started) * 1000
         EvaluatorLease.objects.filter(pk=LEASE_ID, holder=self.holder).update(
@@ -107,7 +108,8 @@ class Evaluator:
         )
         return cycle, events
 
-    def _judge(self, now: datetime, cycle: Cycle) -> list[verdicts.Finding]:
+    def _judge(self, now: datetime, cycle: Cycle) -> tuple[list[verdicts.Finding], Reading]:
+        """This cycle's findings, and how to measure again an alert whose condition is gone."""
         window_s = settings.METRICS_ALERT_WINDOW_S
         no_data_ms = settings.METRICS_ALERT_NO_DATA_S * 1000
         span = f"over the last {verdicts.duration_text(window_s * 1000)}"
@@ -152,7 +154,27 @@ class Evaluator:
             if finding := verdicts.judge_scheduler(name, found, now_ms, window_s * 1000):
                 findings.append(finding)
         cycle.channels, cycle.schedulers = len(seen), len(runs)
-        return verdicts.incidents(findings, watched=max(1, len(scrapers | (set(seen) & self.steady))))
+        watched = max(1, len(scrapers | (set(seen) & self.steady)))
+
+        def current(alert: Alert) -> verdicts.Finding | None:
+            """The same rule over this window (the whole window: the numbers it fired with
+            were of it, or of its last part)."""
+            measure, name = alert.measure, alert.scraper_source or ""
+            if alert.scheduler_name:
+                found = runs.get(alert.scheduler_name, [])
+                return verdicts.measure_scheduler(
+                    measure, alert.scheduler_name, found, now_ms, window_s * 1000
+                )
+            if measure == verdicts.SILENCE:  # reporting again: when exactly (`seen` may be a bound)
+                last = signals.last_records(signals.newest_minutes(until, [name])).get(name)
+                return verdicts.measure_silence(name, last, now_ms, no_data_ms) if last else None
+            if measure.startswith(verdicts.SHARED):
+                return verdicts.measure_incident(measure.removeprefix(verdicts.SHARED), findings, watched)
+            rules = [rule for rule in fixed if rule.scraper_source in ("", name)]
+            window = windows.get(name, signals.Window())
+            return verdicts.measure_source(measure, name, window, self.baselines.get(name), rules, span)
+
+        return verdicts.incidents(findings, watched), current
 
     def _last_seen(
         self, now: datetime, until: datetime, windows: dict[str, signals.Window]

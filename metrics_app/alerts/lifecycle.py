@@ -3,6 +3,10 @@ outbox rows that tell people (Notification), all in one transaction per evaluati
 
 - A condition found for the first time opens a pending alert. It fires once it has held for
   half a window (METRICS_ALERT_WINDOW_S / 2); gone before that, the pending alert is dropped.
+- Each evaluation gives an open alert the current numbers: those of its finding while the
+  condition holds, and once it is gone, those of the same rule measured again (`current`), so
+  a resolving alert does not go on showing the numbers it fired with. Its events keep the
+  numbers of each transition; a change of numbers alone is neither an event nor notified.
 - A firing alert resolves once its condition has been gone for half a window. A condition
   that comes back before that counts a flap, and each flap (up to MAX_HOLD_FLAPS) holds the
   next resolution half a window longer: a flapping source stays one firing alert instead of
@@ -11,7 +15,7 @@ outbox rows that tell people (Notification), all in one transaction per evaluati
   transitions are not notified.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -26,8 +30,10 @@ from metrics_app.tally import iso
 
 MAX_HOLD_FLAPS: Final = 3
 # what an evaluation changes in an alert whose condition still holds
-HELD_FIELDS: Final = ["summary", "value", "threshold", "threshold_source", "sources", "last_held_at", "flaps",
-                      "clear_since"]  # fmt: skip
+NUMBER_FIELDS: Final = ["summary", "value", "threshold", "threshold_source", "measure"]
+HELD_FIELDS: Final = [*NUMBER_FIELDS, "sources", "last_held_at", "flaps", "clear_since"]
+# what an evaluation changes in a firing alert whose condition is gone
+CLEARING_FIELDS: Final = [*NUMBER_FIELDS, "clear_since"]
 RULES: Final = {
     "site_down": "navigation_failures",
     "blocked": "refusals_or_small_pages",
@@ -64,8 +70,14 @@ def as_dict(alert: Alert, silences: Iterable[Silence] = ()) -> dict[str, Any]:
     }
 
 
-def apply(findings: Sequence[Finding], now: datetime) -> list[AlertEvent]:
-    """Move every open alert on by this evaluation's findings; returns the new events."""
+def apply(
+    findings: Sequence[Finding],
+    now: datetime,
+    current: Callable[[Alert], Finding | None] = lambda alert: None,
+) -> list[AlertEvent]:
+    """Move every open alert on by this evaluation's findings; returns the new events.
+    `current` measures again a firing alert whose condition is gone (None: nothing to measure,
+    its numbers stay)."""
     half = timedelta(seconds=settings.METRICS_ALERT_WINDOW_S / 2)
     events: list[AlertEvent] = []
     with transaction.atomic():
@@ -99,12 +111,14 @@ def apply(findings: Sequence[Finding], now: datetime) -> list[AlertEvent]:
                 alert.delete()
                 continue
             alert.clear_since = alert.clear_since or now
+            if (reading := current(alert)) is not None:
+                _numbers(alert, reading)
             if now - alert.clear_since >= half * (1 + min(alert.flaps, MAX_HOLD_FLAPS)):
                 alert.state, alert.ends_at = Alert.State.RESOLVED, now
                 alert.save()
                 events.append(_event(alert, "resolved", now, silences))
             else:
-                alert.save(update_fields=["clear_since"])
+                alert.save(update_fields=CLEARING_FIELDS)
     return events
 
 
@@ -120,11 +134,16 @@ def _opened(finding: Finding, now: datetime) -> Alert:
 
 
 def _describe(alert: Alert, finding: Finding, now: datetime) -> None:
+    _numbers(alert, finding)
+    alert.sources = list(finding.sources)
+    alert.last_held_at = now
+
+
+def _numbers(alert: Alert, finding: Finding) -> None:
     alert.summary = finding.summary[:500]
     alert.value, alert.threshold = finding.value, finding.threshold
     alert.threshold_source = finding.threshold_source[:200]
-    alert.sources = list(finding.sources)
-    alert.last_held_at = now
+    alert.measure = finding.measure
 
 
 def _silenced(alert: Alert, silences: Iterable[Silence]) -> bool:
@@ -135,7 +154,14 @@ def _silenced(alert: Alert, silences: Iterable[Silence]) -> bool:
 
 def _event(alert: Alert, status: str, now: datetime, silences: Iterable[Silence]) -> AlertEvent:
     """Record a transition, and queue its notifications unless the alert is silenced."""
-    event = AlertEvent.objects.create(alert=alert, status=status, at=now, summary=alert.summary)
+    event = AlertEvent.objects.create(
+        alert=alert,
+        status=status,
+        at=now,
+        summary=alert.summary,
+        value=alert.value,
+        threshold=alert.threshold,
+    )
     if not (alert.silenced or _silenced(alert, silences)):
         targets = [
             *settings.METRICS_ALERT_WEBHOOK_URLS,

@@ -56,12 +56,18 @@ class Alert(models.Model):
     scheduler_name = models.CharField(max_length=NAME_MAX_LENGTH, null=True, blank=True)
     severity = models.CharField(max_length=10, choices=Severity.choices)
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    # The current numbers: of the last evaluation, also while the condition is gone and the
+    # alert resolves (its events keep the numbers of each transition).
     summary = models.CharField(max_length=500)
     value = models.FloatField(null=True, blank=True)
     threshold = models.FloatField(null=True, blank=True)
     threshold_source = models.CharField(
         max_length=200, blank=True, help_text="Where the threshold came from (learned, fixed, a default)."
     )
+    measure = models.CharField(
+        max_length=40, blank=True,
+        help_text="The rule that measured it (verdicts.py), measured again while it resolves.",
+    )  # fmt: skip
     sources = models.JSONField(default=list, blank=True, help_text="An incident's sources.")
     pending_since = models.DateTimeField()
     starts_at = models.DateTimeField(null=True, blank=True, help_text="When it started firing.")
@@ -88,12 +94,15 @@ class Alert(models.Model):
 
 
 class AlertEvent(models.Model):
-    """A change of an alert's state that people are told about: firing or resolved."""
+    """A change of an alert's state that people are told about: firing or resolved, with the
+    numbers at that moment (the alert itself moves on to the current ones)."""
 
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="events")
     status = models.CharField(max_length=10)  # "firing" or "resolved"
     at = models.DateTimeField()
     summary = models.CharField(max_length=500)
+    value = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
 
     class Meta:
         db_table = "metrics_alert_events"

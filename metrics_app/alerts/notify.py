@@ -32,9 +32,12 @@ def payload(event: AlertEvent) -> dict[str, Any]:
     """The webhook body: `text` makes it a valid Slack or Mattermost incoming-webhook message,
     with the summary's words shown as words (`chat_text`)."""
     alert = event.alert
+    # The numbers of the transition told, not those the alert has moved on to since (a retried
+    # "firing" would otherwise carry the numbers of its recovery).
+    numbers = {"summary": event.summary, "value": event.value, "threshold": event.threshold}
     return {
         "status": event.status,
-        "alert": as_dict(alert),
+        "alert": {**as_dict(alert), **numbers},
         "text": chat_text(headline(event)),
         "link": link(alert.scraper_source),
     }

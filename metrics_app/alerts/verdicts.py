@@ -22,7 +22,7 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Final
 
@@ -62,7 +62,7 @@ CRITICAL: Final = {Verdict.SITE_DOWN, Verdict.BLOCKED, Verdict.EXTRACTION_BROKEN
 
 @dataclass(frozen=True)
 class Finding:
-    """A condition found in one evaluation: what broke, for whom, and why."""
+    """What a rule measured in one evaluation: what broke (when it `holds`), for whom, and why."""
 
     verdict: str
     source: str | None
@@ -72,6 +72,11 @@ class Finding:
     threshold: float | None
     threshold_source: str
     sources: tuple[str, ...] = ()  # an incident's
+    # The rule that measured it (a key of SOURCE_RULES or SCHEDULER_RULES, SILENCE, or an
+    # incident's "shared:<verdict>"): an alert whose condition is gone is measured by it again,
+    # so that it shows the current numbers while it resolves.
+    measure: str = ""
+    holds: bool = True  # False: only the current numbers of a condition that is gone
 
     @property
     def fingerprint(self) -> str:
@@ -96,87 +101,208 @@ def kind_of(error: str) -> str:
 
 
 # --- scrapers ----------------------------------------------------------------------------------
+#
+# Each rule measures the window whether or not its condition holds (None: it has nothing to
+# compare with), so that the numbers of a firing alert and of one resolving come from one place.
+
+Rule = Callable[[str, Window, Usual, Sequence[Threshold], str], "Finding | None"]
 
 
 def judge_source(
     name: str, window: Window, usual: Usual, fixed: Sequence[Threshold], span: str
 ) -> Finding | None:
     """The first verdict that holds for a scraper over the window (`span`: "the last 5 min")."""
-    nav, scrape = window.of("page_navigation"), window.of("page_scrape")
-    nav_errors = window.errors.get("page_navigation", Counter())
-    scrape_errors = window.errors.get("page_scrape", Counter())
-    nav_failing = _failing(nav, usual.failure_rate.get("page_navigation"))
-    if nav_failing:
-        kinds = _kinds(nav_errors)
-        rate, threshold, basis = nav_failing
-        said = f"{_pct(rate)} of page loads failed {span} ({nav.count - nav.ok} of {nav.count}), {basis}"
-        said += _top_errors(nav_errors)
-        # The summary says what was seen; the verdict is said beside it, once (the page, headlines).
-        if kinds["refusal"] * 2 >= sum(kinds.values()) > 0:
-            return Finding(Verdict.BLOCKED, name, None, f"{name}: {said}", rate, threshold, basis)
-        if rate >= DOWN_FAILURE_RATE or kinds["outage"] * 2 >= sum(kinds.values()) > 0:
-            return Finding(Verdict.SITE_DOWN, name, None, f"{name}: {said}", rate, threshold, basis)
-    healthy_loads = _loads(nav)
-    if small := _small_pages(scrape, usual.bytes_per_page):
-        size, threshold, basis = small
-        return Finding(
-            Verdict.BLOCKED, name, None,
-            f"{name}: pages are {_bytes(size)} {span}, usual {_range(usual.bytes_per_page, _bytes)} ({basis})"
-            f"{healthy_loads}: likely a ban or error page",
-            size, threshold, f"learned: {SMALL_PAGE_FACTOR:g} x the usual low ({basis})",
-        )  # fmt: skip
-    if few := _few_items(scrape, usual.items_per_page, fixed):
-        items, threshold, basis = few
-        usual_text = (
-            f"usual {_range(usual.items_per_page, _count)} ({basis})" if usual.items_per_page else basis
-        )
-        return Finding(
-            Verdict.EXTRACTION_BROKEN, name, None,
-            f"{name}: {_count(items)} items per page {span}, {usual_text}{healthy_loads}",
-            items, threshold, basis,
-        )  # fmt: skip
-    scrape_failing = _failing(scrape, usual.failure_rate.get("page_scrape"))
-    if scrape_failing and _kinds(scrape_errors)["extraction"] * 2 >= sum(scrape_errors.values()) > 0:
-        rate, threshold, basis = scrape_failing
-        return Finding(
-            Verdict.EXTRACTION_BROKEN, name, None,
-            f"{name}: {_pct(rate)} of scrapes failed {span} ({scrape.count - scrape.ok} of {scrape.count}), "
-            f"{basis}{_top_errors(scrape_errors)}{healthy_loads}",
-            rate, threshold, basis,
-        )  # fmt: skip
-    for metric_type, slot in (("page_navigation", nav), ("page_scrape", scrape)):
-        if slow := _slow(slot, usual, metric_type, fixed):
-            p50, threshold, basis = slow
-            what = "page load" if metric_type == "page_navigation" else "scrape"
-            return Finding(
-                Verdict.SLOW, name, None,
-                f"{name}: median {what} {_ms(p50)} {span}, {basis}", p50, threshold, basis,
-            )  # fmt: skip
-    failing = nav_failing or scrape_failing or _below_fixed_success(nav, scrape, fixed)
-    if failing:
-        rate, threshold, basis = failing
-        total = nav.count + scrape.count
-        failed = total - nav.ok - scrape.ok
-        return Finding(
-            Verdict.ERROR_RATE, name, None,
-            f"{name}: {_pct(failed / total)} of records failed {span} ({failed} of {total}), {basis}"
-            f"{_top_errors(nav_errors + scrape_errors)}",
-            rate, threshold, basis,
-        )  # fmt: skip
+    for measure in SOURCE_RULES:
+        finding = measure_source(measure, name, window, usual, fixed, span)
+        if finding is not None and finding.holds:
+            return finding
     return None
 
 
-def _failing(slot: Tally, usual: Spread | None) -> tuple[float, float, str] | None:
-    """(failure rate, threshold, where the threshold came from) when failures are far above usual."""
-    if slot.count < MIN_RECORDS:
+def measure_source(
+    measure: str, name: str, window: Window, usual: Usual, fixed: Sequence[Threshold], span: str
+) -> Finding | None:
+    """One rule's numbers for a scraper over the window, whether or not it holds."""
+    rule = SOURCE_RULES.get(measure)
+    finding = rule(name, window, usual, fixed, span) if rule else None
+    return replace(finding, measure=measure) if finding else None
+
+
+def _page_loads_failed(
+    name: str, window: Window, usual: Usual, fixed: Sequence[Threshold], span: str
+) -> Finding | None:
+    """`blocked` or `site_down`: page loads fail far above usual, and the errors are refusals,
+    or outages (or nearly every load fails)."""
+    nav, errors = window.of("page_navigation"), window.errors.get("page_navigation", Counter())
+    if not nav.count:
+        return _nothing(name, "page loads", span)
+    rate, threshold, basis, far = _failure_rate(nav, usual.failure_rate.get("page_navigation"))
+    kinds = _kinds(errors)
+    refused = kinds["refusal"] * 2 >= sum(kinds.values()) > 0
+    down = rate >= DOWN_FAILURE_RATE or kinds["outage"] * 2 >= sum(kinds.values()) > 0
+    # The summary says what was seen; the verdict is said beside it, once (the page, headlines).
+    said = f"{_pct(rate)} of page loads failed {span} ({nav.count - nav.ok} of {nav.count}), {basis}"
+    return Finding(
+        Verdict.BLOCKED if refused else Verdict.SITE_DOWN, name, None,
+        f"{name}: {said}{_top_errors(errors)}", rate, threshold, basis, holds=far and (refused or down),
+    )  # fmt: skip
+
+
+def _page_size(
+    name: str, window: Window, usual: Usual, fixed: Sequence[Threshold], span: str
+) -> Finding | None:
+    """`blocked`: pages load but are far smaller than usual (a ban page answered with 200)."""
+    scrape, spread = window.of("page_scrape"), usual.bytes_per_page
+    if spread is None or spread.low < 1024:
         return None
+    if not scrape.count:
+        return _nothing(name, "scrapes", span)
+    size = scrape.size / scrape.count
+    threshold = SMALL_PAGE_FACTOR * spread.low
+    holds = scrape.count >= MIN_RECORDS and size < threshold
+    return Finding(
+        Verdict.BLOCKED, name, None,
+        f"{name}: pages are {_bytes(size)} {span}, usual {_range(spread, _bytes)} ({spread.basis})"
+        f"{_loads(window.of('page_navigation'))}{': likely a ban or error page' if holds else ''}",
+        size, threshold, f"learned: {SMALL_PAGE_FACTOR:g} x the usual low ({spread.basis})", holds=holds,
+    )  # fmt: skip
+
+
+def _items_per_page(
+    name: str, window: Window, usual: Usual, fixed: Sequence[Threshold], span: str
+) -> Finding | None:
+    """`extraction_broken`: successful scrapes extract far fewer items than usual, or fewer
+    than a fixed threshold."""
+    scrape, spread = window.of("page_scrape"), usual.items_per_page
+    limits = [
+        (rule.value, f"fixed threshold {rule.value:g} (admin)")
+        for rule in fixed
+        if rule.signal == Threshold.Signal.MIN_ITEMS_PER_SCRAPE
+    ]
+    if spread is not None and spread.low >= 1:
+        limits.append((FEW_ITEMS_FACTOR * spread.low, spread.basis))
+    if not limits:
+        return None
+    if not scrape.ok:
+        return _nothing(name, "successful scrapes", span)
+    items = scrape.items / scrape.ok
+    broken = next(((limit, basis) for limit, basis in limits if items < limit), None)
+    threshold, basis = broken or limits[-1]
+    usual_text = f"usual {_range(spread, _count)} ({basis})" if spread else basis
+    return Finding(
+        Verdict.EXTRACTION_BROKEN, name, None,
+        f"{name}: {_count(items)} items per page {span}, {usual_text}{_loads(window.of('page_navigation'))}",
+        items, threshold, basis, holds=broken is not None and scrape.ok >= MIN_RECORDS,
+    )  # fmt: skip
+
+
+def _scrapes_failed(
+    name: str, window: Window, usual: Usual, fixed: Sequence[Threshold], span: str
+) -> Finding | None:
+    """`extraction_broken`: scrapes fail far above usual, with selector or parse errors."""
+    scrape, errors = window.of("page_scrape"), window.errors.get("page_scrape", Counter())
+    if not scrape.count:
+        return _nothing(name, "scrapes", span)
+    rate, threshold, basis, far = _failure_rate(scrape, usual.failure_rate.get("page_scrape"))
+    extraction = _kinds(errors)["extraction"] * 2 >= sum(errors.values()) > 0
+    return Finding(
+        Verdict.EXTRACTION_BROKEN, name, None,
+        f"{name}: {_pct(rate)} of scrapes failed {span} ({scrape.count - scrape.ok} of {scrape.count}), "
+        f"{basis}{_top_errors(errors)}{_loads(window.of('page_navigation'))}",
+        rate, threshold, basis, holds=far and extraction,
+    )  # fmt: skip
+
+
+def _slow(metric_type: str, what: str) -> Rule:
+    """`slow`: the window's median `what` ("page load") is far above the usual, or above a
+    fixed threshold."""
+
+    def slow(
+        name: str, window: Window, usual: Usual, fixed: Sequence[Threshold], span: str
+    ) -> Finding | None:
+        slot = window.of(metric_type)
+        limits = [
+            (rule.value, f"above the fixed {_ms(rule.value)} (admin)")
+            for rule in fixed
+            if rule.signal == Threshold.Signal.MAX_P50_MS
+        ]
+        usual_p50, usual_p90 = usual.duration_p50.get(metric_type), usual.duration_p90.get(metric_type)
+        if usual_p50 is not None and usual_p90 is not None:
+            limits.append((
+                max(SLOW_FACTOR * usual_p50, usual_p90, MIN_SLOW_MS),
+                f"usual {_ms(usual_p50)} (p50; p90 {_ms(usual_p90)}, last 7 days)",
+            ))  # fmt: skip
+        if not limits:
+            return None
+        if not slot.count:
+            return _nothing(name, f"{what}s", span)
+        p50 = histogram.percentile(slot.histogram, 0.5) or 0.0
+        slow = next(((limit, basis) for limit, basis in limits if p50 > limit), None)
+        threshold, basis = slow or limits[-1]
+        return Finding(
+            Verdict.SLOW, name, None, f"{name}: median {what} {_ms(p50)} {span}, {basis}",
+            p50, threshold, basis, holds=slow is not None and slot.count >= MIN_RECORDS,
+        )  # fmt: skip
+
+    return slow
+
+
+def _records_failed(
+    name: str, window: Window, usual: Usual, fixed: Sequence[Threshold], span: str
+) -> Finding | None:
+    """`error_rate`: page loads or scrapes fail far above usual (without a clearer cause: the
+    rules before it did not hold), or records succeed below a fixed threshold."""
+    nav, scrape = window.of("page_navigation"), window.of("page_scrape")
+    total = nav.count + scrape.count
+    if not total:
+        return _nothing(name, "records", span)
+    limits = [
+        _failure_rate(slot, usual.failure_rate.get(metric_type))
+        for metric_type, slot in (("page_navigation", nav), ("page_scrape", scrape))
+        if slot.count
+    ]
+    ok = nav.ok + scrape.ok
+    for rule in fixed:
+        if rule.signal == Threshold.Signal.MIN_SUCCESS_PERCENT:
+            below = total >= MIN_RECORDS and 100 * ok / total < rule.value
+            basis = f"fixed threshold {rule.value:g} % ok (admin)"
+            limits.append((1 - ok / total, 1 - rule.value / 100, basis, below))
+    rate, threshold, basis, far = next((limit for limit in limits if limit[3]), limits[0])
+    errors = window.errors.get("page_navigation", Counter()) + window.errors.get("page_scrape", Counter())
+    return Finding(
+        Verdict.ERROR_RATE, name, None,
+        f"{name}: {_pct((total - ok) / total)} of records failed {span} ({total - ok} of {total}), {basis}"
+        f"{_top_errors(errors)}",
+        rate, threshold, basis, holds=far,
+    )  # fmt: skip
+
+
+# In the order they are tried: an outage also makes pages slow and items vanish, and the
+# clearest cause is the one to name.
+SOURCE_RULES: Final[dict[str, Rule]] = {
+    "page_loads_failed": _page_loads_failed,
+    "page_size": _page_size,
+    "items_per_page": _items_per_page,
+    "scrapes_failed": _scrapes_failed,
+    "page_load_duration": _slow("page_navigation", "page load"),
+    "scrape_duration": _slow("page_scrape", "scrape"),
+    "records_failed": _records_failed,
+}
+
+
+def _nothing(name: str, what: str, span: str) -> Finding:
+    """The numbers of a source that sent none of what a rule measures."""
+    return Finding("", name, None, f"{name}: no {what} {span}", None, None, "", holds=False)
+
+
+def _failure_rate(slot: Tally, usual: Spread | None) -> tuple[float, float, str, bool]:
+    """(failure rate, threshold, where the threshold came from, whether failures are far above
+    usual) of a slot with records."""
     rate = 1 - slot.ok / slot.count
     base = min(max(usual.high if usual else 0.0, MIN_USUAL_FAILURE_RATE), 0.9)
     threshold = max(base + FAILURE_MARGIN, unlikely_rate(base, slot.count))
-    if rate < threshold:
-        return None
     basis = f"usual {_range(usual, _pct)} ({usual.basis})" if usual else "no usual learned yet"
-    return rate, threshold, basis
+    return rate, threshold, basis, slot.count >= MIN_RECORDS and rate >= threshold
 
 
 def unlikely_rate(usual: float, n: int) -> float:
@@ -206,58 +332,6 @@ def _kinds(errors: Counter[str]) -> Counter[str]:
     return kinds
 
 
-def _small_pages(scrape: Tally, usual: Spread | None) -> tuple[float, float, str] | None:
-    if usual is None or scrape.count < MIN_RECORDS or usual.low < 1024:
-        return None
-    size = scrape.size / scrape.count
-    threshold = SMALL_PAGE_FACTOR * usual.low
-    return (size, threshold, usual.basis) if size < threshold else None
-
-
-def _few_items(
-    scrape: Tally, usual: Spread | None, fixed: Sequence[Threshold]
-) -> tuple[float, float, str] | None:
-    if scrape.ok < MIN_RECORDS:
-        return None
-    items = scrape.items / scrape.ok
-    for rule in fixed:
-        if rule.signal == Threshold.Signal.MIN_ITEMS_PER_SCRAPE and items < rule.value:
-            return items, rule.value, f"fixed threshold {rule.value:g} (admin)"
-    if usual is None or usual.low < 1:
-        return None
-    threshold = FEW_ITEMS_FACTOR * usual.low
-    return (items, threshold, usual.basis) if items < threshold else None
-
-
-def _slow(
-    slot: Tally, usual: Usual, metric_type: str, fixed: Sequence[Threshold]
-) -> tuple[float, float, str] | None:
-    if slot.count < MIN_RECORDS:
-        return None
-    p50 = histogram.percentile(slot.histogram, 0.5) or 0.0
-    for rule in fixed:
-        if rule.signal == Threshold.Signal.MAX_P50_MS and p50 > rule.value:
-            return p50, rule.value, f"above the fixed {_ms(rule.value)} (admin)"
-    usual_p50, usual_p90 = usual.duration_p50.get(metric_type), usual.duration_p90.get(metric_type)
-    if usual_p50 is None or usual_p90 is None:
-        return None
-    threshold = max(SLOW_FACTOR * usual_p50, usual_p90, MIN_SLOW_MS)
-    if p50 <= threshold:
-        return None
-    return p50, threshold, f"usual {_ms(usual_p50)} (p50; p90 {_ms(usual_p90)}, last 7 days)"
-
-
-def _below_fixed_success(
-    nav: Tally, scrape: Tally, fixed: Sequence[Threshold]
-) -> tuple[float, float, str] | None:
-    total, ok = nav.count + scrape.count, nav.ok + scrape.ok
-    for rule in fixed:
-        below = total >= MIN_RECORDS and 100 * ok / total < rule.value
-        if rule.signal == Threshold.Signal.MIN_SUCCESS_PERCENT and below:
-            return 1 - ok / total, 1 - rule.value / 100, f"fixed threshold {rule.value:g} % ok (admin)"
-    return None
-
-
 def _loads(nav: Tally) -> str:
     if nav.count < MIN_RECORDS:
         return ""
@@ -267,17 +341,28 @@ def _loads(nav: Tally) -> str:
 
 # --- silence -----------------------------------------------------------------------------------
 
+SILENCE: Final = "silence"  # the measure of `no_data`
+
 
 def judge_silence(name: str, last_ms: int, now_ms: int, no_data_ms: int, reporting: bool) -> Finding | None:
     """`no_data`: a channel that was reporting (`reporting`) has sent nothing for no_data_ms."""
-    quiet = now_ms - last_ms
-    if not reporting or quiet < no_data_ms:
-        return None
-    last = datetime.fromtimestamp(last_ms / 1000, UTC)
+    finding = measure_silence(name, last_ms, now_ms, no_data_ms)
+    return finding if reporting and finding.holds else None
+
+
+def measure_silence(name: str, last_ms: int, now_ms: int, no_data_ms: int) -> Finding:
+    """How long a channel has been quiet, its last record at `last_ms`."""
+    quiet = max(0, now_ms - last_ms)
+    last = f"{datetime.fromtimestamp(last_ms / 1000, UTC):%Y-%m-%d %H:%M:%S} UTC"
+    holds = quiet >= no_data_ms
+    said = (
+        f"no records for {duration_text(quiet)} (the last at {last})"
+        if holds
+        else f"reporting again (the last record at {last})"
+    )
     return Finding(
-        Verdict.NO_DATA, name, None,
-        f"{name}: no records for {duration_text(quiet)} (the last at {last:%Y-%m-%d %H:%M:%S} UTC)",
-        quiet / 1000, no_data_ms / 1000, "METRICS_ALERT_NO_DATA_S",
+        Verdict.NO_DATA, name, None, f"{name}: {said}",
+        quiet / 1000, no_data_ms / 1000, "METRICS_ALERT_NO_DATA_S", measure=SILENCE, holds=holds,
     )  # fmt: skip
 
 
@@ -287,86 +372,148 @@ MIN_RUNS: Final = 3  # runs before a period is learned (two gaps)
 FAST_FACTOR: Final = 0.2  # a run shorter than this part of the usual, with 0 items, did nothing
 LONG_FACTOR: Final = 3.0
 
+SchedulerRule = Callable[[str, Sequence[Run], int, int], "Finding | None"]
+
 
 def judge_scheduler(name: str, runs: Sequence[Run], now_ms: int, window_ms: int) -> Finding | None:
     """A scheduler's verdict from its last runs (newest first): late, failed, or a run that was
     far too long, or suspiciously fast with nothing done."""
-    if not runs:
-        return None
-    last, source = runs[0], runs[0].source
-    gaps = [newer.at - older.at for newer, older in itertools.pairwise(runs)]
-    if len(runs) >= MIN_RUNS:
-        period = _median(gaps)
-        spread = _median([abs(gap - period) for gap in gaps])
-        grace = max(window_ms / 2, 3 * spread)
-        late = now_ms - last.at
-        if late > period + grace:
-            return Finding(
-                Verdict.SCHEDULER_LATE, source, name,
-                f"{name}: no run for {duration_text(late)}; it runs every {duration_text(period)} "
-                f"(±{duration_text(spread)}, last {len(runs)} runs), grace {duration_text(grace)}",
-                late / 1000, (period + grace) / 1000, f"learned from the last {len(runs)} runs",
-            )  # fmt: skip
-    if not last.success:
-        failed = sum(1 for run in runs if not run.success)
-        return Finding(
-            Verdict.SCHEDULER_FAILED, source, name,
-            f"{name}: the last run failed ({(last.error or 'no error message')[:200]}); "
-            f"{failed} of the last {len(runs)} runs failed",
-            float(failed), 0.0, "any failed run",
-        )  # fmt: skip
-    earlier = [run for run in runs[1:] if run.success]
-    if len(earlier) >= MIN_RUNS - 1:
-        usual_ms = _median([run.duration_ms for run in earlier])
-        usual_items = _median([run.items for run in earlier])
-        if last.items == 0 and usual_items > 0 and last.duration_ms < FAST_FACTOR * usual_ms:
-            return Finding(
-                Verdict.SCHEDULER_FAILED, source, name,
-                f"{name}: the last run finished in {_ms(last.duration_ms)} with 0 items; "
-                f"usual {_ms(usual_ms)} and {_count(usual_items)} items (last {len(earlier)} runs)",
-                float(last.duration_ms), FAST_FACTOR * usual_ms, f"learned from the last {len(earlier)} runs",
-            )  # fmt: skip
-        if last.duration_ms > max(LONG_FACTOR * usual_ms, MIN_SLOW_MS):
-            return Finding(
-                Verdict.SLOW, source, name,
-                f"{name}: the last run took {_ms(last.duration_ms)}, usual {_ms(usual_ms)} "
-                f"(last {len(earlier)} runs)",
-                float(last.duration_ms), LONG_FACTOR * usual_ms, f"learned from the last {len(earlier)} runs",
-            )  # fmt: skip
+    for measure in SCHEDULER_RULES:
+        finding = measure_scheduler(measure, name, runs, now_ms, window_ms)
+        if finding is not None and finding.holds:
+            return finding
     return None
 
 
+def measure_scheduler(
+    measure: str, name: str, runs: Sequence[Run], now_ms: int, window_ms: int
+) -> Finding | None:
+    """One rule's numbers for a scheduler's last runs, whether or not it holds."""
+    rule = SCHEDULER_RULES.get(measure)
+    finding = rule(name, runs, now_ms, window_ms) if rule and runs else None
+    return replace(finding, measure=measure) if finding else None
+
+
+def _late(name: str, runs: Sequence[Run], now_ms: int, window_ms: int) -> Finding | None:
+    """`scheduler_late`: no run within its usual period plus a grace."""
+    if len(runs) < MIN_RUNS:
+        return None
+    gaps = [newer.at - older.at for newer, older in itertools.pairwise(runs)]
+    period = _median(gaps)
+    spread = _median([abs(gap - period) for gap in gaps])
+    grace = max(window_ms / 2, 3 * spread)
+    late = now_ms - runs[0].at
+    holds = late > period + grace
+    said = f"no run for {duration_text(late)}" if holds else f"the last run {duration_text(late)} ago"
+    return Finding(
+        Verdict.SCHEDULER_LATE, runs[0].source, name,
+        f"{name}: {said}; it runs every {duration_text(period)} "
+        f"(±{duration_text(spread)}, last {len(runs)} runs), grace {duration_text(grace)}",
+        late / 1000, (period + grace) / 1000, f"learned from the last {len(runs)} runs", holds=holds,
+    )  # fmt: skip
+
+
+def _failed(name: str, runs: Sequence[Run], now_ms: int, window_ms: int) -> Finding | None:
+    """`scheduler_failed`: its last run failed."""
+    last = runs[0]
+    failed = sum(1 for run in runs if not run.success)
+    said = (
+        f"the last run failed ({(last.error or 'no error message')[:200]})"
+        if not last.success
+        else "the last run succeeded"
+    )
+    return Finding(
+        Verdict.SCHEDULER_FAILED, last.source, name,
+        f"{name}: {said}; {failed} of the last {len(runs)} runs failed",
+        float(failed), 0.0, "any failed run", holds=not last.success,
+    )  # fmt: skip
+
+
+def _usual_run(runs: Sequence[Run]) -> tuple[float, float, int] | None:
+    """(usual duration ms, usual items, runs it is learned from) of the runs before the last."""
+    earlier = [run for run in runs[1:] if run.success]
+    if len(earlier) < MIN_RUNS - 1:
+        return None
+    return (
+        _median([run.duration_ms for run in earlier]),
+        _median([run.items for run in earlier]),
+        len(earlier),
+    )
+
+
+def _nothing_done(name: str, runs: Sequence[Run], now_ms: int, window_ms: int) -> Finding | None:
+    """`scheduler_failed`: the last run was far faster than usual and found nothing."""
+    if (usual := _usual_run(runs)) is None:
+        return None
+    last, (usual_ms, usual_items, n) = runs[0], usual
+    return Finding(
+        Verdict.SCHEDULER_FAILED, last.source, name,
+        f"{name}: the last run finished in {_ms(last.duration_ms)} with {_count(last.items)} items; "
+        f"usual {_ms(usual_ms)} and {_count(usual_items)} items (last {n} runs)",
+        float(last.duration_ms), FAST_FACTOR * usual_ms, f"learned from the last {n} runs",
+        holds=last.items == 0 and usual_items > 0 and last.duration_ms < FAST_FACTOR * usual_ms,
+    )  # fmt: skip
+
+
+def _run_duration(name: str, runs: Sequence[Run], now_ms: int, window_ms: int) -> Finding | None:
+    """`slow`: the last run took far longer than usual."""
+    if (usual := _usual_run(runs)) is None:
+        return None
+    last, (usual_ms, _, n) = runs[0], usual
+    return Finding(
+        Verdict.SLOW, last.source, name,
+        f"{name}: the last run took {_ms(last.duration_ms)}, usual {_ms(usual_ms)} (last {n} runs)",
+        float(last.duration_ms), LONG_FACTOR * usual_ms, f"learned from the last {n} runs",
+        holds=last.duration_ms > max(LONG_FACTOR * usual_ms, MIN_SLOW_MS),
+    )  # fmt: skip
+
+
+SCHEDULER_RULES: Final[dict[str, SchedulerRule]] = {  # in the order they are tried
+    "scheduler_period": _late,
+    "scheduler_runs": _failed,
+    "run_nothing_done": _nothing_done,
+    "run_duration": _run_duration,
+}
+
+
 # --- incidents ---------------------------------------------------------------------------------
+
+SHARED: Final = "shared:"  # an incident's measure: "shared:site_down"
 
 
 def incidents(findings: Iterable[Finding], watched: int) -> list[Finding]:
     """Many sources with the same verdict at once become one `incident` in their place."""
     found = list(findings)
-    by_verdict: dict[str, list[Finding]] = {}
-    for finding in found:
-        if finding.scheduler is None and finding.source is not None:
-            by_verdict.setdefault(finding.verdict, []).append(finding)
     merged: set[str] = set()
     result: list[Finding] = []
-    for verdict, group in sorted(by_verdict.items()):
-        if len(group) >= INCIDENT_MIN_SOURCES and len(group) >= INCIDENT_SHARE * watched:
-            names = sorted(finding.source or "" for finding in group)
-            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-            result.append(
-                Finding(
-                    Verdict.INCIDENT,
-                    None,
-                    None,
-                    f"{len(names)} of {watched} sources {verdict.replace('_', ' ')} at once ({shown}): "
-                    "likely a cause they share (the scrapers' own network, a proxy, a common site)",
-                    float(len(names)),
-                    INCIDENT_SHARE * watched,
-                    f"{INCIDENT_MIN_SOURCES}+ sources and {_pct(INCIDENT_SHARE)} of those watched",
-                    tuple(names),
-                )
-            )
-            merged.update(finding.fingerprint for finding in group)
+    for verdict in sorted({finding.verdict for finding in found if _shares(finding)}):
+        incident = measure_incident(verdict, found, watched)
+        if incident.holds:
+            result.append(incident)
+            merged.update(finding.fingerprint for finding in found if _shares(finding, verdict))
     return result + [finding for finding in found if finding.fingerprint not in merged]
+
+
+def measure_incident(verdict: str, findings: Iterable[Finding], watched: int) -> Finding:
+    """How many of the watched sources have `verdict` at once (findings before incidents)."""
+    names = sorted(finding.source or "" for finding in findings if _shares(finding, verdict))
+    holds = len(names) >= INCIDENT_MIN_SOURCES and len(names) >= INCIDENT_SHARE * watched
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    said = f"{len(names)} of {watched} sources {verdict.replace('_', ' ')} at once"
+    return Finding(
+        Verdict.INCIDENT, None, None,
+        f"{said} ({shown}): likely a cause they share (the scrapers' own network, a proxy, a common site)"
+        if holds else f"{said}{f' ({shown})' if names else ''}",
+        float(len(names)), INCIDENT_SHARE * watched,
+        f"{INCIDENT_MIN_SOURCES}+ sources and {_pct(INCIDENT_SHARE)} of those watched",
+        tuple(names), measure=f"{SHARED}{verdict}", holds=holds,
+    )  # fmt: skip
+
+
+def _shares(finding: Finding, verdict: str | None = None) -> bool:
+    """A source's own finding (an incident may merge it), of `verdict` if given."""
+    mine = finding.scheduler is None and finding.source is not None
+    return mine and finding.holds and (verdict is None or finding.verdict == verdict)
 
 
 # --- words and numbers -------------------------------------------------------------------------

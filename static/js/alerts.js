@@ -1,11 +1,13 @@
 // Alerts on the page: the firing ones at the top of the Alerts tab (verdict, summary, since
 // when, a button to silence), then the recently resolved, from GET /api/alerts/, reloaded
-// whenever the WebSocket says an alert changed. Cards ask `stateOf` for their source's alert.
+// whenever the WebSocket says an alert changed, and while any fires, for its current numbers.
+// Cards ask `stateOf` for their source's alert.
 // Everything from the server is written with textContent.
 
 import { formatAgo, formatTime } from "./format.js";
 
 const RESOLVED_SHOWN = 20;
+const NUMBERS_MS = 15_000; // the evaluator's default interval (METRICS_ALERT_EVAL_INTERVAL_S)
 
 export class AlertsView {
   constructor(root, getJSON, onChange = () => {}) {
@@ -29,6 +31,14 @@ export class AlertsView {
     this.resolved = alerts.filter((a) => a.state === "resolved").slice(0, RESOLVED_SHOWN);
     this.render();
     this.onChange();
+  }
+
+  // A firing alert's numbers change at each evaluation, while the WebSocket says only when one
+  // fires or resolves: as long as any fires, `load` them again every NUMBERS_MS.
+  keepCurrent(load) {
+    setInterval(() => {
+      if (this.firing.length) load();
+    }, NUMBERS_MS);
   }
 
   // The worst firing alert of a source or scheduler: {severity, verdict, summary}, or null.

@@ -273,6 +273,7 @@ export function main() {
   const client = loop.start(WILDCARD);
   const loadAlerts = () => alerts.load(loop.source === WILDCARD ? null : loop.source).catch(console.warn);
   client.on("alert", loadAlerts); // an alert fired or resolved
+  alerts.keepCurrent(loadAlerts);
   client.on("status", ({ state: connection }) => {
     if (connection === "live") loadAlerts(); // what changed while away
   });

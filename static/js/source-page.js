@@ -108,5 +108,7 @@ export function main() {
     loop.reload();
   });
   const client = loop.start(source);
-  client.on("alert", () => alerts.load(source).catch(console.warn));
+  const loadAlerts = () => alerts.load(source).catch(console.warn);
+  client.on("alert", loadAlerts);
+  alerts.keepCurrent(loadAlerts);
 }

@@ -93,3 +93,35 @@ def test_a_firing_alert_shows_live_on_the_tab_the_card_and_the_source_page(
     assert last_point["right"] - last_point["x"] >= 4, last_point  # inside its slot, not on the edge
     screenshot(page, "alerts-source-page")
     assert errors == []
+
+
+def test_a_resolving_alert_shows_its_current_numbers_without_a_reload(
+    browser: Any, daphne: DaphneServer, login: dict[str, str]
+) -> None:
+    """The errors stop: the next evaluation's numbers reach the page, though no WebSocket
+    message comes (nothing fired or resolved)."""
+    source = f"al-{uuid.uuid4().hex[:8]}"
+    now = timezone.now().replace(microsecond=0)
+    store(*[navigation(scraperSource=source, recordedAt=epoch_ms(now) - 60_000 + n * 4000, success=False,
+                       error="net::ERR_CONNECTION_RESET") for n in range(12)])  # fmt: skip
+    evaluator = Evaluator("test")
+    evaluator.run_once(now)
+    evaluator.announce(evaluator.run_once(now + timedelta(minutes=3))[1])
+    page, errors = open_dashboard(browser, daphne, login)
+    page.wait_for_selector('#connection[data-connection-state="live"]', timeout=5000)
+    page.click('[data-tab="alerts"]')
+    page.wait_for_selector(
+        f"#firing-alerts li:has-text('{source}: 100 % of page loads failed')", timeout=10_000
+    )
+
+    recovered = now + timedelta(minutes=6)
+    store(*[navigation(scraperSource=source, recordedAt=epoch_ms(recovered) - 60_000 + n * 4000)
+            for n in range(12)])  # fmt: skip
+    assert evaluator.run_once(recovered)[1] == []  # still firing: only its numbers changed
+
+    page.wait_for_selector(
+        f"#firing-alerts li:has-text('{source}: 0 % of page loads failed over the last 5 min (0 of 12)')",
+        timeout=25_000,
+    )
+    screenshot(page, "alerts-resolving-current-numbers")
+    assert errors == []
