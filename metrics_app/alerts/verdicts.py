@@ -18,7 +18,6 @@ the admin (Threshold) may fire as well. A channel without enough history is held
 floors only. `no_data`, the schedulers' verdicts and `incident` follow their own rules below.
 """
 
-import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +29,7 @@ from metrics_app import histogram
 from metrics_app.alerts.models import Threshold, Verdict
 from metrics_app.alerts.signals import Run, Window
 from metrics_app.alerts.usual import Spread, Usual
+from metrics_app.history.periods import usual_period
 from metrics_app.tally import Tally
 
 # Words of an error message that say what kind of failure it is (lower case).
@@ -283,29 +283,31 @@ def judge_silence(name: str, last_ms: int, now_ms: int, no_data_ms: int, reporti
 
 # --- schedulers --------------------------------------------------------------------------------
 
-MIN_RUNS: Final = 3  # runs before a period is learned (two gaps)
+MIN_RUNS: Final = 3  # runs before a run's duration and items are judged against the others
 FAST_FACTOR: Final = 0.2  # a run shorter than this part of the usual, with 0 items, did nothing
 LONG_FACTOR: Final = 3.0
 
 
 def judge_scheduler(name: str, runs: Sequence[Run], now_ms: int, window_ms: int) -> Finding | None:
-    """A scheduler's verdict from its last runs (newest first): late, failed, or a run that was
-    far too long, or suspiciously fast with nothing done."""
+    """A scheduler's verdict from its last runs (newest first): late (on the period its card
+    shows, metrics_app.history.periods), failed, or a run that was far too long, or
+    suspiciously fast with nothing done."""
     if not runs:
         return None
     last, source = runs[0], runs[0].source
-    gaps = [newer.at - older.at for newer, older in itertools.pairwise(runs)]
-    if len(runs) >= MIN_RUNS:
-        period = _median(gaps)
-        spread = _median([abs(gap - period) for gap in gaps])
-        grace = max(window_ms / 2, 3 * spread)
+    period = usual_period(run.at / 1000 for run in runs)
+    late_after = period.late_after(window_ms / 1000)
+    if period.seconds is not None and late_after is not None:
         late = now_ms - last.at
-        if late > period + grace:
+        if late > late_after * 1000:
+            every, spread = period.seconds * 1000, period.spread_seconds * 1000
+            grace = late_after * 1000 - every
             return Finding(
                 Verdict.SCHEDULER_LATE, source, name,
-                f"{name}: no run for {duration_text(late)}; it runs every {duration_text(period)} "
-                f"(±{duration_text(spread)}, last {len(runs)} runs), grace {duration_text(grace)}",
-                late / 1000, (period + grace) / 1000, f"learned from the last {len(runs)} runs",
+                f"{name}: no run for {duration_text(late)}; it runs every {duration_text(every)} "
+                f"(±{duration_text(spread)}, {period.agreeing} of its last {period.runs} runs), "
+                f"grace {duration_text(grace)}",
+                late / 1000, late_after, f"learned from the last {period.runs} runs",
             )  # fmt: skip
     if not last.success:
         failed = sum(1 for run in runs if not run.success)

@@ -13,16 +13,16 @@ are: every read is one query, none per channel.
 Hours and minutes read the rollups (metrics_app.history.reads).
 """
 
-import itertools
-import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from django.conf import settings
 from django.utils import timezone
 
 from metrics_app import rollups
 from metrics_app.history import reads
+from metrics_app.history.periods import PERIOD_RUNS, usual_period
 from metrics_app.history.reads import Series, series, totals
 from metrics_app.models import SchedulerMetric
 from metrics_app.records import epoch_ms
@@ -59,7 +59,6 @@ RANGES: Final = {
 SHOWN: Final = 50
 # A scheduler with more runs than this in the range is drawn from its buckets, not run by run.
 MAX_RUN_POINTS: Final = 1000
-PERIOD_RUNS: Final = 10  # a scheduler's usual period: the median gap of its last runs
 
 
 def axis(span: Range, now: datetime) -> list[datetime]:
@@ -181,8 +180,9 @@ def _aligned(found: Series, starts: list[datetime]) -> dict[str, dict[str, list[
 
 def _schedulers(found: Series, start: datetime, end: datetime) -> dict[str, dict[str, Any]]:
     """Each scheduler seen in the range: its runs (when few enough to draw one by one), its usual
-    period (the median gap between its last runs) and when it last ran."""
+    period (metrics_app.history.periods, as `scheduler_late` sees it) and when it last ran."""
     names = sorted({key.scheduler for key in found if key.type == "scheduler_run"})
+    window_s = settings.METRICS_ALERT_WINDOW_S
     result = {}
     for name in names:
         runs = SchedulerMetric.objects.filter(scheduler_name=name)
@@ -197,11 +197,16 @@ def _schedulers(found: Series, start: datetime, end: datetime) -> dict[str, dict
                 .order_by("created_at")
                 .values_list("created_at", "execution_duration_ms", "items_processed", "success", "error")
             ]
-        recent = list(runs.order_by("-created_at").values_list("created_at", flat=True)[: PERIOD_RUNS + 1])
-        gaps = [(a - b).total_seconds() for a, b in itertools.pairwise(recent)]
+        recent = list(runs.order_by("-created_at").values_list("created_at", flat=True)[:PERIOD_RUNS])
+        period = usual_period(epoch_ms(at) / 1000 for at in recent)
         result[name] = {
             "runs": points,
-            "periodSeconds": round(statistics.median(gaps), 1) if gaps else None,
+            "period": {
+                "seconds": period.seconds,
+                "state": period.state,
+                "runs": period.runs,
+                "lateAfterSeconds": period.late_after(window_s),
+            },
             "lastRunAt": epoch_ms(recent[0]) if recent else None,
         }
     return result

@@ -160,22 +160,24 @@ function renderScraperCards(view) {
   els.noScrapers.hidden = cards.length > 0;
 }
 
+// A scheduler's card, with the period (and when it is late) that the scheduler_late alert uses.
 function renderSchedulerCards(view) {
   const cards = Object.entries(view.schedulers).sort(([a], [b]) => a.localeCompare(b)).map(([name, scheduler]) => {
     const card = els.schedulerTemplate.content.firstElementChild.cloneNode(true);
     const runs = scheduler.runs ?? [];
     const failed = runs.filter((run) => !run.success).length;
+    const lateAfter = scheduler.period?.lateAfterSeconds;
     const fields = {
       name,
-      period: formatPeriod(scheduler.periodSeconds),
+      period: formatPeriod(scheduler.period),
       last: formatAgo(scheduler.lastRunAt),
       runs: scheduler.runs ? formatCount(runs.length) : "many",
       failed: scheduler.runs ? formatCount(failed) : DASH,
       avg: formatDuration(runs.length ? runs.reduce((s, run) => s + run.durationMs, 0) / runs.length : null),
     };
     for (const [field, text] of Object.entries(fields)) card.querySelector(`[data-field="${field}"]`).textContent = text;
-    const late = scheduler.periodSeconds && Date.now() - scheduler.lastRunAt > 1.5 * scheduler.periodSeconds * 1000;
-    card.classList.toggle("stopped", Boolean(late));
+    card.querySelector('[data-field="period"]').title = lateAfter ? `late after ${formatDuration(lateAfter * 1000)} without a run` : "";
+    card.classList.toggle("stopped", Boolean(lateAfter) && Date.now() - scheduler.lastRunAt > lateAfter * 1000);
     card.classList.toggle("failing", failed > 0);
     showAlertState(card, name);
     return card;

@@ -111,7 +111,7 @@ export class RangeView {
   }
 
   addRun(record) {
-    const scheduler = (this.schedulers[record.schedulerName] ??= { runs: [], periodSeconds: null, lastRunAt: null });
+    const scheduler = (this.schedulers[record.schedulerName] ??= { runs: [], period: null, lastRunAt: null });
     scheduler.lastRunAt = Math.max(scheduler.lastRunAt ?? 0, record.recordedAt);
     scheduler.runs?.push({
       recordedAt: record.recordedAt, durationMs: record.executionDurationMs, items: record.itemsProcessed,

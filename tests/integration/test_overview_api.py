@@ -57,7 +57,7 @@ def test_a_week_draws_across_the_whole_axis(reader: AsgiClient, week: int) -> No
     silent_for = week - channels["stopped"]["lastRecordedAt"]
     assert 3 * HOUR - 1000 <= silent_for <= 3 * HOUR + 1000
     job = state["schedulers"]["hourly-job"]
-    assert job["periodSeconds"] == 3600 and len(job["runs"]) >= 166
+    assert job["period"]["seconds"] == 3600 and len(job["runs"]) >= 166
     assert state["sources"]["steady"]["records"] == 2 * 167
     assert state["sources"]["stopped"]["failures"] == state["sources"]["stopped"]["records"] - state["sources"][
         "stopped"]["successCount"] > 0  # fmt: skip

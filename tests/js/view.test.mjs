@@ -31,7 +31,7 @@ test("durations read in ms below a second and in s above, to 2-3 figures", () =>
   assert.equal(formatDuration(2116.5), "2.1 s");
   assert.equal(formatDuration(45_000), "45 s");
   assert.equal(formatDuration(null), "–");
-  assert.equal(formatPeriod(3600), "every 1 h");
+  assert.equal(formatPeriod({ seconds: 3600, state: "learned", runs: 10 }), "every 1 h");
   assert.equal(formatAgo(T0 - 3 * MINUTE, T0), "3 min ago");
 });
 
@@ -104,4 +104,10 @@ test("channels the server summed (its rest) count in the others, the error rate 
   assert.deepEqual(view.errorRate("scraper"), [30, 50, 50]);
   const bars = view.totalsByChannel("scraper", 1);
   assert.deepEqual(bars.map(([name, t]) => [name, t.records, t.successRate]), [["a", 6, undefined], [OTHERS, 10, 50]]);
+});
+
+test("a period is said only once learned: 'learning: 2 runs' before, 'irregular' when runs disagree", () => {
+  assert.equal(formatPeriod({ seconds: null, state: "learning", runs: 2 }), "learning: 2 runs");
+  assert.equal(formatPeriod({ seconds: null, state: "irregular", runs: 10 }), "irregular: last 10 runs");
+  assert.equal(formatPeriod(null), "learning");
 });
