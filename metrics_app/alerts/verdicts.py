@@ -18,7 +18,6 @@ the admin (Threshold) may fire as well. A channel without enough history is held
 floors only. `no_data`, the schedulers' verdicts and `incident` follow their own rules below.
 """
 
-import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +29,7 @@ from metrics_app import histogram
 from metrics_app.alerts.models import Threshold, Verdict
 from metrics_app.alerts.signals import Run, Window
 from metrics_app.alerts.usual import Spread, Usual
+from metrics_app.history.periods import usual_period
 from metrics_app.tally import Tally
 
 # Words of an error message that say what kind of failure it is (lower case).
@@ -368,7 +368,7 @@ def measure_silence(name: str, last_ms: int, now_ms: int, no_data_ms: int) -> Fi
 
 # --- schedulers --------------------------------------------------------------------------------
 
-MIN_RUNS: Final = 3  # runs before a period is learned (two gaps)
+MIN_RUNS: Final = 3  # runs before a run's duration and items are judged against the others
 FAST_FACTOR: Final = 0.2  # a run shorter than this part of the usual, with 0 items, did nothing
 LONG_FACTOR: Final = 3.0
 
@@ -376,8 +376,9 @@ SchedulerRule = Callable[[str, Sequence[Run], int, int], "Finding | None"]
 
 
 def judge_scheduler(name: str, runs: Sequence[Run], now_ms: int, window_ms: int) -> Finding | None:
-    """A scheduler's verdict from its last runs (newest first): late, failed, or a run that was
-    far too long, or suspiciously fast with nothing done."""
+    """A scheduler's verdict from its last runs (newest first): late (on the period its card
+    shows, metrics_app.history.periods), failed, or a run that was far too long, or
+    suspiciously fast with nothing done."""
     for measure in SCHEDULER_RULES:
         finding = measure_scheduler(measure, name, runs, now_ms, window_ms)
         if finding is not None and finding.holds:
@@ -395,21 +396,23 @@ def measure_scheduler(
 
 
 def _late(name: str, runs: Sequence[Run], now_ms: int, window_ms: int) -> Finding | None:
-    """`scheduler_late`: no run within its usual period plus a grace."""
-    if len(runs) < MIN_RUNS:
+    """`scheduler_late`: no run within the period its card shows plus a grace (none while the
+    period is being learned)."""
+    period = usual_period(run.at / 1000 for run in runs)
+    late_after = period.late_after(window_ms / 1000)
+    if period.seconds is None or late_after is None:
         return None
-    gaps = [newer.at - older.at for newer, older in itertools.pairwise(runs)]
-    period = _median(gaps)
-    spread = _median([abs(gap - period) for gap in gaps])
-    grace = max(window_ms / 2, 3 * spread)
+    every, spread = period.seconds * 1000, period.spread_seconds * 1000
+    grace = late_after * 1000 - every
     late = now_ms - runs[0].at
-    holds = late > period + grace
+    holds = late > late_after * 1000
     said = f"no run for {duration_text(late)}" if holds else f"the last run {duration_text(late)} ago"
     return Finding(
         Verdict.SCHEDULER_LATE, runs[0].source, name,
-        f"{name}: {said}; it runs every {duration_text(period)} "
-        f"(±{duration_text(spread)}, last {len(runs)} runs), grace {duration_text(grace)}",
-        late / 1000, (period + grace) / 1000, f"learned from the last {len(runs)} runs", holds=holds,
+        f"{name}: {said}; it runs every {duration_text(every)} "
+        f"(±{duration_text(spread)}, {period.agreeing} of its last {period.runs} runs), "
+        f"grace {duration_text(grace)}",
+        late / 1000, late_after, f"learned from the last {period.runs} runs", holds=holds,
     )  # fmt: skip
 
 

@@ -5,24 +5,26 @@ channel or one: the whole time axis (every bucket from the start of the range to
 one still filling); every channel seen in the range (its name, kind and types, for the source
 filter); and for the SHOWN busiest channels, their series per type aligned to the axis (None
 where nothing came), their totals over the range and over the range before (the trends
-compare the two), when they last reported, and their schedulers' runs, usual period and last
-run. The channels beyond SHOWN come summed per kind as `rest` (the page's "others"), so the
-answer stays the same size, and its reads grouped in the database, however many sources there
-are: every read is one query, none per channel.
+compare the two), when they last reported, and their schedulers' runs counted, drawn (or
+their range per bucket), usual period and last run. The channels beyond SHOWN come summed per
+kind as `rest` (the page's "others"), so the answer stays the same size, and its reads grouped
+in the database, however many sources there are: every read is one query, none per channel
+(but a few per scheduler shown).
 
 Hours and minutes read the rollups (metrics_app.history.reads).
 """
 
-import itertools
-import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from metrics_app import rollups
 from metrics_app.history import reads
+from metrics_app.history.periods import PERIOD_RUNS, usual_period
 from metrics_app.history.reads import Series, series, totals
 from metrics_app.models import SchedulerMetric
 from metrics_app.records import epoch_ms
@@ -58,9 +60,9 @@ RANGES: Final = {
 # Channels an overview gives figures and series of, the busiest first; the rest are summed per
 # kind ("rest"), so the answer's size and cost stay bounded however many sources report.
 SHOWN: Final = 50
-# A scheduler with more runs than this in the range is drawn from its buckets, not run by run.
+# A scheduler with more runs than this in the range is drawn as each bucket's range of single
+# runs, and its failed runs (as many again at most) one by one.
 MAX_RUN_POINTS: Final = 1000
-PERIOD_RUNS: Final = 10  # a scheduler's usual period: the median gap of its last runs
 
 
 def axis(span: Range, now: datetime) -> list[datetime]:
@@ -120,7 +122,7 @@ def overview(range_name: str, source: str | None = None, now: datetime | None = 
         },
         "previous": _summed(merged(before.values())),
         "series": _aligned(found, starts),
-        "schedulers": _schedulers(found, start, end),
+        "schedulers": _schedulers(found, span, start, end, source),
     }
     if len(ranked) > len(shown):
         answer["rest"] = _rest(
@@ -193,29 +195,55 @@ def _aligned(found: Series, starts: list[datetime]) -> dict[str, dict[str, list[
     }
 
 
-def _schedulers(found: Series, start: datetime, end: datetime) -> dict[str, dict[str, Any]]:
-    """Each scheduler seen in the range: its runs (when few enough to draw one by one), its usual
-    period (the median gap between its last runs) and when it last ran."""
+def _schedulers(
+    found: Series, span: Range, start: datetime, end: datetime, source: str | None
+) -> dict[str, dict[str, Any]]:
+    """Each scheduler seen in the range: its runs and failures counted exactly (from the rollups,
+    however many), its runs one by one when few enough to draw, else each bucket's range of
+    single runs and its failed runs one by one; its usual period and when it last ran."""
     names = sorted({key.scheduler for key in found if key.type == "scheduler_run"})
+    window_s = settings.METRICS_ALERT_WINDOW_S
     result = {}
     for name in names:
         runs = SchedulerMetric.objects.filter(scheduler_name=name)
-        count = sum(
-            slot.count for key, slots in found.items() if key.scheduler == name for slot in slots.values()
-        )
-        points = None
-        if count <= MAX_RUN_POINTS:
-            points = [
-                {"recordedAt": epoch_ms(at), "durationMs": ms, "items": items, "success": ok, "error": error}
-                for at, ms, items, ok, error in runs.filter(created_at__gte=start, created_at__lt=end)
-                .order_by("created_at")
-                .values_list("created_at", "execution_duration_ms", "items_processed", "success", "error")
-            ]
-        recent = list(runs.order_by("-created_at").values_list("created_at", flat=True)[: PERIOD_RUNS + 1])
-        gaps = [(a - b).total_seconds() for a, b in itertools.pairwise(recent)]
+        counted = merged(slots[at] for key, slots in found.items() if key.scheduler == name for at in slots)
+        in_range = runs.on_channel(source) if source else runs
+        in_range = in_range.filter(created_at__gte=start, created_at__lt=end)
+        many = counted.count > MAX_RUN_POINTS
+        recent = list(runs.order_by("-created_at").values_list("created_at", flat=True)[:PERIOD_RUNS])
+        period = usual_period(epoch_ms(at) / 1000 for at in recent)
         result[name] = {
-            "runs": points,
-            "periodSeconds": round(statistics.median(gaps), 1) if gaps else None,
+            "totals": _summed(counted),
+            "runs": None if many else _runs(in_range),
+            "ranges": _ranges(in_range, start, span.step) if many else None,
+            "failedRuns": (
+                _runs(in_range.filter(success=False)) if many and counted.failures <= MAX_RUN_POINTS else None
+            ),
+            "period": {
+                "seconds": period.seconds,
+                "state": period.state,
+                "runs": period.runs,
+                "lateAfterSeconds": period.late_after(window_s),
+            },
             "lastRunAt": epoch_ms(recent[0]) if recent else None,
         }
     return result
+
+
+def _ranges(rows: "QuerySet[SchedulerMetric]", start: datetime, step: timedelta) -> list[dict[str, Any]]:
+    """Each bucket's range of single runs, with its runs and failures counted."""
+    return [
+        {"start": iso(found.start), "runs": found.runs, "failed": found.failed,
+         "durationMs": found.duration_ms, "items": found.items}
+        for found in reads.run_ranges(rows, start, step)
+    ]  # fmt: skip
+
+
+def _runs(rows: "QuerySet[SchedulerMetric]") -> list[dict[str, Any]]:
+    """Single runs, oldest first."""
+    return [
+        {"recordedAt": epoch_ms(at), "durationMs": ms, "items": items, "success": ok, "error": error}
+        for at, ms, items, ok, error in rows.order_by("created_at").values_list(
+            "created_at", "execution_duration_ms", "items_processed", "success", "error"
+        )
+    ]

@@ -2,14 +2,15 @@
 API views and the live hub call these."""
 
 from collections.abc import Collection
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from django.db.models import Case, CharField, Count, F, IntegerField, Max, QuerySet, Sum, Value, When
+from django.db.models import Case, CharField, Count, F, IntegerField, Max, Min, Q, QuerySet, Sum, Value, When
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from metrics_app import rollups
+from metrics_app import dialect, rollups
 from metrics_app.models import (
     HourlyRollup,
     PagePerformance,
@@ -162,6 +163,39 @@ def rest(
                 n, ok, total, items, retries, size, duration_bucket
             )
     return found
+
+
+class RunRange(NamedTuple):
+    """A time bucket's runs of one scheduler: how many, how many failed, and the range of the
+    single runs' durations and items (what the Scheduler tab draws when runs are too many to
+    draw one by one: never their sum)."""
+
+    start: datetime
+    runs: int
+    failed: int
+    duration_ms: tuple[int, int]
+    items: tuple[int, int]
+
+
+def run_ranges(runs: "QuerySet[SchedulerMetric]", start: datetime, step: timedelta) -> list[RunRange]:
+    """`runs` from `start` on, per bucket of `step` (the overview's axis), grouped in the
+    database: a bucket a row, however many runs it holds."""
+    step_ms = int(step.total_seconds() * 1000)
+    slot = RawSQL(f"FLOOR(({dialect.epoch_ms_sql('created_at')} - %s) / %s)", (epoch_ms(start), step_ms))
+    rows = (
+        runs.filter(created_at__gte=start)
+        .order_by()
+        .annotate(slot=slot)
+        .values("slot")
+        .annotate(n=Count("id"), failed=Count("id", filter=Q(success=False)))
+        .annotate(shortest=Min("execution_duration_ms"), longest=Max("execution_duration_ms"))
+        .annotate(fewest=Min("items_processed"), most=Max("items_processed"))
+        .values_list("slot", "n", "failed", "shortest", "longest", "fewest", "most")
+    )
+    return sorted(
+        RunRange(start + step * int(index), n, failed, (shortest, longest), (fewest, most))
+        for index, n, failed, shortest, longest, fewest, most in rows
+    )
 
 
 def last_recorded(channels: Collection[str]) -> dict[str, int]:

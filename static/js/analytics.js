@@ -6,7 +6,7 @@ import { AlertsView } from "./alerts.js";
 import { Charts } from "./charts.js";
 import { FailuresView } from "./failures.js";
 import {
-  DASH, bucketLabel, formatAgo, formatChange, formatCount, formatDuration, formatPercent, formatPeriod, plural,
+  bucketLabel, formatAgo, formatChange, formatCount, formatDuration, formatPercent, formatPeriod, plural,
 } from "./format.js";
 import { getJSON, renderTiles } from "./page.js";
 import { PageLoop } from "./page-loop.js";
@@ -46,17 +46,24 @@ function bySource(view, value) {
   return { labels: rows.map(([name]) => name), series: { [value.label]: rows.map(([, totals]) => value.of(totals)) } };
 }
 
-function schedulerPoints(view, value) {
+// Each scheduler's runs of one measure: single runs, or each bucket's range of single runs with
+// the failed runs marked (view.runsToDraw).
+function schedulerRuns(view, measure) {
   const series = {};
-  for (const [name, scheduler] of Object.entries(view.schedulers)) {
-    if (scheduler.runs) {
-      series[name] = scheduler.runs.map((run) => ({ x: run.recordedAt, y: value(run), failed: !run.success }));
-    } else { // too many runs to draw one by one: a point per bucket
-      const buckets = Object.values(view.series).map((named) => named[`scheduler_run:${name}`]).find(Boolean) ?? [];
-      series[name] = buckets.flatMap((b, i) => (b ? [{ x: view.axisMs[i], y: value(b), failed: b.successCount < b.count }] : []));
-    }
+  const marks = {};
+  for (const name of Object.keys(view.schedulers)) {
+    const { points, ranges, marks: failed } = view.runsToDraw(name, measure);
+    series[name] = points ?? ranges;
+    if (failed.length && !points) marks[`${name}: failed`] = failed;
   }
-  return { labels: [], series, extra: { xRange: [view.axisMs[0], Date.now()] } };
+  return { labels: [], series, extra: { xRange: [view.axisMs[0], Date.now()], marks } };
+}
+
+// A scheduler chart's title; when some scheduler is drawn by bucket, it says what its bars are.
+function runsTitle(view, measure) {
+  const ranged = Object.values(view.schedulers).some((scheduler) => !scheduler.runs);
+  const each = ranged ? `, each ${view.range.bucket}'s lowest to highest run` : "";
+  return `Scheduler runs: ${measure}${each} (${view.range.label}; ✕ a failed run)`;
 }
 
 const CHARTS = {
@@ -102,12 +109,12 @@ const CHARTS = {
     data: (v) => bySource(v, { label: "items", of: (t) => t.itemsExtracted ?? 0 }),
   },
   schedulerRuns: {
-    kind: "scatter", unit: "ms", title: (v) => `Scheduler runs: duration (${v.range.label}; ✕ failed)`,
-    data: (v) => schedulerPoints(v, (run) => run.durationMs ?? run.avgDurationMs),
+    kind: "scatter", unit: "ms", title: (v) => runsTitle(v, "duration"),
+    data: (v) => schedulerRuns(v, "durationMs"),
   },
   schedulerItems: {
-    kind: "scatter", unit: "count", title: (v) => `Scheduler runs: items processed (${v.range.label}; ✕ failed)`,
-    data: (v) => schedulerPoints(v, (run) => run.items ?? run.itemsExtracted),
+    kind: "scatter", unit: "count", title: (v) => runsTitle(v, "items processed"),
+    data: (v) => schedulerRuns(v, "items"),
   },
 };
 
@@ -159,23 +166,25 @@ function renderScraperCards(view) {
   els.noScrapers.hidden = cards.length > 0;
 }
 
+// A scheduler's card: its runs and failures in the range, counted by the server however many,
+// and the period (with when it is late) that the scheduler_late alert uses.
 function renderSchedulerCards(view) {
   const cards = Object.entries(view.schedulers).sort(([a], [b]) => a.localeCompare(b)).map(([name, scheduler]) => {
     const card = els.schedulerTemplate.content.firstElementChild.cloneNode(true);
-    const runs = scheduler.runs ?? [];
-    const failed = runs.filter((run) => !run.success).length;
+    const totals = scheduler.totals ?? {};
+    const lateAfter = scheduler.period?.lateAfterSeconds;
     const fields = {
       name,
-      period: formatPeriod(scheduler.periodSeconds),
+      period: formatPeriod(scheduler.period),
       last: formatAgo(scheduler.lastRunAt),
-      runs: scheduler.runs ? formatCount(runs.length) : "many",
-      failed: scheduler.runs ? formatCount(failed) : DASH,
-      avg: formatDuration(runs.length ? runs.reduce((s, run) => s + run.durationMs, 0) / runs.length : null),
+      runs: formatCount(totals.records),
+      failed: formatCount(totals.failures),
+      avg: formatDuration(totals.avgDurationMs),
     };
     for (const [field, text] of Object.entries(fields)) card.querySelector(`[data-field="${field}"]`).textContent = text;
-    const late = scheduler.periodSeconds && Date.now() - scheduler.lastRunAt > 1.5 * scheduler.periodSeconds * 1000;
-    card.classList.toggle("stopped", Boolean(late));
-    card.classList.toggle("failing", failed > 0);
+    card.querySelector('[data-field="period"]').title = lateAfter ? `late after ${formatDuration(lateAfter * 1000)} without a run` : "";
+    card.classList.toggle("stopped", Boolean(lateAfter) && Date.now() - scheduler.lastRunAt > lateAfter * 1000);
+    card.classList.toggle("failing", totals.failures > 0);
     showAlertState(card, name);
     return card;
   });

@@ -11,7 +11,7 @@
 
 import {
   OTHERS, bucketTicks, coloursOf, faded, formatBytes, formatCount, formatDuration, formatPercent, formatRatio,
-  tickLabel, timeTicks,
+  plural, tickLabel, timeTicks,
 } from "./format.js";
 
 const FORMAT = {
@@ -114,10 +114,11 @@ export class Charts {
                 const dataset = ctx.dataset;
                 if (dataset.yAxisID === "band") return dataset.label;
                 const value = kind === "scatter" ? ctx.raw.y : ctx.raw;
-                const shown = (dataset.yAxisID === "y2" ? FORMAT[overlayUnit] : format)(value);
+                const of = dataset.yAxisID === "y2" ? FORMAT[overlayUnit] : format;
+                // a bucket's range of single runs says so, and how many runs it holds
+                const shown = Array.isArray(value) ? `${of(value[0])} to ${of(value[1])} (${plural(ctx.raw.runs, "run")})` : of(value);
                 const partial = dataset.partial !== undefined && ctx.dataIndex === dataset.partial ? " (so far)" : "";
-                const failed = ctx.raw?.failed ? " — failed" : "";
-                return `${dataset.label}: ${shown}${partial}${failed}`;
+                return `${dataset.label}: ${shown}${partial}${failedText(ctx.raw?.failed)}`;
               },
             },
           },
@@ -149,6 +150,10 @@ export class Charts {
     const colours = coloursOf(spec.kind === "hbar" ? labels : Object.keys(series));
     const datasets = Object.entries(series).map(([name, values]) =>
       this.dataset(spec, name, values, extra, spec.kind === "hbar" ? labels.map((l) => colours.get(l)) : colours.get(name)));
+    for (const [name, values] of Object.entries(extra.marks ?? {})) {
+      // failed runs drawn over a scheduler's ranges: a ✕ each, in the failures' red
+      datasets.push({ ...this.dataset(spec, name, values, extra, ERROR_RATE_COLOUR), type: "scatter", order: -1 });
+    }
     for (const [name, values] of Object.entries(extra.overlay ?? {})) {
       // dashed, in a colour no source has: the error rate is never read as one more source
       const colour = spec.colours?.[name] ?? ERROR_RATE_COLOUR;
@@ -175,6 +180,12 @@ export class Charts {
   dataset(spec, name, values, extra, colour) {
     if (spec.kind === "hbar") {
       return { label: name, data: values, backgroundColor: colour, borderColor: colour };
+    }
+    if (spec.kind === "scatter" && Array.isArray(values[0]?.y)) {
+      // a bucket's range of single runs, lowest to highest: a floating bar across its bucket
+      // (a few pixels tall at least: a bucket whose runs all took the same time is still seen)
+      return { label: name, data: values, type: "bar", backgroundColor: colour, borderWidth: 0,
+               barPercentage: 0.8, categoryPercentage: 1, minBarLength: 3 };
     }
     if (spec.kind === "scatter") {
       return {
@@ -233,6 +244,12 @@ function bucketTick(value, index) {
     chart.$ticks = { key, labels: bucketTicks(ms, ms.length > 1 ? ms[1] - ms[0] : 60_000, this.maxWidth) };
   }
   return chart.$ticks.labels[index];
+}
+
+// What a tooltip adds for failed runs: a failed run, or the number of failures in a bucket.
+function failedText(failed) {
+  if (!failed) return "";
+  return failed === true ? " — failed" : ` — ${plural(failed, "failed run")}`;
 }
 
 // Where a percentage bar axis starts: 0, unless every bar is high, then a round step under the

@@ -68,10 +68,12 @@ export function formatAgo(ms, now = Date.now()) {
   return `${Math.round(seconds / 86400)} d ago`;
 }
 
-// "every 1 h", "every 5 min", "every 30 s"
-export function formatPeriod(seconds) {
-  if (!seconds) return "not known yet";
-  return `every ${formatDuration(seconds * 1000)}`;
+// A scheduler's usual period as the server learned it (metrics_app/history/periods.py):
+// "every 5 min", "learning: 2 runs" until enough runs agree, "irregular: last 10 runs".
+export function formatPeriod(period) {
+  if (period?.seconds) return `every ${formatDuration(period.seconds * 1000)}`;
+  if (period?.state === "irregular") return `irregular: last ${plural(period.runs, "run")}`;
+  return period ? `learning: ${plural(period.runs, "run")}` : "learning";
 }
 
 export function formatTime(ms) {

@@ -34,6 +34,12 @@ export function addRecord(sums, record, counted = "count") {
   return sums;
 }
 
+// Totals as the server sent them, with every field this page adds to.
+export function asTotals(totals) {
+  for (const [name, zero] of Object.entries(emptyTotals())) totals[name] ??= zero;
+  return totals;
+}
+
 // Several channels' totals as one: sums, the rates recomputed, the average weighted by records
 // (percentiles, which cannot be added, are left out).
 export function mergeTotals(all) {

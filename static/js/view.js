@@ -4,7 +4,7 @@
 
 import { OTHERS } from "./format.js";
 import { WILDCARD, channelOf } from "./records.js";
-import { addRecord, emptyBucket, mergeBuckets, mergeTotals } from "./tally.js";
+import { addRecord, asTotals, emptyBucket, emptyTotals, mergeBuckets, mergeTotals } from "./tally.js";
 
 const MINUTE = 60_000;
 
@@ -122,16 +122,56 @@ export class RangeView {
       const buckets = (named[type] ??= this.axis.map(() => null));
       buckets[index] = addRecord(buckets[index] ?? emptyBucket(this.axis[index]), record);
     }
-    if (record.type === "scheduler_run") this.addRun(record);
+    if (record.type === "scheduler_run") this.addRun(record, index);
   }
 
-  addRun(record) {
-    const scheduler = (this.schedulers[record.schedulerName] ??= { runs: [], periodSeconds: null, lastRunAt: null });
+  // A run into its scheduler's count, and into its runs or, when the server sent too many to
+  // draw, its bucket's range (and its failed runs).
+  addRun(record, index) {
+    const scheduler = (this.schedulers[record.schedulerName] ??= {
+      totals: emptyTotals(), runs: [], ranges: null, failedRuns: null, period: null, lastRunAt: null,
+    });
     scheduler.lastRunAt = Math.max(scheduler.lastRunAt ?? 0, record.recordedAt);
-    scheduler.runs?.push({
+    addRecord(asTotals(scheduler.totals), record, "records");
+    const run = {
       recordedAt: record.recordedAt, durationMs: record.executionDurationMs, items: record.itemsProcessed,
       success: record.success, error: record.error,
-    });
+    };
+    if (scheduler.runs) {
+      scheduler.runs.push(run);
+      return;
+    }
+    if (!run.success) scheduler.failedRuns?.push(run);
+    let range = scheduler.ranges.find((r) => r.start === this.axis[index]);
+    if (!range) {
+      range = { start: this.axis[index], runs: 0, failed: 0, durationMs: [run.durationMs, run.durationMs],
+                items: [run.items, run.items] };
+      scheduler.ranges.push(range);
+    }
+    range.runs += 1;
+    range.failed += run.success ? 0 : 1;
+    for (const measure of ["durationMs", "items"]) {
+      range[measure] = [Math.min(range[measure][0], run[measure]), Math.max(range[measure][1], run[measure])];
+    }
+  }
+
+  // A scheduler's runs as a chart draws one measure of them ("durationMs" or "items"): each run
+  // ({x, y, failed}) when the server sent them one by one; else each bucket's range of single
+  // runs ({x: its middle, y: [lowest, highest], runs, failed}) and, as marks, each failed run
+  // (or, when even those were too many, each bucket that holds failures, with their number).
+  // Never a bucket's sum, which is no run's value.
+  runsToDraw(name, measure) {
+    const scheduler = this.schedulers[name];
+    const point = (run) => ({ x: run.recordedAt, y: run[measure], failed: !run.success, error: run.error });
+    if (scheduler.runs) return { points: scheduler.runs.map(point), ranges: null, marks: [] };
+    const middle = (range) => Date.parse(range.start) + this.step / 2;
+    const ranges = scheduler.ranges.map((range) => ({
+      x: middle(range), y: range[measure], runs: range.runs, failed: range.failed,
+    }));
+    const marks = scheduler.failedRuns
+      ? scheduler.failedRuns.map(point)
+      : ranges.filter((r) => r.failed).map((r) => ({ x: r.x, y: r.y[1], failed: r.failed }));
+    return { points: null, ranges, marks };
   }
 
   // Move the axis on so that `at` is its last bucket, dropping what falls off the start.
@@ -148,8 +188,11 @@ export class RangeView {
           buckets.shift();
         }
       }
+      const kept = (run) => run.recordedAt >= this.axisMs[0];
       for (const scheduler of Object.values(this.schedulers)) {
-        if (scheduler.runs) scheduler.runs = scheduler.runs.filter((run) => run.recordedAt >= this.axisMs[0]);
+        if (scheduler.runs) scheduler.runs = scheduler.runs.filter(kept);
+        if (scheduler.failedRuns) scheduler.failedRuns = scheduler.failedRuns.filter(kept);
+        if (scheduler.ranges) scheduler.ranges = scheduler.ranges.filter((r) => Date.parse(r.start) >= this.axisMs[0]);
       }
     }
   }

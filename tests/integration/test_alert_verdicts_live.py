@@ -69,11 +69,13 @@ def test_a_fault_through_the_api_fires_its_verdict_and_resolves(
 
 def test_silence_and_a_late_scheduler(server: DaphneServer, committed_api_key: str) -> None:
     source, scheduler = f"q-{uuid.uuid4().hex[:8]}", f"s-{uuid.uuid4().hex[:8]}"
-    for _ in range(5):  # a steady source, and a scheduler that runs every second
+    started = now_ms()
+    for n in range(7):  # a steady source, and a scheduler that runs every second (six agreeing gaps)
         post(
             server,
             committed_api_key,
-            [navigation(scraperSource=source)] * 3 + [scheduler_run(schedulerName=scheduler)],
+            [navigation(scraperSource=source)] * 3
+            + [scheduler_run(schedulerName=scheduler, recordedAt=started + n * 1000)],
         )
         time.sleep(1)
     # both stop

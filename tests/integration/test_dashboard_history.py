@@ -172,6 +172,54 @@ def test_time_axes_name_the_day_and_never_run_together(page: Any, week: dict[str
         screenshot(page, f"axes-source-{value}")
 
 
+@pytest.fixture
+def busy_scheduler(daphne: DaphneServer, committed_api_key: str) -> str:
+    """A scheduler that ran every 5 minutes for 6.6 days (1,900 runs, 7 failed), each run 40–60
+    items, stored through the HTTP API; its name."""
+    name = f"every-5-min-{uuid.uuid4().hex[:6]}"
+    now = now_ms()
+    records = [
+        scheduler_run(schedulerName=name, recordedAt=now - n * 300_000 - 1000, itemsProcessed=40 + n % 21,
+                      executionDurationMs=1000 + 10 * (n % 200), success=n not in BUSY_FAILURES,
+                      error="upstream timed out" if n in BUSY_FAILURES else None)
+        for n in range(1900)
+    ]  # fmt: skip
+    for start in range(0, len(records), 500):
+        body = orjson.dumps({"metrics": records[start : start + 500]})
+        response = httpx.post(
+            f"{daphne.url}/api/metrics/",
+            content=body,
+            headers={"Authorization": f"Bearer {committed_api_key}"},
+        )
+        assert response.status_code == 202, response.text
+    return name
+
+
+BUSY_FAILURES = {3, 100, 101, 555, 1200, 1500, 1899}
+
+
+def test_the_scheduler_tab_counts_many_runs_and_draws_their_ranges(page: Any, busy_scheduler: str) -> None:
+    """Over 7 days it read "Runs: many, Failed: –", drew hourly sums (100–700 items) under
+    "items processed", and a ✕ for every hour holding a failed run."""
+    choose_range(page, "7d", "last 7 days")
+    page.click('[data-tab="scheduler"]')
+    card = page.locator(f'.scraper:has-text("{busy_scheduler}")')
+    card.locator('[data-field="runs"]', has_text="1,900").wait_for()
+    assert card.locator('[data-field="failed"]').inner_text() == "7"
+    assert card.locator('[data-field="period"]').inner_text() == "every 5 min"
+    for name, low, high in (("schedulerItems", 40, 60), ("schedulerRuns", 1000, 2990)):
+        drawn = chart(page, name)
+        ranges = drawn["datasets"][busy_scheduler]
+        assert len(ranges) >= 158 and "lowest to highest run" in drawn["title"], name
+        # each hour's lowest to highest single run, never a sum of them
+        assert all(isinstance(r["y"], list) and low <= r["y"][0] <= r["y"][1] <= high for r in ranges), name
+        assert sum(r["runs"] for r in ranges) == 1900
+        failed = drawn["datasets"][f"{busy_scheduler}: failed"]
+        # a ✕ a failed run
+        assert len(failed) == len(BUSY_FAILURES) and all(p["failed"] is True for p in failed)
+    screenshot(page, "history-scheduler-many-runs")
+
+
 def test_a_card_opens_the_source_and_its_page_draws(page: Any, week: dict[str, str]) -> None:
     choose_range(page, "7d", "last 7 days")
     page.click(f'.scraper a:text-is("{week["steady"]}")')

@@ -1,6 +1,7 @@
 """The page's state in one request (GET /api/metrics/overview/) and the failures view
 (GET /api/metrics/failures/): a week with a source that stopped and an hourly scheduler."""
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -57,10 +58,43 @@ def test_a_week_draws_across_the_whole_axis(reader: AsgiClient, week: int) -> No
     silent_for = week - channels["stopped"]["lastRecordedAt"]
     assert 3 * HOUR - 1000 <= silent_for <= 3 * HOUR + 1000
     job = state["schedulers"]["hourly-job"]
-    assert job["periodSeconds"] == 3600 and len(job["runs"]) >= 166
+    assert job["period"]["seconds"] == 3600 and len(job["runs"]) >= 166
     assert state["sources"]["steady"]["records"] == 2 * 167
     assert state["sources"]["stopped"]["failures"] == state["sources"]["stopped"]["records"] - state["sources"][
         "stopped"]["successCount"] > 0  # fmt: skip
+
+
+@pytest.mark.parametrize("range_name", ["7d", "24h", "1h", "live"])
+def test_runs_and_failures_are_counted_exactly_however_many(reader: AsgiClient, range_name: str) -> None:
+    """A week of a scheduler every 5 minutes read "Runs: many, Failed: –", and its chart plotted
+    hourly sums of items under "items processed"."""
+    now = now_ms()
+    times = [now - n * 300_000 - 1000 for n in range(1900)]  # 6.6 days
+    failing = {3, 100, 101, 555, 1200, 1500, 1899}
+    store(*[
+        scheduler_run(schedulerName="every-5-min", recordedAt=at, itemsProcessed=40 + n % 21,
+                      executionDurationMs=1000 + 10 * (n % 200), success=n not in failing,
+                      error="upstream timed out" if n in failing else None)
+        for n, at in enumerate(times)
+    ])  # fmt: skip
+    state = get(reader, "/api/metrics/overview/", range=range_name)
+    start = datetime.fromisoformat(state["axis"][0]).timestamp() * 1000
+    shown = [n for n, at in enumerate(times) if at >= start]
+    job = state["schedulers"]["every-5-min"]
+
+    assert job["totals"]["records"] == len(shown)
+    assert job["totals"]["failures"] == len(failing & set(shown))
+    if job["runs"] is not None:  # few enough: each run
+        assert len(job["runs"]) == len(shown) <= 1000 and job["ranges"] is None
+        return
+    assert range_name == "7d" and len(shown) == 1900
+    ranges = job["ranges"]
+    assert sum(r["runs"] for r in ranges) == 1900 and sum(r["failed"] for r in ranges) == 7
+    # each hour's range of single runs, never their sum (an hour's items summed are some 600)
+    assert all(40 <= r["items"][0] <= r["items"][1] <= 60 for r in ranges)
+    assert all(1000 <= r["durationMs"][0] <= r["durationMs"][1] <= 2990 for r in ranges)
+    assert max(r["runs"] for r in ranges) == 12 and len(ranges) >= 158
+    assert sorted(run["recordedAt"] for run in job["failedRuns"]) == sorted(times[n] for n in failing)
 
 
 def test_the_source_filter_narrows_everything(reader: AsgiClient, week: int) -> None:

@@ -31,7 +31,7 @@ test("durations read in ms below a second and in s above, to 2-3 figures", () =>
   assert.equal(formatDuration(2116.5), "2.1 s");
   assert.equal(formatDuration(45_000), "45 s");
   assert.equal(formatDuration(null), "–");
-  assert.equal(formatPeriod(3600), "every 1 h");
+  assert.equal(formatPeriod({ seconds: 3600, state: "learned", runs: 10 }), "every 1 h");
   assert.equal(formatAgo(T0 - 3 * MINUTE, T0), "3 min ago");
 });
 
@@ -129,4 +129,51 @@ test("live totals are the server's last metrics:update, taken whole: p95 never l
   const week = new RangeView({ ...overview({}, []), range: { name: "7d", bucket: "hour", label: "last 7 days" } });
   week.takeUpdate({ totals: figures, sources: {} });
   assert.equal(week.totals.records, 0); // the other ranges keep their own
+});
+
+test("a period is said only once learned: 'learning: 2 runs' before, 'irregular' when runs disagree", () => {
+  assert.equal(formatPeriod({ seconds: null, state: "learning", runs: 2 }), "learning: 2 runs");
+  assert.equal(formatPeriod({ seconds: null, state: "irregular", runs: 10 }), "irregular: last 10 runs");
+  assert.equal(formatPeriod(null), "learning");
+});
+
+function withRuns(scheduler) {
+  const view = new RangeView(overview({}, []));
+  view.schedulers.hourly = { totals: { records: 0, successCount: 0 }, period: null, lastRunAt: null, ...scheduler };
+  return view;
+}
+
+test("a scheduler's runs are drawn one by one while the server sent them so", () => {
+  const runs = [{ recordedAt: T0, durationMs: 40, items: 7, success: true, error: null },
+                { recordedAt: T0 + MINUTE, durationMs: 90, items: 0, success: false, error: "boom" }];
+  const drawn = withRuns({ runs, ranges: null, failedRuns: null }).runsToDraw("hourly", "items");
+  assert.deepEqual(drawn.points.map((p) => [p.x, p.y, p.failed]), [[T0, 7, false], [T0 + MINUTE, 0, true]]);
+  assert.equal(drawn.ranges, null);
+});
+
+test("too many runs: each bucket's range of single runs and each failed run, never a sum", () => {
+  const ranges = [{ start: new Date(T0).toISOString(), runs: 12, failed: 2, durationMs: [30, 95], items: [40, 60] }];
+  const failedRuns = [{ recordedAt: T0 + 5, durationMs: 95, items: 0, success: false, error: "x" },
+                      { recordedAt: T0 + 9, durationMs: 30, items: 0, success: false, error: "y" }];
+  const view = withRuns({ runs: null, ranges, failedRuns });
+  const drawn = view.runsToDraw("hourly", "items");
+  assert.equal(drawn.points, null);
+  assert.deepEqual(drawn.ranges, [{ x: T0 + MINUTE / 2, y: [40, 60], runs: 12, failed: 2 }]);
+  assert.deepEqual(drawn.marks.map((m) => [m.x, m.y]), [[T0 + 5, 0], [T0 + 9, 0]]);
+  // failed runs too many to send: a mark per bucket that holds failures, saying how many
+  const counted = withRuns({ runs: null, ranges, failedRuns: null }).runsToDraw("hourly", "durationMs");
+  assert.deepEqual(counted.marks, [{ x: T0 + MINUTE / 2, y: 95, failed: 2 }]);
+});
+
+test("a live run widens its bucket's range and is counted", () => {
+  const ranges = [{ start: new Date(T0 + 2 * MINUTE).toISOString().replace(".000Z", "Z"), runs: 3, failed: 0,
+                    durationMs: [30, 40], items: [5, 6] }];
+  const view = withRuns({ runs: null, ranges, failedRuns: [], totals: { records: 3, successCount: 3 } });
+  view.add({ type: "scheduler_run", schedulerName: "hourly", executionDurationMs: 80, itemsProcessed: 0,
+             success: false, error: "boom", recordedAt: T0 + 2 * MINUTE + 10 });
+  const scheduler = view.schedulers.hourly;
+  assert.deepEqual([scheduler.totals.records, scheduler.totals.failures], [4, 1]);
+  assert.deepEqual(scheduler.ranges[0], { start: "2026-11-26T10:02:00Z", runs: 4, failed: 1, durationMs: [30, 80],
+                                          items: [0, 6] });
+  assert.equal(scheduler.failedRuns.length, 1);
 });
