@@ -253,12 +253,14 @@ function failedText(failed) {
 }
 
 // Where a percentage bar axis starts: 0, unless every bar is high, then a round step under the
-// lowest, so 98.3 % and 100 % do not look the same (each bar says its value, see barValues).
+// lowest, so 98.3 % and 100 % do not look the same (each bar says its value, see barValues);
+// low enough that the shortest bar still spans a third of the axis (66.7 % is no sliver).
 export function percentFloor(series) {
   const values = Object.values(series).flat().filter((v) => typeof v === "number");
   if (!values.length) return 0;
   const lowest = Math.min(...values);
-  return lowest < 50 ? 0 : Math.max(0, Math.floor((lowest - 1) / 5) * 5);
+  if (lowest < 50) return 0;
+  return Math.max(0, Math.floor(Math.min(lowest - 1, (3 * lowest - 100) / 2) / 5) * 5);
 }
 
 // The top of an overlay's percentage axis: a little over its highest value (at least 5 %, at

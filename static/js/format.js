@@ -13,7 +13,7 @@ const DAY_HOUR = new Intl.DateTimeFormat([], {
 });
 const MONTH_DAY = new Intl.DateTimeFormat([], { month: "short", day: "numeric" });
 const FULL = new Intl.DateTimeFormat([], {
-  year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+  year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
 });
 
 export const DASH = "–";

@@ -8,7 +8,8 @@ test("success-rate bars start under the lowest when all are high, so 98.3 % and 
   assert.equal(percentFloor({ "success %": [98.3, 100, 99.1] }), 95);
   assert.equal(percentFloor({ "success %": [100, 100] }), 95);
   assert.equal(percentFloor({ "success %": [40, 100] }), 0); // a low bar: the whole scale
-  assert.equal(percentFloor({ "success %": [null, 71.5] }), 70);
+  assert.equal(percentFloor({ "success %": [null, 71.5] }), 55); // its bar a third of the axis, not a sliver
+  assert.equal(percentFloor({ "success %": [66.7, 66.7] }), 50);
   assert.equal(percentFloor({}), 0);
 });
 
