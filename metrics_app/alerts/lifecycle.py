@@ -50,6 +50,8 @@ RULES: Final = {
 def as_dict(alert: Alert, silences: Iterable[Silence] = ()) -> dict[str, Any]:
     """An alert as the API, the WebSocket and the webhooks give it (docs/alerts.md); `silenced`
     when it fired under a silence or one of `silences` (those in force) matches it now."""
+    # a firing alert whose condition is gone: its numbers are the recovery's, not a fault's
+    clearing = alert.clear_since if alert.state == Alert.State.FIRING else None
     return {
         "id": alert.pk,
         "rule": RULES.get(alert.verdict, alert.verdict),
@@ -64,6 +66,7 @@ def as_dict(alert: Alert, silences: Iterable[Silence] = ()) -> dict[str, Any]:
         "state": alert.state,
         "startsAt": iso(alert.starts_at) if alert.starts_at else None,
         "endsAt": iso(alert.ends_at) if alert.ends_at else None,
+        "clearSince": iso(clearing) if clearing else None,
         "flaps": alert.flaps,
         "silenced": alert.silenced or _silenced(alert, silences),
         "sources": alert.sources,

@@ -58,8 +58,10 @@ export class AlertsView {
   item(alert, firing) {
     const item = this.els.template.content.firstElementChild.cloneNode(true);
     item.classList.add(alert.severity, firing ? "firing" : "resolved");
+    const clearing = firing && alert.clearSince
+      ? `; clear since ${formatAgo(Date.parse(alert.clearSince))}, resolves if it stays so` : "";
     const since = firing
-      ? `firing since ${formatTime(Date.parse(alert.startsAt))} (${formatAgo(Date.parse(alert.startsAt))})`
+      ? `firing since ${formatTime(Date.parse(alert.startsAt))} (${formatAgo(Date.parse(alert.startsAt))})${clearing}`
       : `${formatTime(Date.parse(alert.startsAt))} – ${formatTime(Date.parse(alert.endsAt))}`;
     const fields = {
       verdict: alert.verdict.replaceAll("_", " "),

@@ -123,5 +123,6 @@ def test_a_resolving_alert_shows_its_current_numbers_without_a_reload(
         f"#firing-alerts li:has-text('{source}: 0 % of page loads failed over the last 5 min (0 of 12)')",
         timeout=25_000,
     )
+    assert "clear since" in page.inner_text("#firing-alerts")  # firing, but recovering: it says so
     screenshot(page, "alerts-resolving-current-numbers")
     assert errors == []
