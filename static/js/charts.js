@@ -157,8 +157,9 @@ export class Charts {
     for (const [name, values] of Object.entries(extra.overlay ?? {})) {
       // dashed, in a colour no source has: the error rate is never read as one more source
       const colour = spec.colours?.[name] ?? ERROR_RATE_COLOUR;
+      // no dots where the rate is 0: a row of red dots along the foot reads as errors every hour
       datasets.push({ ...this.line(name, values, colour, extra.partial), type: "line", yAxisID: "y2", order: -1,
-                      borderDash: [6, 4] });
+                      borderDash: [6, 4], pointRadius: values.map((v) => (v ? 2 : 0)) });
     }
     for (const [name, flags] of Object.entries(extra.bands ?? {})) {
       // buckets shaded across the plot's height, behind the records, as wide as their slot
