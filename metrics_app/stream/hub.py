@@ -68,6 +68,9 @@ class Hub:
         self.catch_up = CatchUp()  # history, resyncs and the newest ids (metrics_app.stream.catchup)
         self._updates: dict[frozenset[str] | None, Frame] = {}  # per scope of the clients, this second's
         self._changed = False
+        # While the totals are read again after a gap: the records received meanwhile
+        self._repairing: list[tuple[dict[str, Any], str]] | None = None
+        self._repair: asyncio.Future[None] | None = None
         self._started: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = time.monotonic()
@@ -147,7 +150,11 @@ class Hub:
             channel = channel_of_wire(record)
             seq = seqs[channel]
             seqs[channel] = seq + 1
+            if seq > self._next_seq.get(channel, seq):
+                self._repair_totals()  # records this process never heard of (Redis was away)
             self.stats.add(record, channel)
+            if self._repairing is not None:
+                self._repairing.append((record, channel))
             self.catch_up.saw(channel)
             if not (wildcard or self.subscribers.get(channel)):
                 # Nobody to send it to. A batch still pending (its subscribers just left) is
@@ -169,6 +176,32 @@ class Hub:
                 self._flush_channel(channel)
         self._changed = True
         self._updates.clear()
+
+    # --- the totals after a gap ----------------------------------------------------------
+
+    def _repair_totals(self) -> None:
+        """Records published while this process was not listening are missing from its
+        totals (`metrics:update`, the live page's tiles): read the window again from the
+        database, once for a burst of gaps."""
+        if self._repairing is None and self._started is not None:  # not started: no window read yet
+            self._repairing = []
+            counters.incr("live_totals_repairs")
+            self._repair = asyncio.ensure_future(self._reload_totals())
+
+    async def _reload_totals(self) -> None:
+        try:
+            stats = LiveStats()
+            marks = await db.run(totals.load_window_marked, stats)
+            for record, channel in self._repairing or []:
+                if not totals.covered_by(record, marks):  # stored after the snapshot
+                    stats.add(record, channel)
+            self.stats = stats
+            self._changed = True
+            self._updates.clear()
+        except DatabaseError as exc:  # the totals stay as they are until the next gap
+            log.warning("live hub could not read its totals again after a gap: %s", exc)
+        finally:
+            self._repairing = None
 
     def flush(self) -> None:
         for channel in list(self._pending):

@@ -12,11 +12,12 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from django.db.models import CharField
+from django.db import transaction
+from django.db.models import CharField, Max
 from django.db.models.functions import Cast
 
 from metrics_app.history.overview import RANGES
-from metrics_app.models import MinuteRollup
+from metrics_app.models import MinuteRollup, PagePerformance, SchedulerMetric
 from metrics_app.records import DURATION_FIELD, METRIC_TYPES, epoch_ms, now_ms
 from metrics_app.tally import Tally, merged
 from metrics_app.trend import Trend, comparable, trend
@@ -192,6 +193,29 @@ def load_window(stats: LiveStats) -> int:
         stats.add_aggregate(channel, metric_type, minute, bucket, n, ok, total, items, retries, last)
         covered += n
     return covered
+
+
+# The newest stored id of each detail table, read with the window: which live records a
+# reloaded window already holds (metrics_app.stream.hub, repairing the totals after a gap).
+Marks = dict[str, int]
+
+
+def load_window_marked(stats: LiveStats) -> Marks:
+    """`load_window`, and the newest ids it covers, from one snapshot of the database (the
+    rollups are written in the transaction that stores the rows)."""
+    with transaction.atomic():
+        marks = {
+            "scheduler_run": SchedulerMetric.objects.aggregate(newest=Max("id"))["newest"] or 0,
+            "page": PagePerformance.objects.aggregate(newest=Max("id"))["newest"] or 0,
+        }
+        load_window(stats)
+    return marks
+
+
+def covered_by(record: dict[str, Any], marks: Marks) -> bool:
+    """Whether a live record is among those a window loaded with `marks` counted."""
+    table = "scheduler_run" if record["type"] == "scheduler_run" else "page"
+    return int(record.get("id", 0)) <= marks[table]
 
 
 def summary_from_database(channels: frozenset[str] | None = None) -> dict[str, Any]:

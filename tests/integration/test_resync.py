@@ -81,7 +81,9 @@ def test_the_page_shows_what_the_database_holds_after_redis_restarts(
     wait_until_shown(page, stored)
     assert page.get_attribute("#connection", "data-catching-up") == "false"
     assert shown_records(page) == str(stored)  # every record, none twice
-    assert server.stats(committed_api_key)["counters"]["resyncs"] >= 1  # caught up through a resync
+    counters = server.stats(committed_api_key)["counters"]
+    assert counters["resyncs"] >= 1  # the page caught up through a resync
+    assert counters["live_totals_repairs"] >= 1  # and the server's totals read the window again
     screenshot(page, "resync-after-redis-restart")
     assert [e for e in errors if "gap" not in e] == []
 
