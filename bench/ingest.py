@@ -2,6 +2,7 @@
 
     DATABASE_URL=mysql://root@127.0.0.1:3306/wealthmetrics .venv/bin/python bench/ingest.py
     DATABASE_URL=… .venv/bin/python bench/ingest.py --senders 32 --batch 10 --limits   # the fleet shape
+    DATABASE_URL=… .venv/bin/python bench/ingest.py --senders 4 --fields 10 --duration 10  # the fields' cost
 
 Starts --servers daphne processes on that database, creates an API key, then --senders
 threads POST pre-serialised batches of --batch records for --duration seconds. It prints the
@@ -40,9 +41,14 @@ from bench.common import django_output, machine, prepare  # noqa: E402
 from bench.open_loop import offer  # noqa: E402
 from tests.support.servers import DaphneServer  # noqa: E402
 
+FIELD_NAMES = ("price", "change", "change_pct", "volume", "market_cap", "pe_ratio", "name", "currency",
+               "exchange", "quote.time", *(f"extra_{n}" for n in range(40)))  # fmt: skip
+STATUSES = (200, 200, 200, 200, 200, 200, 200, 404, 429, 503)
 
-def make_bodies(run: str, batches: int, size: int) -> list[bytes]:
-    """Distinct, realistic batches, serialised before the clock starts."""
+
+def make_bodies(run: str, batches: int, size: int, fields: int = 0) -> list[bytes]:
+    """Distinct, realistic batches, serialised before the clock starts. With `fields`, each
+    scrape carries that many field counts and each navigation an HTTP status."""
     now = int(time.time() * 1000)
     bodies = []
     for b in range(batches):
@@ -75,8 +81,45 @@ def make_bodies(run: str, batches: int, size: int) -> list[bytes]:
                         "recordedAt": now + i,
                     }
                 )
+        if fields:
+            for i, record in enumerate(records):
+                if record["type"] == "page_scrape":
+                    items = i % 40  # its itemsExtracted; every other field misses one item
+                    record["fields"] = {name: {"filled": max(0, items - (n + i) % 2), "invalid": 0}
+                                        for n, name in enumerate(FIELD_NAMES[:fields])}  # fmt: skip
+                else:
+                    record["httpStatus"] = STATUSES[(b + i) % len(STATUSES)]
         bodies.append(orjson.dumps({"metrics": records}))
     return bodies
+
+
+def compare_fields(
+    ports: list[int], key: str, run: str, args: argparse.Namespace
+) -> tuple[list["Sender"], float]:
+    """--rounds rounds of the same records without and with --fields fields, alternating (the
+    order flips each round, so neither variant always runs on a warmer server): the cost of
+    the optional fields, measured on the same servers in the same run."""
+    variants = {
+        "without fields": make_bodies(run, batches=40, size=args.batch),
+        f"with {args.fields} fields": make_bodies(run, batches=40, size=args.batch, fields=args.fields),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    everyone: list[Sender] = []
+    total = 0.0
+    for round_ in range(args.rounds):
+        order = list(variants) if round_ % 2 == 0 else list(reversed(variants))
+        for name in order:
+            senders, elapsed = send_all(ports, key, variants[name], args)
+            rate = sum(s.accepted for s in senders) / elapsed
+            rates[name].append(rate)
+            print(f"  round {round_ + 1}, {name}: {rate:,.0f} records/s")
+            everyone += senders
+            total += elapsed
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    without, with_fields = medians.values()
+    print("medians: " + ", ".join(f"{name} {rate:,.0f} records/s" for name, rate in medians.items())
+          + f"; the fields cost {100 * (1 - with_fields / without):.1f} % of the throughput")  # fmt: skip
+    return everyone, total
 
 
 class Sender(threading.Thread):
@@ -324,6 +367,10 @@ def main() -> None:
                         help="then offer F times the measured request rate, open loop")  # fmt: skip
     parser.add_argument("--overload-connections", type=int, default=256, metavar="N",
                         help="the overload's senders, one request in flight each (default 256)")  # fmt: skip
+    parser.add_argument("--fields", type=int, default=0, metavar="N",
+                        help="compare the same records without and with N field counts per scrape "
+                             "(and an HTTP status per navigation), alternately")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3, help="--fields: rounds of each (default 3)")
     args = parser.parse_args()
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "PYTHONUNBUFFERED": "1"}
@@ -344,7 +391,10 @@ def main() -> None:
         )
         watcher = ConnectionWatcher(env)
         watcher.start()
-        senders, elapsed = send_all([server.port for server in servers], key, bodies, args)
+        if args.fields:
+            senders, elapsed = compare_fields([server.port for server in servers], key, run, args)
+        else:
+            senders, elapsed = send_all([server.port for server in servers], key, bodies, args)
         watcher.stop()
         accepted = sum(s.accepted for s in senders)
         if args.overload:

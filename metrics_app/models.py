@@ -14,6 +14,7 @@ from typing import ClassVar, Final
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from msgspec import UNSET
 
 from metrics_app import records
 from metrics_app.records import CHANNEL_FIELDS, DURATION_FIELD, PAGE_TYPES
@@ -44,6 +45,12 @@ class PagePerformance(models.Model):
     success = models.BooleanField(default=True)
     error = models.CharField(max_length=records.ERROR_MAX_LENGTH, null=True, blank=True)
     created_at = models.DateTimeField(help_text="The record's recordedAt, in UTC.")
+    # The optional record fields (docs/api.md): NULL when not sent, so a record without them
+    # costs two NULLs. The counts are also summed into metrics_app.data_models' rollups.
+    http_status = models.SmallIntegerField("HTTP status", null=True, blank=True)
+    field_counts = models.JSONField(
+        null=True, blank=True, help_text='A scrape\'s fields: {"price": {"filled": n, "invalid": m}, …}.'
+    )
 
     class Meta:
         db_table = "scraper_page_performance"
@@ -73,6 +80,7 @@ class PagePerformance(models.Model):
                 url=self.page_url,
                 navigation_duration_ms=self.navigation_duration_ms or 0,
                 retry_count=self.retry_count or 0,
+                http_status=UNSET if self.http_status is None else self.http_status,
                 success=self.success,
                 error=self.error,
                 recorded_at=recorded_at,
@@ -83,6 +91,7 @@ class PagePerformance(models.Model):
             scrape_duration_ms=self.scrape_duration_ms or 0,
             items_extracted=self.items_extracted or 0,
             data_size=self.data_size or 0,
+            fields=UNSET if self.field_counts is None else records.fields_of(self.field_counts),
             success=self.success,
             error=self.error,
             recorded_at=recorded_at,
@@ -433,6 +442,7 @@ class IdempotencyKey(models.Model):
         return f"{self.key} ({self.accepted} records)"
 
 
+# The field and status rollups live in their own module; Django finds them through this one.
 # The alerts' tables live with the alerts; Django finds an app's models through this module.
 from metrics_app.alerts.models import (  # noqa: E402, F401
     Alert,
@@ -442,4 +452,12 @@ from metrics_app.alerts.models import (  # noqa: E402, F401
     Silence,
     Threshold,
     Verdict,
+)
+from metrics_app.data_models import (  # noqa: E402, F401
+    FieldDay,
+    FieldHour,
+    FieldMinute,
+    StatusDay,
+    StatusHour,
+    StatusMinute,
 )

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 # The longest source or scheduler name, URL and error text: the tables' columns are this wide.
 NAME_MAX_LENGTH: Final = 50
@@ -64,6 +64,14 @@ ErrorText = Annotated[str, Meta(max_length=ERROR_MAX_LENGTH)] | None
 Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
 Bytes = Annotated[int, Meta(ge=0, le=MAX_DATA_SIZE)]
 RecordedAt = Annotated[int, Meta(ge=MIN_RECORDED_AT, le=MAX_RECORDED_AT)]
+HttpStatus = Annotated[int, Meta(ge=100, le=599)]
+# A page's field counts (docs/api.md, "Fields"): at most MAX_FIELDS names, each at most 64
+# characters, so a source's fields stay a short list and fit the rollups' key column.
+MAX_FIELDS: Final = 50
+FIELD_NAME_MAX_LENGTH: Final = 64
+FIELD_NAME: Final = rf"[A-Za-z_][A-Za-z0-9_.]{{0,{FIELD_NAME_MAX_LENGTH - 1}}}"
+FIELD_PATTERN: Final = f"^{FIELD_NAME}$"
+FieldName = Annotated[str, Meta(pattern=rf"\A{FIELD_NAME}\Z")]
 
 
 def now_ms() -> int:
@@ -80,11 +88,26 @@ class _Record(Struct, tag_field="type", rename="camel", forbid_unknown_fields=Tr
     recorded_at: RecordedAt = msgspec.field(default_factory=now_ms)
 
 
+class FieldCount(Struct, forbid_unknown_fields=True):
+    """Of a page's items, how many had the field present and non-empty, and how many of those
+    failed its check; checked against each other and itemsExtracted by `_cross_checks`."""
+
+    filled: Count
+    invalid: Count
+
+
+Fields = Annotated[dict[FieldName, FieldCount], Meta(max_length=MAX_FIELDS)]
+
+
+# The optional fields default to UNSET, which msgspec leaves out when encoding: a record sent
+# without them goes out on the stream and in history exactly as before.
 class PageNavigation(_Record, tag="page_navigation"):
     scraper_source: SourceName
     url: Url
     navigation_duration_ms: Count
     retry_count: Count = 0
+    # null says the same as leaving it out, and is stored and sent back as left out
+    http_status: HttpStatus | UnsetType | None = UNSET
 
 
 class PageScrape(_Record, tag="page_scrape"):
@@ -93,6 +116,7 @@ class PageScrape(_Record, tag="page_scrape"):
     scrape_duration_ms: Count
     items_extracted: Count
     data_size: Bytes = 0
+    fields: Fields | UnsetType = UNSET
 
 
 class SchedulerRun(_Record, tag="scheduler_run"):
@@ -208,7 +232,7 @@ def decode_batch(body: bytes) -> list[Metric]:
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise _malformed(exc) from None
     else:
-        if errors := _future_dates(records):
+        if errors := _cross_checks(records):
             raise InvalidMetrics(errors)
         return records
     try:
@@ -224,9 +248,9 @@ def decode_batch(body: bytes) -> list[Metric]:
         try:
             record = msgspec.convert(item, Metric)
         except msgspec.ValidationError as exc:
-            errors.append(_field_error(exc, index))
+            errors.append(_fields_error(item, index) or _field_error(exc, index))
         else:
-            errors += _future_dates([record], first_index=index)
+            errors += _cross_checks([record], first_index=index)
     raise InvalidMetrics(errors)
 
 
@@ -236,16 +260,70 @@ def _malformed(exc: Exception) -> InvalidMetrics:
     return InvalidMetrics([FieldError(None, "body", f"malformed JSON: {exc}")])
 
 
-def _future_dates(records: list[Metric], first_index: int = 0) -> list[FieldError]:
-    """recordedAt may not lie more than MAX_CLOCK_AHEAD_MS ahead of the server's clock: a bound
-    that moves with time, so it cannot be part of the static schema."""
+def _cross_checks(records: list[Metric], first_index: int = 0) -> list[FieldError]:
+    """The rules msgspec cannot check while decoding: recordedAt may not lie more than
+    MAX_CLOCK_AHEAD_MS ahead of the server's clock (a bound that moves with time), and a page's
+    field counts are bounded by each other and by its items (0 <= invalid <= filled <=
+    itemsExtracted). A navigation's `httpStatus: null` becomes UNSET here, so it is streamed
+    as it will be read back from the database: left out.
+
+    One pass over the batch, and nothing more for a record without the optional fields."""
     now = now_ms()
     latest = now + MAX_CLOCK_AHEAD_MS
-    return [
-        FieldError(index, "recordedAt", f"is more than an hour ahead of the server's clock ({now} ms)")
-        for index, record in enumerate(records, start=first_index)
-        if record.recorded_at > latest
-    ]
+    errors: list[FieldError] = []
+    for index, record in enumerate(records, start=first_index):
+        if record.recorded_at > latest:
+            errors.append(
+                FieldError(
+                    index, "recordedAt", f"is more than an hour ahead of the server's clock ({now} ms)"
+                )
+            )
+        if type(record) is PageScrape:
+            if record.fields is not UNSET:
+                errors += _count_errors(record, index)
+        elif type(record) is PageNavigation and record.http_status is None:
+            record.http_status = UNSET
+    return errors
+
+
+def _count_errors(record: "PageScrape", index: int | None) -> list[FieldError]:
+    assert not isinstance(record.fields, UnsetType)
+    errors = []
+    for name, count in record.fields.items():
+        if count.invalid > count.filled:
+            errors.append(
+                FieldError(index, f"fields.{name}.invalid", f"must be at most filled ({count.filled})")
+            )
+        if count.filled > record.items_extracted:
+            errors.append(
+                FieldError(
+                    index,
+                    f"fields.{name}.filled",
+                    f"must be at most itemsExtracted ({record.items_extracted})",
+                )
+            )
+    return errors
+
+
+def _fields_error(item: Any, index: int | None) -> FieldError | None:
+    """The error of a record's `fields`, with its path (`fields.price.invalid`), when that is
+    what failed: msgspec's paths name no object key (`fields[...]`), so each entry is checked
+    again on its own, by the same types."""
+    fields = item.get("fields") if isinstance(item, dict) else None
+    if not isinstance(fields, dict) or len(fields) > MAX_FIELDS:
+        return None  # msgspec's own error names `fields` well enough
+    for name, count in fields.items():
+        try:
+            msgspec.convert(name, FieldName)
+        except msgspec.ValidationError:
+            return FieldError(index, f"fields.{name}", f"field name must match {FIELD_PATTERN}")
+        try:
+            msgspec.convert(count, FieldCount)
+        except msgspec.ValidationError as exc:
+            inner = _field_error(exc, index)
+            at = "" if inner.field in ("metrics", "body") else f".{inner.field}"
+            return FieldError(index, f"fields.{name}{at}", inner.message)
+    return None
 
 
 def validate_record(data: dict[str, Any]) -> Metric:
@@ -253,14 +331,29 @@ def validate_record(data: dict[str, Any]) -> Metric:
     try:
         record = msgspec.convert(data, Metric)
     except msgspec.ValidationError as exc:
-        raise InvalidMetrics([_field_error(exc, None)]) from None
-    if errors := _future_dates([record]):
+        raise InvalidMetrics([_fields_error(data, None) or _field_error(exc, None)]) from None
+    if errors := _cross_checks([record]):
         raise InvalidMetrics([FieldError(None, e.field, e.message) for e in errors])
     return record
 
 
 def validate_records(items: Iterable[dict[str, Any]]) -> list[Metric]:
     return [validate_record(item) for item in items]
+
+
+_fields_encoder = msgspec.json.Encoder()
+
+
+def fields_json(fields: dict[str, FieldCount]) -> str:
+    """A page's field counts as stored: their wire shape, as JSON."""
+    return _fields_encoder.encode(fields).decode()
+
+
+def fields_of(stored: dict[str, Any]) -> dict[str, FieldCount]:
+    """Stored field counts (already valid when stored) back as a record's."""
+    return {
+        name: FieldCount(filled=count["filled"], invalid=count["invalid"]) for name, count in stored.items()
+    }
 
 
 def to_wire(record: Metric, row_id: int | None = None) -> dict[str, Any]:

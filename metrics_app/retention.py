@@ -1,5 +1,7 @@
 """Retention: detailed rows (and their minute rollups) older than METRICS_RETENTION_DAYS go;
-hourly rollups and summaries stay.
+hourly rollups and summaries stay. The field and status rollups keep their minutes
+DATA_MINUTES_KEPT and their hours METRICS_RETENTION_DAYS (metrics_app.rollups); their daily
+summaries stay.
 
 On MySQL/MariaDB the detailed tables are partitioned by UTC day (migration 0003), so an
 expired day leaves by swapping its partition out (`EXCHANGE PARTITION`) and dropping it: a
@@ -27,6 +29,7 @@ from metrics_app.dialect import db_datetime, db_instant
 from metrics_app.ingest import idempotency, sources
 from metrics_app.models import MinuteRollup, PagePerformance, SchedulerMetric
 from metrics_app.records import epoch_ms
+from metrics_app.rollups import DATA_GRAINS, DATA_MINUTES_KEPT, MINUTES
 
 DETAILED_TABLES: Final = (PagePerformance._meta.db_table, SchedulerMetric._meta.db_table)
 # Minute rollups serve the ranges the detailed rows cover, and go with them.
@@ -63,6 +66,7 @@ class CleanupReport:
     cutoff: datetime
     tables: list[TableCleanup]  # the detailed tables
     minute_rollups: TableCleanup
+    data_rollups: list[TableCleanup] = field(default_factory=list)  # fields' and statuses'
     idempotency_keys: int = 0  # past their 24 h
     names_forgotten: int = 0  # sources and schedulers with no record left in the window
 
@@ -74,7 +78,10 @@ class CleanupReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "cutoff": self.cutoff.isoformat(),
-            "deleted": {table.table: table.deleted for table in [*self.tables, self.minute_rollups]},
+            "deleted": {
+                table.table: table.deleted
+                for table in [*self.tables, self.minute_rollups, *self.data_rollups]
+            },
             "droppedPartitions": {table.table: table.dropped_partitions for table in self.tables},
             "idempotencyKeys": self.idempotency_keys,
             "namesForgotten": self.names_forgotten,
@@ -150,11 +157,26 @@ def cleanup(
         report = CleanupReport(
             cutoff, tables, _delete_expired(TableCleanup(MINUTE_ROLLUPS), "minute", minute, say)
         )
+        report.data_rollups = _trim_data_rollups(cutoff, now or timezone.now(), say)
         report.idempotency_keys = idempotency.forget_expired()
         say(f"idempotency keys: {report.idempotency_keys} past {idempotency.IDEMPOTENCY_HOURS} h deleted")
         report.names_forgotten = sources.forget_silent(cutoff)
         say(f"sources and schedulers: {report.names_forgotten} with no record since the cutoff forgotten")
     return report
+
+
+def _trim_data_rollups(cutoff: datetime, now: datetime, say: Callable[[str], None]) -> list[TableCleanup]:
+    """Field and status minutes older than DATA_MINUTES_KEPT, hours wholly before the cutoff:
+    a field's usual is learned from the hours of the retention window, and summarised daily."""
+    trimmed = []
+    for data_grain in DATA_GRAINS:
+        if data_grain.grain is MINUTES:
+            before = (now - DATA_MINUTES_KEPT).replace(second=0, microsecond=0)
+        else:
+            before = cutoff - timedelta(hours=1)
+        column = data_grain.grain.time_column
+        trimmed.append(_delete_expired(TableCleanup(data_grain.table), column, db_instant(before), say))
+    return trimmed
 
 
 def _cleanup_table(table: str, cutoff: datetime, say: Callable[[str], None]) -> TableCleanup:

@@ -15,30 +15,40 @@ then whole rollup hours, daylight saving time included, and the SQL needs no tim
 """
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from django.db import connection, models, transaction
 from django.utils import timezone
+from msgspec import UnsetType
 
 from metrics_app.dialect import Merge, db_instant, db_start, epoch_ms_sql, insert_sql, upsert_clause
 from metrics_app.histogram import bucket_of, bucket_sql
 from metrics_app.models import (
     PAGE_DURATION_SQL,
     SCHEDULER_CHANNEL_SQL,
+    FieldHour,
+    FieldMinute,
     HourlyRollup,
     MinuteRollup,
     PagePerformance,
     SchedulerMetric,
+    StatusHour,
+    StatusMinute,
 )
 from metrics_app.records import (
     DURATION_FIELD,
     ITEMS_FIELD,
+    FieldCount,
     Metric,
+    PageNavigation,
+    PageScrape,
     channel_of,
     duration_of,
+    epoch_ms,
+    fields_of,
     items_of,
     type_of,
 )
@@ -179,6 +189,7 @@ def add_to_rollups(cursor: Any, records: Sequence[Metric], rows_per_statement: i
                 + _merge_clause(grain, connection.vendor),
                 [value for row in chunk for value in row],
             )
+    _upsert_data(cursor, data_rows(records), rows_per_statement)
 
 
 @functools.cache
@@ -220,6 +231,7 @@ def rebuild(start: datetime, end: datetime) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         for grain in GRAINS:
             _rebuild_grain(cursor, grain, bounds)
+        _rebuild_data(cursor, start, end)
         cursor.execute(
             f"SELECT COALESCE(SUM(records), 0) FROM {HOURS.table} WHERE hour >= %s AND hour < %s", bounds
         )
@@ -253,3 +265,148 @@ def _rebuild_grain(cursor: Any, grain: Grain, bounds: list[str]) -> None:
             GROUP BY start, scraper_source, metric_type, scheduler_name, bucket""",
             bounds,
         )
+
+
+# --- What the data holds: field counts and HTTP statuses --------------------------------------
+#
+# Per source and field: the items of the pages that reported the field, and of those items the
+# filled and the invalid; per source and HTTP status: the navigations. Same grains, same
+# transaction, same rebuild as the rollups above; a record without `fields` or `httpStatus`
+# adds nothing to them. Minutes are kept DATA_MINUTES_KEPT (metrics_app.retention).
+
+DATA_MINUTES_KEPT: Final = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class DataGrain:
+    """A field or status rollup table: the grain it follows, its key column, its counters."""
+
+    model: type[models.Model]
+    grain: Grain
+    key_column: str  # "field" or "http_status"
+    counters: tuple[str, ...]
+
+    @property
+    def table(self) -> str:
+        return self.model._meta.db_table
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.grain.time_column, "scraper_source", self.key_column, *self.counters)
+
+
+_FIELD_COUNTERS: Final = ("items", "filled", "invalid")
+FIELD_MINUTES: Final = DataGrain(FieldMinute, MINUTES, "field", _FIELD_COUNTERS)
+FIELD_HOURS: Final = DataGrain(FieldHour, HOURS, "field", _FIELD_COUNTERS)
+STATUS_MINUTES: Final = DataGrain(StatusMinute, MINUTES, "http_status", ("navigations",))
+STATUS_HOURS: Final = DataGrain(StatusHour, HOURS, "http_status", ("navigations",))
+DATA_GRAINS: Final = (FIELD_MINUTES, FIELD_HOURS, STATUS_MINUTES, STATUS_HOURS)
+
+# A page's field counts as summed: (source, recordedAt, itemsExtracted, fields).
+FieldEntry = tuple[str, int, int, Mapping[str, FieldCount]]
+
+
+def field_sums(entries: Iterable[FieldEntry]) -> dict[DataGrain, list[tuple[Any, ...]]]:
+    """Pages' field counts summed per source, bucket and field, for both grains, in key order:
+    the one definition of a field's items (those of the pages that reported the field), used
+    by ingest and rebuild alike. A batch of 1,000 pages of 10 fields is then one row per
+    (source, field, minute), not one per page."""
+    shift_ms = hour_shift_seconds() * 1000
+    sums: dict[DataGrain, dict[tuple[str, str, str], list[int]]] = {FIELD_MINUTES: {}, FIELD_HOURS: {}}
+    texts: dict[int, str] = {}
+    for source, at, items, fields in entries:
+        for data_grain, grain_sums in sums.items():
+            start = data_grain.grain.start_ms(at, shift_ms)
+            text = texts.get(start) or texts.setdefault(start, db_start(start))
+            for name, count in fields.items():
+                counters = grain_sums.get((source, text, name))
+                if counters is None:
+                    grain_sums[(source, text, name)] = [items, count.filled, count.invalid]
+                else:
+                    counters[0] += items
+                    counters[1] += count.filled
+                    counters[2] += count.invalid
+    return {
+        data_grain: [
+            (start, source, name, *counters) for (source, start, name), counters in sorted(grain_sums.items())
+        ]
+        for data_grain, grain_sums in sums.items()
+    }
+
+
+def data_rows(records: Sequence[Metric]) -> dict[DataGrain, list[tuple[Any, ...]]]:
+    """The records' field counts and HTTP statuses summed per rollup key, in key order."""
+    pages: list[FieldEntry] = []
+    statuses: list[tuple[str, int, int]] = []
+    for record in records:
+        if isinstance(record, PageScrape):
+            if not isinstance(fields := record.fields, UnsetType):
+                pages.append((record.scraper_source, record.recorded_at, record.items_extracted, fields))
+        elif isinstance(record, PageNavigation) and isinstance(status := record.http_status, int):
+            statuses.append((record.scraper_source, record.recorded_at, status))
+    rows = field_sums(pages) if pages else {}
+    if statuses:
+        shift_ms = hour_shift_seconds() * 1000
+        for data_grain in (STATUS_MINUTES, STATUS_HOURS):
+            counts: dict[tuple[str, str, int], int] = {}
+            for source, at, status in statuses:
+                key = (source, db_start(data_grain.grain.start_ms(at, shift_ms)), status)
+                counts[key] = counts.get(key, 0) + 1
+            rows[data_grain] = [
+                (start, source, code, n) for (source, start, code), n in sorted(counts.items())
+            ]
+    return rows
+
+
+def _upsert_data(
+    cursor: Any, rows: Mapping[DataGrain, list[tuple[Any, ...]]], rows_per_statement: int
+) -> None:
+    for data_grain, grain_rows in rows.items():
+        for start in range(0, len(grain_rows), rows_per_statement):
+            chunk = grain_rows[start : start + rows_per_statement]
+            cursor.execute(
+                insert_sql(data_grain.table, data_grain.columns, len(chunk))
+                + " "
+                + _data_merge_clause(data_grain, connection.vendor),
+                [value for row in chunk for value in row],
+            )
+
+
+@functools.cache
+def _data_merge_clause(data_grain: DataGrain, vendor: str) -> str:
+    key = (data_grain.grain.time_column, "scraper_source", data_grain.key_column)
+    return upsert_clause(key, dict.fromkeys(data_grain.counters, "sum"))
+
+
+def _rebuild_data(cursor: Any, start: datetime, end: datetime) -> None:
+    """Recompute the field and status rollups of [start, end) from the detailed rows.
+
+    Statuses are counted in SQL. Field counts are summed by field_sums, the function ingest
+    uses, over the pages that reported fields: expanding a JSON object's keys in SQL is spelt
+    differently on each database (MariaDB has no JSON_EACH), and only those pages are read."""
+    bounds = [db_instant(start), db_instant(end)]
+    for data_grain in DATA_GRAINS:
+        column = data_grain.grain.time_column
+        cursor.execute(f"DELETE FROM {data_grain.table} WHERE {column} >= %s AND {column} < %s", bounds)
+    shift = hour_shift_seconds()
+    for data_grain in (STATUS_MINUTES, STATUS_HOURS):
+        bucket = _start_sql(data_grain.grain, "created_at", shift)
+        cursor.execute(
+            f"""INSERT INTO {data_grain.table} ({", ".join(data_grain.columns)})
+            SELECT {bucket} AS start, scraper_source, http_status, COUNT(*)
+            FROM {PagePerformance._meta.db_table}
+            WHERE created_at >= %s AND created_at < %s AND http_status IS NOT NULL
+              AND metric_type = 'page_navigation'
+            GROUP BY start, scraper_source, http_status""",
+            bounds,
+        )
+    pages = (
+        PagePerformance.objects.filter(created_at__gte=start, created_at__lt=end, field_counts__isnull=False)
+        .order_by()
+        .values_list("scraper_source", "created_at", "items_extracted", "field_counts")
+    )
+    entries = (
+        (source, epoch_ms(created), items or 0, fields_of(fields or {}))
+        for source, created, items, fields in pages.iterator(chunk_size=5000)
+    )
+    _upsert_data(cursor, field_sums(entries), 1000)

@@ -22,9 +22,11 @@ MIN_RECORDED_AT: Final = 946_684_800_000  # 2000-01-01: anything earlier is seco
 
 _SOURCE: Final = re.compile(r"\A[a-z0-9][a-z0-9_.-]{0,49}\Z")
 _COMMON: Final = {"type", "scraperSource", "success", "error", "recordedAt"}
+MAX_FIELDS: Final = 50
+_FIELD_NAME: Final = re.compile(r"\A[A-Za-z_][A-Za-z0-9_.]{0,63}\Z")
 _FIELDS: Final = {
-    "page_navigation": _COMMON | {"url", "navigationDurationMs", "retryCount"},
-    "page_scrape": _COMMON | {"url", "scrapeDurationMs", "itemsExtracted", "dataSize"},
+    "page_navigation": _COMMON | {"url", "navigationDurationMs", "retryCount", "httpStatus"},
+    "page_scrape": _COMMON | {"url", "scrapeDurationMs", "itemsExtracted", "dataSize", "fields"},
     "scheduler_run": _COMMON | {"schedulerName", "executionDurationMs", "itemsProcessed"},
 }
 _REQUIRED: Final = {
@@ -81,6 +83,12 @@ def checked(metric: dict[str, Any]) -> dict[str, Any]:
         record["error"] = record["error"][:MAX_TEXT]
     if not isinstance(record.get("success", True), bool):
         raise InvalidRecord("success", "must be true or false")
+    if record.get("httpStatus") is not None:
+        status = record["httpStatus"]
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise InvalidRecord("httpStatus", f"must be an HTTP status (100-599) or null, got {status!r}")
+    if "fields" in record:
+        record["fields"] = _checked_fields(record["fields"], record["itemsExtracted"])
     if "recordedAt" in record:
         record["recordedAt"] = at = _whole("recordedAt", record["recordedAt"], None)
         if at < MIN_RECORDED_AT:
@@ -88,6 +96,25 @@ def checked(metric: dict[str, Any]) -> dict[str, Any]:
         if at > time.time_ns() // 1_000_000 + MAX_CLOCK_AHEAD_MS:
             raise InvalidRecord("recordedAt", "is more than an hour ahead of this machine's clock")
     return record
+
+
+def _checked_fields(fields: Any, items: int) -> dict[str, dict[str, int]]:
+    """The counts, whole numbers within their bounds (0 <= invalid <= filled <= items)."""
+    if not isinstance(fields, dict) or len(fields) > MAX_FIELDS:
+        raise InvalidRecord("fields", f"must be an object of at most {MAX_FIELDS} fields")
+    for name, count in fields.items():
+        if not isinstance(name, str) or not _FIELD_NAME.match(name):
+            raise InvalidRecord(f"fields.{name}", f"field name must match {_FIELD_NAME.pattern}")
+        if not isinstance(count, dict) or set(count) != {"filled", "invalid"}:
+            raise InvalidRecord(f"fields.{name}", 'must be {"filled": n, "invalid": m}')
+    checked = {}
+    for name, count in fields.items():
+        filled = _whole(f"fields.{name}.filled", count["filled"], items)
+        checked[name] = {
+            "filled": filled,
+            "invalid": _whole(f"fields.{name}.invalid", count["invalid"], filled),
+        }
+    return checked
 
 
 def _check_name(field: str, value: Any) -> None:

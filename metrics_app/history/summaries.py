@@ -17,7 +17,15 @@ from django.utils import timezone
 
 from metrics_app.dialect import Merge, db_instant, upsert_clause
 from metrics_app.histogram import upper_bound_sql
-from metrics_app.models import AggregatedDay, DailySummary, HourlyRollup, SchedulerDailySummary
+from metrics_app.models import (
+    AggregatedDay,
+    DailySummary,
+    FieldDay,
+    HourlyRollup,
+    SchedulerDailySummary,
+    StatusDay,
+)
+from metrics_app.rollups import FIELD_HOURS, STATUS_HOURS, DataGrain
 
 # Per type: the day's totals and the bucket where the running count reaches 95 %.
 _PER_TYPE = """
@@ -107,6 +115,19 @@ def _page_summary_sql() -> str:
     )
 
 
+def _data_summary_sql(day_table: str, hours: DataGrain) -> str:
+    """A day's field (or status) counts per source: the sums of its hours."""
+    key = ["scraper_source", "metric_date", hours.key_column]
+    sums = ", ".join(f"SUM({counter})" for counter in hours.counters)
+    merges: dict[str, Merge] = {name: "replace" for name in [*hours.counters, "updated_at"]}
+    return (
+        f"INSERT INTO {day_table} ({', '.join([*key, *hours.counters, 'updated_at'])}) "
+        f"SELECT scraper_source, %s, {hours.key_column}, {sums}, %s FROM {hours.table} "
+        f"WHERE hour >= %s AND hour < %s GROUP BY scraper_source, {hours.key_column} "
+        + upsert_clause(key, merges)
+    )
+
+
 @dataclass(frozen=True)
 class DayResult:
     day: date
@@ -135,6 +156,11 @@ def aggregate_day(day: date) -> DayResult:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_page_summary_sql(), [day.isoformat(), now, *bounds])
         cursor.execute(_scheduler_summary_sql(), [day.isoformat(), now, *bounds])
+        for day_table, hours in (
+            (FieldDay._meta.db_table, FIELD_HOURS),
+            (StatusDay._meta.db_table, STATUS_HOURS),
+        ):
+            cursor.execute(_data_summary_sql(day_table, hours), [day.isoformat(), now, *bounds])
         cursor.execute(
             "SELECT COUNT(DISTINCT CASE WHEN metric_type <> 'scheduler_run' THEN scraper_source END),"
             " COUNT(DISTINCT CASE WHEN metric_type = 'scheduler_run' THEN scheduler_name END),"

@@ -6,9 +6,11 @@ record's values in that order (tests/integration/test_models.py checks that they
 
 from typing import Any, Final
 
+from msgspec import UNSET, UnsetType
+
 from metrics_app.dialect import db_datetime
 from metrics_app.models import PagePerformance, SchedulerMetric
-from metrics_app.records import PageNavigation, PageScrape, SchedulerRun
+from metrics_app.records import PageNavigation, PageScrape, SchedulerRun, fields_json
 
 PAGE_TABLE: Final = PagePerformance._meta.db_table
 SCHEDULER_TABLE: Final = SchedulerMetric._meta.db_table
@@ -25,15 +27,17 @@ SCHEDULER_COLUMNS: Final = _columns(SchedulerMetric)
 def page_row(record: PageNavigation | PageScrape) -> tuple[Any, ...]:
     created = db_datetime(record.recorded_at)
     if isinstance(record, PageNavigation):
+        status = None if record.http_status is UNSET else record.http_status
         return (
             record.scraper_source, "page_navigation", record.url,
             record.navigation_duration_ms, record.retry_count, None, None, None,
-            record.success, record.error, created,
+            record.success, record.error, created, status, None,
         )  # fmt: skip
+    fields = None if isinstance(record.fields, UnsetType) else fields_json(record.fields)
     return (
         record.scraper_source, "page_scrape", record.url,
         None, None, record.scrape_duration_ms, record.items_extracted, record.data_size,
-        record.success, record.error, created,
+        record.success, record.error, created, None, fields,
     )  # fmt: skip
 
 

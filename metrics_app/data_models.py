@@ -1,0 +1,163 @@
+"""The tables that watch the data itself (docs/api.md, "Fields and HTTP statuses"): per source,
+each field's counts and each HTTP status's navigations, per minute, per hour and per day.
+
+Written by metrics_app.data_rollups in the transaction that stores the records, like the other
+rollups. Minutes are kept DATA_MINUTES_KEPT (the alert window, the live and 1-hour ranges),
+hours METRICS_RETENTION_DAYS (the usual of a field at this hour), days forever.
+"""
+
+from typing import ClassVar
+
+from django.db import models
+
+from metrics_app import records
+
+
+class FieldRow(models.Model):
+    """One field of one source's pages over a time bucket: what the pages that reported it
+    said of it, summed."""
+
+    scraper_source = models.CharField(max_length=records.NAME_MAX_LENGTH)
+    field = models.CharField(max_length=records.FIELD_NAME_MAX_LENGTH)
+    items = models.BigIntegerField(help_text="Items extracted by the pages that reported the field.")
+    filled = models.BigIntegerField(
+        help_text="Of those items, the ones with the field present and non-empty."
+    )
+    invalid = models.BigIntegerField(help_text="Of the filled, the ones that failed the field's check.")
+
+    class Meta:
+        abstract = True
+
+
+class StatusRow(models.Model):
+    """One source's navigations that ended in one HTTP status, over a time bucket."""
+
+    scraper_source = models.CharField(max_length=records.NAME_MAX_LENGTH)
+    http_status = models.SmallIntegerField("HTTP status")
+    navigations = models.BigIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class FieldMinute(FieldRow):
+    minute = models.DateTimeField(help_text="Start of the minute (UTC).")
+
+    class Meta:
+        db_table = "scraper_fields_minute"
+        verbose_name = "field minute"
+        ordering: ClassVar = ["-minute", "scraper_source", "field"]
+        constraints: ClassVar = [
+            # the upsert's key, and one source's fields over a range
+            models.UniqueConstraint(
+                fields=["scraper_source", "minute", "field"], name="uniq_field_minute_key"
+            ),
+        ]
+        indexes: ClassVar = [
+            # every source's fields over a range, and retention
+            models.Index(fields=["minute"], name="idx_field_minute_minute"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scraper_source} {self.field} {self.minute:%Y-%m-%d %H:%M}"
+
+
+class FieldHour(FieldRow):
+    hour = models.DateTimeField(help_text="Start of the hour, in TIME_ZONE's hours.")
+
+    class Meta:
+        db_table = "scraper_fields_hourly"
+        verbose_name = "field hour"
+        ordering: ClassVar = ["-hour", "scraper_source", "field"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["scraper_source", "hour", "field"], name="uniq_field_hour_key"),
+        ]
+        indexes: ClassVar = [
+            # every source's fields over a range, the daily summaries, and retention
+            models.Index(fields=["hour"], name="idx_field_hour_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scraper_source} {self.field} {self.hour:%Y-%m-%d %H:%M}"
+
+
+class FieldDay(FieldRow):
+    metric_date = models.DateField(help_text="The day, cut in TIME_ZONE.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "scraper_fields_daily"
+        verbose_name = "field daily summary"
+        verbose_name_plural = "field daily summaries"
+        ordering: ClassVar = ["-metric_date", "scraper_source", "field"]
+        constraints: ClassVar = [
+            # re-running the aggregation upserts into it
+            models.UniqueConstraint(
+                fields=["scraper_source", "metric_date", "field"], name="uniq_field_day_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scraper_source} {self.field} {self.metric_date}"
+
+
+class StatusMinute(StatusRow):
+    minute = models.DateTimeField(help_text="Start of the minute (UTC).")
+
+    class Meta:
+        db_table = "scraper_status_minute"
+        verbose_name = "status minute"
+        ordering: ClassVar = ["-minute", "scraper_source", "http_status"]
+        constraints: ClassVar = [
+            # the upsert's key, and one source's statuses over a range
+            models.UniqueConstraint(
+                fields=["scraper_source", "minute", "http_status"], name="uniq_status_minute_key"
+            ),
+        ]
+        indexes: ClassVar = [
+            # every source's statuses over a range, and retention
+            models.Index(fields=["minute"], name="idx_status_minute_minute"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scraper_source} {self.http_status} {self.minute:%Y-%m-%d %H:%M}"
+
+
+class StatusHour(StatusRow):
+    hour = models.DateTimeField(help_text="Start of the hour, in TIME_ZONE's hours.")
+
+    class Meta:
+        db_table = "scraper_status_hourly"
+        verbose_name = "status hour"
+        ordering: ClassVar = ["-hour", "scraper_source", "http_status"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["scraper_source", "hour", "http_status"], name="uniq_status_hour_key"
+            ),
+        ]
+        indexes: ClassVar = [
+            # every source's statuses over a range, the daily summaries, and retention
+            models.Index(fields=["hour"], name="idx_status_hour_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scraper_source} {self.http_status} {self.hour:%Y-%m-%d %H:%M}"
+
+
+class StatusDay(StatusRow):
+    metric_date = models.DateField(help_text="The day, cut in TIME_ZONE.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "scraper_status_daily"
+        verbose_name = "status daily summary"
+        verbose_name_plural = "status daily summaries"
+        ordering: ClassVar = ["-metric_date", "scraper_source", "http_status"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["scraper_source", "metric_date", "http_status"], name="uniq_status_day_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scraper_source} {self.http_status} {self.metric_date}"
