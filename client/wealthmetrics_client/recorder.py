@@ -6,6 +6,7 @@ validates and queues it (the collector) or encodes and buffers it (the client).
 """
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 R = TypeVar("R")
@@ -25,12 +26,16 @@ class MetricRecorder(ABC, Generic[R]):
         retry_count: int = 0,
         success: bool = True,
         error: str | None = None,
+        http_status: int | None = None,
     ) -> R:
-        return self.record({
+        record = {
             "type": "page_navigation", "scraperSource": scraper_source, "url": url,
             "navigationDurationMs": navigation_duration_ms, "retryCount": retry_count,
             "success": success, "error": error,
-        })  # fmt: skip
+        }  # fmt: skip
+        if http_status is not None:  # the optional fields are left out, not sent as null
+            record["httpStatus"] = http_status
+        return self.record(record)
 
     def record_page_scrape(
         self,
@@ -42,12 +47,16 @@ class MetricRecorder(ABC, Generic[R]):
         data_size: int = 0,
         success: bool = True,
         error: str | None = None,
+        fields: Mapping[str, Mapping[str, int]] | None = None,
     ) -> R:
-        return self.record({
+        record: dict[str, Any] = {
             "type": "page_scrape", "scraperSource": scraper_source, "url": url,
             "scrapeDurationMs": scrape_duration_ms, "itemsExtracted": items_extracted,
             "dataSize": data_size, "success": success, "error": error,
-        })  # fmt: skip
+        }  # fmt: skip
+        if fields is not None:  # {"price": {"filled": 18, "invalid": 2}} (wealthmetrics_client.schema)
+            record["fields"] = {name: dict(counts) for name, counts in fields.items()}
+        return self.record(record)
 
     def record_scheduler_metric(
         self,

@@ -19,12 +19,14 @@ MAX_INT: Final = 2**31 - 1  # durations and counts
 MAX_DATA_SIZE: Final = 2**30
 MAX_CLOCK_AHEAD_MS: Final = 3_600_000
 MIN_RECORDED_AT: Final = 946_684_800_000  # 2000-01-01: anything earlier is seconds, not ms
+MAX_FIELDS: Final = 50  # entries of a scrape's `fields`
+_FIELD_NAME: Final = re.compile(r"\A[A-Za-z_][A-Za-z0-9_.]{0,63}\Z")
 
 _SOURCE: Final = re.compile(r"\A[a-z0-9][a-z0-9_.-]{0,49}\Z")
 _COMMON: Final = {"type", "scraperSource", "success", "error", "recordedAt"}
 _FIELDS: Final = {
-    "page_navigation": _COMMON | {"url", "navigationDurationMs", "retryCount"},
-    "page_scrape": _COMMON | {"url", "scrapeDurationMs", "itemsExtracted", "dataSize"},
+    "page_navigation": _COMMON | {"url", "navigationDurationMs", "retryCount", "httpStatus"},
+    "page_scrape": _COMMON | {"url", "scrapeDurationMs", "itemsExtracted", "dataSize", "fields"},
     "scheduler_run": _COMMON | {"schedulerName", "executionDurationMs", "itemsProcessed"},
 }
 _REQUIRED: Final = {
@@ -81,6 +83,12 @@ def checked(metric: dict[str, Any]) -> dict[str, Any]:
         record["error"] = record["error"][:MAX_TEXT]
     if not isinstance(record.get("success", True), bool):
         raise InvalidRecord("success", "must be true or false")
+    if record.get("httpStatus") is not None:
+        record["httpStatus"] = status = _whole("httpStatus", record["httpStatus"], 599)
+        if status < 100:
+            raise InvalidRecord("httpStatus", f"must be between 100 and 599, got {status}")
+    if "fields" in record:
+        record["fields"] = _fields(record["fields"], record.get("itemsExtracted", 0))
     if "recordedAt" in record:
         record["recordedAt"] = at = _whole("recordedAt", record["recordedAt"], None)
         if at < MIN_RECORDED_AT:
@@ -88,6 +96,24 @@ def checked(metric: dict[str, Any]) -> dict[str, Any]:
         if at > time.time_ns() // 1_000_000 + MAX_CLOCK_AHEAD_MS:
             raise InvalidRecord("recordedAt", "is more than an hour ahead of this machine's clock")
     return record
+
+
+def _fields(value: Any, items: int) -> dict[str, dict[str, int]]:
+    """A scrape's `fields`: at most 50, each {"filled": n, "invalid": m}, 0 <= m <= n <= items."""
+    if not isinstance(value, dict):
+        raise InvalidRecord("fields", "must be an object of field name -> {filled, invalid}")
+    if len(value) > MAX_FIELDS:
+        raise InvalidRecord("fields", f"may name at most {MAX_FIELDS} fields, not {len(value)}")
+    checked_fields = {}
+    for name, counts in value.items():
+        if not isinstance(name, str) or not _FIELD_NAME.match(name):
+            raise InvalidRecord(f"fields.{name}", f"a field name must match {_FIELD_NAME.pattern}")
+        if not isinstance(counts, dict) or counts.keys() != {"filled", "invalid"}:
+            raise InvalidRecord(f"fields.{name}", 'must be {"filled": n, "invalid": m}')
+        filled = _whole(f"fields.{name}.filled", counts["filled"], items)
+        invalid = _whole(f"fields.{name}.invalid", counts["invalid"], filled)
+        checked_fields[name] = {"filled": filled, "invalid": invalid}
+    return checked_fields
 
 
 def _check_name(field: str, value: Any) -> None:
