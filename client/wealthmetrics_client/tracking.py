@@ -17,13 +17,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from wealthmetrics_client.client import MetricsClient
 from wealthmetrics_client.recorder import MetricRecorder
+from wealthmetrics_client.schema import Schema, count_fields
 
 __all__ = [
     "NavigationFailed",
@@ -114,6 +115,7 @@ class Navigation:
     url: str
     retries: int = 0
     waited_ms: int = 0  # time between attempts, left out of the navigation's duration
+    status: int | None = None  # the final response's HTTP status, when there was one
 
     def retry(self) -> None:
         """Count one more attempt (call it before each retry)."""
@@ -125,6 +127,7 @@ class Scrape:
     url: str
     items: int = 0
     bytes: int = 0
+    fields: dict[str, dict[str, int]] | None = None  # per field: filled, invalid (count_fields)
 
 
 @dataclass
@@ -156,7 +159,7 @@ def track_navigation(scraper_source: str, url: str, *, sink: Sink | None = None)
         return sink.record_page_navigation(
             scraper_source=scraper_source, url=navigation.url,
             navigation_duration_ms=max(0, duration_ms - navigation.waited_ms),
-            retry_count=navigation.retries, success=success, error=error,
+            retry_count=navigation.retries, success=success, error=error, http_status=navigation.status,
         )  # fmt: skip
 
     with _timed(record):
@@ -173,6 +176,7 @@ def track_scrape(scraper_source: str, url: str, *, sink: Sink | None = None) -> 
         return sink.record_page_scrape(
             scraper_source=scraper_source, url=scrape.url, scrape_duration_ms=duration_ms,
             items_extracted=scrape.items, data_size=scrape.bytes, success=success, error=error,
+            fields=scrape.fields,
         )  # fmt: skip
 
     with _timed(record):
@@ -271,10 +275,12 @@ def _open(target: Any, url: str, kwargs: dict[str, Any]) -> Any:
     raise TypeError(f"cannot navigate with {type(target).__name__}: give a page, a session or a callable")
 
 
-def _check(response: Any) -> Any:
+def _check(response: Any, navigation: Navigation) -> Any:
+    """The response, its status noted on the navigation; an HTTP error status raises."""
     status = getattr(response, "status_code", None)
     if not isinstance(status, int):
         status = getattr(response, "status", None)
+    navigation.status = status if isinstance(status, int) and 100 <= status <= 599 else None
     if isinstance(status, int) and status >= 400:
         raise NavigationFailed(status)
     return response
@@ -298,7 +304,7 @@ def goto_with_retries(
     with track_navigation(scraper_source, url, sink=sink) as navigation:
         for attempt in range(retries + 1):
             try:
-                return _check(_open(target, url, kwargs))
+                return _check(_open(target, url, kwargs), navigation)
             except Exception as exc:
                 if attempt == retries or not _worth_retrying(exc):
                     raise
@@ -324,7 +330,7 @@ async def goto_with_retries_async(
     with track_navigation(scraper_source, url, sink=sink) as navigation:
         for attempt in range(retries + 1):
             try:
-                return _check(await _open(target, url, kwargs))
+                return _check(await _open(target, url, kwargs), navigation)
             except Exception as exc:
                 if attempt == retries or not _worth_retrying(exc):
                     raise
@@ -341,15 +347,31 @@ def scrape_page(
     content: str | bytes,
     parse: Callable[[str | bytes], T],
     *,
+    schema: Schema | None = None,
     sink: Sink | None = None,
 ) -> T:
     """Run `parse(content)` as one tracked scrape: its time, len() of what it returns as the
-    items, the content's size in bytes. Returns what parse returned."""
+    items, the content's size in bytes, and, with a `schema`, how many items have each field
+    filled and valid (wealthmetrics_client.schema). Returns what parse returned."""
     with track_scrape(scraper_source, url, sink=sink) as scrape:
         scrape.bytes = _size_of(content)
         result = parse(content)
         scrape.items = _count_of(result)
+        if schema is not None:
+            scrape.fields = count_fields(_items_of(result), schema)
     return result
+
+
+def _items_of(result: Any) -> Iterable[Any]:
+    """The items parse returned, to count fields over: a list (or any sized collection),
+    never a generator the caller would then find empty."""
+    if (
+        isinstance(result, Sized)
+        and isinstance(result, Iterable)
+        and not isinstance(result, (str, bytes, dict))
+    ):
+        return result
+    raise TypeError(f"to count fields, parse must return a list of items, not {type(result).__name__}")
 
 
 def _size_of(content: str | bytes) -> int:

@@ -13,7 +13,7 @@ from metrics_app import tracking
 from metrics_app.collector import collector
 from metrics_app.models import PagePerformance, SchedulerMetric
 from tests.support.browser import chromium
-from wealthmetrics_client import MetricRecorder, MetricsClient, NavigationFailed, get_sink, set_sink
+from wealthmetrics_client import Field, MetricRecorder, MetricsClient, NavigationFailed, get_sink, set_sink
 
 
 class ListSink(MetricRecorder[None]):
@@ -82,6 +82,7 @@ def test_a_navigation_that_succeeds_after_retries(sink: ListSink, site: str) -> 
     [navigation] = sink.navigations
     assert navigation["scraper_source"] == "cnbc" and navigation["url"] == f"{site}/twice"
     assert (navigation["retry_count"], navigation["success"], navigation["error"]) == (2, True, None)
+    assert navigation["http_status"] == 200  # the final response's
     # three quick attempts; the waits between them (250 and 500 ms) are not navigation time
     assert navigation["navigation_duration_ms"] < 250
 
@@ -107,6 +108,7 @@ def test_a_navigation_that_never_succeeds_is_recorded_and_raised(sink: ListSink,
     [navigation] = sink.navigations
     assert (navigation["retry_count"], navigation["success"]) == (1, False)
     assert navigation["error"] == "NavigationFailed: HTTP 503"
+    assert navigation["http_status"] == 503
 
 
 def test_goto_takes_a_page_or_any_callable(sink: ListSink, site: str) -> None:
@@ -176,6 +178,26 @@ def test_scrapes_count_items_and_bytes(sink: ListSink) -> None:
         ("https://x/broken", 0, 10, False, "KeyError: 'price'"),
         ("https://x/decorated", 3, 5, True, None),
     ]
+
+
+def test_a_scrape_with_a_schema_counts_each_field(sink: ListSink) -> None:
+    def parse(html: str | bytes) -> list[dict[str, Any]]:
+        return [
+            {"symbol": "AAPL", "price": 191.2},
+            {"symbol": "MSFT", "price": "—"},
+            {"symbol": "?", "price": -3},
+        ]
+
+    schema = {"symbol": Field(str, pattern=r"[A-Z]+"), "price": Field(float, min=0)}
+    tracking.scrape_page("cnbc", "https://x/q", "<td/>", parse, schema=schema)
+    [scraped] = sink.scrapes
+    assert scraped["items_extracted"] == 3
+    # "?" and "—" are placeholders (empty); -3 is filled but out of range
+    assert scraped["fields"] == {"symbol": {"filled": 2, "invalid": 0}, "price": {"filled": 2, "invalid": 1}}
+    with pytest.raises(TypeError, match="list of items"):
+        tracking.scrape_page(
+            "cnbc", "https://x/q", "<td/>", lambda html: (q for q in parse(html)), schema=schema
+        )
 
 
 def test_scheduler_runs(sink: ListSink) -> None:

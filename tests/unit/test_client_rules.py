@@ -40,7 +40,7 @@ texts = st.one_of(st.none(), st.text(max_size=3), st.text(min_size=498, max_size
 fields = st.sampled_from(
     ["scraperSource", "schedulerName", "url", "error", "navigationDurationMs", "retryCount",
      "scrapeDurationMs", "itemsExtracted", "dataSize", "executionDurationMs", "itemsProcessed",
-     "recordedAt", "success", "extra"]
+     "recordedAt", "success", "httpStatus", "fields", "extra"]
 )  # fmt: skip
 
 
@@ -51,6 +51,16 @@ def value_for(field: str) -> st.SearchStrategy[Any]:
         return texts
     if field == "success":
         return st.one_of(st.booleans(), st.integers(0, 1))
+    if field == "httpStatus":
+        return st.one_of(numbers, st.sampled_from([99, 100, 200, 403, 599, 600, 200.0]))
+    if field == "fields":
+        counts = st.fixed_dictionaries({"filled": st.integers(-1, 30), "invalid": st.integers(-1, 30)})
+        odd = st.sampled_from([{"filled": 1}, {"filled": 1, "invalid": 0, "x": 0}, [1, 0], None])
+        return st.one_of(
+            st.dictionaries(st.sampled_from(["price", "symbol", "9x", "a-b", "p" * 64, "p" * 65]), counts | odd,
+                            max_size=3),
+            st.sampled_from([None, [], "price", {f"f{n}": {"filled": 0, "invalid": 0} for n in range(51)}]),
+        )  # fmt: skip
     if field == "recordedAt":
         return st.one_of(st.integers(0, 2**43), st.just(records.now_ms() + 2 * 3_600_000))
     return numbers
