@@ -86,25 +86,30 @@ def window_ratios(
 
 def responses_ever(sources: Iterable[str] | None) -> dict[tuple[str, int], int]:
     """Navigations per source and HTTP status since the first record: a counter that only
-    grows. Hours are trimmed after the retention window, days are kept forever: the days
-    before the first day whose hours are all kept, then those hours."""
+    grows. Hours are trimmed after the retention window, hour by hour, and days are kept
+    forever: the days before the first kept hour's day, then that day (its hours, or its
+    summary when more of it was summarised than is left in hours), then the hours after."""
     first_hour = StatusHour.objects.aggregate(first=Min("hour"))["first"]
-    days: QuerySet[Any] = StatusDay.objects.order_by()
-    hours: QuerySet[Any] = StatusHour.objects.order_by()
-    if first_hour is not None:
-        local = timezone.localtime(first_hour)
-        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        whole_day = midnight if midnight == local else midnight + timedelta(days=1)
-        days = days.filter(metric_date__lt=whole_day.date())
-        hours = hours.filter(hour__gte=whole_day)
-    if sources is not None:
-        days = days.filter(scraper_source__in=list(sources))
-        hours = hours.filter(scraper_source__in=list(sources))
-    found: dict[tuple[str, int], int] = {}
-    for rows in (days, hours):
-        for source, code, n in rows.values_list("scraper_source", "http_status").annotate(Sum("navigations")):
-            found[(source, code)] = found.get((source, code), 0) + n
+    if first_hour is None:
+        return _summed(StatusDay.objects.all(), sources)
+    first_day = timezone.localtime(first_hour).replace(hour=0, minute=0, second=0, microsecond=0)
+    next_day = first_day + timedelta(days=1)  # wall-clock arithmetic: the next local midnight
+    found = _summed(StatusDay.objects.filter(metric_date__lt=first_day.date()), sources)
+    summary = _summed(StatusDay.objects.filter(metric_date=first_day.date()), sources)
+    partial = _summed(StatusHour.objects.filter(hour__gte=first_day, hour__lt=next_day), sources)
+    for key in summary.keys() | partial.keys():
+        found[key] = found.get(key, 0) + max(summary.get(key, 0), partial.get(key, 0))
+    for key, n in _summed(StatusHour.objects.filter(hour__gte=next_day), sources).items():
+        found[key] = found.get(key, 0) + n
     return found
+
+
+def _summed(rows: QuerySet[Any], sources: Iterable[str] | None) -> dict[tuple[str, int], int]:
+    """Navigations per (source, status) of status rows, summed in the database."""
+    if sources is not None:
+        rows = rows.filter(scraper_source__in=list(sources))
+    grouped = rows.order_by().values_list("scraper_source", "http_status").annotate(Sum("navigations"))
+    return {(source, code): n for source, code, n in grouped}
 
 
 def _rows(
