@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, Final
 
+from django.conf import settings
 from django.db.models import Count, Sum
 from django.utils import timezone
 from prometheus_client import generate_latest
@@ -21,6 +22,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from metrics_app import histogram
 from metrics_app.alerts import signals
 from metrics_app.alerts.models import Alert, visible_to
+from metrics_app.history import fields
 from metrics_app.models import HourlyRollup
 from metrics_app.stream.bus import get_bus
 
@@ -39,6 +41,8 @@ class Cluster(Collector):
         self.durations: dict[tuple[str, str], tuple[list[int], float]] = {}
         self.totals: dict[tuple[str, str], list[int]] = {}  # (source, type) → [records, successes]
         self.item_sums: dict[str, int] = {}
+        self.field_shares: list[tuple[str, str, float | None, float | None]] = []
+        self.responses: dict[tuple[str, int], int] = {}
 
     def read(self) -> None:
         rollups = HourlyRollup.objects.order_by()
@@ -54,6 +58,12 @@ class Cluster(Collector):
             counts[_edge(bucket)] += n
             self.durations[(source, kind)] = (counts, seconds + total / 1000)
             self.item_sums[source] = self.item_sums.get(source, 0) + found
+        now = timezone.now()
+        window = timedelta(seconds=settings.METRICS_ALERT_WINDOW_S)
+        # the alert evaluator's window (whole minutes from the minute rollups), so a gauge
+        # reads what field_broken judged
+        self.field_shares = fields.window_ratios(now - window, now + timedelta(microseconds=1), self.sources)
+        self.responses = fields.responses_ever(self.sources)
 
     def collect(self) -> Iterator[Any]:
         records = CounterMetricFamily(
@@ -84,8 +94,31 @@ class Cluster(Collector):
         for verdict, named, n in _firing(self.sources):
             firing.add_metric([verdict, named or ""], n)
         yield firing
+        yield from self._data_families()
         yield GaugeMetricFamily("wealthmetrics_websocket_clients", "Open WebSocket clients, every process.",
                                 value=get_bus().clients())  # fmt: skip
+
+    def _data_families(self) -> Iterator[Any]:
+        """What the data holds: each field's shares over the alert window (a share with
+        nothing to divide is left out, not 0), and navigations per HTTP status ever."""
+        filled = GaugeMetricFamily("wealthmetrics_field_filled_ratio",
+                                   "Share of a field's items that had it filled, over the alert window.",
+                                   labels=["source", "field"])  # fmt: skip
+        valid = GaugeMetricFamily("wealthmetrics_field_valid_ratio",
+                                  "Share of filled items that passed its check, in the alert window.",
+                                  labels=["source", "field"])  # fmt: skip
+        for source, name, filled_share, valid_share in self.field_shares:
+            if filled_share is not None:
+                filled.add_metric([source, name], filled_share)
+            if valid_share is not None:
+                valid.add_metric([source, name], valid_share)
+        yield filled
+        yield valid
+        responses = CounterMetricFamily("wealthmetrics_http_responses", "Navigations per final HTTP status.",
+                                        labels=["source", "code"])  # fmt: skip
+        for (source, code), n in sorted(self.responses.items()):
+            responses.add_metric([source, str(code)], n)
+        yield responses
 
     def histogram_text(self) -> bytes:
         """wealthmetrics_duration_seconds, in the text exposition format."""

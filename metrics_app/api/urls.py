@@ -9,6 +9,7 @@ urlpatterns = [
     path("metrics/history/", views.history, name="metrics-history"),
     path("metrics/overview/", views.page_overview, name="metrics-overview"),
     path("metrics/failures/", views.failures, name="metrics-failures"),
+    path("fields/", views.fields, name="fields"),
     path("alerts/", views.alerts, name="alerts"),
     path("alerts/silences/", views.silence, name="alert-silences"),
     path("stats/", views.stats, name="stats"),

@@ -28,6 +28,7 @@ from metrics_app.admission.ingest import MAX_RECORDS_PER_REQUEST
 from metrics_app.alerts import lifecycle
 from metrics_app.api import prometheus, status
 from metrics_app.history import failures as failed
+from metrics_app.history import fields as data_fields
 from metrics_app.history import overview, reads
 from metrics_app.records import (
     MAX_RECORDED_AT,
@@ -192,6 +193,19 @@ def page_overview(request: HttpRequest) -> HttpResponse:
     except ValueError as exc:
         return error(exc.args[0], field=exc.args[1])
     return JsonResponse(overview.overview(range_name, source))
+
+
+@allow("GET")
+def fields(request: HttpRequest) -> HttpResponse:
+    """One source's fields and HTTP statuses over a range (docs/api.md). A source is needed:
+    fields are named by each source's scraper, so one source's `price` is not another's."""
+    try:
+        source, range_name = _source_and_range(request.GET)
+    except ValueError as exc:
+        return error(exc.args[0], field=exc.args[1])
+    if source is None:
+        return error(f"source is required and must match {SOURCE_PATTERN}", field="source")
+    return JsonResponse(data_fields.fields(source, range_name))
 
 
 PAGE_NUMBER: Final = re.compile(r"[0-9]{1,5}")  # ASCII digits: str.isdigit() takes "²" too

@@ -4,9 +4,10 @@
 
 import { AlertsView } from "./alerts.js";
 import { Charts } from "./charts.js";
+import { DataView } from "./data.js";
 import { FailuresView } from "./failures.js";
 import {
-  bucketLabel, formatAgo, formatChange, formatCount, formatDuration, formatPercent, formatPeriod, plural,
+  OTHERS, bucketLabel, formatAgo, formatChange, formatCount, formatDuration, formatPercent, formatPeriod, plural,
 } from "./format.js";
 import { getJSON, renderTiles } from "./page.js";
 import { PageLoop } from "./page-loop.js";
@@ -24,6 +25,7 @@ let loop = null;
 let charts = null;
 let alerts = null;
 let failures = null;
+let data = null;
 let tab = "overview";
 
 // --- what each chart shows -------------------------------------------------------------------
@@ -235,7 +237,20 @@ function showTab(name) {
   for (const section of document.querySelectorAll(".tab")) section.hidden = section.id !== `tab-${name}`;
   $(".exports").hidden = !document.querySelector(`#tab-${name} canvas`);
   if (name === "alerts") failures.show(loop.range, loop.source).catch(console.warn);
+  if (name === "data") showData().catch(console.warn);
   loop.invalidate("tab");
+}
+
+// The Data tab, for the chosen range and source; on "all sources", the busiest to choose from.
+async function showData() {
+  if (!loop.view) return;
+  const busiest = loop.view.totalsByChannel("scraper", TOP).map(([name]) => name).filter((name) => name !== OTHERS);
+  await data.show(loop.view.range, loop.source, busiest);
+}
+
+function chooseSource(name) {
+  els.source.value = name;
+  els.source.dispatchEvent(new Event("change"));
 }
 
 function sourceUrl(name) {
@@ -271,10 +286,12 @@ export function main() {
   };
   charts = new Charts({ open: openSource });
   failures = new FailuresView($("#tab-alerts"), getJSON);
+  data = new DataView($("#tab-data"), getJSON, chooseSource);
   loop = new PageLoop({
     render,
     loaded: async () => {
       if (tab === "alerts") await failures.show(loop.range, loop.source);
+      if (tab === "data") await showData(); // reloaded with the range, every RELOAD_MS
     },
   });
   alerts = new AlertsView($("#tab-alerts"), getJSON, () => loop.invalidate("view"));

@@ -4,6 +4,7 @@
 
 import { AlertsView } from "./alerts.js";
 import { Charts } from "./charts.js";
+import { DataView } from "./data.js";
 import { FailuresView } from "./failures.js";
 import { bucketLabel, formatAgo, formatTime } from "./format.js";
 import { getJSON, renderTiles } from "./page.js";
@@ -84,6 +85,7 @@ export function main() {
   const lastRecord = document.querySelector("#last-record");
   const charts = new Charts();
   const failures = new FailuresView(root, getJSON);
+  const data = new DataView(document.querySelector("#source-data"), getJSON);
 
   function render(dirty, view) {
     renderTiles(view);
@@ -98,7 +100,7 @@ export function main() {
     range: new URLSearchParams(location.search).get("range") ?? "live",
     source,
     render,
-    loaded: () => Promise.all([failures.show(loop.range, source), alerts.load(source)]),
+    loaded: (view) => Promise.all([failures.show(loop.range, source), alerts.load(source), data.show(view.range, source)]),
   });
   alerts = new AlertsView(root, getJSON, () => loop.invalidate("view"));
   rangeSelect.value = loop.range;
