@@ -1,6 +1,7 @@
 import math
 import os
 import random
+import re
 import signal
 import time
 import urllib.error
@@ -23,14 +24,20 @@ NAVIGATION_ERRORS = (
     "Timeout 30000ms exceeded",
     "HTTP 503 Service Unavailable",
     "HTTP 429 Too Many Requests",
+    "HTTP 404 Not Found",
 )
+STATUS = re.compile(r"HTTP (\d{3})")  # the status an error text names, if any
+# Each quote's fields, and how often a healthy page has each filled: a few quotes legitimately
+# lack a volume. The `field_broken` fault empties `price` on most of one source's quotes.
+FIELDS = {"symbol": 1.0, "price": 0.995, "change_pct": 0.98, "volume": 0.9}
+BROKEN_FIELD, BROKEN_FILLED = "price", 0.15
 TICKERS = ("AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "GOOGL")
 SCRAPE_ERRORS = ("selector 'table.quotes' not found", "JSONDecodeError: Expecting value")
 # Faults --faults can inject, each with how long the demo keeps it up (seconds): long enough to
 # fire (half the default 5-minute window after it shows) and, for a silence, to pass
 # METRICS_ALERT_NO_DATA_S (10 minutes). "scheduler_stop" stops the scheduler's runs.
-FAULTS = {"site_down": 240, "extraction_broken": 240, "blocked": 240, "slow": 240, "scheduler_stop": 420,
-          "no_data": 840}  # fmt: skip
+FAULTS = {"site_down": 240, "extraction_broken": 240, "field_broken": 240, "blocked": 240, "slow": 240,
+          "scheduler_stop": 420, "no_data": 840}  # fmt: skip
 DEMO_GAP_S = 240  # quiet between the demo's faults, so each one's alert resolves first
 SCHEDULER = "quotes-refresh"
 SCHEDULER_PERIOD_S = 60  # live and in the backfill alike
@@ -110,23 +117,40 @@ class SimulatedSource:
         loaded = attempts < 3 or rng.random() >= fail
         navigation_ms = sum(self._lognormal(rng, self.navigation_ms * slow) for _ in range(attempts))
         when = {"recordedAt": at} if at is not None else {}
+        error = None if loaded else self._navigation_error(rng)
+        answered = STATUS.search(error) if error else None
+        status = {"httpStatus": int(answered[1]) if answered else 200} if loaded or answered else {}
         client.record({
             "type": "page_navigation", "scraperSource": self.name, "url": url,
             "navigationDurationMs": navigation_ms, "retryCount": attempts - 1, "success": loaded,
-            "error": None if loaded else self._navigation_error(rng), **when,
+            "error": error, **status, **when,
         })  # fmt: skip
         if not loaded:
             return 1
         parsed = rng.random() >= 0.01
         items = max(0, round(rng.gauss(self.items, self.items / 4))) if parsed else 0
+        items = 0 if self.fault == "extraction_broken" else items
         client.record({
             "type": "page_scrape", "scraperSource": self.name, "url": url,
             "scrapeDurationMs": self._lognormal(rng, self.scrape_ms * slow),
-            "itemsExtracted": 0 if self.fault == "extraction_broken" else items,
+            "itemsExtracted": items, "fields": self._fields(rng, items),
             "dataSize": self._lognormal(rng, 60_000), "success": parsed,
             "error": None if parsed else rng.choice(SCRAPE_ERRORS), **when,
         })  # fmt: skip
         return 2
+
+    def _fields(self, rng: random.Random, items: int) -> dict[str, dict[str, int]]:
+        """How many of the page's items had each field filled (a binomial, drawn as its normal
+        approximation: a week of backfill draws it millions of times), and the rare invalid."""
+        counts = {}
+        for name, share in FIELDS.items():
+            if self.fault == "field_broken" and name == BROKEN_FIELD:
+                share = BROKEN_FILLED
+            spread = math.sqrt(items * share * (1 - share))
+            filled = min(items, max(0, round(rng.gauss(items * share, spread))))
+            invalid = 1 if filled and rng.random() < 0.02 else 0
+            counts[name] = {"filled": filled, "invalid": invalid}
+        return counts
 
     def _navigation_error(self, rng: random.Random) -> str:
         if self.fault == "site_down":
