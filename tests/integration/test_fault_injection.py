@@ -9,7 +9,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from django.db.models import Sum
 
+from metrics_app.data_models import FieldMinute, StatusMinute
 from metrics_app.management.commands.simulate_scrapers import FAULTS, parse_faults
 from tests.support.servers import ROOT, DaphneServer
 from tests.support.waiting import wait_for
@@ -51,3 +53,31 @@ def test_an_injected_outage_fires_site_down(
         output = simulator.communicate(timeout=20)[0]
     assert [(a["verdict"], a["scraperSource"]) for a in firing()] == [("site_down", "alpha")]
     assert "fault: site_down on alpha" in output
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_sends_fields_and_statuses_and_breaks_a_field(
+    start_daphne: Callable[..., DaphneServer], committed_api_key: str, live_server_env: dict[str, str]
+) -> None:
+    """Its pages carry their statuses and their fields' counts; `field_broken` empties one
+    source's price while its other fields, and the other source, stay as usual."""
+    server = start_daphne()
+    subprocess.run(
+        [sys.executable, "manage.py", "simulate_scrapers", "--url", f"{server.url}/", "--api-key", committed_api_key,
+         "--sources", "alpha,beta", "--rate", "60", "--duration", "8", "--seed", "5",
+         "--faults", "field_broken:alpha:0:60"],
+        cwd=ROOT, env={**live_server_env, **os.environ.copy(), "DATABASE_URL": live_server_env["DATABASE_URL"]},
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+    def filled_share(source: str, field: str) -> float:
+        sums = FieldMinute.objects.filter(scraper_source=source, field=field).aggregate(
+            items=Sum("items"), filled=Sum("filled")
+        )
+        return float(sums["filled"]) / float(sums["items"])
+
+    assert filled_share("alpha", "price") < 0.3  # broken
+    assert filled_share("beta", "price") > 0.95
+    assert filled_share("alpha", "symbol") > 0.95 and filled_share("alpha", "volume") > 0.8
+    statuses = set(StatusMinute.objects.values_list("http_status", flat=True))
+    assert 200 in statuses
