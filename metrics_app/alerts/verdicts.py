@@ -54,6 +54,9 @@ OUTAGE_WORDS: Final = ("timeout", "timed out", "etimedout", "econn", "enotfound"
                        "reset", "unreachable", "dns", "resolve",
                        "getaddrinfo", "no route", "500", "502", "503", "504", "connection", "net::err",
                        "ssl", "eof")  # fmt: skip
+# HTTP statuses (navigations' httpStatus, from the status rollups) that say the same: refusals
+# are these, outages any 5xx.
+REFUSAL_STATUSES: Final = (403, 429)
 EXTRACTION_WORDS: Final = ("selector", "not found", "parse", "xpath", "no items", "missing", "extract")
 
 # Failures are "far above usual" when both hold: the rate is FAILURE_MARGIN above the usual high,
@@ -115,21 +118,53 @@ def measure_source(
 def _page_loads_failed(
     name: str, window: Window, usual: Usual, fixed: Sequence[Threshold], span: str
 ) -> Finding | None:
-    """`blocked` or `site_down`: page loads fail far above usual, and the errors are refusals,
-    or outages (or nearly every load fails)."""
+    """`blocked` or `site_down`: page loads fail far above usual, and the errors or the HTTP
+    statuses are refusals (403, 429), or outages (5xx, connection errors; or nearly every load
+    fails)."""
     nav, errors = window.of("page_navigation"), window.errors.get("page_navigation", Counter())
     if not nav.count:
         return _nothing(name, "page loads", span)
-    rate, threshold, basis, far = _failure_rate(nav, usual.failure_rate.get("page_navigation"))
+    refusals = sum(n for code, n in window.statuses.items() if _refusal(code))
+    outages = sum(n for code, n in window.statuses.items() if _server_error(code))
+    # A page answered 403 may be recorded as loaded (it did load): the statuses count it as
+    # failed whichever way its scraper records it, and the texts and statuses of one failure
+    # are not counted twice (the larger of the two says how many).
+    failed = max(nav.count - nav.ok, min(nav.count, refusals + outages))
+    rate, threshold, basis, far = _failure_rate(failed, nav.count, usual.failure_rate.get("page_navigation"))
     kinds = _kinds(errors)
-    refused = kinds["refusal"] * 2 >= sum(kinds.values()) > 0
-    down = rate >= DOWN_FAILURE_RATE or kinds["outage"] * 2 >= sum(kinds.values()) > 0
+    kinds["refusal"], kinds["outage"] = max(kinds["refusal"], refusals), max(kinds["outage"], outages)
+    total = max(sum(kinds.values()), failed)
+    refused = kinds["refusal"] * 2 >= total > 0
+    down = rate >= DOWN_FAILURE_RATE or kinds["outage"] * 2 >= total > 0
+    verdict = Verdict.BLOCKED if refused else Verdict.SITE_DOWN
+    codes = _answered(window.statuses, _refusal if refused else _server_error)
     # The summary says what was seen; the verdict is said beside it, once (the page, headlines).
-    said = f"{pct(rate)} of page loads failed {span} ({nav.count - nav.ok} of {nav.count}), {basis}"
+    said = f"{pct(rate)} of page loads failed {span} ({failed} of {nav.count}), {basis}"
     return Finding(
-        Verdict.BLOCKED if refused else Verdict.SITE_DOWN, name, None,
-        f"{name}: {said}{top_errors(errors)}", rate, threshold, basis, holds=far and (refused or down),
+        verdict, name, None, f"{name}: {said}{codes}{top_errors(errors)}",
+        rate, threshold, basis, holds=far and (refused or down),
     )  # fmt: skip
+
+
+def _refusal(code: int) -> bool:
+    return code in REFUSAL_STATUSES
+
+
+def _server_error(code: int) -> bool:
+    return code >= 500
+
+
+def _answered(statuses: Counter[int], which: Callable[[int], bool]) -> str:
+    """The share of the window's pages that answered each of `which` codes, commonest first:
+    "; 43 % of pages answered 403, 12 % 429" (of the pages that reported a status)."""
+    reported = sum(statuses.values())
+    codes = [(code, n) for code, n in statuses.most_common() if which(code) and n]
+    if not codes:
+        return ""
+    (first, n), *rest = codes[:3]
+    return f"; {pct(n / reported)} of pages answered {first}" + "".join(
+        f", {pct(more / reported)} {code}" for code, more in rest
+    )
 
 
 def _page_size(
@@ -189,7 +224,9 @@ def _scrapes_failed(
     scrape, errors = window.of("page_scrape"), window.errors.get("page_scrape", Counter())
     if not scrape.count:
         return _nothing(name, "scrapes", span)
-    rate, threshold, basis, far = _failure_rate(scrape, usual.failure_rate.get("page_scrape"))
+    rate, threshold, basis, far = _failure_rate(
+        scrape.count - scrape.ok, scrape.count, usual.failure_rate.get("page_scrape")
+    )
     extraction = _kinds(errors)["extraction"] * 2 >= sum(errors.values()) > 0
     return Finding(
         Verdict.EXTRACTION_BROKEN, name, None,
@@ -243,7 +280,7 @@ def _records_failed(
     if not total:
         return _nothing(name, "records", span)
     limits = [
-        _failure_rate(slot, usual.failure_rate.get(metric_type))
+        _failure_rate(slot.count - slot.ok, slot.count, usual.failure_rate.get(metric_type))
         for metric_type, slot in (("page_navigation", nav), ("page_scrape", scrape))
         if slot.count
     ]
@@ -282,14 +319,14 @@ def _nothing(name: str, what: str, span: str) -> Finding:
     return Finding("", name, None, f"{name}: no {what} {span}", None, None, "", holds=False)
 
 
-def _failure_rate(slot: Tally, usual: Spread | None) -> tuple[float, float, str, bool]:
+def _failure_rate(failed: int, count: int, usual: Spread | None) -> tuple[float, float, str, bool]:
     """(failure rate, threshold, where the threshold came from, whether failures are far above
-    usual) of a slot with records."""
-    rate = 1 - slot.ok / slot.count
+    usual) of `failed` among `count` records (some)."""
+    rate = failed / count
     base = min(max(usual.high if usual else 0.0, MIN_USUAL_FAILURE_RATE), 0.9)
-    threshold = max(base + FAILURE_MARGIN, unlikely_rate(base, slot.count))
+    threshold = max(base + FAILURE_MARGIN, unlikely_rate(base, count))
     basis = f"usual {range_text(usual, pct)} ({usual.basis})" if usual else "no usual learned yet"
-    return rate, threshold, basis, slot.count >= MIN_RECORDS and rate >= threshold
+    return rate, threshold, basis, count >= MIN_RECORDS and rate >= threshold
 
 
 def _kinds(errors: Counter[str]) -> Counter[str]:
