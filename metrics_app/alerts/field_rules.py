@@ -103,7 +103,7 @@ def fields_broken(
         return None  # nothing learned of its fields: nothing to compare with
     found = shares(window, usual)
     if not found:
-        return Finding("", name, None, f"{name}: no field counts {span}", None, None, "", holds=False)
+        return None  # none of its fields may be broken (metrics_app.alerts.field_window)
     scrape = window.of("page_scrape")
     extracting = scrape.ok >= MIN_RECORDS and scrape.items > 0  # else an earlier rule's case
     broken = [share for share in found if share.broken]

@@ -1,5 +1,5 @@
 """What the evaluator reads each cycle: the last window of every channel from the minute rollups
-(records, and the data's field counts and HTTP statuses), the errors of the window's failures,
+(records and HTTP statuses), the errors of the window's failures,
 when each channel last reported, and each scheduler's last runs. Nothing here scans more than
 a window of rows, but `last_seen` (one index lookup per channel through the rollups' key) and
 `recent_runs` (an index range per scheduler)."""
@@ -13,7 +13,7 @@ from typing import Final
 from django.db.models import Count, Max, Q, Sum
 
 from metrics_app.history import reads
-from metrics_app.models import FieldMinute, MinuteRollup, PagePerformance, SchedulerMetric, StatusMinute
+from metrics_app.models import MinuteRollup, PagePerformance, SchedulerMetric, StatusMinute
 from metrics_app.records import epoch_ms
 from metrics_app.tally import Tally
 
@@ -38,7 +38,7 @@ class Window:
 
     types: dict[str, Tally] = field(default_factory=dict)
     errors: dict[str, Counter[str]] = field(default_factory=dict)  # per type: message → count
-    fields: dict[str, FieldCounts] = field(default_factory=dict)
+    fields: dict[str, FieldCounts] = field(default_factory=dict)  # metrics_app.alerts.field_window
     statuses: Counter[int] = field(default_factory=Counter)  # HTTP status → navigations
 
     def of(self, metric_type: str) -> Tally:
@@ -56,38 +56,22 @@ def windows(start: datetime, end: datetime, recent: datetime) -> tuple[dict[str,
             found.setdefault(channel, Window()).types[metric_type] = slot
     _add_errors(whole, start, end)
     _add_errors(last, recent, end)
-    _add_data(whole, last, start, recent, end)
+    _add_statuses(whole, last, start, recent, end)
     return whole, last
 
 
-def _add_data(
+def _add_statuses(
     whole: dict[str, Window], last: dict[str, Window], start: datetime, recent: datetime, end: datetime
 ) -> None:
-    """The field counts and HTTP statuses of the whole minutes of start … end, and of those from
-    `recent` on: one scan of each table for both (1,000 sources x 20 fields are 100,000 rows
-    a window), summed in the database."""
+    """The HTTP statuses of the whole minutes of start … end, and of those from `recent` on, in
+    one scan of their minute rollups (a few rows per source and minute). The field counts are
+    read a minute at a time instead (metrics_app.alerts.field_window)."""
     first, first_recent = start.replace(second=0, microsecond=0), recent.replace(second=0, microsecond=0)
-    lately = Q(minute__gte=first_recent)
-    counters = ("items", "filled", "invalid")
-    fields = (
-        FieldMinute.objects.filter(minute__gte=first, minute__lt=end)
-        .order_by()
-        .values_list("scraper_source", "field")
-        .annotate(
-            **{f"{name}_all": Sum(name) for name in counters},
-            **{f"{name}_late": Sum(name, filter=lately) for name in counters},
-        )
-    )
-    for source, name, items, filled, invalid, items_late, filled_late, invalid_late in fields:
-        whole.setdefault(source, Window()).fields[name] = FieldCounts(items, filled, invalid)
-        if items_late is not None:
-            late = FieldCounts(items_late, filled_late, invalid_late)
-            last.setdefault(source, Window()).fields[name] = late
     statuses = (
         StatusMinute.objects.filter(minute__gte=first, minute__lt=end)
         .order_by()
         .values_list("scraper_source", "http_status")
-        .annotate(whole=Sum("navigations"), late=Sum("navigations", filter=lately))
+        .annotate(whole=Sum("navigations"), late=Sum("navigations", filter=Q(minute__gte=first_recent)))
     )
     for source, status, navigations, navigations_late in statuses:
         whole.setdefault(source, Window()).statuses[status] = navigations

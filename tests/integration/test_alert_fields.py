@@ -22,6 +22,9 @@ from tests.support.records import navigation, scrape
 pytestmark = pytest.mark.django_db
 
 HOUR_MS = 3_600_000
+# The field window holds whole minutes, each read once it has ended and settled: records of the
+# last minute are in it a minute later.
+SETTLED = timedelta(seconds=70)
 ITEMS = 25
 # Per field, the range of items (of 25) a healthy page has it filled on.
 USUAL = {"price": (23, 25), "name": (25, 25), "change": (13, 17)}  # ~96 %, 100 %, ~60 %
@@ -67,7 +70,7 @@ def test_a_field_that_empties_fires_naming_it_with_its_numbers_then_resolves(now
     pages(now_ms, "cnbc", price=3, name=25, change=15)
     evaluator = Evaluator("test")
 
-    assert [e.status for e in evaluate_until_firing(evaluator, now)] == ["firing"]
+    assert [e.status for e in evaluate_until_firing(evaluator, now + SETTLED)] == ["firing"]
 
     alert = Alert.objects.get()
     assert (alert.verdict, alert.scraper_source, alert.severity) == ("field_broken", "cnbc", "critical")
@@ -80,11 +83,11 @@ def test_a_field_that_empties_fires_naming_it_with_its_numbers_then_resolves(now
 
     recovered = now + WINDOW + timedelta(seconds=61)
     pages(epoch_ms(recovered), "cnbc", price=24, name=25, change=15)
-    assert evaluator.run_once(recovered)[1] == []  # gone for less than half a window
+    assert evaluator.run_once(recovered + SETTLED)[1] == []  # gone for less than half a window
     alert.refresh_from_db()
     assert alert.summary.startswith("cnbc: fields as usual over the last 5 min: ")  # the current numbers
     assert "price filled on 96 % of items (288 of 300), usual 94–99 % (last 7 days)" in alert.summary
-    assert [e.status for e in evaluator.run_once(recovered + WINDOW / 2)[1]] == ["resolved"]
+    assert [e.status for e in evaluator.run_once(recovered + SETTLED + WINDOW / 2)[1]] == ["resolved"]
     assert AlertEvent.objects.filter(status="firing").get().summary == (
         "cnbc: price filled on 12 % of items over the last 5 min (36 of 300), usual 94–99 % (last 7 days); "
         "items per page normal (25)"
@@ -96,7 +99,7 @@ def test_every_broken_field_is_named_worst_first_and_invalid_values_count(now: A
     field_history("cnbc", now_ms)
     pages(now_ms, "cnbc", price=(25, 13), name=5, change=15)
 
-    evaluate_until_firing(Evaluator("test"), now)
+    evaluate_until_firing(Evaluator("test"), now + SETTLED)
 
     alert = Alert.objects.get(state="firing")
     assert alert.verdict == "field_broken"
@@ -116,8 +119,8 @@ def test_noisy_healthy_fields_and_a_usually_60_percent_field_stay_quiet(now: Any
     for step in range(4):
         at = now + step * WINDOW
         pages(epoch_ms(at), "cnbc", price=23, name=25, change=13)
-        evaluator.run_once(at)
-        evaluator.run_once(at + WINDOW / 2)
+        evaluator.run_once(at + SETTLED)
+        evaluator.run_once(at + SETTLED + WINDOW / 2)
 
     learned = evaluator.baselines.get("cnbc").fields
     assert set(learned) == {"price", "name", "change"}
@@ -133,6 +136,6 @@ def test_a_source_that_extracts_nothing_is_extraction_broken_not_field_broken(no
         now_ms, scrape, scraperSource="cnbc", itemsExtracted=0, fields=fields(price=0, name=0, change=0)
     )
 
-    evaluate_until_firing(Evaluator("test"), now)
+    evaluate_until_firing(Evaluator("test"), now + SETTLED)
 
     assert list(Alert.objects.values_list("verdict", flat=True)) == ["extraction_broken"]
