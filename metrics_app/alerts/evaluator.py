@@ -19,7 +19,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from metrics_app import counters, db
 from metrics_app.alerts import lifecycle, notify, signals, verdicts
+from metrics_app.alerts.field_window import FieldWindow
 from metrics_app.alerts.models import Alert, AlertEvent, EvaluatorLease, Threshold
 from metrics_app.alerts.usual import HISTORY, Baselines, Usual
 from metrics_app.records import epoch_ms
@@ -67,6 +68,7 @@ class Evaluator:
         # Channels seen sending steadily (records per window), so that their silence is news.
         self.steady: set[str] = set()
         self.newest: dict[str, int] = {}  # channel → start of its newest minute (ms), see _last_seen
+        self.fields = FieldWindow()
         self._scanned_at: datetime | None = None
 
     # --- the lease ------------------------------------------------------------------------
@@ -117,6 +119,11 @@ class Evaluator:
         until = now + timedelta(microseconds=1)
         recent = now - timedelta(seconds=max(60, window_s / 2))
         windows, lately = signals.windows(now - timedelta(seconds=window_s), until, recent)
+        self.fields.update(now, window_s, max(60, window_s / 2))
+        for name, window in windows.items():
+            window.fields = self.fields.whole.get(name, {})
+        for name, window in lately.items():
+            window.fields = self.fields.recent.get(name, {})
         seen = self._last_seen(now, until, windows)
         runs = signals.recent_runs(now - HISTORY, until)
         fixed = list(Threshold.objects.all())
@@ -172,6 +179,8 @@ class Evaluator:
                 return verdicts.measure_incident(measure.removeprefix(verdicts.SHARED), findings, watched)
             rules = [rule for rule in fixed if rule.scraper_source in ("", name)]
             window = windows.get(name, signals.Window())
+            if measure == "field_shares":  # every field's numbers, not only those that may be broken
+                window = replace(window, fields=self.fields.of_source(name))
             return verdicts.measure_source(measure, name, window, self.baselines.get(name), rules, span)
 
         return verdicts.incidents(findings, watched), current

@@ -38,6 +38,7 @@ RULES: Final = {
     "site_down": "navigation_failures",
     "blocked": "refusals_or_small_pages",
     "extraction_broken": "items_per_page",
+    "field_broken": "field_shares",
     "slow": "duration",
     "error_rate": "failure_rate",
     "no_data": "silence",

@@ -16,6 +16,7 @@ class Verdict(models.TextChoices):
     SITE_DOWN = "site_down"
     BLOCKED = "blocked"
     EXTRACTION_BROKEN = "extraction_broken"
+    FIELD_BROKEN = "field_broken"
     SLOW = "slow"
     ERROR_RATE = "error_rate"
     NO_DATA = "no_data"

@@ -1,7 +1,8 @@
-"""What the evaluator reads each cycle: the last window of every channel from the minute rollups,
-the errors of the window's failures, when each channel last reported, and each scheduler's
-last runs. Nothing here scans more than a window of rows, but `last_seen` (one index lookup
-per channel through the rollups' key) and `recent_runs` (an index range per scheduler)."""
+"""What the evaluator reads each cycle: the last window of every channel from the minute rollups
+(records and HTTP statuses), the errors of the window's failures,
+when each channel last reported, and each scheduler's last runs. Nothing here scans more than
+a window of rows, but `last_seen` (one index lookup per channel through the rollups' key) and
+`recent_runs` (an index range per scheduler)."""
 
 from collections import Counter
 from collections.abc import Iterable
@@ -9,10 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Q, Sum
 
 from metrics_app.history import reads
-from metrics_app.models import MinuteRollup, PagePerformance, SchedulerMetric
+from metrics_app.models import MinuteRollup, PagePerformance, SchedulerMetric, StatusMinute
 from metrics_app.records import epoch_ms
 from metrics_app.tally import Tally
 
@@ -23,11 +24,22 @@ MINUTE_MS: Final = 60_000  # a scheduler's period is learned from the gaps betwe
 
 
 @dataclass
+class FieldCounts:
+    """One field over a window: the items of the pages that reported it, the filled, the invalid."""
+
+    items: int = 0
+    filled: int = 0
+    invalid: int = 0
+
+
+@dataclass
 class Window:
     """A channel's records of the last window: per type, and per scheduler for runs."""
 
     types: dict[str, Tally] = field(default_factory=dict)
     errors: dict[str, Counter[str]] = field(default_factory=dict)  # per type: message → count
+    fields: dict[str, FieldCounts] = field(default_factory=dict)  # metrics_app.alerts.field_window
+    statuses: Counter[int] = field(default_factory=Counter)  # HTTP status → navigations
 
     def of(self, metric_type: str) -> Tally:
         return self.types.get(metric_type) or Tally()
@@ -44,7 +56,27 @@ def windows(start: datetime, end: datetime, recent: datetime) -> tuple[dict[str,
             found.setdefault(channel, Window()).types[metric_type] = slot
     _add_errors(whole, start, end)
     _add_errors(last, recent, end)
+    _add_statuses(whole, last, start, recent, end)
     return whole, last
+
+
+def _add_statuses(
+    whole: dict[str, Window], last: dict[str, Window], start: datetime, recent: datetime, end: datetime
+) -> None:
+    """The HTTP statuses of the whole minutes of start … end, and of those from `recent` on, in
+    one scan of their minute rollups (a few rows per source and minute). The field counts are
+    read a minute at a time instead (metrics_app.alerts.field_window)."""
+    first, first_recent = start.replace(second=0, microsecond=0), recent.replace(second=0, microsecond=0)
+    statuses = (
+        StatusMinute.objects.filter(minute__gte=first, minute__lt=end)
+        .order_by()
+        .values_list("scraper_source", "http_status")
+        .annotate(whole=Sum("navigations"), late=Sum("navigations", filter=Q(minute__gte=first_recent)))
+    )
+    for source, status, navigations, navigations_late in statuses:
+        whole.setdefault(source, Window()).statuses[status] = navigations
+        if navigations_late:
+            last.setdefault(source, Window()).statuses[status] = navigations_late
 
 
 def _add_errors(found: dict[str, Window], start: datetime, end: datetime) -> None:

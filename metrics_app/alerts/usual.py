@@ -6,7 +6,9 @@ hourly values (robust: one odd hour moves none of them much). Where at least MIN
 days have the current hour of day, only those hours count ("at this hour"), so a source that
 is busy by day and quiet by night is judged against the right part of the day. Hours that
 overlap one of the channel's alerts are left out, so an outage never becomes the new normal.
-Durations use the pooled histogram of the whole week (p50 and p90).
+Durations use the pooled histogram of the whole week (p50 and p90). Each field's filled share
+(of the items) and valid share (of the filled) are learned the same way, from the field
+rollups' hours.
 
 Baselines are relearned a few channels per evaluation, so a cycle's cost grows slowly with
 the number of channels; each is relearned every REFRESH_AFTER (Baselines.refresh).
@@ -16,12 +18,13 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, TypeVar
 
 from django.utils import timezone
 
 from metrics_app import histogram, rollups
 from metrics_app.history import reads
+from metrics_app.models import FieldHour
 from metrics_app.records import epoch_ms
 from metrics_app.tally import Tally
 
@@ -29,6 +32,7 @@ HISTORY: Final = timedelta(days=7)
 MIN_HOURS: Final = 3  # fewer hours with records: nothing learned yet
 MIN_DAYS_AT_HOUR: Final = 3
 MIN_RECORDS_PER_HOUR: Final = 5  # an hour with fewer says little about rates
+MIN_ITEMS_PER_HOUR: Final = 10  # …and one with fewer items (or filled) says little of a field's share
 # Hourly rollups change once an hour: a source is relearned every REFRESH_AFTER, spread over the
 # cycles in between. New sources come first, up to NEW_PER_CYCLE a cycle.
 REFRESH_AFTER: Final = timedelta(hours=1)
@@ -57,6 +61,14 @@ def _rank(ordered: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+@dataclass(frozen=True)
+class FieldUsual:
+    """A field's usual shares: of the items, the filled; of the filled, the valid."""
+
+    filled: Spread | None
+    valid: Spread | None
+
+
 @dataclass
 class Usual:
     """A channel's usual, per record type."""
@@ -67,6 +79,7 @@ class Usual:
     items_per_page: Spread | None = None  # items per successful scrape
     bytes_per_page: Spread | None = None  # dataSize per scrape
     records_per_hour: Spread | None = None
+    fields: dict[str, FieldUsual] = field(default_factory=dict)
     hours: int = 0  # hours with records that it was learned from
     learned_at: datetime | None = None
 
@@ -108,10 +121,38 @@ def learn(channel: str, now: datetime, excluded: Iterable[tuple[datetime, dateti
         for start, slot in slots.items():
             per_hour[start] = per_hour.get(start, 0) + slot.count
     usual.records_per_hour = Spread.of([float(n) for n in per_hour.values()], "last 7 days")
+    usual.fields = _learn_fields(channel, now - HISTORY, current_start, periods, local_hour)
     return usual
 
 
-def _at_this_hour(slots: dict[datetime, Tally], local_hour: int) -> tuple[list[Tally], str]:
+def _learn_fields(
+    channel: str, start: datetime, end: datetime, periods: list[tuple[datetime, datetime]], local_hour: int
+) -> dict[str, FieldUsual]:
+    """Each field's usual filled and valid shares over the channel's hours in start … end (one
+    index range through the field rollups' key)."""
+    by_field: dict[str, dict[datetime, tuple[int, int, int]]] = {}
+    rows = (
+        FieldHour.objects.filter(scraper_source=channel, hour__gte=start, hour__lt=end)
+        .order_by()
+        .values_list("field", "hour", "items", "filled", "invalid")
+    )
+    for name, hour, items, filled, invalid in rows:
+        if not _overlaps(hour, periods):
+            by_field.setdefault(name, {})[hour] = (items, filled, invalid)
+    learned = {}
+    for name, hours in by_field.items():
+        chosen, basis = _at_this_hour(hours, local_hour)
+        learned[name] = FieldUsual(
+            filled=Spread.of([f / n for n, f, _ in chosen if n >= MIN_ITEMS_PER_HOUR], basis),
+            valid=Spread.of([(f - bad) / f for _, f, bad in chosen if f >= MIN_ITEMS_PER_HOUR], basis),
+        )
+    return learned
+
+
+Slot = TypeVar("Slot")
+
+
+def _at_this_hour(slots: dict[datetime, Slot], local_hour: int) -> tuple[list[Slot], str]:
     same = [slot for start, slot in slots.items() if timezone.localtime(start).hour == local_hour]
     if len(same) >= MIN_DAYS_AT_HOUR:
         return same, "last 7 days at this hour"

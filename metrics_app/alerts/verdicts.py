@@ -1,8 +1,8 @@
 """From what the window shows and what is usual to a verdict that says why, with its numbers.
 
-Every rule is written here once. For a scraper (a channel with pages), in this order, the
-first that holds is its finding (an outage also makes pages slow and items vanish, and the
-clearest cause is the one to name):
+Every rule is written once, here or in metrics_app.alerts.field_rules. For a scraper (a
+channel with pages), in this order, the first that holds is its finding (an outage also makes
+pages slow and items vanish, and the clearest cause is the one to name):
 
 - `site_down`: navigations fail above their usual rate, and the errors are outages
   (connection refused, timeouts, DNS, 5xx), or nearly all fail;
@@ -10,6 +10,8 @@ clearest cause is the one to name):
   pages load but are far smaller than usual (a ban page answered with 200);
 - `extraction_broken`: pages load, but successful scrapes extract far fewer items than usual
   (or scrapes fail with selector/parse errors);
+- `field_broken`: items come out, but a field of them is empty or invalid on far more items
+  than usual (metrics_app.alerts.field_rules);
 - `slow`: the window's median duration is far above the usual;
 - `error_rate`: failures above the usual rate without a clearer cause.
 
@@ -18,14 +20,27 @@ the admin (Threshold) may fire as well. A channel without enough history is held
 floors only. `no_data`, the schedulers' verdicts and `incident` follow their own rules below.
 """
 
-import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Final
 
 from metrics_app import histogram
+from metrics_app.alerts.field_rules import fields_broken
+from metrics_app.alerts.findings import (
+    MIN_RECORDS,
+    Finding,
+    bytes_text,
+    count_text,
+    duration_text,
+    median,
+    ms_text,
+    pct,
+    range_text,
+    top_errors,
+    unlikely_rate,
+)
 from metrics_app.alerts.models import Threshold, Verdict
 from metrics_app.alerts.signals import Run, Window
 from metrics_app.alerts.usual import Spread, Usual
@@ -39,15 +54,16 @@ OUTAGE_WORDS: Final = ("timeout", "timed out", "etimedout", "econn", "enotfound"
                        "reset", "unreachable", "dns", "resolve",
                        "getaddrinfo", "no route", "500", "502", "503", "504", "connection", "net::err",
                        "ssl", "eof")  # fmt: skip
+# HTTP statuses (navigations' httpStatus, from the status rollups) that say the same: refusals
+# are these, outages any 5xx.
+REFUSAL_STATUSES: Final = (403, 429)
 EXTRACTION_WORDS: Final = ("selector", "not found", "parse", "xpath", "no items", "missing", "extract")
 
-MIN_RECORDS: Final = 5  # a window with fewer records of a type is not judged on rates
 # Failures are "far above usual" when both hold: the rate is FAILURE_MARGIN above the usual high,
 # and so many failures among the window's records would happen by chance at the usual rate
 # with probability below FAILURE_CHANCE (Chernoff's bound on the binomial tail: a healthy
 # source with 5 % failures and 12 records a window must not fire on 4 of them).
 FAILURE_MARGIN: Final = 0.15
-FAILURE_CHANCE: Final = 1e-5
 MIN_USUAL_FAILURE_RATE: Final = 0.01  # a source that never fails may still fail now and then
 DOWN_FAILURE_RATE: Final = 0.9  # nearly every navigation failing is an outage whatever the words
 SMALL_PAGE_FACTOR: Final = 0.3  # pages below this part of the usual low are ban pages
@@ -56,35 +72,6 @@ SLOW_FACTOR: Final = 3.0  # median above this many usual medians (and above the 
 MIN_SLOW_MS: Final = 100.0  # never slow below this
 INCIDENT_MIN_SOURCES: Final = 5
 INCIDENT_SHARE: Final = 0.15  # …and at least this share of the sources being watched
-CRITICAL: Final = {Verdict.SITE_DOWN, Verdict.BLOCKED, Verdict.EXTRACTION_BROKEN, Verdict.NO_DATA,
-                   Verdict.SCHEDULER_LATE, Verdict.SCHEDULER_FAILED, Verdict.INCIDENT}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Finding:
-    """What a rule measured in one evaluation: what broke (when it `holds`), for whom, and why."""
-
-    verdict: str
-    source: str | None
-    scheduler: str | None
-    summary: str
-    value: float | None
-    threshold: float | None
-    threshold_source: str
-    sources: tuple[str, ...] = ()  # an incident's
-    # The rule that measured it (a key of SOURCE_RULES or SCHEDULER_RULES, SILENCE, or an
-    # incident's "shared:<verdict>"): an alert whose condition is gone is measured by it again,
-    # so that it shows the current numbers while it resolves.
-    measure: str = ""
-    holds: bool = True  # False: only the current numbers of a condition that is gone
-
-    @property
-    def fingerprint(self) -> str:
-        return f"{self.verdict}:{self.source or ''}:{self.scheduler or ''}"
-
-    @property
-    def severity(self) -> str:
-        return "critical" if self.verdict in CRITICAL else "warning"
 
 
 def kind_of(error: str) -> str:
@@ -131,21 +118,53 @@ def measure_source(
 def _page_loads_failed(
     name: str, window: Window, usual: Usual, fixed: Sequence[Threshold], span: str
 ) -> Finding | None:
-    """`blocked` or `site_down`: page loads fail far above usual, and the errors are refusals,
-    or outages (or nearly every load fails)."""
+    """`blocked` or `site_down`: page loads fail far above usual, and the errors or the HTTP
+    statuses are refusals (403, 429), or outages (5xx, connection errors; or nearly every load
+    fails)."""
     nav, errors = window.of("page_navigation"), window.errors.get("page_navigation", Counter())
     if not nav.count:
         return _nothing(name, "page loads", span)
-    rate, threshold, basis, far = _failure_rate(nav, usual.failure_rate.get("page_navigation"))
+    refusals = sum(n for code, n in window.statuses.items() if _refusal(code))
+    outages = sum(n for code, n in window.statuses.items() if _server_error(code))
+    # A page answered 403 may be recorded as loaded (it did load): the statuses count it as
+    # failed whichever way its scraper records it, and the texts and statuses of one failure
+    # are not counted twice (the larger of the two says how many).
+    failed = max(nav.count - nav.ok, min(nav.count, refusals + outages))
+    rate, threshold, basis, far = _failure_rate(failed, nav.count, usual.failure_rate.get("page_navigation"))
     kinds = _kinds(errors)
-    refused = kinds["refusal"] * 2 >= sum(kinds.values()) > 0
-    down = rate >= DOWN_FAILURE_RATE or kinds["outage"] * 2 >= sum(kinds.values()) > 0
+    kinds["refusal"], kinds["outage"] = max(kinds["refusal"], refusals), max(kinds["outage"], outages)
+    total = max(sum(kinds.values()), failed)
+    refused = kinds["refusal"] * 2 >= total > 0
+    down = rate >= DOWN_FAILURE_RATE or kinds["outage"] * 2 >= total > 0
+    verdict = Verdict.BLOCKED if refused else Verdict.SITE_DOWN
+    codes = _answered(window.statuses, _refusal if refused else _server_error)
     # The summary says what was seen; the verdict is said beside it, once (the page, headlines).
-    said = f"{_pct(rate)} of page loads failed {span} ({nav.count - nav.ok} of {nav.count}), {basis}"
+    said = f"{pct(rate)} of page loads failed {span} ({failed} of {nav.count}), {basis}"
     return Finding(
-        Verdict.BLOCKED if refused else Verdict.SITE_DOWN, name, None,
-        f"{name}: {said}{_top_errors(errors)}", rate, threshold, basis, holds=far and (refused or down),
+        verdict, name, None, f"{name}: {said}{codes}{top_errors(errors)}",
+        rate, threshold, basis, holds=far and (refused or down),
     )  # fmt: skip
+
+
+def _refusal(code: int) -> bool:
+    return code in REFUSAL_STATUSES
+
+
+def _server_error(code: int) -> bool:
+    return code >= 500
+
+
+def _answered(statuses: Counter[int], which: Callable[[int], bool]) -> str:
+    """The share of the window's pages that answered each of `which` codes, commonest first:
+    "; 43 % of pages answered 403, 12 % 429" (of the pages that reported a status)."""
+    reported = sum(statuses.values())
+    codes = [(code, n) for code, n in statuses.most_common() if which(code) and n]
+    if not codes:
+        return ""
+    (first, n), *rest = codes[:3]
+    return f"; {pct(n / reported)} of pages answered {first}" + "".join(
+        f", {pct(more / reported)} {code}" for code, more in rest
+    )
 
 
 def _page_size(
@@ -162,7 +181,8 @@ def _page_size(
     holds = scrape.count >= MIN_RECORDS and size < threshold
     return Finding(
         Verdict.BLOCKED, name, None,
-        f"{name}: pages are {_bytes(size)} {span}, usual {_range(spread, _bytes)} ({spread.basis})"
+        f"{name}: pages are {bytes_text(size)} {span}, "
+        f"usual {range_text(spread, bytes_text)} ({spread.basis})"
         f"{_loads(window.of('page_navigation'))}{': likely a ban or error page' if holds else ''}",
         size, threshold, f"learned: {SMALL_PAGE_FACTOR:g} x the usual low ({spread.basis})", holds=holds,
     )  # fmt: skip
@@ -188,10 +208,11 @@ def _items_per_page(
     items = scrape.items / scrape.ok
     broken = next(((limit, basis) for limit, basis in limits if items < limit), None)
     threshold, basis = broken or limits[-1]
-    usual_text = f"usual {_range(spread, _count)} ({basis})" if spread else basis
+    usual_text = f"usual {range_text(spread, count_text)} ({basis})" if spread else basis
     return Finding(
         Verdict.EXTRACTION_BROKEN, name, None,
-        f"{name}: {_count(items)} items per page {span}, {usual_text}{_loads(window.of('page_navigation'))}",
+        f"{name}: {count_text(items)} items per page {span}, {usual_text}"
+        f"{_loads(window.of('page_navigation'))}",
         items, threshold, basis, holds=broken is not None and scrape.ok >= MIN_RECORDS,
     )  # fmt: skip
 
@@ -203,12 +224,14 @@ def _scrapes_failed(
     scrape, errors = window.of("page_scrape"), window.errors.get("page_scrape", Counter())
     if not scrape.count:
         return _nothing(name, "scrapes", span)
-    rate, threshold, basis, far = _failure_rate(scrape, usual.failure_rate.get("page_scrape"))
+    rate, threshold, basis, far = _failure_rate(
+        scrape.count - scrape.ok, scrape.count, usual.failure_rate.get("page_scrape")
+    )
     extraction = _kinds(errors)["extraction"] * 2 >= sum(errors.values()) > 0
     return Finding(
         Verdict.EXTRACTION_BROKEN, name, None,
-        f"{name}: {_pct(rate)} of scrapes failed {span} ({scrape.count - scrape.ok} of {scrape.count}), "
-        f"{basis}{_top_errors(errors)}{_loads(window.of('page_navigation'))}",
+        f"{name}: {pct(rate)} of scrapes failed {span} ({scrape.count - scrape.ok} of {scrape.count}), "
+        f"{basis}{top_errors(errors)}{_loads(window.of('page_navigation'))}",
         rate, threshold, basis, holds=far and extraction,
     )  # fmt: skip
 
@@ -222,7 +245,7 @@ def _slow(metric_type: str, what: str) -> Rule:
     ) -> Finding | None:
         slot = window.of(metric_type)
         limits = [
-            (rule.value, f"above the fixed {_ms(rule.value)} (admin)")
+            (rule.value, f"above the fixed {ms_text(rule.value)} (admin)")
             for rule in fixed
             if rule.signal == Threshold.Signal.MAX_P50_MS
         ]
@@ -230,7 +253,7 @@ def _slow(metric_type: str, what: str) -> Rule:
         if usual_p50 is not None and usual_p90 is not None:
             limits.append((
                 max(SLOW_FACTOR * usual_p50, usual_p90, MIN_SLOW_MS),
-                f"usual {_ms(usual_p50)} (p50; p90 {_ms(usual_p90)}, last 7 days)",
+                f"usual {ms_text(usual_p50)} (p50; p90 {ms_text(usual_p90)}, last 7 days)",
             ))  # fmt: skip
         if not limits:
             return None
@@ -240,7 +263,7 @@ def _slow(metric_type: str, what: str) -> Rule:
         slow = next(((limit, basis) for limit, basis in limits if p50 > limit), None)
         threshold, basis = slow or limits[-1]
         return Finding(
-            Verdict.SLOW, name, None, f"{name}: median {what} {_ms(p50)} {span}, {basis}",
+            Verdict.SLOW, name, None, f"{name}: median {what} {ms_text(p50)} {span}, {basis}",
             p50, threshold, basis, holds=slow is not None and slot.count >= MIN_RECORDS,
         )  # fmt: skip
 
@@ -257,7 +280,7 @@ def _records_failed(
     if not total:
         return _nothing(name, "records", span)
     limits = [
-        _failure_rate(slot, usual.failure_rate.get(metric_type))
+        _failure_rate(slot.count - slot.ok, slot.count, usual.failure_rate.get(metric_type))
         for metric_type, slot in (("page_navigation", nav), ("page_scrape", scrape))
         if slot.count
     ]
@@ -271,19 +294,20 @@ def _records_failed(
     errors = window.errors.get("page_navigation", Counter()) + window.errors.get("page_scrape", Counter())
     return Finding(
         Verdict.ERROR_RATE, name, None,
-        f"{name}: {_pct((total - ok) / total)} of records failed {span} ({total - ok} of {total}), {basis}"
-        f"{_top_errors(errors)}",
+        f"{name}: {pct((total - ok) / total)} of records failed {span} ({total - ok} of {total}), {basis}"
+        f"{top_errors(errors)}",
         rate, threshold, basis, holds=far,
     )  # fmt: skip
 
 
 # In the order they are tried: an outage also makes pages slow and items vanish, and the
-# clearest cause is the one to name.
+# clearest cause is the one to name (pages that extract nothing have no field to judge).
 SOURCE_RULES: Final[dict[str, Rule]] = {
     "page_loads_failed": _page_loads_failed,
     "page_size": _page_size,
     "items_per_page": _items_per_page,
     "scrapes_failed": _scrapes_failed,
+    "field_shares": fields_broken,
     "page_load_duration": _slow("page_navigation", "page load"),
     "scrape_duration": _slow("page_scrape", "scrape"),
     "records_failed": _records_failed,
@@ -295,34 +319,14 @@ def _nothing(name: str, what: str, span: str) -> Finding:
     return Finding("", name, None, f"{name}: no {what} {span}", None, None, "", holds=False)
 
 
-def _failure_rate(slot: Tally, usual: Spread | None) -> tuple[float, float, str, bool]:
+def _failure_rate(failed: int, count: int, usual: Spread | None) -> tuple[float, float, str, bool]:
     """(failure rate, threshold, where the threshold came from, whether failures are far above
-    usual) of a slot with records."""
-    rate = 1 - slot.ok / slot.count
+    usual) of `failed` among `count` records (some)."""
+    rate = failed / count
     base = min(max(usual.high if usual else 0.0, MIN_USUAL_FAILURE_RATE), 0.9)
-    threshold = max(base + FAILURE_MARGIN, unlikely_rate(base, slot.count))
-    basis = f"usual {_range(usual, _pct)} ({usual.basis})" if usual else "no usual learned yet"
-    return rate, threshold, basis, slot.count >= MIN_RECORDS and rate >= threshold
-
-
-def unlikely_rate(usual: float, n: int) -> float:
-    """The lowest failure rate among n records whose chance at the usual rate is below
-    FAILURE_CHANCE, by Chernoff's bound P(rate ≥ q) ≤ exp(-n · KL(q ‖ usual)); 1.0 (every
-    record failing) when even that is not unlikely enough."""
-    needed = math.log(1 / FAILURE_CHANCE) / n
-    if _kl(1.0, usual) < needed:
-        return 1.0
-    low, high = usual, 1.0
-    for _ in range(40):  # bisection: KL(q ‖ usual) grows with q above usual
-        middle = (low + high) / 2
-        low, high = (middle, high) if _kl(middle, usual) < needed else (low, middle)
-    return high
-
-
-def _kl(q: float, p: float) -> float:
-    """Kullback-Leibler divergence of Bernoulli(q) from Bernoulli(p)."""
-    total = q * math.log(q / p) if q > 0 else 0.0
-    return total + ((1 - q) * math.log((1 - q) / (1 - p)) if q < 1 else 0.0)
+    threshold = max(base + FAILURE_MARGIN, unlikely_rate(base, count))
+    basis = f"usual {range_text(usual, pct)} ({usual.basis})" if usual else "no usual learned yet"
+    return rate, threshold, basis, count >= MIN_RECORDS and rate >= threshold
 
 
 def _kinds(errors: Counter[str]) -> Counter[str]:
@@ -336,7 +340,7 @@ def _loads(nav: Tally) -> str:
     if nav.count < MIN_RECORDS:
         return ""
     p50 = histogram.percentile(nav.histogram, 0.5)
-    return f"; pages load normally ({_ms(p50 or 0)}, {_pct(nav.ok / nav.count)} ok)"
+    return f"; pages load normally ({ms_text(p50 or 0)}, {pct(nav.ok / nav.count)} ok)"
 
 
 # --- silence -----------------------------------------------------------------------------------
@@ -438,8 +442,8 @@ def _usual_run(runs: Sequence[Run]) -> tuple[float, float, int] | None:
     if len(earlier) < MIN_RUNS - 1:
         return None
     return (
-        _median([run.duration_ms for run in earlier]),
-        _median([run.items for run in earlier]),
+        median([run.duration_ms for run in earlier]),
+        median([run.items for run in earlier]),
         len(earlier),
     )
 
@@ -451,8 +455,8 @@ def _nothing_done(name: str, runs: Sequence[Run], now_ms: int, window_ms: int) -
     last, (usual_ms, usual_items, n) = runs[0], usual
     return Finding(
         Verdict.SCHEDULER_FAILED, last.source, name,
-        f"{name}: the last run finished in {_ms(last.duration_ms)} with {_count(last.items)} items; "
-        f"usual {_ms(usual_ms)} and {_count(usual_items)} items (last {n} runs)",
+        f"{name}: the last run finished in {ms_text(last.duration_ms)} with {count_text(last.items)} items; "
+        f"usual {ms_text(usual_ms)} and {count_text(usual_items)} items (last {n} runs)",
         float(last.duration_ms), FAST_FACTOR * usual_ms, f"learned from the last {n} runs",
         holds=last.items == 0 and usual_items > 0 and last.duration_ms < FAST_FACTOR * usual_ms,
     )  # fmt: skip
@@ -465,7 +469,7 @@ def _run_duration(name: str, runs: Sequence[Run], now_ms: int, window_ms: int) -
     last, (usual_ms, _, n) = runs[0], usual
     return Finding(
         Verdict.SLOW, last.source, name,
-        f"{name}: the last run took {_ms(last.duration_ms)}, usual {_ms(usual_ms)} (last {n} runs)",
+        f"{name}: the last run took {ms_text(last.duration_ms)}, usual {ms_text(usual_ms)} (last {n} runs)",
         float(last.duration_ms), LONG_FACTOR * usual_ms, f"learned from the last {n} runs",
         holds=last.duration_ms > max(LONG_FACTOR * usual_ms, MIN_SLOW_MS),
     )  # fmt: skip
@@ -508,7 +512,7 @@ def measure_incident(verdict: str, findings: Iterable[Finding], watched: int) ->
         f"{said} ({shown}): likely a cause they share (the scrapers' own network, a proxy, a common site)"
         if holds else f"{said}{f' ({shown})' if names else ''}",
         float(len(names)), INCIDENT_SHARE * watched,
-        f"{INCIDENT_MIN_SOURCES}+ sources and {_pct(INCIDENT_SHARE)} of those watched",
+        f"{INCIDENT_MIN_SOURCES}+ sources and {pct(INCIDENT_SHARE)} of those watched",
         tuple(names), measure=f"{SHARED}{verdict}", holds=holds,
     )  # fmt: skip
 
@@ -517,63 +521,3 @@ def _shares(finding: Finding, verdict: str | None = None) -> bool:
     """A source's own finding (an incident may merge it), of `verdict` if given."""
     mine = finding.scheduler is None and finding.source is not None
     return mine and finding.holds and (verdict is None or finding.verdict == verdict)
-
-
-# --- words and numbers -------------------------------------------------------------------------
-
-
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
-def _top_errors(errors: Counter[str]) -> str:
-    if not errors:
-        return ""
-    top = ", ".join(f"{(message or 'no message')[:80]} x{n}" for message, n in errors.most_common(2))
-    return f"; errors: {top}"
-
-
-def _range(spread: Spread | None, form: Callable[[float], str]) -> str:
-    if spread is None:
-        return "unknown"
-    low, high = form(spread.low), form(spread.high)
-    return low if low == high else f"{low}–{high}"
-
-
-def _pct(fraction: float) -> str:
-    return f"{100 * fraction:.0f} %"
-
-
-def _ms(value: float) -> str:
-    return (
-        f"{value:.0f} ms"
-        if value < 1000
-        else f"{value / 1000:.2g} s"
-        if value < 10_000
-        else f"{value / 1000:.0f} s"
-    )
-
-
-def _count(value: float) -> str:
-    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
-
-
-def _bytes(value: float) -> str:
-    return (
-        f"{value:.0f} B"
-        if value < 1024
-        else f"{value / 1024:.1f} KB"
-        if value < 1024**2
-        else f"{value / 1024**2:.1f} MB"
-    )
-
-
-def duration_text(ms: float) -> str:
-    seconds = int(ms / 1000)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
