@@ -6,6 +6,7 @@ Records are stored as ingest stores them (rows and rollups), relative to a fixed
 the evaluator runs at chosen times, as in test_alerts.py."""
 
 import random
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -74,10 +75,13 @@ def test_a_field_that_empties_fires_naming_it_with_its_numbers_then_resolves(now
 
     alert = Alert.objects.get()
     assert (alert.verdict, alert.scraper_source, alert.severity) == ("field_broken", "cnbc", "critical")
-    assert alert.summary.startswith(
-        "cnbc: price filled on 12 % of items over the last 5 min (36 of 300), usual 94–99 % (last 7 days)"
+    # the usual's spread depends on how the history's pages fall into hours at this minute
+    fired = re.fullmatch(
+        r"cnbc: price filled on 12 % of items over the last 5 min \(36 of 300\), "
+        r"usual 9\d–(9\d|100) % \(last 7 days\); items per page normal \(25\)",
+        alert.summary,
     )
-    assert alert.summary.endswith("; items per page normal (25)")
+    assert fired, alert.summary
     assert "name" not in alert.summary and "change" not in alert.summary  # the healthy ones
     assert alert.value == pytest.approx(36 / 300)
 
@@ -86,12 +90,9 @@ def test_a_field_that_empties_fires_naming_it_with_its_numbers_then_resolves(now
     assert evaluator.run_once(recovered + SETTLED)[1] == []  # gone for less than half a window
     alert.refresh_from_db()
     assert alert.summary.startswith("cnbc: fields as usual over the last 5 min: ")  # the current numbers
-    assert "price filled on 96 % of items (288 of 300), usual 94–99 % (last 7 days)" in alert.summary
+    assert re.search(r"price filled on 96 % of items \(288 of 300\), usual 9\d–(9\d|100) %", alert.summary)
     assert [e.status for e in evaluator.run_once(recovered + SETTLED + WINDOW / 2)[1]] == ["resolved"]
-    assert AlertEvent.objects.filter(status="firing").get().summary == (
-        "cnbc: price filled on 12 % of items over the last 5 min (36 of 300), usual 94–99 % (last 7 days); "
-        "items per page normal (25)"
-    )
+    assert AlertEvent.objects.filter(status="firing").get().summary == fired[0]  # its numbers at firing
 
 
 def test_every_broken_field_is_named_worst_first_and_invalid_values_count(now: Any) -> None:
