@@ -10,13 +10,16 @@ The database named in DATABASE_URL (its name must contain "bench") is dropped an
    durations) and three schedulers, then an evaluated span of --hours in which faults of every
    kind start at known times (the ground truth): a site down, a ban answered with 403s, a ban
    answered with 200 and tiny pages, selectors breaking (0 items), a slowdown, a source going
-   quiet, a scheduler stopping and one failing, and an incident (10 sources down at once).
+   quiet, a scheduler stopping and one failing, an incident (10 sources down at once), and
+   field breaks: one field's filled share falling to 10-50 %, or its valid share to 50 %.
+   Every page reports --fields fields: most noisy but healthy (each filled on 95-100 % of
+   items, varying page to page, a few invalid now and then), one usually filled on ~60 %.
    Records are stored through the ingest storage path (store_metrics: the rows and their
    rollups, as a POST stores them), then the evaluator runs every --step seconds of simulated
    time over the evaluated span, exactly as it runs live but with `now` given. Prints recall,
    verdict accuracy, false alerts on healthy sources per 100 source-days, and detection
    latency (fault start → the firing transition, which is when the webhook is sent).
-2. **Cost.** 1,000 sources reporting over the last hour and 20 schedulers: the database time
+2. **Cost.** 1,000 sources reporting 20 fields over the last hour and 20 schedulers: the database time
    and wall time of steady-state cycles (each relearning its share of baselines), median and
    max over --cycles.
 """
@@ -59,7 +62,23 @@ EXPECTED = {
     "scheduler_stop": "scheduler_late",
     "scheduler_fail": "scheduler_failed",
     "incident": "incident",
+    "field_empty": "field_broken",
+    "field_invalid": "field_broken",
 }
+# Each kind on this many sources; the incident takes 10 more, and the rest stay healthy.
+PER_KIND = 4
+FAULT_KINDS = (
+    "site_down",
+    "ban_403",
+    "ban_small",
+    "extraction",
+    "slow",
+    "quiet",
+    "field_empty",
+    "field_invalid",
+)
+# The HTTP status a navigation failing with each error answered (none: no answer came).
+STATUSES = {"HTTP 503 Service Unavailable": 503, "HTTP 429 Too Many Requests": 429, "HTTP 403 Forbidden": 403}
 
 
 @dataclass
@@ -70,6 +89,7 @@ class Source:
     items: int
     size: int
     failure: float
+    fields: dict[str, float]  # field → its usual filled share
 
 
 @dataclass
@@ -78,13 +98,16 @@ class Fault:
     names: list[str]  # sources (or a scheduler)
     start: int  # ms
     end: int
+    field: str = ""  # a field break's field, and the share it falls to
+    share: float = 0.0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sources", type=int, default=50)
+    parser.add_argument("--sources", type=int, default=60)
+    parser.add_argument("--fields", type=int, default=8, help="fields per page (the cost part has 20)")
     parser.add_argument("--history-days", type=int, default=3)
     parser.add_argument("--hours", type=float, default=12, help="the evaluated span, with the faults")
     parser.add_argument("--step", type=int, default=30, help="simulated seconds between evaluations")
@@ -128,6 +151,7 @@ def accuracy(args: argparse.Namespace) -> None:
             rng.randint(8, 60),
             rng.randint(20_000, 120_000),
             rng.uniform(0.02, 0.05),
+            field_shares(rng, args.fields),
         )
         for n in range(args.sources)
     ]
@@ -159,13 +183,18 @@ def plan_faults(rng: random.Random, sources: list[Source], start: int, span: int
     names = [source.name for source in sources]
     rng.shuffle(names)
     incident = names[:10]
-    faulty = names[10 : 10 + 4 * 6]
-    healthy = names[10 + 4 * 6 :]
-    kinds = ["site_down", "ban_403", "ban_small", "extraction", "slow", "quiet"]
+    faulty = names[10 : 10 + PER_KIND * len(FAULT_KINDS)]
+    healthy = names[10 + PER_KIND * len(FAULT_KINDS) :]
+    by_name = {source.name: source for source in sources}
     for n, name in enumerate(faulty):
+        kind = FAULT_KINDS[n % len(FAULT_KINDS)]
         begin = start + int(rng.uniform(0.1, 0.7) * span)
-        length = int(rng.uniform(20, 60) * MINUTE_MS) if kinds[n % 6] != "quiet" else int(40 * MINUTE_MS)
-        faults.append(Fault(kinds[n % 6], [name], begin, begin + length))
+        length = int(rng.uniform(20, 60) * MINUTE_MS) if kind != "quiet" else int(40 * MINUTE_MS)
+        fault = Fault(kind, [name], begin, begin + length)
+        if kind.startswith("field_"):  # a field that is usually well filled, not the half-empty one
+            fault.field = rng.choice([f for f, share in by_name[name].fields.items() if share > 0.9])
+            fault.share = rng.uniform(0.1, 0.5) if kind == "field_empty" else 0.5
+        faults.append(fault)
     begin = start + int(0.8 * span)
     faults.append(Fault("incident", incident, begin, begin + 30 * MINUTE_MS))
     faults.append(Fault("scheduler_stop", ["hourly-report"], start + int(0.3 * span), start + span))
@@ -181,22 +210,22 @@ def load(
     from metrics_app.ingest.storage import store_metrics
     from metrics_app.records import validate_records
 
-    def fault_of(name: str, at: int) -> str | None:
-        return next((f.kind for f in faults if name in f.names and f.start <= at < f.end), None)
+    def fault_of(name: str, at: int) -> Fault | None:
+        return next((f for f in faults if name in f.names and f.start <= at < f.end), None)
 
     stored, batch = 0, []
     for minute in range(start, end, MINUTE_MS):
         for source in sources:
             for _ in range(per_minute):
                 at = minute + rng.randrange(MINUTE_MS)
-                fault = fault_of(source.name, at)
-                batch += visit(rng, source, at, "site_down" if fault == "incident" else fault)
+                batch += visit(rng, source, at, fault_of(source.name, at))
         for name, period in (("minutely-prices", 1), ("hourly-report", 60), ("nightly-ish", 180)):
             if (minute // MINUTE_MS) % period == 0:
-                fault = fault_of(name, minute)
-                if fault == "scheduler_stop":
+                found = fault_of(name, minute)
+                kind = found.kind if found else None
+                if kind == "scheduler_stop":
                     continue
-                ok = fault != "scheduler_fail"  # a failed run is a fault (scheduler_failed), not noise
+                ok = kind != "scheduler_fail"  # a failed run is a fault (scheduler_failed), not noise
                 batch.append(
                     {
                         "type": "scheduler_run",
@@ -217,7 +246,35 @@ def load(
     return stored
 
 
-def visit(rng: random.Random, source: Source, at: int, fault: str | None) -> list[dict[str, Any]]:
+def field_shares(rng: random.Random, n: int) -> dict[str, float]:
+    """A source's fields and their usual filled shares: noisy but healthy, and one (the last)
+    that items legitimately lack on ~40 % of them."""
+    shares = {f"field{k:02d}": rng.uniform(0.95, 1.0) for k in range(n - 1)}
+    return {**shares, f"field{n - 1:02d}": rng.uniform(0.55, 0.65)} if n else {}
+
+
+def field_counts(
+    rng: random.Random, source: Source, items: int, fault: Fault | None
+) -> dict[str, dict[str, int]]:
+    """A page's field counts: each field filled on its usual share of the items, varying from
+    page to page; a broken field on the fault's share (filled), or valid on it (invalid)."""
+    counts = {}
+    for name, usual in source.fields.items():
+        broken = fault if fault is not None and fault.field == name else None
+        share = broken.share if broken and broken.kind == "field_empty" else usual
+        share = min(1.0, max(0.0, rng.gauss(share, 0.03)))
+        spread = math.sqrt(items * share * (1 - share))  # binomial: each item has it or not
+        filled = min(items, max(0, round(items * share + rng.gauss(0, spread))))
+        if broken and broken.kind == "field_invalid":
+            invalid = min(filled, max(0, round(rng.gauss(filled * (1 - broken.share), 1))))
+        else:
+            invalid = min(filled, 1 if rng.random() < 0.05 else 0)  # a stray bad value now and then
+        counts[name] = {"filled": filled, "invalid": invalid}
+    return counts
+
+
+def visit(rng: random.Random, source: Source, at: int, found: Fault | None) -> list[dict[str, Any]]:
+    fault = "site_down" if found is not None and found.kind == "incident" else found.kind if found else None
     if fault == "quiet":
         return []
     slow = 6.0 if fault == "slow" else 1.0
@@ -242,6 +299,7 @@ def visit(rng: random.Random, source: Source, at: int, fault: str | None) -> lis
             "retryCount": 0 if ok else 2,
             "success": ok,
             "error": None if ok else error,
+            "httpStatus": 200 if ok else STATUSES.get(error),
         }
     ]
     if ok:
@@ -260,6 +318,7 @@ def visit(rng: random.Random, source: Source, at: int, fault: str | None) -> lis
                 "dataSize": max(0, size),
                 "success": True,
                 "error": None,
+                **({"fields": field_counts(rng, source, items, found)} if source.fields else {}),
             }
         )
     return records
@@ -340,7 +399,8 @@ def cost(args: argparse.Namespace) -> None:
     batch: list[dict[str, Any]] = []
     began = time.perf_counter()
     stored = 0
-    sources = [Source(f"fleet{n:04d}", 500, 100, 20, 50_000, 0.03) for n in range(args.cost_sources)]
+    fields = {f"field{k:02d}": 0.97 for k in range(20)}
+    sources = [Source(f"fleet{n:04d}", 500, 100, 20, 50_000, 0.03, fields) for n in range(args.cost_sources)]
     for minute in range(now_ms - 3_600_000, now_ms, MINUTE_MS):
         for source in sources:
             batch += visit(rng, source, minute + rng.randrange(MINUTE_MS), None)
@@ -359,7 +419,8 @@ def cost(args: argparse.Namespace) -> None:
         stored += len(batch)
         batch = []
     print(
-        f"cost: {args.cost_sources} sources and 20 schedulers, {stored:,} records over the last hour "
+        f"cost: {args.cost_sources} sources of 20 fields and 20 schedulers, {stored:,} records "
+        f"over the last hour "
         f"(stored in {time.perf_counter() - began:.0f} s)"
     )
     evaluator = Evaluator("bench-cost")
