@@ -181,15 +181,32 @@ def rollup_rows(records: Sequence[Metric]) -> dict[Grain, list[tuple[Any, ...]]]
 def add_to_rollups(cursor: Any, records: Sequence[Metric], rows_per_statement: int = 1000) -> None:
     """Add stored records to their rollups; call inside the transaction that stored them."""
     for grain, rows in rollup_rows(records).items():
-        for start in range(0, len(rows), rows_per_statement):
-            chunk = rows[start : start + rows_per_statement]
-            cursor.execute(
-                insert_sql(grain.table, grain.columns, len(chunk))
-                + " "
-                + _merge_clause(grain, connection.vendor),
-                [value for row in chunk for value in row],
-            )
+        _upsert(
+            cursor,
+            grain.table,
+            grain.columns,
+            _merge_clause(grain, connection.vendor),
+            rows,
+            rows_per_statement,
+        )
     _upsert_data(cursor, data_rows(records), rows_per_statement)
+
+
+def _upsert(
+    cursor: Any,
+    table: str,
+    columns: Sequence[str],
+    merge: str,
+    rows: list[tuple[Any, ...]],
+    rows_per_statement: int,
+) -> None:
+    """Rows into a rollup table, adding to the rows already there, in statements of at most
+    `rows_per_statement` rows."""
+    for start in range(0, len(rows), rows_per_statement):
+        chunk = rows[start : start + rows_per_statement]
+        cursor.execute(
+            insert_sql(table, columns, len(chunk)) + " " + merge, [value for row in chunk for value in row]
+        )
 
 
 @functools.cache
@@ -362,14 +379,8 @@ def _upsert_data(
     cursor: Any, rows: Mapping[DataGrain, list[tuple[Any, ...]]], rows_per_statement: int
 ) -> None:
     for data_grain, grain_rows in rows.items():
-        for start in range(0, len(grain_rows), rows_per_statement):
-            chunk = grain_rows[start : start + rows_per_statement]
-            cursor.execute(
-                insert_sql(data_grain.table, data_grain.columns, len(chunk))
-                + " "
-                + _data_merge_clause(data_grain, connection.vendor),
-                [value for row in chunk for value in row],
-            )
+        merge = _data_merge_clause(data_grain, connection.vendor)
+        _upsert(cursor, data_grain.table, data_grain.columns, merge, grain_rows, rows_per_statement)
 
 
 @functools.cache

@@ -70,7 +70,7 @@ class Hub:
         self._changed = False
         # While the totals are read again after a gap: the records received meanwhile
         self._repairing: list[tuple[dict[str, Any], str]] | None = None
-        self._repair: asyncio.Future[None] | None = None
+        self._repair: asyncio.Future[None] | None = None  # held: a task no one holds may be collected
         self._started: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = time.monotonic()

@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from metrics_app.collector import MetricsCollector
 from metrics_app.models import ApiKey
 from tests.support.asgi import AsgiClient
 from tests.support.browser import chromium
@@ -100,3 +101,17 @@ def daphne(live_server_env: dict[str, str]) -> Iterator[DaphneServer]:
 def asgi(transactional_db: None) -> AsgiClient:
     """The application as daphne serves it (door first), in this process; nobody logged in."""
     return AsgiClient()
+
+
+@pytest.fixture
+def make_collector() -> Iterator[Callable[..., MetricsCollector]]:
+    """In-process collectors with the test's options; all are closed afterwards."""
+    made: list[MetricsCollector] = []
+
+    def make(**options: Any) -> MetricsCollector:
+        made.append(MetricsCollector(**options))
+        return made[-1]
+
+    yield make
+    for collector in made:
+        collector.close()

@@ -4,8 +4,7 @@ bounded queues, flush at exit and at server shutdown."""
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -18,19 +17,6 @@ from tests.support.servers import ROOT, DaphneServer
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def make_collector() -> Iterator[Callable[..., MetricsCollector]]:
-    made: list[MetricsCollector] = []
-
-    def make(**options: Any) -> MetricsCollector:
-        made.append(MetricsCollector(**options))
-        return made[-1]
-
-    yield make
-    for collector in made:
-        collector.close()
 
 
 def record_navigations(collector: MetricsCollector, count: int) -> None:

@@ -4,7 +4,7 @@ transaction, trimmed, summarised daily and rebuilt like the other rollups."""
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from io import StringIO
 from typing import Any
@@ -306,19 +306,6 @@ def test_the_repair_path_rebuilds_them_from_the_detailed_rows(settings: Any) -> 
 
 
 # --- The in-process collector ---------------------------------------------------------------
-
-
-@pytest.fixture
-def make_collector() -> Iterator[Callable[..., MetricsCollector]]:
-    made: list[MetricsCollector] = []
-
-    def make(**options: Any) -> MetricsCollector:
-        made.append(MetricsCollector(**options))
-        return made[-1]
-
-    yield make
-    for collector in made:
-        collector.close()
 
 
 def test_the_collector_takes_the_same_fields(make_collector: Callable[..., MetricsCollector]) -> None:
