@@ -327,51 +327,75 @@ def field_sums(entries: Iterable[FieldEntry]) -> dict[DataGrain, list[tuple[Any,
     """Pages' field counts summed per source, bucket and field, for both grains, in key order:
     the one definition of a field's items (those of the pages that reported the field), used
     by ingest and rebuild alike. A batch of 1,000 pages of 10 fields is then one row per
-    (source, field, minute), not one per page."""
-    shift_ms = hour_shift_seconds() * 1000
-    sums: dict[DataGrain, dict[tuple[str, str, str], list[int]]] = {FIELD_MINUTES: {}, FIELD_HOURS: {}}
-    texts: dict[int, str] = {}
+    (source, field, minute), not one per page.
+
+    Each page's fields are visited once: summed per (source, minute) by name (a batch's pages
+    share a few sources and minutes), then hours from minutes (a local hour is whole minutes)."""
+    minutes: dict[tuple[str, int], dict[str, list[int]]] = {}
     for source, at, items, fields in entries:
-        for data_grain, grain_sums in sums.items():
-            start = data_grain.grain.start_ms(at, shift_ms)
-            text = texts.get(start) or texts.setdefault(start, db_start(start))
-            for name, count in fields.items():
-                counters = grain_sums.get((source, text, name))
-                if counters is None:
-                    grain_sums[(source, text, name)] = [items, count.filled, count.invalid]
-                else:
-                    counters[0] += items
-                    counters[1] += count.filled
-                    counters[2] += count.invalid
-    return {
-        data_grain: [
-            (start, source, name, *counters) for (source, start, name), counters in sorted(grain_sums.items())
-        ]
-        for data_grain, grain_sums in sums.items()
-    }
+        key = (source, at - at % MINUTE_MS)
+        by_name = minutes.get(key)
+        if by_name is None:
+            by_name = minutes[key] = {}
+        for name, count in fields.items():
+            counters = by_name.get(name)
+            if counters is None:
+                by_name[name] = [items, count.filled, count.invalid]
+            else:
+                counters[0] += items
+                counters[1] += count.filled
+                counters[2] += count.invalid
+    return {FIELD_MINUTES: _keyed_rows(minutes), FIELD_HOURS: _keyed_rows(_to_hours(minutes))}
+
+
+def _to_hours(
+    minutes: Mapping[tuple[str, int], Mapping[Any, list[int]]],
+) -> dict[tuple[str, int], dict[Any, list[int]]]:
+    """Per-minute sums (source, minute) -> key -> counters, added up per local hour."""
+    shift_ms = hour_shift_seconds() * 1000
+    hours: dict[tuple[str, int], dict[Any, list[int]]] = {}
+    for (source, minute), by_key in minutes.items():
+        hour = hours.setdefault((source, HOURS.start_ms(minute, shift_ms)), {})
+        for key, counters in by_key.items():
+            summed = hour.get(key)
+            if summed is None:
+                hour[key] = list(counters)
+            else:
+                for i, value in enumerate(counters):
+                    summed[i] += value
+    return hours
+
+
+def _keyed_rows(sums: Mapping[tuple[str, int], Mapping[Any, list[int]]]) -> list[tuple[Any, ...]]:
+    """(start, source, key, *counters) rows, in the tables' key order (source, start, key):
+    concurrent upserts then take their row locks in the same order."""
+    texts = {start: db_start(start) for _, start in sums}
+    return [
+        (texts[start], source, key, *counters)
+        for source, start in sorted(sums)
+        for key, counters in sorted(sums[(source, start)].items())
+    ]
 
 
 def data_rows(records: Sequence[Metric]) -> dict[DataGrain, list[tuple[Any, ...]]]:
     """The records' field counts and HTTP statuses summed per rollup key, in key order."""
     pages: list[FieldEntry] = []
-    statuses: list[tuple[str, int, int]] = []
+    statuses: dict[tuple[str, int], dict[int, list[int]]] = {}
     for record in records:
         if isinstance(record, PageScrape):
             if not isinstance(fields := record.fields, UnsetType):
                 pages.append((record.scraper_source, record.recorded_at, record.items_extracted, fields))
         elif isinstance(record, PageNavigation) and isinstance(status := record.http_status, int):
-            statuses.append((record.scraper_source, record.recorded_at, status))
+            at = record.recorded_at
+            by_code = statuses.setdefault((record.scraper_source, at - at % MINUTE_MS), {})
+            if (counter := by_code.get(status)) is None:
+                by_code[status] = [1]
+            else:
+                counter[0] += 1
     rows = field_sums(pages) if pages else {}
     if statuses:
-        shift_ms = hour_shift_seconds() * 1000
-        for data_grain in (STATUS_MINUTES, STATUS_HOURS):
-            counts: dict[tuple[str, str, int], int] = {}
-            for source, at, status in statuses:
-                key = (source, db_start(data_grain.grain.start_ms(at, shift_ms)), status)
-                counts[key] = counts.get(key, 0) + 1
-            rows[data_grain] = [
-                (start, source, code, n) for (source, start, code), n in sorted(counts.items())
-            ]
+        rows[STATUS_MINUTES] = _keyed_rows(statuses)
+        rows[STATUS_HOURS] = _keyed_rows(_to_hours(statuses))
     return rows
 
 

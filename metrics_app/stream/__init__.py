@@ -10,11 +10,9 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 
-import orjson
-
 from metrics_app import counters
-from metrics_app.records import Metric, channel_of, to_wire
-from metrics_app.stream.bus import get_bus
+from metrics_app.records import Metric, channel_of
+from metrics_app.stream.bus import batch_payload, get_bus
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +24,8 @@ def broadcast_metrics(records: Sequence[Metric], ids: Sequence[int]) -> None:
     if not records:
         return
     counts = Counter(channel_of(record) for record in records)
-    payload = orjson.dumps([to_wire(record, row_id) for record, row_id in zip(records, ids, strict=True)])
     try:
-        get_bus().publish(dict(counts), payload)
+        get_bus().publish(dict(counts), batch_payload(records, ids))
     except Exception:
         counters.incr("broadcast_failures")
         log.exception("broadcast of %d stored records failed", len(records))

@@ -11,7 +11,8 @@ subscribes once. Two backends behind one interface (`Bus`):
   publish, so subscribers see the gap and reload from the database.
 - `LocalBus` (no REDIS_URL): the same numbering under a lock, delivered inside the process.
 
-Both deliver the same message, `{"source": firstSeq, …}\n<records as JSON>`, read by `parse()`.
+Both deliver the same message, `{"source": firstSeq, …}\n<payload>`, where the payload is
+`batch_payload()`'s: read by `parse()`.
 
 channels-redis stays the Channels layer; the stream does not go through it because its
 pub/sub layer cannot number messages atomically, and its per-event-loop connections would
@@ -28,9 +29,10 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, Final
 
+import msgspec
 import orjson
 import redis
 import redis.asyncio
@@ -311,7 +313,21 @@ def get_bus() -> Bus:
     return _bus
 
 
+_records_encoder = msgspec.json.Encoder()
+
+
+def batch_payload(records: Sequence[Any], ids: Sequence[int]) -> bytes:
+    """Stored records as published: their wire JSON (records.to_wire's shape, encoded straight
+    from the structs in C), a newline, then their ids. Building a dict per record first cost
+    three times as much, and twice that for pages with field counts."""
+    return _records_encoder.encode(records) + b"\n" + orjson.dumps(list(ids))
+
+
 def parse(message: bytes) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Split a published message into its first-sequence header and its records."""
-    header, _, payload = message.partition(b"\n")
-    return orjson.loads(header), orjson.loads(payload)
+    """Split a published message into its first-sequence header and its records, each with
+    its id."""
+    header, records, ids = message.split(b"\n", 2)
+    batch: list[dict[str, Any]] = orjson.loads(records)
+    for record, row_id in zip(batch, orjson.loads(ids), strict=True):
+        record["id"] = row_id
+    return orjson.loads(header), batch

@@ -136,7 +136,7 @@ def test_the_stream_subscriber_survives_a_message_it_cannot_read(
         async with await open_socket(server, key=committed_api_key) as ws:
             await subscribe(ws, source)
             publisher = redis.Redis.from_url(server.env["REDIS_URL"])
-            for garbage in (b"not json", b'{"x": 1}\n[{"no": "channel"}]', b'{"a": "b"}\nnull'):
+            for garbage in (b"not json", b'{"x": 1}\n[{"no": "channel"}]\n[1]', b'{"a": "b"}\nnull\n[]'):
                 publisher.publish(TOPIC, garbage)
             await ingest(server, committed_api_key, [navigation(scraperSource=source, url="after")])
             batches = await collect_batches(ws, lambda b: len(records_in(b)) >= 1)

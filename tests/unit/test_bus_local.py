@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from metrics_app.records import validate_records
+from metrics_app.records import to_wire, validate_records
 from metrics_app.stream import broadcast_metrics
-from metrics_app.stream.bus import LocalBus, parse
+from metrics_app.stream.bus import LocalBus, batch_payload, parse
 from tests.support.records import navigation, scheduler_run, scrape
 
 
@@ -32,8 +32,8 @@ def test_local_bus_numbers_records_per_source() -> None:
     bus = LocalBus()
 
     def publish() -> None:
-        bus.publish({"cnbc": 3, "webull": 1}, b"[]")
-        bus.publish({"cnbc": 2}, b"[]")
+        bus.publish({"cnbc": 3, "webull": 1}, batch_payload([], []))
+        bus.publish({"cnbc": 2}, batch_payload([], []))
 
     first, second = (header for header, _ in received(bus, publish, 2))
     assert first["webull"] == first["cnbc"] and second == {"cnbc": first["cnbc"] + 3}
@@ -44,7 +44,15 @@ def test_local_bus_numbers_records_per_source() -> None:
 def test_broadcast_publishes_each_record_once_with_its_id(monkeypatch: pytest.MonkeyPatch) -> None:
     bus = LocalBus()
     monkeypatch.setattr("metrics_app.stream.get_bus", lambda: bus)
-    records = validate_records([navigation(), scrape(), scheduler_run(), navigation()])
+    records = validate_records(
+        [
+            navigation(httpStatus=403),
+            scrape(fields={"price": {"filled": 3, "invalid": 1}}),
+            scheduler_run(),
+            navigation(),
+        ]
+    )
     [(header, wire)] = received(bus, lambda: broadcast_metrics(records, [11, 12, 13, 14]), 1)
     assert set(header) == {"robinhood", "cnbc", "nightly-prices"}
-    assert [m["id"] for m in wire] == [11, 12, 13, 14]
+    # the records as the history API gives them: encoded from the structs, the same shape
+    assert wire == [to_wire(record, row_id) for record, row_id in zip(records, [11, 12, 13, 14], strict=True)]
