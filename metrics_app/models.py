@@ -49,7 +49,7 @@ class PagePerformance(models.Model):
     # costs two NULLs. The counts are also summed into metrics_app.data_models' rollups.
     http_status = models.SmallIntegerField("HTTP status", null=True, blank=True)
     field_counts = models.JSONField(
-        null=True, blank=True, help_text='A scrape\'s fields: {"price": {"filled": n, "invalid": m}, …}.'
+        null=True, blank=True, help_text='A scrape\'s fields: {"price": [filled, invalid], …}.'
     )
 
     class Meta:

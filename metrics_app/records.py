@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
 import msgspec
+import orjson
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 # The longest source or scheduler name, URL and error text: the tables' columns are this wide.
@@ -361,19 +362,15 @@ def validate_records(items: Iterable[dict[str, Any]]) -> list[Metric]:
     return [validate_record(item) for item in items]
 
 
-_fields_encoder = msgspec.json.Encoder()
-
-
 def fields_json(fields: dict[str, FieldCount]) -> str:
-    """A page's field counts as stored: their wire shape, as JSON."""
-    return _fields_encoder.encode(fields).decode()
+    """A page's field counts as stored: `{"price": [filled, invalid], …}`, half the bytes of
+    the wire's objects (the detail table's largest column for a page with fields)."""
+    return orjson.dumps({name: (count.filled, count.invalid) for name, count in fields.items()}).decode()
 
 
 def fields_of(stored: dict[str, Any]) -> dict[str, FieldCount]:
     """Stored field counts (already valid when stored) back as a record's."""
-    return {
-        name: FieldCount(filled=count["filled"], invalid=count["invalid"]) for name, count in stored.items()
-    }
+    return {name: FieldCount(filled=filled, invalid=invalid) for name, (filled, invalid) in stored.items()}
 
 
 def to_wire(record: Metric, row_id: int | None = None) -> dict[str, Any]:

@@ -37,6 +37,7 @@ import orjson
 import redis
 import redis.asyncio
 from django.conf import settings
+from msgspec import UNSET
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -318,16 +319,28 @@ _records_encoder = msgspec.json.Encoder()
 
 def batch_payload(records: Sequence[Any], ids: Sequence[int]) -> bytes:
     """Stored records as published: their wire JSON (records.to_wire's shape, encoded straight
-    from the structs in C), a newline, then their ids. Building a dict per record first cost
-    three times as much, and twice that for pages with field counts."""
-    return _records_encoder.encode(records) + b"\n" + orjson.dumps(list(ids))
+    from the structs in C, a third of the cost of a dict per record), their ids, the positions
+    of the pages with field counts, then those pages' field counts, a line each.
+
+    The hubs never look inside field counts, only pass them on to browsers, so they are kept
+    out of the records' JSON: a hub parses a batch of pages with 10 fields in half the time,
+    and sends them on without encoding them again (`parse()`)."""
+    plain, where, counts = list(records), [], []
+    for at, record in enumerate(records):
+        if getattr(record, "fields", UNSET) is not UNSET:
+            plain[at] = msgspec.structs.replace(record, fields=UNSET)
+            where.append(at)
+            counts.append(_records_encoder.encode(record.fields))
+    return b"\n".join([_records_encoder.encode(plain), orjson.dumps(list(ids)), orjson.dumps(where), *counts])
 
 
 def parse(message: bytes) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """Split a published message into its first-sequence header and its records, each with
-    its id."""
-    header, records, ids = message.split(b"\n", 2)
+    its id and its field counts (as an orjson.Fragment: already JSON, sent on as it is)."""
+    header, records, ids, where, *counts = message.split(b"\n")
     batch: list[dict[str, Any]] = orjson.loads(records)
     for record, row_id in zip(batch, orjson.loads(ids), strict=True):
         record["id"] = row_id
+    for at, fields in zip(orjson.loads(where), counts, strict=True):
+        batch[at]["fields"] = orjson.Fragment(fields)
     return orjson.loads(header), batch

@@ -9,8 +9,8 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from metrics_app import rollups
-from metrics_app.models import MinuteRollup
-from metrics_app.records import now_ms
+from metrics_app.models import MinuteRollup, PagePerformance
+from metrics_app.records import now_ms, to_wire
 from tests.support.db import store
 from tests.support.records import navigation, scheduler_run, scrape
 
@@ -46,3 +46,27 @@ def test_the_minute_rollups_of_records_stored_before_them_are_filled(settings: A
         assert minute_rollups() == kept_by_ingest  # and nothing past retention
     finally:
         migrate(latest)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_field_counts_stored_as_objects_are_rewritten_as_arrays_and_back() -> None:
+    fields = {"price": {"filled": 18, "invalid": 2}, "name": {"filled": 20, "invalid": 0}}
+    store(scrape(itemsExtracted=20, fields=fields), scrape(itemsExtracted=3))
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("metrics_app")
+    try:
+        migrate([("metrics_app", "0015_field_broken_verdict")])
+        assert stored_field_counts() == [
+            {"name": {"filled": 20, "invalid": 0}, "price": {"filled": 18, "invalid": 2}},
+            None,
+        ]
+        migrate(latest)
+        assert stored_field_counts() == [{"name": [20, 0], "price": [18, 2]}, None]
+        assert (
+            to_wire(PagePerformance.objects.get(field_counts__isnull=False).to_metric())["fields"] == fields
+        )
+    finally:
+        migrate(latest)
+
+
+def stored_field_counts() -> list[Any]:
+    return list(PagePerformance.objects.order_by("id").values_list("field_counts", flat=True))

@@ -5,6 +5,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 
 from metrics_app.records import to_wire, validate_records
@@ -54,5 +55,7 @@ def test_broadcast_publishes_each_record_once_with_its_id(monkeypatch: pytest.Mo
     )
     [(header, wire)] = received(bus, lambda: broadcast_metrics(records, [11, 12, 13, 14]), 1)
     assert set(header) == {"robinhood", "cnbc", "nightly-prices"}
-    # the records as the history API gives them: encoded from the structs, the same shape
-    assert wire == [to_wire(record, row_id) for record, row_id in zip(records, [11, 12, 13, 14], strict=True)]
+    # as sent on to browsers, the records as the history API gives them
+    assert orjson.loads(orjson.dumps(wire)) == [
+        to_wire(record, row_id) for record, row_id in zip(records, [11, 12, 13, 14], strict=True)
+    ]
