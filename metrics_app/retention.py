@@ -246,9 +246,10 @@ def _delete_chunk(table: str, column: str, before: str) -> int:
         if connection.vendor == "mysql":
             cursor.execute(f"DELETE FROM {table} WHERE {column} < %s LIMIT {CHUNK_ROWS}", [before])
         else:
+            # rowid: every SQLite table has one, whatever its primary key
             cursor.execute(
-                f"DELETE FROM {table} WHERE id IN "
-                f"(SELECT id FROM {table} WHERE {column} < %s LIMIT {CHUNK_ROWS})",
+                f"DELETE FROM {table} WHERE rowid IN "
+                f"(SELECT rowid FROM {table} WHERE {column} < %s LIMIT {CHUNK_ROWS})",
                 [before],
             )
         return int(cursor.rowcount)

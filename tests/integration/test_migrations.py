@@ -9,7 +9,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from metrics_app import rollups
-from metrics_app.models import MinuteRollup, PagePerformance
+from metrics_app.models import FieldHour, FieldMinute, MinuteRollup, PagePerformance, StatusHour, StatusMinute
 from metrics_app.records import now_ms, to_wire
 from tests.support.db import store
 from tests.support.records import navigation, scheduler_run, scrape
@@ -70,3 +70,30 @@ def test_field_counts_stored_as_objects_are_rewritten_as_arrays_and_back() -> No
 
 def stored_field_counts() -> list[Any]:
     return list(PagePerformance.objects.order_by("id").values_list("field_counts", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_field_and_status_rollups_keep_their_rows_when_keyed_and_back() -> None:
+    now = now_ms()
+    store(
+        scrape(itemsExtracted=20, recordedAt=now - 120_000, fields={"price": {"filled": 18, "invalid": 2}}),
+        scrape(itemsExtracted=10, recordedAt=now, fields={"price": {"filled": 10, "invalid": 0}}),
+        navigation(httpStatus=403, recordedAt=now),
+        navigation(httpStatus=200, recordedAt=now - 60_000),
+    )
+    tables = (FieldMinute, FieldHour, StatusMinute, StatusHour)
+    rows = {model: sorted(model.objects.values_list(*data_columns(model))) for model in tables}
+    assert all(rows.values())
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("metrics_app")
+    try:
+        migrate([("metrics_app", "0016_compact_field_counts")])
+        migrate(latest)
+        assert {model: sorted(model.objects.values_list(*data_columns(model))) for model in tables} == rows
+        store(navigation(httpStatus=403, recordedAt=now))  # and the upserts add to the rows copied over
+        assert StatusMinute.objects.filter(http_status=403).get().navigations == 2
+    finally:
+        migrate(latest)
+
+
+def data_columns(model: Any) -> list[str]:
+    return [field.attname for field in model._meta.concrete_fields]
