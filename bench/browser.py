@@ -20,11 +20,25 @@ the server takes to answer the overview request the page makes.
     export DATABASE_URL=mysql://root@127.0.0.1:3306/wealthmetrics_bench
     .venv/bin/python bench/aggregate.py --keep-data && .venv/bin/python bench/browser.py --history
 
+The Data run (--data): the database named in DATABASE_URL (its name must contain "bench") is
+recreated and given 7 days of --sources sources (default 50), each page reporting --fields
+fields (default 20): per source and hour 2 pages of 20 items and 6 navigations with an HTTP
+status, stored through the ingest storage path (store_metrics: the rows and the field and
+status rollups, as a POST stores them). Then on the Data tab: the time from choosing "Last 7
+days" (one source chosen), each of --repeat sources, and "all sources" to the grids and the
+status mix (or every source's mix) drawn, read from the DOM each frame; median of --repeat
+choices each, beside the server's time to the first byte of the /api/fields/ request the page
+made (Chromium's own timing of it).
+
+    export DATABASE_URL=mysql://root@127.0.0.1:3306/wm_data_bench
+    .venv/bin/python bench/browser.py --data
+
 Debian's chromium at /usr/bin/chromium.
 """
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import time
@@ -159,7 +173,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--history", action="store_true", help="time the 7-day and 24-hour ranges instead")
-    parser.add_argument("--repeat", type=int, default=5, help="history run: choices of each range per tab")
+    parser.add_argument("--data", action="store_true", help="time the Data tab on 7 days of fields instead")
+    parser.add_argument("--repeat", type=int, default=5, help="history and Data runs: choices of each kind")
+    parser.add_argument("--fields", type=int, default=20, help="Data run: fields per page")
     parser.add_argument("--rate", type=int, default=1000, help="records per second")
     parser.add_argument("--duration", type=float, default=180, help="seconds measured after the warm-up")
     parser.add_argument(
@@ -169,7 +185,7 @@ def main() -> None:
         help="seconds before measuring (default 120): buffers fill and V8 finishes compiling the hot code, "
         "which otherwise shows as heap growth (a heap-snapshot diff found no data growing)",
     )
-    parser.add_argument("--sources", type=int, default=6)
+    parser.add_argument("--sources", type=int, default=None, help="live run: 6 (the default); Data run: 50")
     parser.add_argument(
         "--backfill-minutes",
         type=int,
@@ -178,6 +194,9 @@ def main() -> None:
         "as on a server that has been running: the page then starts from a full 30-minute window",
     )
     args = parser.parse_args()
+    args.sources = args.sources or (50 if args.data else 6)
+    if args.data:
+        seed_fields(args)
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "PYTHONUNBUFFERED": "1"}
     key = prepare(env, "bench-browser")
@@ -226,6 +245,8 @@ def main() -> None:
             )
             if args.history:
                 history_run(page, server.url, key, args)
+            elif args.data:
+                data_run(page, args)
             else:
                 live_run(page, sender, args)
             browser.close()
@@ -294,6 +315,142 @@ def overview_ms(url: str, key: str, range_name: str) -> float:
     )
     response.raise_for_status()
     return 1000 * (time.perf_counter() - began)
+
+
+def seed_fields(args: argparse.Namespace) -> None:
+    """A fresh database with 7 days of pages reporting fields and navigations reporting their
+    status, of every source, through store_metrics; one source's first field broken for a day."""
+    from bench.common import fresh_bench_database
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wealthmetrics.settings")
+    fresh_bench_database()
+    from metrics_app.ingest.storage import store_metrics
+    from metrics_app.records import validate_records
+
+    rng = random.Random(1)
+    codes = [200] * 85 + [301] * 3 + [404] * 3 + [403] * 4 + [429] * 3 + [503] * 2
+    now = int(time.time() * 1000)
+    first = now // 3_600_000 * 3_600_000 - 7 * 24 * 3_600_000
+    began, stored = time.perf_counter(), 0
+    batch: list[dict[str, Any]] = []
+    for hour in range(first, now, 3_600_000):
+        for n in range(args.sources):
+            source = f"source-{n:02d}"
+            for at in (hour + 600_000, hour + 2_400_000):
+                broken = n == 0 and now - 2 * 86_400_000 <= at < now - 86_400_000
+                fields = {
+                    f"field_{f:02d}": {
+                        "filled": 2 if broken and f == 0 else 20 - rng.randrange(2),
+                        "invalid": rng.randrange(2),
+                    }
+                    for f in range(args.fields)
+                }
+                batch.append({"type": "page_scrape", "scraperSource": source, "url": "https://example.com/q",
+                              "scrapeDurationMs": 150, "itemsExtracted": 20, "fields": fields,
+                              "recordedAt": min(at, now)})  # fmt: skip
+            for i in range(6):
+                batch.append({"type": "page_navigation", "scraperSource": source, "url": "https://example.com/q",
+                              "navigationDurationMs": 300, "httpStatus": rng.choice(codes),
+                              "recordedAt": min(hour + i * 600_000, now)})  # fmt: skip
+        batch.sort(key=lambda record: record["recordedAt"])
+        for chunk in range(0, len(batch), 1000):
+            store_metrics(validate_records(batch[chunk : chunk + 1000]))
+        stored, batch = stored + len(batch), []
+    print(
+        f"seeded {stored:,} records (7 days, {args.sources} sources x {args.fields} fields) through "
+        f"store_metrics in {time.perf_counter() - began:.0f} s",
+        flush=True,
+    )
+
+
+# In the page: whether the Data tab shows `source` ("*": every source's status mix) over the
+# range named `label`, drawn: the grids' rows and the status bar, or every source's bar.
+DATA_DRAWN = """
+(source, label) => {
+  const tab = document.querySelector("#tab-data");
+  if (source === "*") {
+    return !tab.querySelector(".data-all").hidden
+      && tab.querySelector(".data-all-window").textContent === `(all sources, ${label})`
+      && tab.querySelectorAll(".source-mix .status-bar").length > 0;
+  }
+  return !tab.querySelector(".data-body").hidden
+    && tab.querySelector(".data-window").textContent.startsWith(`(${source}, ${label},`)
+    && tab.querySelectorAll('[data-grid="filled"] .field-row').length > 0
+    && tab.querySelectorAll('[data-grid="valid"] .field-row').length > 0
+    && tab.querySelectorAll(".status-mix .status-bar span").length > 0;
+}
+"""
+# Resolves with the milliseconds from choosing `value` in the select `selector` to the frame
+# after the Data tab was drawn for `source` over `label`.
+CHOOSE_DATA = """
+async ([selector, value, source, label]) => {
+  const drawn = DATA_DRAWN;
+  const select = document.querySelector(selector);
+  const began = performance.now();
+  select.value = value;
+  if (select.value !== value) throw new Error(`${selector} has no option ${value}`);
+  select.dispatchEvent(new Event("change"));
+  while (!drawn(source, label)) {
+    await new Promise(requestAnimationFrame);
+    if (performance.now() - began > 30000) throw new Error(`${value} not drawn in 30 s`);
+  }
+  await new Promise(requestAnimationFrame); // painted
+  return performance.now() - began;
+}
+""".replace("DATA_DRAWN", DATA_DRAWN)
+
+
+def data_run(page: Any, args: argparse.Namespace) -> None:
+    """Time the Data tab's choices; each beside the server's time to the first byte of the
+    /api/fields/ request that the choice made, and of the overview request made before it (the
+    page loads the range's overview, then the Data tab's answer)."""
+    served: dict[str, float] = {}
+
+    def note(request: Any) -> None:
+        for path in ("/api/fields/", "/api/metrics/overview/"):
+            if path in request.url:
+                served[path] = request.timing["responseStart"] - request.timing["requestStart"]
+
+    page.on("requestfinished", note)
+    page.click('[data-tab="data"]')
+    live, week = "last 30 minutes", RANGES["7d"]
+    sources = [f"source-{n:02d}" for n in range(args.sources)]
+
+    def choose(selector: str, value: str, source: str, label: str) -> tuple[float, float, float]:
+        served.clear()
+        ms = page.evaluate(CHOOSE_DATA, [selector, value, source, label])
+        page.wait_for_timeout(50)  # the requestfinished events reach Python
+        nan = float("nan")
+        return ms, served.get("/api/fields/", nan), served.get("/api/metrics/overview/", nan)
+
+    choose("#source-filter", sources[0], sources[0], live)
+    runs: dict[str, list[tuple[float, float, float]]] = {
+        "Last 7 days, one source": [],
+        "all sources": [],
+        "a source": [],
+    }
+    for _ in range(args.repeat):
+        runs["Last 7 days, one source"].append(choose("#range", "7d", sources[0], week))
+        choose("#range", "live", sources[0], live)
+    choose("#range", "7d", sources[0], week)
+    for n in range(args.repeat):
+        source = sources[(n + 1) % len(sources)]
+        # one source's view lists that source alone: back to every source, then the next
+        runs["all sources"].append(choose("#source-filter", "*", "*", week))
+        runs["a source"].append(choose("#source-filter", source, source, week))
+    cells = page.evaluate("document.querySelectorAll('#tab-data .cell').length")
+    print(
+        f"Data tab, {args.sources} sources x {args.fields} fields, 7 days "
+        f"({cells:,} cells drawn for one source):"
+    )
+    for name, found in runs.items():
+        drawn, fields_ms, overviews = ([run[n] for run in found] for n in range(3))
+        print(
+            f"  choosing {name}: drawn in median {statistics.median(drawn):.0f} ms (max {max(drawn):.0f}); "
+            f"server time median: GET /api/fields/ {statistics.median(fields_ms):.0f} ms, "
+            f"the overview before it {statistics.median(overviews):.0f} ms",
+            flush=True,
+        )
 
 
 def live_run(page: Any, sender: Sender, args: argparse.Namespace) -> None:

@@ -197,14 +197,15 @@ def page_overview(request: HttpRequest) -> HttpResponse:
 
 @allow("GET")
 def fields(request: HttpRequest) -> HttpResponse:
-    """One source's fields and HTTP statuses over a range (docs/api.md). A source is needed:
-    fields are named by each source's scraper, so one source's `price` is not another's."""
+    """One source's fields and HTTP statuses over a range; for every source, each one's HTTP
+    statuses only (docs/api.md): fields are named by each source's scraper, so one source's
+    `price` is not another's and they are not summed."""
     try:
         source, range_name = _source_and_range(request.GET)
     except ValueError as exc:
         return error(exc.args[0], field=exc.args[1])
     if source is None:
-        return error(f"source is required and must match {SOURCE_PATTERN}", field="source")
+        return JsonResponse(data_fields.statuses_by_source(range_name))
     return JsonResponse(data_fields.fields(source, range_name))
 
 

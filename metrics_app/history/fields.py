@@ -1,6 +1,7 @@
-"""What a source's data held over a range (GET /api/fields/), and over the alert window and
-ever (GET /metrics): each field's items, filled and invalid, and the navigations per HTTP
-status, read from the field and status rollups (metrics_app.rollups, "What the data holds").
+"""What a source's data held over a range, or every source's HTTP statuses (GET /api/fields/),
+and over the alert window and ever (GET /metrics): each field's items, filled and invalid, and
+the navigations per HTTP status, read from the field and status rollups (metrics_app.rollups,
+"What the data holds").
 
 The range and its axis are the page's (metrics_app.history.overview): minutes for live and 1h,
 hours for 24h and 7d, every bucket of the range present, the last one still filling.
@@ -53,14 +54,41 @@ def fields(source: str, range_name: str, now: datetime | None = None) -> dict[st
             "filledRatio": filled_ratio(items, filled), "validRatio": valid_ratio(filled, invalid),
             "buckets": [_bucket(at, *slots.get(at, (0, 0, 0))) for at in starts],
         })  # fmt: skip
+    statuses = _statuses(span, starts[0], end, [source]).get(source, [])
+    return {"fields": answer, "statuses": statuses}
+
+
+def statuses_by_source(range_name: str, now: datetime | None = None) -> dict[str, Any]:
+    """Every source's navigations per HTTP status over the range, commonest first, the sources
+    busiest first: the status mix per source, which needs no field names to compare."""
+    span = overview.RANGES[range_name]
+    now = now or timezone.now()
+    found = _statuses(span, overview.axis(span, now)[0], now + timedelta(microseconds=1), None)
+    totals = {source: sum(s["navigations"] for s in statuses) for source, statuses in found.items()}
+    busiest = sorted(found, key=lambda source: (-totals[source], source))
+    return {
+        "sources": [
+            {"source": source, "navigations": totals[source], "statuses": found[source]} for source in busiest
+        ]
+    }
+
+
+def _statuses(
+    span: overview.Range, start: datetime, end: datetime, sources: Iterable[str] | None
+) -> dict[str, list[dict[str, int]]]:
+    """Navigations per HTTP status of each source (of `sources`; None: all) over start … end,
+    summed in the database, the commonest status first."""
     status_grain = STATUS_MINUTES if span.bucket == "minute" else STATUS_HOURS
-    statuses = (
-        _rows(status_grain, starts[0], end, [source])
-        .values_list("http_status")
+    rows = (
+        _rows(status_grain, start, end, sources)
+        .values_list("scraper_source", "http_status")
         .annotate(n=Sum("navigations"))
-        .order_by("-n", "http_status")
+        .order_by("scraper_source", "-n", "http_status")
     )
-    return {"fields": answer, "statuses": [{"code": code, "navigations": n} for code, n in statuses]}
+    found: dict[str, list[dict[str, int]]] = {}
+    for source, code, n in rows:
+        found.setdefault(source, []).append({"code": code, "navigations": n})
+    return found
 
 
 def _bucket(start: datetime, items: int, filled: int, invalid: int) -> dict[str, Any]:

@@ -2,18 +2,24 @@
 // chosen range, from GET /api/fields/. Each field's filled and valid share as a field × time grid
 // (a row per field, a cell per bucket of the range's axis, coloured from red at 0 % to green at
 // 100 %: a broken hour is a red stripe down the rows), and the source's navigations per HTTP
-// status class as one stacked bar. Fields are named by each source's scraper, so the section
-// needs one source; on "all sources" it offers the busiest.
+// status class as one stacked bar. Fields are named by each source's scraper, so on "all
+// sources" the section offers the busiest, and draws every source's status mix, a bar each.
 // Everything from the server is written with textContent.
 
 import { bucketLabel, bucketTicks, formatCount, formatPercent, plural } from "./format.js";
 
 const STEP_MS = { minute: 60_000, hour: 3_600_000 };
 // The status classes, in the order drawn, with site.css's colours: the good green, the accent
-// blue, amber as the page's warnings, the bad red.
+// blue, amber as the page's warnings, the bad red. 403 and 429 stand apart from the other 4xx:
+// they are the refusals the `blocked` verdict counts (metrics_app/alerts/verdicts.py,
+// REFUSAL_STATUSES), shown in purple and pink, warmer the more they block.
 export const STATUS_CLASSES = [
-  ["1xx", "var(--muted)"], ["2xx", "var(--good)"], ["3xx", "var(--accent)"], ["4xx", "#d97706"], ["5xx", "var(--bad)"],
+  ["1xx", "1xx", "var(--muted)"], ["2xx", "2xx", "var(--good)"], ["3xx", "3xx", "var(--accent)"],
+  ["403", "403", "#7c3aed"], ["429", "429", "#db2777"], ["4xx", "other 4xx", "#d97706"], ["5xx", "5xx", "var(--bad)"],
 ];
+export const REFUSAL_STATUSES = [403, 429]; // tests/unit/test_rules_agree.py: the verdict's
+export const statusClass = (code) => (REFUSAL_STATUSES.includes(code) ? String(code) : `${Math.floor(code / 100)}xx`);
+const SOURCES_SHOWN = 50; // on "all sources", the busiest sources' mixes; the rest are counted
 
 // The two shares, as the server defines them (metrics_app/history/fields.py): filled of the
 // items, valid of the filled; null when there is nothing to divide.
@@ -31,9 +37,9 @@ export function shareColour(share) {
 
 // Navigations per status class, in STATUS_CLASSES' order, with each class's codes.
 export function statusMix(statuses) {
-  const classes = new Map(STATUS_CLASSES.map(([name, colour]) => [name, { name, colour, navigations: 0, codes: [] }]));
+  const classes = new Map(STATUS_CLASSES.map(([name, label, colour]) => [name, { name, label, colour, navigations: 0, codes: [] }]));
   for (const { code, navigations } of statuses) {
-    const found = classes.get(`${Math.floor(code / 100)}xx`);
+    const found = classes.get(statusClass(code));
     found.navigations += navigations;
     found.codes.push([code, navigations]);
   }
@@ -52,27 +58,31 @@ export class DataView {
       choose: $(".data-choose"), busiest: $(".data-busiest"), body: $(".data-body"), window: $(".data-window"),
       grids: { filled: $('[data-grid="filled"]'), valid: $('[data-grid="valid"]') },
       noFields: $(".data-no-fields"), mix: $(".status-mix"), noStatuses: $(".data-no-statuses"),
+      all: $(".data-all"), allWindow: $(".data-all-window"), sources: $(".source-mixes"),
+      moreSources: $(".data-more-sources"), noSources: $(".data-no-sources"),
     };
     const resized = new ResizeObserver((entries) => entries.forEach((entry) => this.tick(entry.target)));
     for (const grid of Object.values(this.els.grids)) resized.observe(grid);
   }
 
-  // Show a source's data for a range ({name, label, bucket}); `busiest`: the sources to offer
-  // when the source is "*". An answer overtaken by a newer call is dropped.
+  // Show a source's data for a range ({name, label, bucket}); on "*", every source's status
+  // mix, and `busiest`: the sources to offer. An answer overtaken by a newer call is dropped.
   async show(range, source, busiest = []) {
     const ticket = ++this.ticket;
     const all = source === "*";
     this.els.choose.hidden = !all;
+    this.els.all.hidden = !all;
     this.els.body.hidden = all;
-    if (all) return this.offer(busiest);
-    const query = new URLSearchParams({ source, range: range.name });
+    if (all) this.offer(busiest);
+    const query = new URLSearchParams(all ? { range: range.name } : { source, range: range.name });
     const answer = await this.getJSON(`/api/fields/?${query}`);
     if (ticket !== this.ticket) return;
+    if (all) return this.sourceMixes(answer.sources, range);
     this.els.window.textContent = `(${source}, ${range.label}, ${range.bucketLabel})`;
     for (const [name, grid] of Object.entries(this.els.grids)) this.grid(grid, GRIDS[name], answer.fields, range);
     this.els.noFields.hidden = answer.fields.length > 0;
     this.els.noFields.textContent = `No page of ${source} reported fields in the ${range.label}.`;
-    this.mix(answer.statuses);
+    this.els.mix.replaceChildren(...mixOf(answer.statuses));
     this.els.noStatuses.hidden = answer.statuses.length > 0;
     this.els.noStatuses.textContent = `No navigation of ${source} reported an HTTP status in the ${range.label}.`;
   }
@@ -116,40 +126,77 @@ export class DataView {
     this.tick(root);
   }
 
-  // The grid's time axis for the width its cells have now: labels never overlap at any width.
+  // The grid's time axis for the width its cells have now: labels never overlap at any width,
+  // and a last label with no room past the row's end (a phone's, the cells edge to edge) is left out.
   tick(root) {
     const axis = this.axes.get(root);
     const cells = root.querySelector(".cells");
     root.querySelector(".field-axis")?.remove();
-    if (axis && cells) root.append(axisRow(...axis, cells.clientWidth));
+    if (!axis || !cells) return;
+    const row = axisRow(...axis, cells.clientWidth);
+    root.append(row);
+    const end = row.getBoundingClientRect().right;
+    for (const label of row.querySelectorAll(".tick")) if (label.getBoundingClientRect().right > end) label.remove();
   }
 
-  // One bar: the status classes side by side, as wide as their share; each says its codes.
-  mix(statuses) {
-    const classes = statusMix(statuses);
-    const total = classes.reduce((sum, c) => sum + c.navigations, 0);
-    const bar = document.createElement("div");
-    bar.className = "status-bar";
-    const legend = document.createElement("p");
-    legend.className = "status-legend";
-    for (const found of classes) {
-      const segment = document.createElement("span");
-      segment.dataset.status = found.name;
-      segment.style.flexGrow = String(found.navigations);
-      segment.style.background = found.colour;
-      const codes = found.codes.map(([code, n]) => `${code}: ${formatCount(n)}`).join(", ");
-      segment.title = `${found.name}: ${plural(found.navigations, "navigation")} (${codes})`;
-      bar.append(segment);
-      const key = document.createElement("span");
-      key.dataset.status = found.name;
-      const swatch = document.createElement("i");
-      swatch.style.background = found.colour;
-      key.append(swatch, `${found.name} ${formatCount(found.navigations)} (${formatPercent((100 * found.navigations) / total)})`);
-      key.title = segment.title;
-      legend.append(key);
-    }
-    this.els.mix.replaceChildren(...(classes.length ? [bar, legend] : []));
+  // Every source's status mix, the busiest first: its name (choosing it), its navigations, its bar.
+  sourceMixes(sources, range) {
+    this.els.allWindow.textContent = `(all sources, ${range.label})`;
+    const shown = sources.slice(0, SOURCES_SHOWN);
+    this.els.sources.replaceChildren(...shown.map(({ source, navigations, statuses }) => {
+      const item = document.createElement("li");
+      item.className = "source-mix";
+      item.dataset.source = source;
+      const head = document.createElement("p");
+      head.className = "source-mix-head";
+      const name = document.createElement("button");
+      name.type = "button";
+      name.className = "link";
+      name.textContent = source;
+      name.addEventListener("click", () => this.choose?.(source));
+      const total = document.createElement("span");
+      total.className = "muted";
+      total.textContent = plural(navigations, "navigation");
+      head.append(name, total);
+      item.append(head, ...mixOf(statuses));
+      return item;
+    }));
+    const more = sources.length - shown.length;
+    this.els.moreSources.hidden = more <= 0;
+    this.els.moreSources.textContent = `${plural(more, "more source")}, with fewer navigations each.`;
+    this.els.noSources.hidden = sources.length > 0;
+    this.els.noSources.textContent = `No navigation reported an HTTP status in the ${range.label}.`;
   }
+}
+
+// One bar, the status classes side by side as wide as their share, and its legend: each
+// class's navigations and share; the codes of a class of several in its title.
+function mixOf(statuses) {
+  const classes = statusMix(statuses);
+  if (!classes.length) return [];
+  const total = classes.reduce((sum, c) => sum + c.navigations, 0);
+  const bar = document.createElement("div");
+  bar.className = "status-bar";
+  const legend = document.createElement("p");
+  legend.className = "status-legend";
+  for (const found of classes) {
+    const segment = document.createElement("span");
+    segment.dataset.status = found.name;
+    segment.style.flexGrow = String(found.navigations);
+    segment.style.background = found.colour;
+    const codes = found.codes.map(([code, n]) => `${code}: ${formatCount(n)}`).join(", ");
+    const single = found.codes.length === 1 && String(found.codes[0][0]) === found.name;
+    segment.title = `${found.label}: ${plural(found.navigations, "navigation")}${single ? "" : ` (${codes})`}`;
+    bar.append(segment);
+    const key = document.createElement("span");
+    key.dataset.status = found.name;
+    const swatch = document.createElement("i");
+    swatch.style.background = found.colour;
+    key.append(swatch, `${found.label} ${formatCount(found.navigations)} (${formatPercent((100 * found.navigations) / total)})`);
+    key.title = segment.title;
+    legend.append(key);
+  }
+  return [bar, legend];
 }
 
 function cell(bucket, share, of, bucketSize) {

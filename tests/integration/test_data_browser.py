@@ -1,6 +1,6 @@
 """The Data section (contract section 13) in a real headless Chromium: a field whose filled
 share dropped for one minute shows as that minute's cell, with the share of the records sent;
-the status mix; text that fits its box; the source page's grid."""
+the status mix, and on every source each one's; text that fits its box; the source page's grid."""
 
 import uuid
 from datetime import UTC, datetime
@@ -66,7 +66,7 @@ def cells(page: Any, grid: str, field: str) -> list[dict[str, Any]]:
 
 OVERFLOWING = """root => {
   const box = root.getBoundingClientRect();
-  const texts = [...root.querySelectorAll('.field-name, .field-total, .tick, .status-legend span, h2, p')]
+  const texts = [...root.querySelectorAll('.field-name, .field-total, .tick, .status-legend span, .source-mix-head > *, h2, p')]
     .filter(e => e.offsetParent !== null);
   const out = texts.filter(e => e.scrollWidth > e.clientWidth + 1 && !e.classList.contains('tick')
                            || e.getBoundingClientRect().right > box.right + 0.5)
@@ -117,9 +117,9 @@ def test_the_grid_shows_the_minute_a_field_broke(
     assert totals[2] == f"{100 * (39 * 20 + 2) / 800:.1f} %"  # price over the hour: 782 of 800
 
     mix = page.eval_on_selector_all(
-        "#tab-data .status-bar span", "ss => ss.map(s => [s.dataset.status, s.title])"
+        "#tab-data .status-mix .status-bar span", "ss => ss.map(s => [s.dataset.status, s.title])"
     )
-    assert mix == [["2xx", "2xx: 30 navigations (200: 30)"], ["4xx", "4xx: 5 navigations (429: 5)"],
+    assert mix == [["2xx", "2xx: 30 navigations (200: 30)"], ["429", "429: 5 navigations"],
                    ["5xx", "5xx: 2 navigations (503: 2)"]]  # fmt: skip
 
     assert page.eval_on_selector("#tab-data", OVERFLOWING) == []
@@ -129,6 +129,71 @@ def test_the_grid_shows_the_minute_a_field_broke(
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     assert page.eval_on_selector("#tab-data", OVERFLOWING) == []  # the axis ticked again for the width
     screenshot(page, "dashboard-data-phone")
+    assert errors == []
+
+
+# Two sources' navigations in the last hour: one mostly refused, one mostly answered.
+STATUSES = {
+    "refused": {200: 10, 403: 6, 429: 4, 404: 2},
+    "answered": {200: 40, 301: 3, 503: 1},
+}
+
+
+def test_every_source_shows_its_status_mix(
+    browser: Any, daphne: DaphneServer, committed_api_key: str, login: dict[str, str]
+) -> None:
+    tag = uuid.uuid4().hex[:4]
+    sent = {f"{name}-{tag}": codes for name, codes in STATUSES.items()}
+    now = now_ms()
+    ingest(daphne, committed_api_key, [
+        navigation(scraperSource=source, recordedAt=now - (n % 50 + 1) * MINUTE, httpStatus=code)
+        for source, codes in sent.items() for code, count in codes.items() for n in range(count)
+    ])  # fmt: skip
+    page, errors = open_dashboard(browser, daphne, login, viewport={"width": 1280, "height": 900})
+    page.wait_for_selector('#connection[data-connection-state="live"]')
+    page.select_option("#range", "1h")
+    page.click('[data-tab="data"]')
+    page.locator("#tab-data .source-mix .status-bar").first.wait_for()
+    assert page.inner_text("#tab-data .data-all-window") == "(all sources, last hour)"
+
+    drawn = page.eval_on_selector_all(
+        "#tab-data .source-mix",
+        """items => items.map(item => ({
+        source: item.dataset.source,
+        head: [...item.querySelectorAll('.source-mix-head > *')].map(e => e.textContent),
+        legend: [...item.querySelectorAll('.status-legend span')].map(e => e.textContent),
+        titles: [...item.querySelectorAll('.status-bar span')].map(e => e.title),
+        widths: [...item.querySelectorAll('.status-bar span')].map(e => e.getBoundingClientRect().width),
+        bar: item.querySelector('.status-bar').getBoundingClientRect().width }))""",
+    )
+    refused, answered = f"refused-{tag}", f"answered-{tag}"
+    assert [item["source"] for item in drawn] == [answered, refused]  # busiest first: 44, then 22
+    by_source = {item["source"]: item for item in drawn}
+    assert by_source[answered]["head"] == [answered, "44 navigations"]
+    assert by_source[answered]["legend"] == ["2xx 40 (90.9 %)", "3xx 3 (6.8 %)", "5xx 1 (2.3 %)"]
+    assert by_source[refused]["head"] == [refused, "22 navigations"]
+    assert by_source[refused]["legend"] == [
+        "2xx 10 (45.5 %)", "403 6 (27.3 %)", "429 4 (18.2 %)", "other 4xx 2 (9.1 %)",
+    ]  # fmt: skip
+    assert by_source[refused]["titles"] == [
+        "2xx: 10 navigations (200: 10)", "403: 6 navigations", "429: 4 navigations",
+        "other 4xx: 2 navigations (404: 2)",
+    ]  # fmt: skip
+    for source, counts in ((answered, [40, 3, 1]), (refused, [10, 6, 4, 2])):  # as wide as its share
+        shares = [width / by_source[source]["bar"] for width in by_source[source]["widths"]]
+        assert shares == pytest.approx([n / sum(counts) for n in counts], abs=0.01)
+
+    assert page.eval_on_selector("#tab-data", OVERFLOWING) == []
+    screenshot(page, "dashboard-data-sources")
+    page.set_viewport_size({"width": 375, "height": 900})
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.eval_on_selector("#tab-data", OVERFLOWING) == []
+    screenshot(page, "dashboard-data-sources-phone")
+
+    page.locator("#tab-data .source-mix-head button", has_text=refused).click()  # its fields
+    page.locator("#tab-data .status-mix .status-bar").wait_for()
+    assert page.input_value("#source-filter") == refused
     assert errors == []
 
 

@@ -1,5 +1,6 @@
 """GET /api/fields/ (contract section 13): one source's fields and HTTP statuses over a range,
-the sums of the records sent, along the page's axis; who may read it; bad parameters."""
+the sums of the records sent, along the page's axis; every source's statuses; who may read
+it; bad parameters."""
 
 import random
 from bisect import bisect_right
@@ -117,16 +118,35 @@ def test_the_answer_is_the_sums_of_the_records_sent(
     assert navigations == sorted(navigations, reverse=True)  # commonest first
 
 
+def test_every_source_answers_each_ones_statuses(asgi: AsgiClient, committed_api_key: str) -> None:
+    records = sent_records(random.Random("every"), now_ms(), 24 * HOUR, HOUR)
+    send(asgi, committed_api_key, records)
+
+    answer = read(asgi, committed_api_key, range="24h")
+
+    assert answer.status_code == 200, answer.content
+    assert read(asgi, committed_api_key, source="*", range="24h").json() == answer.json()
+    want = {source: expected(records, source, [0])[1] for source in ("cnbc", "yahoo")}
+    found = answer.json()["sources"]
+    assert [s["source"] for s in found] == sorted(want, key=lambda s: -want[s].total())  # busiest first
+    for source in found:
+        statuses = want[source["source"]]
+        assert {s["code"]: s["navigations"] for s in source["statuses"]} == dict(statuses)
+        assert source["navigations"] == statuses.total()
+        navigations = [s["navigations"] for s in source["statuses"]]
+        assert navigations == sorted(navigations, reverse=True)  # commonest first
+
+
 def test_a_source_without_fields_answers_empty_lists(reader: AsgiClient) -> None:
     answer = reader.get("/api/fields/", {"source": "quiet", "range": "live"})
     assert answer.status_code == 200 and answer.json() == {"fields": [], "statuses": []}
+    every = reader.get("/api/fields/", {"range": "live"})
+    assert every.status_code == 200 and every.json() == {"sources": []}
 
 
 @pytest.mark.parametrize(
     ("params", "field"),
     [
-        ({"range": "1h"}, "source"),
-        ({"source": "*", "range": "1h"}, "source"),
         ({"source": "Not A Source", "range": "1h"}, "source"),
         ({"source": "cnbc", "range": "2h"}, "range"),
     ],
@@ -150,6 +170,7 @@ def test_who_may_read_it(asgi: AsgiClient, reader: AsgiClient) -> None:
     assert read(asgi, limited, source="cnbc", range="1h").status_code == 200
     assert read(asgi, limited, source="yahoo", range="1h").status_code == 403
     assert read(asgi, limited, source="*", range="1h").status_code == 403
+    assert read(asgi, limited, range="1h").status_code == 403
     assert read(asgi, ingest, source="cnbc", range="1h").status_code == 403
     assert read(asgi, None, source="cnbc", range="1h").status_code == 401
     assert read(asgi, "not-a-key", source="cnbc", range="1h").status_code == 401

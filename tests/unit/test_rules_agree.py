@@ -1,5 +1,6 @@
 """The page's JavaScript follows the server's rules: static/js/records.js against
-metrics_app/records.py, and static/js/tally.js against metrics_app/tally.py, run in node."""
+metrics_app/records.py, static/js/tally.js against metrics_app/tally.py, and the refusals
+static/js/data.js sets apart against the `blocked` verdict's, run in node."""
 
 import json
 import shutil
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from metrics_app import records
+from metrics_app.alerts import verdicts
 from metrics_app.tally import Tally
 from tests.support.records import navigation, scheduler_run, scrape
 from tests.support.servers import ROOT
@@ -29,6 +31,7 @@ SUMMED = [
 SCRIPT = """
 import * as rules from "./static/js/records.js";
 import * as tally from "./static/js/tally.js";
+import * as data from "./static/js/data.js";
 const [names, records, summed] = JSON.parse(process.argv[1]);
 const bucketOf = (some) => some.reduce((b, r) => tally.addRecord(b, r), tally.emptyBucket("t"));
 console.log(JSON.stringify({
@@ -37,6 +40,7 @@ console.log(JSON.stringify({
   duration: rules.DURATION_FIELD,
   items: rules.ITEMS_FIELD,
   channelFields: rules.CHANNEL_FIELDS,
+  refusals: data.REFUSAL_STATUSES,
   names: names.map(rules.isSourceName),
   channels: records.map(rules.channelOf),
   durations: records.map(rules.durationOf),
@@ -71,6 +75,7 @@ def test_the_constants_are_the_servers(javascript: dict[str, Any]) -> None:
     assert javascript["duration"] == {kind: records.camel(f) for kind, f in records.DURATION_FIELD.items()}
     assert javascript["items"] == {kind: records.camel(f) for kind, f in records.ITEMS_FIELD.items()}
     assert javascript["channelFields"] == [records.camel(f) for f in records.CHANNEL_FIELDS]
+    assert javascript["refusals"] == list(verdicts.REFUSAL_STATUSES)
 
 
 def test_the_functions_decide_as_the_server_does(javascript: dict[str, Any]) -> None:
