@@ -51,8 +51,8 @@ def windows(start: datetime, end: datetime, recent: datetime) -> tuple[dict[str,
     (the window's last part, where a sudden fault shows before it dominates the window)."""
     whole: dict[str, Window] = {}
     last: dict[str, Window] = {}
-    for found, since in ((whole, start), (last, recent)):
-        for (channel, metric_type), slot in reads.totals_by_type(since, end).items():
+    for found, totals in zip((whole, last), reads.totals_by_type(start, end, recent), strict=True):
+        for (channel, metric_type), slot in totals.items():
             found.setdefault(channel, Window()).types[metric_type] = slot
     _add_errors(whole, start, end)
     _add_errors(last, recent, end)

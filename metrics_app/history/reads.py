@@ -5,7 +5,21 @@ from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from django.db.models import Case, CharField, Count, F, IntegerField, Max, Min, Q, QuerySet, Sum, Value, When
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    CharField,
+    Count,
+    F,
+    IntegerField,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -244,22 +258,35 @@ def covered(start: datetime, end: datetime, bucket: str, channel: str | None = N
     )
 
 
-def totals_by_type(start: datetime, end: datetime) -> dict[tuple[str, str], Tally]:
-    """Each channel's records per type in the whole minutes of start … end, summed in the
-    database (the alert evaluator's window: a few rows per channel, whatever the minutes)."""
-    found: dict[tuple[str, str], Tally] = {}
-    for source, metric_type, bucket_number, n, ok, total, items, retries, size in (
-        _rollup_rows(start, end, "minute", None, None)
-        .values_list("scraper_source", "metric_type", "duration_bucket")
-        .annotate(*(Sum(column) for column in _ROLLUP_SUMS))
-        .values_list(
-            "scraper_source", "metric_type", "duration_bucket", *(f"{column}__sum" for column in _ROLLUP_SUMS)
-        )
+def totals_by_type(
+    start: datetime, end: datetime, recent: datetime
+) -> tuple[dict[tuple[str, str], Tally], dict[tuple[str, str], Tally]]:
+    """Each channel's records per type in the whole minutes of start … end, and in those of
+    recent … end (the alert evaluator's window and its last part; either may be the longer),
+    summed in the database in one scan: a few rows per channel, whatever the minutes."""
+
+    def since(moment: datetime) -> Case:  # 1 for the rows of the minutes from `moment`'s on
+        first = datetime.fromtimestamp(rollups.MINUTES.start_ms(epoch_ms(moment), 0) / 1000, UTC)
+        return Case(When(minute__gte=first, then=Value(1)), default=Value(0), output_field=IntegerField())
+
+    # MySQL sums integers as DECIMAL: cast back, or each of some 50,000 sums a cycle becomes a
+    # Decimal, then an int.
+    sums = {f"{column}_total": Cast(Sum(column), BigIntegerField()) for column in _ROLLUP_SUMS}
+    whole: dict[tuple[str, str], Tally] = {}
+    last: dict[tuple[str, str], Tally] = {}
+    for source, metric_type, bucket_number, in_whole, in_last, n, ok, total, items, retries, size in (
+        _rollup_rows(min(start, recent), end, "minute", None, None)
+        .annotate(in_whole=since(start), in_last=since(recent))
+        .values_list("scraper_source", "metric_type", "duration_bucket", "in_whole", "in_last")
+        .annotate(**sums)
+        .values_list("scraper_source", "metric_type", "duration_bucket", "in_whole", "in_last", *sums)
     ):
-        found.setdefault((source, metric_type), Tally()).add(
-            n, ok, total, items, retries, size, bucket_number
-        )
-    return found
+        for found, counts in ((whole, in_whole), (last, in_last)):
+            if counts:
+                found.setdefault((source, metric_type), Tally()).add(
+                    n, ok, total, items, retries, size, bucket_number
+                )
+    return whole, last
 
 
 _ROLLUP_SUMS = ("records", "successes", "duration_sum", "items_sum", "retry_sum", "bytes_sum")
