@@ -6,14 +6,15 @@ window is made of whole minutes, each read once, SETTLE after it ends (the recor
 last seconds stored by then), and summed here; a cycle in between reads nothing. Only the
 fields that could be broken are kept for the rule (a share below FIELD_FACTOR, the highest a
 broken share can have); the current numbers of one source's fields are read when asked
-(`of_source`: an alert that resolves shows them).
+(`of_source`: an alert that resolves shows them). A sum of minutes has a share below
+FIELD_FACTOR only if one of its minutes has, so only the fields with such a minute (few) are
+summed: adding up all 100,000 rows took 30-60 ms of the cycle that reads a minute.
 
 Records stored later than SETTLE after their minute ended reach the hours (and the usual) but
 not this window.
 """
 
 import math
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -34,6 +35,7 @@ class FieldWindow:
 
     def __init__(self) -> None:
         self.minutes: dict[datetime, dict[Key, Counts]] = {}
+        self.suspects: dict[datetime, set[Key]] = {}  # per minute: its fields with a low share
         self.whole: dict[str, dict[str, FieldCounts]] = {}  # source → its fields that may be broken
         self.recent: dict[str, dict[str, FieldCounts]] = {}
         self.start: datetime | None = None
@@ -48,12 +50,13 @@ class FieldWindow:
             return
         self.start, self.end = start, end
         self.minutes = {minute: rows for minute, rows in self.minutes.items() if start <= minute < end}
+        self.suspects = {minute: keys for minute, keys in self.suspects.items() if minute in self.minutes}
         newest = max(self.minutes, default=start - MINUTE)
         if newest + MINUTE < end:
             self._read(max(start, newest + MINUTE), end)
         recent = end - max(1, int(recent_s // 60)) * MINUTE
-        self.whole = _candidates(self.minutes.values())
-        self.recent = _candidates(rows for minute, rows in self.minutes.items() if minute >= recent)
+        self.whole = self._candidates(list(self.minutes))
+        self.recent = self._candidates([minute for minute in self.minutes if minute >= recent])
 
     def _read(self, start: datetime, end: datetime) -> None:
         rows = (
@@ -63,10 +66,23 @@ class FieldWindow:
         )
         minute = start
         while minute < end:  # a minute without rows is read too: nothing to read again
-            self.minutes[minute] = {}
+            self.minutes[minute], self.suspects[minute] = {}, set()
             minute += MINUTE
         for at, source, name, items, filled, invalid in rows.iterator(chunk_size=5000):
             self.minutes[at][(source, name)] = (items, filled, invalid)
+            if _low(items, filled, invalid):
+                self.suspects[at].add((source, name))
+
+    def _candidates(self, minutes: list[datetime]) -> dict[str, dict[str, FieldCounts]]:
+        """The minutes summed per source and field, keeping the fields whose filled or valid
+        share is below FIELD_FACTOR: no other can be broken, and most are not."""
+        found: dict[str, dict[str, FieldCounts]] = {}
+        for source, name in set().union(*(self.suspects[minute] for minute in minutes)):
+            counts = [row for minute in minutes if (row := self.minutes[minute].get((source, name)))]
+            items, filled, invalid = (sum(column) for column in zip(*counts, strict=True))
+            if _low(items, filled, invalid):
+                found.setdefault(source, {})[name] = FieldCounts(items, filled, invalid)
+        return found
 
     def of_source(self, source: str) -> dict[str, FieldCounts]:
         """Every field of one source over the window's minutes (one index range)."""
@@ -81,21 +97,6 @@ class FieldWindow:
         return {name: FieldCounts(items, filled, invalid) for name, items, filled, invalid in rows}
 
 
-def _candidates(minutes: Iterable[dict[Key, Counts]]) -> dict[str, dict[str, FieldCounts]]:
-    """The minutes summed per source and field, keeping the fields whose filled or valid share
-    is below FIELD_FACTOR: no other can be broken, and most are not."""
-    sums: dict[Key, list[int]] = {}
-    for rows in minutes:
-        for key, (items, filled, invalid) in rows.items():
-            total = sums.get(key)
-            if total is None:
-                sums[key] = [items, filled, invalid]
-            else:
-                total[0] += items
-                total[1] += filled
-                total[2] += invalid
-    found: dict[str, dict[str, FieldCounts]] = {}
-    for (source, name), (items, filled, invalid) in sums.items():
-        if filled < FIELD_FACTOR * items or filled - invalid < FIELD_FACTOR * filled:
-            found.setdefault(source, {})[name] = FieldCounts(items, filled, invalid)
-    return found
+def _low(items: int, filled: int, invalid: int) -> bool:
+    """A filled share (of the items) or a valid share (of the filled) below FIELD_FACTOR."""
+    return filled < FIELD_FACTOR * items or filled - invalid < FIELD_FACTOR * filled

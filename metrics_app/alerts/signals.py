@@ -51,8 +51,8 @@ def windows(start: datetime, end: datetime, recent: datetime) -> tuple[dict[str,
     (the window's last part, where a sudden fault shows before it dominates the window)."""
     whole: dict[str, Window] = {}
     last: dict[str, Window] = {}
-    for found, since in ((whole, start), (last, recent)):
-        for (channel, metric_type), slot in reads.totals_by_type(since, end).items():
+    for found, totals in zip((whole, last), reads.totals_by_type(start, end, recent), strict=True):
+        for (channel, metric_type), slot in totals.items():
             found.setdefault(channel, Window()).types[metric_type] = slot
     _add_errors(whole, start, end)
     _add_errors(last, recent, end)
@@ -147,16 +147,23 @@ def recent_runs(since: datetime, until: datetime) -> dict[str, list[Run]]:
         .annotate(newest=Max("created_at"))  # through the (scheduler_name, created_at) index
         .values_list("scheduler_name", "newest")
     )
+    last_runs = [
+        SchedulerMetric.objects.filter(scheduler_name=name, created_at__lt=until)
+        .order_by("-created_at")
+        .values_list(
+            "scheduler_name", "created_at", "execution_duration_ms", "items_processed", "success", "error",
+            "scraper_source",
+        )[:RUNS_KEPT]
+        for name, at in newest
+        if at >= since
+    ]  # fmt: skip
+    if not last_runs:
+        return {}
+    # One statement for all of them (a query each was most of this read's time); the union
+    # keeps each part's rows, not their order.
     runs: dict[str, list[Run]] = {}
-    for name in [name for name, at in newest if at >= since]:
-        rows = (
-            SchedulerMetric.objects.filter(scheduler_name=name, created_at__lt=until)
-            .order_by("-created_at")
-            .values_list(
-                "created_at", "execution_duration_ms", "items_processed", "success", "error", "scraper_source"
-            )[:RUNS_KEPT]
-        )
-        runs[name] = [
-            Run(epoch_ms(at), ms, items, ok, error, source) for at, ms, items, ok, error, source in rows
-        ]
+    for name, at, ms, items, ok, error, source in last_runs[0].union(*last_runs[1:], all=True):
+        runs.setdefault(name, []).append(Run(epoch_ms(at), ms, items, ok, error, source))
+    for found in runs.values():
+        found.sort(key=lambda run: run.at, reverse=True)
     return runs

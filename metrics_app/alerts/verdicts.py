@@ -99,10 +99,10 @@ def judge_source(
     name: str, window: Window, usual: Usual, fixed: Sequence[Threshold], span: str
 ) -> Finding | None:
     """The first verdict that holds for a scraper over the window (`span`: "the last 5 min")."""
-    for measure in SOURCE_RULES:
-        finding = measure_source(measure, name, window, usual, fixed, span)
-        if finding is not None and finding.holds:
-            return finding
+    for measure, rule in SOURCE_RULES.items():
+        finding = rule(name, window, usual, fixed, span)
+        if finding is not None and finding.holds:  # named only when it holds: most do not
+            return replace(finding, measure=measure)
     return None
 
 
