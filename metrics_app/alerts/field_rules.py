@@ -33,6 +33,7 @@ from metrics_app.alerts.findings import (
 from metrics_app.alerts.models import Threshold, Verdict
 from metrics_app.alerts.signals import Window
 from metrics_app.alerts.usual import Spread, Usual
+from metrics_app.history.fields import share_parts
 
 FIELD_FACTOR: Final = 0.6
 MIN_FIELD_ITEMS: Final = 20  # a share of fewer items (or filled) is not judged
@@ -79,9 +80,9 @@ def shares(window: Window, usual: Usual) -> list[Share]:
         known = usual.fields.get(name)
         if known is None:
             continue
-        for kind, spread, part, whole in (
-            ("filled", known.filled, counts.filled, counts.items),
-            ("valid", known.valid, counts.filled - counts.invalid, counts.filled),
+        parts = share_parts(counts.items, counts.filled, counts.invalid)
+        for kind, spread, (part, whole) in zip(
+            ("filled", "valid"), (known.filled, known.valid), parts, strict=True
         ):
             if spread is not None and whole > 0:
                 found.append(Share(name, kind, part, whole, spread, _threshold(spread, whole)))

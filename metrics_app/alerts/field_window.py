@@ -22,6 +22,7 @@ from django.db.models import Sum
 
 from metrics_app.alerts.field_rules import FIELD_FACTOR
 from metrics_app.alerts.signals import FieldCounts
+from metrics_app.history.fields import share_parts
 from metrics_app.models import FieldMinute
 
 SETTLE: Final = timedelta(seconds=10)
@@ -98,5 +99,6 @@ class FieldWindow:
 
 
 def _low(items: int, filled: int, invalid: int) -> bool:
-    """A filled share (of the items) or a valid share (of the filled) below FIELD_FACTOR."""
-    return filled < FIELD_FACTOR * items or filled - invalid < FIELD_FACTOR * filled
+    """A filled or a valid share below FIELD_FACTOR."""
+    (filled_part, of_items), (valid_part, of_filled) = share_parts(items, filled, invalid)
+    return filled_part < FIELD_FACTOR * of_items or valid_part < FIELD_FACTOR * of_filled

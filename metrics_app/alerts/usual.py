@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from metrics_app import histogram, rollups
 from metrics_app.history import reads
+from metrics_app.history.fields import share_parts
 from metrics_app.models import FieldHour
 from metrics_app.records import epoch_ms
 from metrics_app.tally import Tally
@@ -142,9 +143,14 @@ def _learn_fields(
     learned = {}
     for name, hours in by_field.items():
         chosen, basis = _at_this_hour(hours, local_hour)
+        parts = [share_parts(*counts) for counts in chosen]
         learned[name] = FieldUsual(
-            filled=Spread.of([f / n for n, f, _ in chosen if n >= MIN_ITEMS_PER_HOUR], basis),
-            valid=Spread.of([(f - bad) / f for _, f, bad in chosen if f >= MIN_ITEMS_PER_HOUR], basis),
+            filled=Spread.of(
+                [part / whole for (part, whole), _ in parts if whole >= MIN_ITEMS_PER_HOUR], basis
+            ),
+            valid=Spread.of(
+                [part / whole for _, (part, whole) in parts if whole >= MIN_ITEMS_PER_HOUR], basis
+            ),
         )
     return learned
 

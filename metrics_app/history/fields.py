@@ -20,16 +20,22 @@ from metrics_app.rollups import FIELD_HOURS, FIELD_MINUTES, STATUS_HOURS, STATUS
 from metrics_app.tally import iso
 
 
-def filled_ratio(items: int, filled: int) -> float | None:
-    """The share of a field's items that had it filled; None when there were no items."""
-    return filled / items if items else None
+def share_parts(items: int, filled: int, invalid: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """A field's two shares, each as (part, whole): the one definition, read by the API, the
+    Prometheus gauges and the field_broken rule alike. The filled share is the items that had
+    the field filled, of the items; the valid share is the filled that passed its check, of the
+    filled, not of all items: an empty field is the filled share's to tell, so a field half
+    empty but always right reads 50 % filled, 100 % valid."""
+    return (filled, items), (filled - invalid, filled)
 
 
-def valid_ratio(filled: int, invalid: int) -> float | None:
-    """The share of a field's filled items that passed its check; None when none was filled.
-    Of the filled, not of all items: an empty field is the filled share's to tell, so a field
-    half empty but always right reads 50 % filled, 100 % valid."""
-    return (filled - invalid) / filled if filled else None
+def ratios(items: int, filled: int, invalid: int) -> tuple[float | None, float | None]:
+    """The filled and valid shares as fractions; None where there is nothing to divide."""
+    (filled_part, of_items), (valid_part, of_filled) = share_parts(items, filled, invalid)
+    return (
+        filled_part / of_items if of_items else None,
+        valid_part / of_filled if of_filled else None,
+    )
 
 
 def fields(source: str, range_name: str, now: datetime | None = None) -> dict[str, Any]:
@@ -49,9 +55,10 @@ def fields(source: str, range_name: str, now: datetime | None = None) -> dict[st
     answer = []
     for name, slots in sorted(by_field.items()):
         items, filled, invalid = (sum(counts[n] for counts in slots.values()) for n in range(3))
+        filled_share, valid_share = ratios(items, filled, invalid)
         answer.append({
             "field": name, "items": items, "filled": filled, "invalid": invalid,
-            "filledRatio": filled_ratio(items, filled), "validRatio": valid_ratio(filled, invalid),
+            "filledRatio": filled_share, "validRatio": valid_share,
             "buckets": [_bucket(at, *slots.get(at, (0, 0, 0))) for at in starts],
         })  # fmt: skip
     statuses = _statuses(span, starts[0], end, [source]).get(source, [])
@@ -106,10 +113,7 @@ def window_ratios(
         .annotate(Sum("items"), Sum("filled"), Sum("invalid"))
         .order_by("scraper_source", "field")
     )
-    return [
-        (source, name, filled_ratio(items, filled), valid_ratio(filled, invalid))
-        for source, name, items, filled, invalid in rows
-    ]
+    return [(source, name, *ratios(items, filled, invalid)) for source, name, items, filled, invalid in rows]
 
 
 def responses_ever(sources: Iterable[str] | None) -> dict[tuple[str, int], int]:

@@ -21,7 +21,7 @@ export const REFUSAL_STATUSES = [403, 429]; // tests/unit/test_rules_agree.py: t
 export const statusClass = (code) => (REFUSAL_STATUSES.includes(code) ? String(code) : `${Math.floor(code / 100)}xx`);
 const SOURCES_SHOWN = 50; // on "all sources", the busiest sources' mixes; the rest are counted
 
-// The two shares, as the server defines them (metrics_app/history/fields.py): filled of the
+// The two shares, as the server defines them (metrics_app/history/fields.py, share_parts): filled of the
 // items, valid of the filled; null when there is nothing to divide.
 export const filledShare = (b) => (b.items ? b.filled / b.items : null);
 export const validShare = (b) => (b.filled ? (b.filled - b.invalid) / b.filled : null);
