@@ -94,11 +94,15 @@ def make_bodies(run: str, batches: int, size: int, fields: int = 0) -> list[byte
 
 
 def compare_fields(
-    ports: list[int], key: str, run: str, args: argparse.Namespace
+    servers: list[DaphneServer], key: str, run: str, args: argparse.Namespace
 ) -> tuple[list["Sender"], float]:
     """--rounds rounds of the same records without and with --fields fields, alternating (the
     order flips each round, so neither variant always runs on a warmer server): the cost of
-    the optional fields, measured on the same servers in the same run."""
+    the optional fields, measured on the same servers in the same run. Each round also says
+    the records per group-commit transaction and the CPU time per record of the servers and
+    of the database (when it runs on this machine), which vary less than throughput."""
+    ports = [server.port for server in servers]
+    cpu = CpuMeter([server.process.pid for server in servers if server.process])
     variants = {
         "without fields": make_bodies(run, batches=40, size=args.batch),
         f"with {args.fields} fields": make_bodies(run, batches=40, size=args.batch, fields=args.fields),
@@ -109,10 +113,17 @@ def compare_fields(
     for round_ in range(args.rounds):
         order = list(variants) if round_ % 2 == 0 else list(reversed(variants))
         for name in order:
+            commits, before = group_commits(ports, key), cpu.seconds()
             senders, elapsed = send_all(ports, key, variants[name], args)
-            rate = sum(s.accepted for s in senders) / elapsed
+            accepted = sum(s.accepted for s in senders)
+            rate = accepted / elapsed
             rates[name].append(rate)
-            print(f"  round {round_ + 1}, {name}: {rate:,.0f} records/s")
+            per_group = accepted / max(1, group_commits(ports, key) - commits)
+            after = cpu.seconds()
+            servers_us, database_us = (1e6 * (after[i] - before[i]) / max(1, accepted) for i in (0, 1))
+            print(f"  round {round_ + 1}, {name}: {rate:,.0f} records/s, {per_group:,.0f} records per "
+                  f"transaction; CPU per record: servers {servers_us:.0f} µs, "
+                  f"database {database_us:.0f} µs")  # fmt: skip
             everyone += senders
             total += elapsed
     medians = {name: statistics.median(values) for name, values in rates.items()}
@@ -120,6 +131,33 @@ def compare_fields(
     print("medians: " + ", ".join(f"{name} {rate:,.0f} records/s" for name, rate in medians.items())
           + f"; the fields cost {100 * (1 - with_fields / without):.1f} % of the throughput")  # fmt: skip
     return everyone, total
+
+
+class CpuMeter:
+    """CPU seconds used so far by the servers and by the database server on this machine
+    (0 when it runs elsewhere)."""
+
+    def __init__(self, server_pids: list[int]) -> None:
+        self.servers = [psutil.Process(pid) for pid in server_pids]
+        names = {"mariadbd", "mysqld"}
+        self.database = [p for p in psutil.process_iter(["name"]) if p.info["name"] in names]
+
+    def seconds(self) -> tuple[float, float]:
+        def used(processes: list[psutil.Process]) -> float:
+            return sum(sum(p.cpu_times()[:2]) for p in processes)
+
+        return used(self.servers), used(self.database)
+
+
+def group_commits(ports: list[int], key: str) -> int:
+    """The servers' group-commit transactions so far (their /api/stats/ counters)."""
+    total = 0
+    for port in ports:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/api/stats/", headers={"Authorization": f"Bearer {key}"})
+        total += orjson.loads(conn.getresponse().read())["counters"].get("group_commits", 0)
+        conn.close()
+    return total
 
 
 class Sender(threading.Thread):
@@ -392,7 +430,7 @@ def main() -> None:
         watcher = ConnectionWatcher(env)
         watcher.start()
         if args.fields:
-            senders, elapsed = compare_fields([server.port for server in servers], key, run, args)
+            senders, elapsed = compare_fields(servers, key, run, args)
         else:
             senders, elapsed = send_all([server.port for server in servers], key, bodies, args)
         watcher.stop()

@@ -233,6 +233,9 @@ METRICS_MAX_SUBSCRIPTIONS = env_int("METRICS_MAX_SUBSCRIPTIONS", 50, minimum=1, 
 # hour: a record that would pass either is refused (metrics_app.admission.sources).
 METRICS_MAX_SOURCES = env_int("METRICS_MAX_SOURCES", 10_000, minimum=1, maximum=1_000_000)
 METRICS_NEW_SOURCES_PER_KEY = env_int("METRICS_NEW_SOURCES_PER_KEY", 1000, minimum=1, maximum=1_000_000)
+# Field names one source may report (over the retention window): a record that would add one
+# more is refused (metrics_app.admission.field_names).
+METRICS_MAX_FIELDS_PER_SOURCE = env_int("METRICS_MAX_FIELDS_PER_SOURCE", 200, minimum=1, maximum=100_000)
 # Records one resync ask brings at most, across its sources; a key's or a person's resyncs
 # together bring at most this many every 10 s (metrics_app.stream.catchup). Past it: `truncated`.
 METRICS_RESYNC_MAX_RECORDS = env_int("METRICS_RESYNC_MAX_RECORDS", 20_000, minimum=100, maximum=1_000_000)

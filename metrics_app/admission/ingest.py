@@ -7,7 +7,9 @@ The whole order, for the one ingest path that production serves (metrics_app.api
 7. sources: a key limited to sources must cover every name each record speaks for;
 8. idempotency: a well-formed Idempotency-Key becomes the batch's claim;
 9. new names: a batch that would add a source or scheduler stays within METRICS_MAX_SOURCES
-   and its key's METRICS_NEW_SOURCES_PER_KEY (metrics_app.admission.sources).
+   and its key's METRICS_NEW_SOURCES_PER_KEY (metrics_app.admission.sources), and one that
+   would add a field to a source within METRICS_MAX_FIELDS_PER_SOURCE
+   (metrics_app.admission.field_names).
 Then the batch goes to the group writer, and `answered` says what its answer is.
 """
 
@@ -21,6 +23,7 @@ from django.db import DatabaseError
 from metrics_app import counters, db
 from metrics_app.admission import refusals, sources
 from metrics_app.admission.door import Caller
+from metrics_app.admission.field_names import field_names
 from metrics_app.admission.refusals import Refusal
 from metrics_app.ingest.idempotency import Claim, Earlier, key_problem
 from metrics_app.records import InvalidMetrics, Metric, decode_batch, names_of
@@ -50,13 +53,20 @@ def admit(caller: Caller, body: bytes, idempotency_key: str | None) -> Batch | R
 
 
 async def new_names(batch: Batch, caller: Caller) -> Refusal | None:
-    """Check 9, for a batch that names a source or scheduler this process has not seen: within
-    METRICS_MAX_SOURCES and the key's METRICS_NEW_SOURCES_PER_KEY (metrics_app.admission.sources).
-    Known names cost no database round trip."""
-    if caller.key is None or not sources.new_names.unknown(batch.records):
+    """Check 9, for a batch that names a source, scheduler or field this process has not seen:
+    within METRICS_MAX_SOURCES and the key's METRICS_NEW_SOURCES_PER_KEY
+    (metrics_app.admission.sources), and within METRICS_MAX_FIELDS_PER_SOURCE
+    (metrics_app.admission.field_names). Known names cost no database round trip."""
+    if caller.key is None:
+        return None
+    new_sources = sources.new_names.unknown(batch.records)
+    new_fields = bool(field_names.unknown(batch.records))
+    if not (new_sources or new_fields):
         return None
     try:
-        return await db.run(sources.new_names.admit, batch.records, caller.key.id)
+        if new_sources and (refused := await db.run(sources.new_names.admit, batch.records, caller.key.id)):
+            return refused
+        return await db.run(field_names.admit, batch.records) if new_fields else None
     except DatabaseError as exc:
         counters.problem("database_unavailable", log, "database unavailable (new names): %s", exc)
         return refusals.DATABASE_UNAVAILABLE

@@ -165,6 +165,16 @@ def too_many_sources(first: dict[str, Any], held: int, limit: int) -> Refusal:
     return Refusal(422, "too_many_sources", message, "requests_too_many_sources", details=(_new_name(first),))
 
 
+def too_many_fields(index: int, source: str, name: str, held: int, limit: int) -> Refusal:
+    """A batch that would take a source past METRICS_MAX_FIELDS_PER_SOURCE field names."""
+    message = (
+        f"{name!r} would be a new field of {source!r}, which has {held:,} and "
+        f"METRICS_MAX_FIELDS_PER_SOURCE is {limit:,}; nothing was stored"
+    )
+    detail = {"index": index, "field": f"fields.{name}", "message": f"{source!r} has {held:,} fields already"}
+    return Refusal(422, "too_many_fields", message, "requests_too_many_fields", details=(detail,))
+
+
 def new_sources_too_fast(first: dict[str, Any], per_hour: int, wait: int) -> Refusal:
     """A batch that would take its key past METRICS_NEW_SOURCES_PER_KEY new names an hour."""
     message = (
