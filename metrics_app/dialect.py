@@ -4,7 +4,7 @@ clause (which they spell differently), and times in statements (as text, as epoc
 import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from django.db import connection
 
@@ -31,6 +31,40 @@ def insert_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
     fleet's batch sizes vary."""
     one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one_row] * rows)
+
+
+def execute_rows(cursor: Any, sql_head: str, rows: Sequence[tuple[int | str, ...]], tail: str = "") -> None:
+    """`sql_head` ("INSERT INTO t (a, b) VALUES") with `rows` of ints and strings, then `tail`.
+
+    For the rollups' upserts, whose rows hold only ints and strings the service formed itself
+    (validated names, bucket times). On MySQL the VALUES are written out here: mysqlclient
+    renders each parameter through a chain of Python calls (about 0.5 µs; a group of 150
+    records with 10 fields per scrape has some 900 of them), while a batch repeats the same
+    few names and times, so each distinct string goes through the driver's own escaping once.
+    """
+    if connection.vendor != "mysql":
+        one_row = "(" + ", ".join(["%s"] * len(rows[0])) + ")"
+        params = [value for row in rows for value in row]
+        cursor.execute(f"{sql_head} {', '.join([one_row] * len(rows))} {tail}", params)
+        return
+    escape = connection.connection.string_literal
+    quoted: dict[str, str] = {}
+    rendered = []
+    for row in rows:
+        values = []
+        for value in row:
+            if type(value) is int:
+                values.append(str(value))
+            elif type(value) is str:
+                text = quoted.get(value)
+                if text is None:
+                    text = quoted[value] = escape(value.encode()).decode()
+                values.append(text)
+            else:
+                raise TypeError(f"a rollup value must be an int or a str, not {type(value).__name__}")
+        rendered.append("(" + ", ".join(values) + ")")
+    # No parameters: mysqlclient sends the text as it is (a % in it is not a placeholder).
+    cursor.execute(f"{sql_head} {', '.join(rendered)} {tail}")
 
 
 def upsert_clause(key: Sequence[str], merges: Mapping[str, Merge]) -> str:

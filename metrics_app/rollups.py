@@ -24,7 +24,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 from msgspec import UnsetType
 
-from metrics_app.dialect import Merge, db_instant, db_start, epoch_ms_sql, insert_sql, upsert_clause
+from metrics_app.dialect import Merge, db_instant, db_start, epoch_ms_sql, execute_rows, upsert_clause
 from metrics_app.histogram import bucket_of, bucket_sql
 from metrics_app.models import (
     PAGE_DURATION_SQL,
@@ -202,11 +202,9 @@ def _upsert(
 ) -> None:
     """Rows into a rollup table, adding to the rows already there, in statements of at most
     `rows_per_statement` rows."""
+    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES"
     for start in range(0, len(rows), rows_per_statement):
-        chunk = rows[start : start + rows_per_statement]
-        cursor.execute(
-            insert_sql(table, columns, len(chunk)) + " " + merge, [value for row in chunk for value in row]
-        )
+        execute_rows(cursor, head, rows[start : start + rows_per_statement], merge)
 
 
 @functools.cache
