@@ -51,6 +51,7 @@ class PagePerformance(models.Model):
     field_counts = models.JSONField(
         null=True, blank=True, help_text='A scrape\'s fields: {"price": [filled, invalid], …}.'
     )
+    run_id = models.CharField("run", max_length=records.RUN_ID_MAX_LENGTH, null=True, blank=True)
 
     class Meta:
         db_table = "scraper_page_performance"
@@ -67,6 +68,8 @@ class PagePerformance(models.Model):
             models.Index(fields=["success", "created_at"], name="idx_page_failures"),
             # a resync: a source's records after an id, in id order, without reading the others'
             models.Index(fields=["scraper_source", "id"], name="idx_page_source_id"),
+            # a run's records, without a scan
+            models.Index(fields=["run_id", "created_at"], name="idx_page_run"),
         ]
 
     def __str__(self) -> str:
@@ -84,6 +87,7 @@ class PagePerformance(models.Model):
                 success=self.success,
                 error=self.error,
                 recorded_at=recorded_at,
+                run_id=UNSET if self.run_id is None else self.run_id,
             )
         return records.PageScrape(
             scraper_source=self.scraper_source,
@@ -95,6 +99,7 @@ class PagePerformance(models.Model):
             success=self.success,
             error=self.error,
             recorded_at=recorded_at,
+            run_id=UNSET if self.run_id is None else self.run_id,
         )
 
 
@@ -116,6 +121,7 @@ class SchedulerMetric(models.Model):
     success = models.BooleanField(default=True)
     error = models.CharField(max_length=records.ERROR_MAX_LENGTH, null=True, blank=True)
     created_at = models.DateTimeField(help_text="The record's recordedAt, in UTC.")
+    run_id = models.CharField("run", max_length=records.RUN_ID_MAX_LENGTH, null=True, blank=True)
 
     objects = SchedulerMetricQuerySet.as_manager()
 
@@ -135,6 +141,8 @@ class SchedulerMetric(models.Model):
             # a resync: a channel's runs after an id (by source, or a bare scheduler's by name)
             models.Index(fields=["scraper_source", "id"], name="idx_sched_source_id"),
             models.Index(fields=["scheduler_name", "id"], name="idx_sched_name_id"),
+            # the run a scheduler_run record ends
+            models.Index(fields=["run_id", "created_at"], name="idx_sched_run"),
         ]
 
     def __str__(self) -> str:
@@ -149,6 +157,7 @@ class SchedulerMetric(models.Model):
             success=self.success,
             error=self.error,
             recorded_at=records.epoch_ms(self.created_at),
+            run_id=UNSET if self.run_id is None else self.run_id,
         )
 
 

@@ -66,6 +66,11 @@ Count = Annotated[int, Meta(ge=0, le=MAX_INT)]
 Bytes = Annotated[int, Meta(ge=0, le=MAX_DATA_SIZE)]
 RecordedAt = Annotated[int, Meta(ge=MIN_RECORDED_AT, le=MAX_RECORDED_AT)]
 HttpStatus = Annotated[int, Meta(ge=100, le=599)]
+# A run (one crawl) the record belongs to (docs/api.md, "Runs"): records sharing it form the run.
+RUN_ID_MAX_LENGTH: Final = 64
+RUN_ID: Final = rf"[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{RUN_ID_MAX_LENGTH - 1}}}"
+RUN_ID_PATTERN: Final = f"^{RUN_ID}$"
+RunId = Annotated[str, Meta(pattern=rf"\A{RUN_ID}\Z")]
 # A page's field counts (docs/api.md, "Fields"): at most MAX_FIELDS names, each at most 64
 # characters, so a source's fields stay a short list and fit the rollups' key column.
 MAX_FIELDS: Final = 50
@@ -104,6 +109,8 @@ class _Record(Struct, tag_field="type", rename="camel", forbid_unknown_fields=Tr
     success: bool = True
     error: ErrorText = None
     recorded_at: RecordedAt = msgspec.field(default_factory=now_ms)
+    # null says the same as leaving it out, and is stored and sent back as left out
+    run_id: RunId | UnsetType | None = UNSET
 
 
 # gc=False: it holds two ints, so the collector need not track the thousands a batch brings.
@@ -283,8 +290,9 @@ def _cross_checks(records: list[Metric], first_index: int = 0) -> list[FieldErro
     """The rules msgspec cannot check while decoding: recordedAt may not lie more than
     MAX_CLOCK_AHEAD_MS ahead of the server's clock (a bound that moves with time), and a page's
     field names match FIELD_PATTERN and its field counts are bounded by each other and by its
-    items (0 <= invalid <= filled <= itemsExtracted). A navigation's `httpStatus: null`
-    becomes UNSET here, so it is streamed as it will be read back from the database: left out.
+    items (0 <= invalid <= filled <= itemsExtracted). A navigation's `httpStatus: null` and any
+    record's `runId: null` become UNSET here, so they are streamed as they will be read back
+    from the database: left out.
 
     One pass over the batch, and nothing more for a record without the optional fields."""
     now = now_ms()
@@ -302,6 +310,8 @@ def _cross_checks(records: list[Metric], first_index: int = 0) -> list[FieldErro
                 errors += _fields_errors(record, index)
         elif type(record) is PageNavigation and record.http_status is None:
             record.http_status = UNSET
+        if record.run_id is None:
+            record.run_id = UNSET
     return errors
 
 

@@ -5,11 +5,42 @@ keyword arguments into the API's record and hand it to the sink's own `record()`
 validates and queues it (the collector) or encodes and buffers it (the client).
 """
 
+import secrets
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
 R = TypeVar("R")
+
+# The run (one crawl) the records being made belong to: set by run() and track_scheduler_run().
+# A context variable, so each asyncio task started inside a run carries it, and concurrent runs
+# in other tasks or threads keep their own; a thread started inside a run carries it when
+# started through contextvars.copy_context().run (as asyncio.to_thread does).
+current_run: ContextVar[str | None] = ContextVar("wealthmetrics_run", default=None)
+
+
+def new_run_id() -> str:
+    """A run id that sorts by time and will not repeat: 20261207T010000-3fa9c1."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+@contextmanager
+def run(run_id: str | None = None) -> Iterator[str]:
+    """Every record made inside the block carries `runId` (a new one unless given)."""
+    token = current_run.set(run_id or new_run_id())
+    try:
+        yield current_run.get() or ""
+    finally:
+        current_run.reset(token)
+
+
+def _in_run(metric: dict[str, Any]) -> dict[str, Any]:
+    if (run_id := current_run.get()) is not None:
+        metric["runId"] = run_id
+    return metric
 
 
 class MetricRecorder(ABC, Generic[R]):
@@ -35,7 +66,7 @@ class MetricRecorder(ABC, Generic[R]):
         }  # fmt: skip
         if http_status is not None:  # left out when unknown: the record is then as it always was
             metric["httpStatus"] = http_status
-        return self.record(metric)
+        return self.record(_in_run(metric))
 
     def record_page_scrape(
         self,
@@ -57,7 +88,7 @@ class MetricRecorder(ABC, Generic[R]):
         }  # fmt: skip
         if fields is not None:
             metric["fields"] = {name: dict(count) for name, count in fields.items()}
-        return self.record(metric)
+        return self.record(_in_run(metric))
 
     def record_scheduler_metric(
         self,
@@ -69,8 +100,8 @@ class MetricRecorder(ABC, Generic[R]):
         success: bool = True,
         error: str | None = None,
     ) -> R:
-        return self.record({
+        return self.record(_in_run({
             "type": "scheduler_run", "schedulerName": scheduler_name,
             "executionDurationMs": execution_duration_ms, "itemsProcessed": items_processed,
             "scraperSource": scraper_source, "success": success, "error": error,
-        })  # fmt: skip
+        }))  # fmt: skip

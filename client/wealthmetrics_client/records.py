@@ -21,7 +21,9 @@ MAX_CLOCK_AHEAD_MS: Final = 3_600_000
 MIN_RECORDED_AT: Final = 946_684_800_000  # 2000-01-01: anything earlier is seconds, not ms
 
 _SOURCE: Final = re.compile(r"\A[a-z0-9][a-z0-9_.-]{0,49}\Z")
-_COMMON: Final = {"type", "scraperSource", "success", "error", "recordedAt"}
+_COMMON: Final = {"type", "scraperSource", "success", "error", "recordedAt", "runId"}
+RUN_ID_PATTERN: Final = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+_RUN_ID: Final = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
 MAX_FIELDS: Final = 50
 _FIELD_NAME: Final = re.compile(r"\A[A-Za-z_][A-Za-z0-9_.]{0,63}\Z")
 _FIELDS: Final = {
@@ -87,6 +89,10 @@ def checked(metric: dict[str, Any]) -> dict[str, Any]:
         status = record["httpStatus"]
         if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
             raise InvalidRecord("httpStatus", f"must be an HTTP status (100-599) or null, got {status!r}")
+    if record.get("runId") is not None:
+        run = record["runId"]
+        if not isinstance(run, str) or not _RUN_ID.match(run):
+            raise InvalidRecord("runId", f"must match {RUN_ID_PATTERN} or be null, got {run!r}")
     if "fields" in record:
         record["fields"] = _checked_fields(record["fields"], record["itemsExtracted"])
     if "recordedAt" in record:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from wealthmetrics_client.client import MetricsClient
-from wealthmetrics_client.recorder import MetricRecorder
+from wealthmetrics_client.recorder import MetricRecorder, run
 from wealthmetrics_client.schema import Schema, count_fields
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "get_sink",
     "goto_with_retries",
     "goto_with_retries_async",
+    "run",
     "scrape_page",
     "set_fallback_sink",
     "set_sink",
@@ -133,6 +134,7 @@ class Scrape:
 @dataclass
 class SchedulerRun:
     items_processed: int = 0
+    run_id: str | None = None  # the runId its records carry
 
 
 @contextmanager
@@ -187,19 +189,23 @@ def track_scrape(scraper_source: str, url: str, *, sink: Sink | None = None) -> 
 def track_scheduler_run(
     scheduler_name: str, *, scraper_source: str | None = None, sink: Sink | None = None
 ) -> Iterator[SchedulerRun]:
-    """Time the block as one run of a scheduled job; set `items_processed` on the handle."""
+    """Time the block as one run of a scheduled job; set `items_processed` on the handle.
+
+    The run gets a new `runId` (on the handle), which every record made inside the block
+    carries, its own scheduler_run record last: that record ends the run."""
     sink = sink or get_sink()
-    run = SchedulerRun()
+    with run() as run_id:
+        handle = SchedulerRun(run_id=run_id)
 
-    def record(duration_ms: int, success: bool, error: str | None) -> object:
-        return sink.record_scheduler_metric(
-            scheduler_name=scheduler_name, scraper_source=scraper_source,
-            execution_duration_ms=duration_ms, items_processed=run.items_processed,
-            success=success, error=error,
-        )  # fmt: skip
+        def record(duration_ms: int, success: bool, error: str | None) -> object:
+            return sink.record_scheduler_metric(
+                scheduler_name=scheduler_name, scraper_source=scraper_source,
+                execution_duration_ms=duration_ms, items_processed=handle.items_processed,
+                success=success, error=error,
+            )  # fmt: skip
 
-    with _timed(record):
-        yield run
+        with _timed(record):
+            yield handle
 
 
 # --- decorators -------------------------------------------------------------------------------

@@ -26,18 +26,19 @@ SCHEDULER_COLUMNS: Final = _columns(SchedulerMetric)
 
 def page_row(record: PageNavigation | PageScrape) -> tuple[Any, ...]:
     created = db_datetime(record.recorded_at)
+    run = None if record.run_id is UNSET else record.run_id
     if isinstance(record, PageNavigation):
         status = None if record.http_status is UNSET else record.http_status
         return (
             record.scraper_source, "page_navigation", record.url,
             record.navigation_duration_ms, record.retry_count, None, None, None,
-            record.success, record.error, created, status, None,
+            record.success, record.error, created, status, None, run,
         )  # fmt: skip
     fields = None if isinstance(record.fields, UnsetType) else fields_json(record.fields)
     return (
         record.scraper_source, "page_scrape", record.url,
         None, None, record.scrape_duration_ms, record.items_extracted, record.data_size,
-        record.success, record.error, created, None, fields,
+        record.success, record.error, created, None, fields, run,
     )  # fmt: skip
 
 
@@ -45,5 +46,5 @@ def scheduler_row(record: SchedulerRun) -> tuple[Any, ...]:
     return (
         record.scheduler_name, record.scraper_source, record.execution_duration_ms,
         record.items_processed, record.success, record.error,
-        db_datetime(record.recorded_at),
+        db_datetime(record.recorded_at), None if record.run_id is UNSET else record.run_id,
     )  # fmt: skip

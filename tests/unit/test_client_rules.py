@@ -21,6 +21,7 @@ def test_the_limits_are_the_servers() -> None:
     assert client_rules.MAX_CLOCK_AHEAD_MS == records.MAX_CLOCK_AHEAD_MS
     assert client_rules.MIN_RECORDED_AT == records.MIN_RECORDED_AT
     assert client_rules.MAX_TEXT == 500
+    assert client_rules.RUN_ID_PATTERN == records.RUN_ID_PATTERN
 
 
 def server_accepts(record: dict[str, Any]) -> bool:
@@ -40,7 +41,7 @@ texts = st.one_of(st.none(), st.text(max_size=3), st.text(min_size=498, max_size
 fields = st.sampled_from(
     ["scraperSource", "schedulerName", "url", "error", "navigationDurationMs", "retryCount",
      "scrapeDurationMs", "itemsExtracted", "dataSize", "executionDurationMs", "itemsProcessed",
-     "recordedAt", "success", "httpStatus", "fields", "extra"]
+     "recordedAt", "success", "httpStatus", "fields", "runId", "extra"]
 )  # fmt: skip
 
 
@@ -53,6 +54,20 @@ def value_for(field: str) -> st.SearchStrategy[Any]:
         return st.one_of(st.booleans(), st.integers(0, 1))
     if field == "httpStatus":
         return st.one_of(numbers, st.sampled_from([99, 100, 200, 403, 599, 600, 200.0]))
+    if field == "runId":
+        run_ids = [
+            "r-1",
+            "2026-12-07T01:00:00Z",
+            "run.1:a_b",
+            "R" * 64,
+            "R" * 65,
+            "-r",
+            "r 1",
+            "r/1",
+            "r-1\n",
+            "",
+        ]
+        return st.one_of(st.none(), st.sampled_from(run_ids), st.integers(0, 5), st.text(max_size=3))
     if field == "fields":
         counts = st.fixed_dictionaries({"filled": st.integers(-1, 30), "invalid": st.integers(-1, 30)})
         odd = st.sampled_from([{"filled": 1}, {"filled": 1, "invalid": 0, "x": 0}, [1, 0], None])
