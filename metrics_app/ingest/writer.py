@@ -12,16 +12,6 @@ A fleet of scrapers sends many small batches at once; one transaction per reques
 fsync and one round of rollup upserts each, and concurrent transactions waiting on each
 other's row locks for the same rollup rows. Batched, those costs are paid once per group.
 
-For the same reason a writer goes to the database beside another one only with a group of at
-least PARALLEL_RECORDS: while another writer commits, it goes on gathering until then, or
-until the other is done. Small groups side by side upsert the same rollup rows (same sources,
-same minute), so the second waits on the first's row locks and each pays a round of upserts
-for a handful of records; big groups spend most of their time inserting their own rows,
-which two transactions do in parallel. Measured with 10 fields per scrape (2 cores, MariaDB,
-bench/ingest.py): 32 senders of 10 records ran at 9,483 / 7,971 records/s with one writer
-against 8,910 / 7,127 with two always in parallel; 4 senders of 1,000 at 18,767 / 18,166 with
-one against 25,269 / 23,011 with two.
-
 Used where a server runs the application (metrics_app.server.features.serving); elsewhere
 (management commands, Django's test client) requests store directly, in the caller's
 transaction.
@@ -49,8 +39,6 @@ log = logging.getLogger(__name__)
 
 MAX_RECORDS: Final = 5000
 MAX_WAIT_S: Final = 0.002  # after the first request: long enough for the others arriving with it
-PARALLEL_RECORDS: Final = 500  # a group worth a transaction beside another writer's
-GATHER_POLL_S: Final = 0.0005  # how often a gathering writer looks whether the other is done
 
 # What a request hears back: its records' ids once committed, or the earlier use of its
 # idempotency key (its records were not stored again).
@@ -65,7 +53,6 @@ class GroupWriter:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._autostart = autostart
-        self._committing = 0  # writers in a transaction now (under _lock)
 
     def store(self, records: Sequence[Metric], claim: Claim | None = None) -> Stored:
         """Store and publish the records with whatever else is waiting; their ids once
@@ -98,9 +85,22 @@ class GroupWriter:
 
     def _run(self) -> None:
         while True:
-            group = self._gather()
-            with self._lock:
-                self._committing += 1
+            group: list[Waiting] = []
+            size, deadline = 0, 0.0
+            while size < MAX_RECORDS:
+                try:
+                    if group:
+                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    else:
+                        item = self._queue.get()
+                        deadline = time.monotonic() + MAX_WAIT_S
+                except queue.Empty:
+                    break
+                # False when its request stopped waiting (cancel(): overloaded, answered 503)
+                # before a writer took it: then it is not stored, as its answer said.
+                if item[2].set_running_or_notify_cancel():
+                    group.append(item)
+                    size += len(item[0])
             try:
                 self._commit(group)
             except Exception:  # a writer that died would leave every request waiting: log, go on
@@ -108,39 +108,6 @@ class GroupWriter:
                 for _, _, done in group:
                     if not done.done():
                         done.set_exception(DatabaseError("the group writer failed"))
-            finally:
-                with self._lock:
-                    self._committing -= 1
-
-    def _gather(self) -> list[Waiting]:
-        """The next group: what arrives within MAX_WAIT_S of its first request, and, while
-        another writer commits, what arrives until that one is done or the group holds
-        PARALLEL_RECORDS (up to MAX_RECORDS)."""
-        group: list[Waiting] = []
-        size, deadline = 0, 0.0
-        while size < MAX_RECORDS:
-            try:
-                if not group:
-                    item = self._queue.get()
-                    deadline = time.monotonic() + MAX_WAIT_S
-                elif (wait := deadline - time.monotonic()) > 0:
-                    item = self._queue.get(timeout=wait)
-                elif size < PARALLEL_RECORDS and self._another_commits():
-                    item = self._queue.get(timeout=GATHER_POLL_S)
-                else:
-                    break
-            except queue.Empty:
-                continue
-            # False when its request stopped waiting (cancel(): overloaded, answered 503)
-            # before a writer took it: then it is not stored, as its answer said.
-            if item[2].set_running_or_notify_cancel():
-                group.append(item)
-                size += len(item[0])
-        return group
-
-    def _another_commits(self) -> bool:
-        with self._lock:
-            return self._committing > 0
 
     def _commit(self, group: list[Waiting]) -> None:
         try:
