@@ -30,11 +30,18 @@ def insert_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
     batches come in few sizes; bounded, since the text of 1000 rows is tens of KB and a
     fleet's batch sizes vary."""
     one_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one_row] * rows)
+    return _insert_head(table, columns) + " " + ", ".join([one_row] * rows)
 
 
-def execute_rows(cursor: Any, sql_head: str, rows: Sequence[tuple[int | str, ...]], tail: str = "") -> None:
-    """`sql_head` ("INSERT INTO t (a, b) VALUES") with `rows` of ints and strings, then `tail`.
+def _insert_head(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES"
+
+
+def execute_rows(
+    cursor: Any, table: str, columns: tuple[str, ...], rows: Sequence[tuple[int | str, ...]], tail: str = ""
+) -> None:
+    """A multi-row INSERT of `rows` of ints and strings into `table`, then `tail` (an upsert
+    clause).
 
     For the rollups' upserts, whose rows hold only ints and strings the service formed itself
     (validated names, bucket times). On MySQL the VALUES are written out here: mysqlclient
@@ -43,9 +50,7 @@ def execute_rows(cursor: Any, sql_head: str, rows: Sequence[tuple[int | str, ...
     few names and times, so each distinct string goes through the driver's own escaping once.
     """
     if connection.vendor != "mysql":
-        one_row = "(" + ", ".join(["%s"] * len(rows[0])) + ")"
-        params = [value for row in rows for value in row]
-        cursor.execute(f"{sql_head} {', '.join([one_row] * len(rows))} {tail}", params)
+        cursor.execute(f"{insert_sql(table, columns, len(rows))} {tail}", [v for row in rows for v in row])
         return
     escape = connection.connection.string_literal
     quoted: dict[str, str] = {}
@@ -64,7 +69,7 @@ def execute_rows(cursor: Any, sql_head: str, rows: Sequence[tuple[int | str, ...
                 raise TypeError(f"a rollup value must be an int or a str, not {type(value).__name__}")
         rendered.append("(" + ", ".join(values) + ")")
     # No parameters: mysqlclient sends the text as it is (a % in it is not a placeholder).
-    cursor.execute(f"{sql_head} {', '.join(rendered)} {tail}")
+    cursor.execute(f"{_insert_head(table, columns)} {', '.join(rendered)} {tail}")
 
 
 def upsert_clause(key: Sequence[str], merges: Mapping[str, Merge]) -> str:

@@ -202,9 +202,8 @@ def _upsert(
 ) -> None:
     """Rows into a rollup table, adding to the rows already there, in statements of at most
     `rows_per_statement` rows."""
-    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES"
     for start in range(0, len(rows), rows_per_statement):
-        execute_rows(cursor, head, rows[start : start + rows_per_statement], merge)
+        execute_rows(cursor, table, tuple(columns), rows[start : start + rows_per_statement], merge)
 
 
 @functools.cache

@@ -49,11 +49,12 @@ class FieldNames:
                         unknown.setdefault(record.scraper_source, set()).update(record.fields.keys() - seen)
             return unknown
 
-    def admit(self, records: Sequence[Metric]) -> Refusal | None:
-        """None, or the refusal of a batch that would take a source past the bound (blocking:
-        call it from a thread). Admitted names count as held from now on."""
+    def admit(self, records: Sequence[Metric], unknown: dict[str, set[str]]) -> Refusal | None:
+        """None, or the refusal of a batch whose `unknown` names (from `unknown()`) would take
+        a source past the bound (blocking: call it from a thread). Admitted names count as
+        held from now on."""
         limit = settings.METRICS_MAX_FIELDS_PER_SOURCE
-        for source, names in sorted(self.unknown(records).items()):
+        for source, names in sorted(unknown.items()):
             held = set(
                 FieldHour.objects.filter(scraper_source=source).values_list("field", flat=True).distinct()
             )

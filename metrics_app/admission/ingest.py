@@ -60,13 +60,13 @@ async def new_names(batch: Batch, caller: Caller) -> Refusal | None:
     if caller.key is None:
         return None
     new_sources = sources.new_names.unknown(batch.records)
-    new_fields = bool(field_names.unknown(batch.records))
+    new_fields = field_names.unknown(batch.records)
     if not (new_sources or new_fields):
         return None
     try:
         if new_sources and (refused := await db.run(sources.new_names.admit, batch.records, caller.key.id)):
             return refused
-        return await db.run(field_names.admit, batch.records) if new_fields else None
+        return await db.run(field_names.admit, batch.records, new_fields) if new_fields else None
     except DatabaseError as exc:
         counters.problem("database_unavailable", log, "database unavailable (new names): %s", exc)
         return refusals.DATABASE_UNAVAILABLE

@@ -13,14 +13,17 @@ AWKWARD = ("it's", 'say "hi"', "back\\slash", "100% %s %(x)s", "a;b -- c", "Ã¼nÃ
 
 
 def test_strings_arrive_exactly_as_given() -> None:
-    head = "INSERT INTO scraper_fields_minute (minute, scraper_source, field, items, filled, invalid) VALUES"
+    table, columns = (
+        "scraper_fields_minute",
+        ("minute", "scraper_source", "field", "items", "filled", "invalid"),
+    )
     rows = [("2026-12-07 10:00:00", "src", name, 3, 2, 1) for name in AWKWARD]
     with connection.cursor() as cursor:
-        execute_rows(cursor, head, rows)
+        execute_rows(cursor, table, columns, rows)
         assert FieldMinute.objects.count() == len(AWKWARD)
         if connection.vendor == "mysql":  # elsewhere the driver binds them as parameters
             with pytest.raises(TypeError):
-                execute_rows(cursor, head, [("2026-12-07 10:00:00", "src", "f", True, 2, 1)])
+                execute_rows(cursor, table, columns, [("2026-12-07 10:00:00", "src", "f", True, 2, 1)])
 
     stored = dict(FieldMinute.objects.values_list("field", "items"))
     assert stored == dict.fromkeys(AWKWARD, 3)
