@@ -451,7 +451,7 @@ class IdempotencyKey(models.Model):
         return f"{self.key} ({self.accepted} records)"
 
 
-# The field and status rollups live in their own module; Django finds them through this one.
+# The field, status and run rollups live in their own modules; Django finds them through this one.
 # The alerts' tables live with the alerts; Django finds an app's models through this module.
 from metrics_app.alerts.models import (  # noqa: E402, F401
     Alert,
@@ -470,3 +470,4 @@ from metrics_app.data_models import (  # noqa: E402, F401
     StatusHour,
     StatusMinute,
 )
+from metrics_app.run_models import RunEnd, RunField, RunSource, RunStatus  # noqa: E402, F401

@@ -70,7 +70,9 @@ HttpStatus = Annotated[int, Meta(ge=100, le=599)]
 RUN_ID_MAX_LENGTH: Final = 64
 RUN_ID: Final = rf"[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{RUN_ID_MAX_LENGTH - 1}}}"
 RUN_ID_PATTERN: Final = f"^{RUN_ID}$"
-RunId = Annotated[str, Meta(pattern=rf"\A{RUN_ID}\Z")]
+_WHOLE_RUN_ID: Final = rf"\A{RUN_ID}\Z"
+_RUN_ID_RE: Final = re.compile(_WHOLE_RUN_ID)
+RunId = Annotated[str, Meta(pattern=_WHOLE_RUN_ID)]
 # A page's field counts (docs/api.md, "Fields"): at most MAX_FIELDS names, each at most 64
 # characters, so a source's fields stay a short list and fit the rollups' key column.
 MAX_FIELDS: Final = 50
@@ -103,6 +105,10 @@ def now_ms() -> int:
 
 def is_source_name(value: str) -> bool:
     return _SOURCE_RE.match(value) is not None
+
+
+def is_run_id(value: str) -> bool:
+    return _RUN_ID_RE.match(value) is not None
 
 
 class _Record(Struct, tag_field="type", rename="camel", forbid_unknown_fields=True, kw_only=True):

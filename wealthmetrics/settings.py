@@ -245,6 +245,8 @@ METRICS_HEARTBEAT_INTERVAL_MS = env_int(
 METRICS_FLUSH_INTERVAL_MS = env_int("METRICS_FLUSH_INTERVAL_MS", 5000, minimum=10, maximum=600_000)
 METRICS_FLUSH_BATCH_SIZE = env_int("METRICS_FLUSH_BATCH_SIZE", 100, minimum=1, maximum=10_000)
 METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 7, minimum=1, maximum=3650)
+# A run with no record for this long ended unfinished (docs/api.md, "Runs").
+METRICS_RUN_IDLE_S = env_int("METRICS_RUN_IDLE_S", 1800, minimum=10, maximum=7 * 86_400)
 METRICS_MAX_BODY_BYTES = env_int(
     "METRICS_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=256 * 1024 * 1024
 )

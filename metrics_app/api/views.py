@@ -26,6 +26,7 @@ from metrics_app.admission import refusals
 from metrics_app.admission.asgi import caller_of
 from metrics_app.admission.ingest import MAX_RECORDS_PER_REQUEST
 from metrics_app.alerts import lifecycle
+from metrics_app.alerts import runs as run_answers
 from metrics_app.api import prometheus, status
 from metrics_app.history import failures as failed
 from metrics_app.history import fields as data_fields
@@ -34,8 +35,11 @@ from metrics_app.records import (
     MAX_RECORDED_AT,
     METRIC_TYPES,
     MIN_RECORDED_AT,
+    RUN_ID_PATTERN,
     SOURCE_PATTERN,
     WILDCARD,
+    epoch_ms,
+    is_run_id,
     is_source_name,
 )
 from metrics_app.stream import totals
@@ -226,6 +230,35 @@ def failures(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     start = now - overview.RANGES[range_name].span
     return JsonResponse({"range": range_name, **failed.failures(start, now, source, query, int(page))})
+
+
+@allow("GET")
+def runs(request: HttpRequest) -> HttpResponse:
+    """Runs, newest first, each against its scheduler's last ten (docs/api.md, "Runs")."""
+    params = request.GET
+    names = {}
+    for name in ("scheduler", "source"):
+        value = names[name] = params.get(name) or None
+        if value is not None and not is_source_name(value):
+            return error(f"{name} must match {SOURCE_PATTERN}", field=name)
+    limit = params.get("limit", "50")
+    if not PAGE_NUMBER.fullmatch(limit) or not 1 <= int(limit) <= run_answers.MAX_LISTED:
+        return error(f"limit must be between 1 and {run_answers.MAX_LISTED}", field="limit")
+    now_ms = epoch_ms(timezone.now())
+    return JsonResponse({"runs": run_answers.listed(names["scheduler"], names["source"], int(limit), now_ms)})
+
+
+@allow("GET")
+def run(request: HttpRequest, run_id: str) -> HttpResponse:
+    """One run against its scheduler's last ten. A key limited to sources names one of the
+    run's as `source` (the door checks it is the key's)."""
+    if not is_run_id(run_id):
+        return error(f"a run id must match {RUN_ID_PATTERN}", field="runId")
+    answer = run_answers.one(run_id, epoch_ms(timezone.now()))
+    source = request.GET.get("source") or None
+    if answer is None or (source is not None and source not in answer["sources"]):
+        return refusals.NOT_FOUND.response()
+    return JsonResponse(answer)
 
 
 @allow("GET")
