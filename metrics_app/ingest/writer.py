@@ -12,15 +12,24 @@ A fleet of scrapers sends many small batches at once; one transaction per reques
 fsync and one round of rollup upserts each, and concurrent transactions waiting on each
 other's row locks for the same rollup rows. Batched, those costs are paid once per group.
 
+For the same reason small groups go to the database one at a time. The first writer takes
+whatever waits whenever it is free; the others take a group only when PARALLEL_RECORDS records
+or more wait. While the first commits, small requests gather into the next group instead of
+going beside it: side by side, small groups upsert the same rollup rows (same sources, same
+minute), so the second waits on the first's row locks and each pays a round of upserts for a
+handful of records. Big batches mostly insert their own rows, which two transactions do in
+parallel. Whatever waits is taken as soon as the first writer is free, so no request waits
+longer than one transaction before a writer has it.
+
 Used where a server runs the application (metrics_app.server.features.serving); elsewhere
 (management commands, Django's test client) requests store directly, in the caller's
 transaction.
 """
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Final
@@ -39,6 +48,7 @@ log = logging.getLogger(__name__)
 
 MAX_RECORDS: Final = 5000
 MAX_WAIT_S: Final = 0.002  # after the first request: long enough for the others arriving with it
+PARALLEL_RECORDS: Final = 500  # waiting records worth a transaction beside the first writer's
 
 # What a request hears back: its records' ids once committed, or the earlier use of its
 # idempotency key (its records were not stored again).
@@ -48,10 +58,14 @@ Waiting = tuple[Sequence[Metric], Claim | None, "Future[Stored]"]
 
 class GroupWriter:
     def __init__(self, autostart: bool = True) -> None:
-        """`autostart`: start the writing thread with the first request (else `start()` does)."""
-        self._queue: queue.SimpleQueue[Waiting] = queue.SimpleQueue()
+        """`autostart`: start the writing threads with the first request (else `start()` does)."""
+        self._waiting: deque[Waiting] = deque()
+        self._waiting_records = 0
+        lock = threading.Lock()
+        self._for_first = threading.Condition(lock)  # anything waits
+        self._for_others = threading.Condition(lock)  # PARALLEL_RECORDS wait
         self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._autostart = autostart
 
     def store(self, records: Sequence[Metric], claim: Claim | None = None) -> Stored:
@@ -66,41 +80,30 @@ class GroupWriter:
         if self._autostart:
             self.start()
         done: Future[Stored] = Future()
-        self._queue.put((records, claim, done))
+        with self._for_first:
+            self._waiting.append((records, claim, done))
+            self._waiting_records += len(records)
+            self._for_first.notify()
+            if self._waiting_records >= PARALLEL_RECORDS:
+                self._for_others.notify()
         return done
 
     def start(self) -> None:
-        """Start the writers: METRICS_DB_WRITERS threads, each with its own connection, taking
-        groups from the same queue (one stores while another builds its rows or waits on the
-        disk; small batches arriving together still share a group)."""
+        """Start the writers: METRICS_DB_WRITERS threads, each with its own connection (one
+        stores while another builds its rows or waits on the disk)."""
         if not self._threads:
-            with self._lock:
+            with self._start_lock:
                 if not self._threads:
                     for n in range(settings.METRICS_DB_WRITERS):
                         thread = threading.Thread(
-                            target=self._run, name=f"wealthmetrics-writer-{n}", daemon=True
+                            target=self._run, args=(n == 0,), name=f"wealthmetrics-writer-{n}", daemon=True
                         )
                         thread.start()
                         self._threads.append(thread)
 
-    def _run(self) -> None:
+    def _run(self, first: bool) -> None:
         while True:
-            group: list[Waiting] = []
-            size, deadline = 0, 0.0
-            while size < MAX_RECORDS:
-                try:
-                    if group:
-                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                    else:
-                        item = self._queue.get()
-                        deadline = time.monotonic() + MAX_WAIT_S
-                except queue.Empty:
-                    break
-                # False when its request stopped waiting (cancel(): overloaded, answered 503)
-                # before a writer took it: then it is not stored, as its answer said.
-                if item[2].set_running_or_notify_cancel():
-                    group.append(item)
-                    size += len(item[0])
+            group = self._gather(first)
             try:
                 self._commit(group)
             except Exception:  # a writer that died would leave every request waiting: log, go on
@@ -108,6 +111,31 @@ class GroupWriter:
                 for _, _, done in group:
                     if not done.done():
                         done.set_exception(DatabaseError("the group writer failed"))
+
+    def _gather(self, first: bool) -> list[Waiting]:
+        """The next group: once anything waits (the first writer) or PARALLEL_RECORDS records
+        do (the others), what waits and what arrives within MAX_WAIT_S, up to MAX_RECORDS."""
+        ready, enough = (self._for_first, 1) if first else (self._for_others, PARALLEL_RECORDS)
+        group: list[Waiting] = []
+        size = 0
+        with ready:
+            while not group:
+                ready.wait_for(lambda: self._waiting_records >= enough)
+                deadline = time.monotonic() + MAX_WAIT_S
+                while True:
+                    while self._waiting and size < MAX_RECORDS:
+                        item = self._waiting.popleft()
+                        self._waiting_records -= len(item[0])
+                        # False when its request stopped waiting (cancel(): overloaded, answered
+                        # 503) before a writer took it: then it is not stored, as its answer said.
+                        if item[2].set_running_or_notify_cancel():
+                            group.append(item)
+                            size += len(item[0])
+                    remaining = deadline - time.monotonic()
+                    if size >= MAX_RECORDS or remaining <= 0:
+                        break
+                    self._for_first.wait(remaining)
+        return group
 
     def _commit(self, group: list[Waiting]) -> None:
         try:

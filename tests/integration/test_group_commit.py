@@ -1,6 +1,8 @@
 """Group commit (metrics_app.ingest.writer): requests waiting together share one transaction;
 each gets its own records' ids, and a failed transaction fails exactly the requests in it."""
 
+import threading
+import time
 from concurrent.futures import Future
 from typing import Any
 
@@ -65,3 +67,46 @@ def test_records_withdrawn_before_a_writer_took_them_are_not_stored() -> None:
     assert len(ids(kept)) == 1
     assert list(PagePerformance.objects.values_list("scraper_source", flat=True)) == ["waited"]
     assert len(ids(writer.submit(batch("late", 1)))) == 1  # the writer goes on
+
+
+def test_small_groups_wait_for_the_first_writer_and_big_ones_go_beside_it(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    """While the first writer commits, small batches gather into one group for after it (side
+    by side they would upsert the same rollup rows); PARALLEL_RECORDS waiting go at once, on
+    another writer."""
+    settings.METRICS_DB_WRITERS = 2
+    real, release = writer_module.store_batches, threading.Event()
+    groups: list[list[str]] = []
+
+    def store(batches: Any) -> Any:
+        groups.append([records[0].scraper_source for records, _ in batches])
+        if groups[-1] == ["slow"]:
+            assert release.wait(10)
+        return real(batches)
+
+    monkeypatch.setattr(writer_module, "store_batches", store)
+    writer = GroupWriter()
+    slow = writer.submit(batch("slow", 1))
+    while not groups:
+        time.sleep(0.001)
+    small = [writer.submit(batch(f"small{n}", 2)) for n in range(3)]
+    time.sleep(0.05)  # far past MAX_WAIT_S: the small ones still wait for the slow group
+    assert groups == [["slow"]]
+    big = writer.submit(batch("big", writer_module.PARALLEL_RECORDS - 6))
+    assert len(ids(big)) == writer_module.PARALLEL_RECORDS - 6  # beside the slow one, which still waits
+    assert not slow.done()
+    release.set()
+    assert all(len(ids(future)) == 2 for future in small) and len(ids(slow)) == 1
+    assert groups == [["slow"], ["small0", "small1", "small2", "big"]]
+
+
+def test_every_request_of_a_burst_is_answered(settings: Any) -> None:
+    """Bursts of concurrent small and big batches, ending at once: none is left waiting."""
+    settings.METRICS_DB_WRITERS = 2
+    writer = GroupWriter()
+    for burst in range(5):
+        futures = [writer.submit(batch(f"b{burst}-{n}", 600 if n % 16 == 0 else 3)) for n in range(64)]
+        for future in futures:
+            assert ids(future)
+    assert PagePerformance.objects.count() == 5 * (4 * 600 + 60 * 3)
