@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from metrics_app.records import is_source_name
+from metrics_app.records import is_run_id, is_source_name
 
 WS_PATH = "/ws/metrics/"
 
@@ -22,6 +22,14 @@ def source(request: HttpRequest, name: str) -> HttpResponse:
     if not is_source_name(name):
         raise Http404("not a source name")
     return render(request, "dashboard/source.html", {"ws_path": WS_PATH, "source": name})
+
+
+@login_required
+def run(request: HttpRequest, run_id: str) -> HttpResponse:
+    """One run against its scheduler's last ten (static/js/run-page.js reads GET /api/runs/<runId>/)."""
+    if not is_run_id(run_id):
+        raise Http404("not a run id")
+    return render(request, "dashboard/run.html", {"run_id": run_id})
 
 
 def locked_out(request: HttpRequest, original_response: Any = None, credentials: Any = None) -> HttpResponse:

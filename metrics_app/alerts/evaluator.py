@@ -33,6 +33,8 @@ from metrics_app import counters, db
 from metrics_app.alerts import lifecycle, notify, signals, verdicts
 from metrics_app.alerts.field_window import FieldWindow
 from metrics_app.alerts.models import Alert, AlertEvent, EvaluatorLease, Threshold
+from metrics_app.alerts.runs import MEASURE as RUN_DEGRADED
+from metrics_app.alerts.runs import LastRuns
 from metrics_app.alerts.usual import HISTORY, Baselines, Usual
 from metrics_app.records import epoch_ms
 from metrics_app.stream.bus import get_bus
@@ -77,6 +79,7 @@ class Evaluator:
         self.fields = FieldWindow()
         self._scanned_at: datetime | None = None
         self._verdicts: dict[str, Judged] = {}  # each scraper's last finding, see _verdict
+        self.last_runs = LastRuns()  # each scheduler's last run, judged (run_degraded)
 
     # --- the lease ------------------------------------------------------------------------
 
@@ -166,6 +169,9 @@ class Evaluator:
         for name, found in sorted(runs.items()):
             if finding := verdicts.judge_scheduler(name, found, now_ms, window_s * 1000):
                 findings.append(finding)
+            degraded = self.last_runs.finding(name, found[0], now_ms)
+            if degraded is not None and degraded.holds:
+                findings.append(degraded)
         cycle.channels, cycle.schedulers = len(seen), len(runs)
         watched = max(1, len(scrapers | (set(seen) & self.steady)))
 
@@ -175,6 +181,8 @@ class Evaluator:
             measure, name = alert.measure, alert.scraper_source or ""
             if alert.scheduler_name:
                 found = runs.get(alert.scheduler_name, [])
+                if measure == RUN_DEGRADED:
+                    return self.last_runs.finding(alert.scheduler_name, found[0], now_ms) if found else None
                 return verdicts.measure_scheduler(
                     measure, alert.scheduler_name, found, now_ms, window_s * 1000
                 )

@@ -22,6 +22,7 @@ class Verdict(models.TextChoices):
     NO_DATA = "no_data"
     SCHEDULER_LATE = "scheduler_late"
     SCHEDULER_FAILED = "scheduler_failed"
+    RUN_DEGRADED = "run_degraded"
     INCIDENT = "incident"
 
 

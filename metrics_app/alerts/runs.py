@@ -17,11 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from metrics_app.alerts.findings import count_text, duration_text, pct
+from metrics_app.alerts.findings import Finding, count_text, duration_text, pct
+from metrics_app.alerts.models import Verdict
+from metrics_app.alerts.signals import Run as SchedulerRun
 from metrics_app.history import runs as run_history
 from metrics_app.history.runs import Run
 
 MIN_USUAL_RUNS: Final = 3
+MEASURE: Final = "run_degraded"  # the rule's key in an alert's `measure`
 MAX_LISTED: Final = 200  # runs in one answer of GET /api/runs/
 
 
@@ -86,12 +89,59 @@ def _span(low: float, high: float, form: Any) -> str:
     return low_text if low_text == high_text else f"{low_text}–{high_text}"
 
 
+# --- The alert ------------------------------------------------------------------------------------
+
+
+class LastRuns:
+    """Each scheduler's last finished run, judged once: a judgment changes only when a new run
+    ends, so an evaluation cycle reads the run rollups only for schedulers whose last run is
+    new since the cycle before."""
+
+    def __init__(self) -> None:
+        self._judged: dict[str, tuple[str, Finding | None]] = {}  # scheduler → (run id, finding)
+
+    def finding(self, scheduler: str, last: SchedulerRun, now_ms: int) -> Finding | None:
+        """The run_degraded finding of the scheduler's last run, whether or not it holds; None
+        when that run has no id, or too few runs came before it to judge by."""
+        run_id = last.run_id
+        if run_id is None:
+            self._judged.pop(scheduler, None)
+            return None
+        known = self._judged.get(scheduler)
+        if known is not None and known[0] == run_id:
+            return known[1]
+        found = run_history.one(run_id, now_ms)
+        finding = None if found is None else _finding(*found, last.source)
+        self._judged[scheduler] = (run_id, finding)
+        return finding
+
+
+def _finding(run: Run, usual: Sequence[Run], source: str | None) -> Finding | None:
+    if run.ended_at is None or len(usual) < MIN_USUAL_RUNS:
+        return None
+    outside = judged(run, usual)
+    basis = f"its last {len(usual)} runs"
+    if not outside:
+        return Finding(
+            Verdict.RUN_DEGRADED, source, run.scheduler_name,
+            f"{run.scheduler_name} run {run.run_id}: {run.items:,} items, in range of {basis}",
+            float(run.items), None, basis, measure=MEASURE, holds=False,
+        )  # fmt: skip
+    worst = outside[0]
+    return Finding(
+        Verdict.RUN_DEGRADED, source, run.scheduler_name, summary(run, outside),
+        float(worst.value), float(worst.low if worst.value < worst.low else worst.high), basis,
+        measure=MEASURE,
+    )  # fmt: skip
+
+
 # --- GET /api/runs/ ------------------------------------------------------------------------------
 
 
 def _answer(run: Run, usual: Sequence[Run], now_ms: int) -> dict[str, Any]:
     outside = judged(run, usual)
-    return run_history.as_json(run, usual, now_ms, summary(run, outside) if outside else None)
+    degraded = summary(run, outside) if outside else None
+    return run_history.as_json(run, usual, now_ms, degraded, [o.measure for o in outside])
 
 
 def one(run_id: str, now_ms: int) -> dict[str, Any] | None:

@@ -135,6 +135,7 @@ class Run:
     success: bool
     error: str | None
     source: str | None
+    run_id: str | None = None  # the runId it ended (docs/api.md, "Runs")
 
 
 def recent_runs(since: datetime, until: datetime) -> dict[str, list[Run]]:
@@ -152,7 +153,7 @@ def recent_runs(since: datetime, until: datetime) -> dict[str, list[Run]]:
         .order_by("-created_at")
         .values_list(
             "scheduler_name", "created_at", "execution_duration_ms", "items_processed", "success", "error",
-            "scraper_source",
+            "scraper_source", "run_id",
         )[:RUNS_KEPT]
         for name, at in newest
         if at >= since
@@ -162,8 +163,8 @@ def recent_runs(since: datetime, until: datetime) -> dict[str, list[Run]]:
     # One statement for all of them (a query each was most of this read's time); the union
     # keeps each part's rows, not their order.
     runs: dict[str, list[Run]] = {}
-    for name, at, ms, items, ok, error, source in last_runs[0].union(*last_runs[1:], all=True):
-        runs.setdefault(name, []).append(Run(epoch_ms(at), ms, items, ok, error, source))
+    for name, at, ms, items, ok, error, source, run_id in last_runs[0].union(*last_runs[1:], all=True):
+        runs.setdefault(name, []).append(Run(epoch_ms(at), ms, items, ok, error, source, run_id))
     for found in runs.values():
         found.sort(key=lambda run: run.at, reverse=True)
     return runs

@@ -168,9 +168,11 @@ def comparison(usual: Sequence[Run]) -> dict[str, Any]:
     }
 
 
-def as_json(run: Run, usual: Sequence[Run], now_ms: int, degraded: str | None) -> dict[str, Any]:
-    """A run as GET /api/runs/ gives it; `degraded` is the run_degraded rule's summary, if it
-    holds (metrics_app.alerts.runs)."""
+def as_json(
+    run: Run, usual: Sequence[Run], now_ms: int, degraded: str | None, outside: Sequence[str]
+) -> dict[str, Any]:
+    """A run as GET /api/runs/ gives it; `degraded` is the run_degraded rule's summary if it
+    holds, `outside` the measures it found out of range (metrics_app.alerts.runs)."""
     return {
         "runId": run.run_id,
         "schedulerName": run.scheduler_name,
@@ -192,6 +194,7 @@ def as_json(run: Run, usual: Sequence[Run], now_ms: int, degraded: str | None) -
         "entities": 0,
         "verdict": None if degraded is None else "run_degraded",
         "summary": degraded,
+        "outside": list(outside),
         "comparison": comparison(usual),
     }
 

@@ -12,6 +12,7 @@ import {
 import { getJSON, renderTiles } from "./page.js";
 import { PageLoop } from "./page-loop.js";
 import { WILDCARD } from "./records.js";
+import { RunsView } from "./runs.js";
 
 const TOP = 8; // sources drawn one by one in a chart; the rest are "others"
 const TOP_BARS = 20; // sources given a bar of their own in the by-source charts
@@ -26,6 +27,7 @@ let charts = null;
 let alerts = null;
 let failures = null;
 let data = null;
+let runs = null; // the Scheduler tab's RunsView
 let tab = "overview";
 
 // --- what each chart shows -------------------------------------------------------------------
@@ -238,6 +240,7 @@ function showTab(name) {
   $(".exports").hidden = !document.querySelector(`#tab-${name} canvas`);
   if (name === "alerts") failures.show(loop.range, loop.source).catch(console.warn);
   if (name === "data") showData().catch(console.warn);
+  if (name === "scheduler") showRuns().catch(console.warn);
   loop.invalidate("tab");
 }
 
@@ -246,6 +249,12 @@ async function showData() {
   if (!loop.view) return;
   const busiest = loop.view.totalsByChannel("scraper", TOP).map(([name]) => name).filter((name) => name !== OTHERS);
   await data.show(loop.view.range, loop.source, busiest);
+}
+
+// The Scheduler tab's runs, of the source filter's choice.
+async function showRuns() {
+  const channel = loop.view?.channels.find((c) => c.name === loop.source);
+  await runs.show(loop.source, channel?.kind === "scheduler");
 }
 
 function chooseSource(name) {
@@ -287,11 +296,13 @@ export function main() {
   charts = new Charts({ open: openSource });
   failures = new FailuresView($("#tab-alerts"), getJSON);
   data = new DataView($("#tab-data"), getJSON, chooseSource);
+  runs = new RunsView($("#tab-scheduler"), getJSON);
   loop = new PageLoop({
     render,
     loaded: async () => {
       if (tab === "alerts") await failures.show(loop.range, loop.source);
       if (tab === "data") await showData(); // reloaded with the range, every RELOAD_MS
+      if (tab === "scheduler") await showRuns();
     },
   });
   alerts = new AlertsView($("#tab-alerts"), getJSON, () => loop.invalidate("view"));

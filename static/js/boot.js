@@ -5,6 +5,7 @@
 const PAGES = {
   analytics: () => import("./analytics.js"),
   source: () => import("./source-page.js"),
+  run: () => import("./run-page.js"),
 };
 
 const { main } = await PAGES[document.body.dataset.page]();

@@ -14,7 +14,8 @@ from django.test import override_settings
 from metrics_app.models import ApiKey, PagePerformance, RunSource
 from metrics_app.records import now_ms
 from tests.support.asgi import AsgiClient
-from tests.support.records import navigation, scheduler_run, scrape
+from tests.support.records import navigation, scheduler_run
+from tests.support.runs import crawl
 from tests.support.servers import DaphneServer
 from tests.support.ws import unique_source
 
@@ -26,31 +27,6 @@ MINUTE = 60_000
 def send(client: AsgiClient, key: str, metrics: list[dict[str, Any]], **headers: str) -> Any:
     return client.post("/api/metrics/", data={"metrics": metrics},
                        headers={"Authorization": f"Bearer {key}", **headers})  # fmt: skip
-
-
-def crawl(
-    run_id: str, source: str, at: int, *, pages: int = 10, items: int = 50, failed: int = 0,
-    took_ms: int = 60_000, scheduler: str | None = "quotes-refresh", price_filled: float = 1.0,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """One run's records: a navigation and a scrape per page (the last `failed` navigations
-    fail, with no scrape), then the scheduler run that ends it. `items` is spread over the
-    scraped pages; `price` is filled on that share of them."""
-    records = []
-    scraped = pages - failed
-    for page in range(pages):
-        when = at + page * took_ms // max(1, pages)
-        ok = page < scraped
-        records.append(navigation(scraperSource=source, runId=run_id, recordedAt=when, success=ok,
-                                  httpStatus=200 if ok else 503, error=None if ok else "HTTP 503"))  # fmt: skip
-        if ok:
-            share = items // scraped + (1 if page < items % scraped else 0)
-            filled = round(share * price_filled)
-            records.append(scrape(scraperSource=source, runId=run_id, recordedAt=when + 100, itemsExtracted=share,
-                                  dataSize=1000, fields={"price": {"filled": filled, "invalid": 0}}))  # fmt: skip
-    if scheduler is not None:
-        records.append(scheduler_run(schedulerName=scheduler, scraperSource=source, runId=run_id,
-                                     recordedAt=at + took_ms, executionDurationMs=took_ms, itemsProcessed=items))  # fmt: skip
-    return records
 
 
 def run_of(client: AsgiClient, key: str, run_id: str, **params: str) -> Any:
@@ -74,7 +50,7 @@ def test_a_runs_numbers_through_daphne(daphne: DaphneServer, committed_api_key: 
         "success": True, "durationMs": 120_000, "pages": 8, "failedPages": 2, "items": 100,
         "bytes": 6000, "statuses": {"200": 6, "503": 2},
         "fields": {"price": {"items": 100, "filled": 100, "invalid": 0}},
-        "entities": 0, "verdict": None, "summary": None, "comparison": {"runs": 0},
+        "entities": 0, "verdict": None, "summary": None, "outside": [], "comparison": {"runs": 0},
     }  # fmt: skip
     assert answer["startedAt"] == iso_ms(start)
     assert answer["endedAt"] == iso_ms(start + 120_000)
