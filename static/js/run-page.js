@@ -4,7 +4,6 @@
 
 import { filledShare } from "./data.js";
 import { DASH, formatBytes, formatCount, formatDuration, formatPercent, formatTime } from "./format.js";
-import { getJSON } from "./page.js";
 
 const REFRESH_MS = 5000;
 
@@ -83,11 +82,21 @@ function render(run) {
 
 export async function main() {
   const runId = JSON.parse(document.getElementById("run-id").textContent);
+  const url = `/api/runs/${encodeURIComponent(runId)}/`;
   const load = async () => {
-    const run = await getJSON(`/api/runs/${encodeURIComponent(runId)}/`);
-    render(run);
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (response.status === 404) {
+      // No record of it yet: a run that is about to start, or a mistyped link. Look again.
+      document.querySelector("#run-meta").textContent = "No record of this run has arrived.";
+      setTimeout(load, REFRESH_MS);
+    } else if (!response.ok) {
+      throw new Error(`${url}: ${response.status}`);
+    } else {
+      const run = await response.json();
+      render(run);
+      if (run.state === "running") setTimeout(load, REFRESH_MS);
+    }
     document.body.dataset.loaded = "true";
-    if (run.state === "running") setTimeout(load, REFRESH_MS);
   };
   await load();
 }
