@@ -22,9 +22,10 @@ R = TypeVar("R")
 current_run: ContextVar[str | None] = ContextVar("wealthmetrics_run", default=None)
 
 
-def new_run_id() -> str:
-    """A run id that sorts by time and will not repeat: 20261207T010000-3fa9c1."""
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+def new_run_id(at: float | None = None) -> str:
+    """A run id that sorts by time and will not repeat: 20261207T010000-3fa9c1 (for a run
+    starting now, or at `at`, seconds since the epoch)."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(at)) + "-" + secrets.token_hex(3)
 
 
 @contextmanager

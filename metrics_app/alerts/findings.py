@@ -40,6 +40,9 @@ class Finding:
     # so that it shows the current numbers while it resolves.
     measure: str = ""
     holds: bool = True  # False: only the current numbers of a condition that is gone
+    # A fact rather than a measure over the window (a run that ended far out of range): it fires
+    # at once instead of after holding for half a window.
+    at_once: bool = False
 
     @property
     def fingerprint(self) -> str:

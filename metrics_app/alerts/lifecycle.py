@@ -3,6 +3,8 @@ outbox rows that tell people (Notification), all in one transaction per evaluati
 
 - A condition found for the first time opens a pending alert. It fires once it has held for
   half a window (METRICS_ALERT_WINDOW_S / 2); gone before that, the pending alert is dropped.
+  A finding that is a fact rather than a measure over the window (`at_once`: a run that ended
+  far out of range) fires at once.
 - Each evaluation gives an open alert the current numbers: those of its finding while the
   condition holds, and once it is gone, those of the same rule measured again (`current`), so
   a resolving alert does not go on showing the numbers it fired with. Its events keep the
@@ -99,7 +101,7 @@ def apply(
             if alert.state == Alert.State.FIRING and alert.clear_since is not None:
                 alert.flaps += 1
                 alert.clear_since = None
-            if alert.state == Alert.State.PENDING and now - alert.pending_since >= half:
+            if alert.state == Alert.State.PENDING and (finding.at_once or now - alert.pending_since >= half):
                 alert.state, alert.starts_at = Alert.State.FIRING, now
                 alert.silenced = _silenced(alert, silences)
                 alert.save()

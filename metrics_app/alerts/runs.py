@@ -1,15 +1,17 @@
 """The run_degraded rule (docs/alerts.md): a finished run far outside its scheduler's last ten
 finished runs, judged the same way for GET /api/runs/ and for the alert.
 
-"Far" is relative to the last ten's own spread, so a noisy scheduler needs a bigger change
-before it is called degraded:
-- items or pages: under half their median and under their least;
-- failed pages: more than twice their most, plus 2 (a run usually failing 0-1 pages is degraded
-  from 5);
-- duration: more than 3 times their median and over their most, or under a third of it and
-  under their least (a run that finishes too fast skipped its work);
-- a field's filled share: 20 points under its least.
-Fewer than MIN_USUAL_RUNS finished runs say too little to judge by.
+"Far" is measured against the last ten's quartiles, so that a noisy scheduler needs a bigger
+change, and one or two bad runs among the ten do not make the next bad run look usual (a
+scheduler that stays broken stays alerting until half its last ten are bad):
+- items or pages: under half their median and under their lower quartile;
+- failed pages: more than twice their upper quartile, plus 2 (a run usually failing 0-1 pages
+  is degraded from 5);
+- duration: more than 3 times their median and over their upper quartile, or under a third of
+  the median and under the lower quartile (a run that finishes too fast skipped its work);
+- a field's filled share: 20 points under its lower quartile.
+Fewer than MIN_USUAL_RUNS finished runs say too little to judge by. The summary gives the
+least and most of the ten, as a person compares.
 """
 
 import statistics
@@ -19,13 +21,15 @@ from typing import Any, Final
 
 from metrics_app.alerts.findings import Finding, count_text, duration_text, pct
 from metrics_app.alerts.models import Verdict
-from metrics_app.alerts.signals import Run as SchedulerRun
+from metrics_app.alerts.signals import Run as LastSchedulerRun
 from metrics_app.history import runs as run_history
 from metrics_app.history.runs import Run
 
 MIN_USUAL_RUNS: Final = 3
 MEASURE: Final = "run_degraded"  # the rule's key in an alert's `measure`
-MAX_LISTED: Final = 200  # runs in one answer of GET /api/runs/
+# A run is judged this long after its end: pages of it that arrive later (a batch retried
+# after a 503, another process's) still count.
+SETTLE_MS: Final = 30_000
 
 
 @dataclass(frozen=True)
@@ -34,48 +38,62 @@ class Outside:
 
     measure: str  # "items", "pages", "failedPages", "durationMs" or "fields.<name>"
     value: float
-    low: float
-    high: float
+    bound: float  # the quartile it is judged against
     text: str  # "120 items, its last 10 runs 480–520"
 
 
-def judged(run: Run, usual: Sequence[Run]) -> list[Outside]:
+@dataclass(frozen=True)
+class Usual:
+    """One measure over the last runs: its quartiles and median, its least and most."""
+
+    least: float
+    low: float  # lower quartile
+    median: float
+    high: float  # upper quartile
+    most: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> "Usual":
+        ordered = sorted(values)
+        low, median, high = statistics.quantiles(ordered, n=4, method="inclusive")
+        return cls(ordered[0], low, median, high, ordered[-1])
+
+
+def judged(run: Run, usual: Sequence[Run]) -> list[Outside] | None:
     """Where a finished run is far outside `usual` (the module says how far): items, pages,
-    failures, duration, then fields, the emptiest first."""
+    failures, duration, then fields, the emptiest first. None when it is not judged (not
+    finished, or too few runs before it)."""
     if run.ended_at is None or len(usual) < MIN_USUAL_RUNS:
-        return []
+        return None
     found = []
-    for measure, value, history in (
-        ("items", run.items, [r.items for r in usual]),
-        ("pages", run.pages, [r.pages for r in usual]),
-    ):
-        median, low, high = statistics.median(history), min(history), max(history)
-        if value < median / 2 and value < low:
-            text = f"{value:,} {measure}, its last {len(usual)} runs {_span(low, high, count_text)}"
-            found.append(Outside(measure, value, low, high, text))
-    failures = [r.failed_pages for r in usual]
-    low, high = min(failures), max(failures)
-    if run.failed_pages > 2 * high + 2:
-        text = f"{run.failed_pages:,} of {run.pages:,} pages failed, usually {_span(low, high, count_text)}"
-        found.append(Outside("failedPages", run.failed_pages, low, high, text))
-    durations = [r.duration_ms for r in usual]
-    median, low, high = statistics.median(durations), min(durations), max(durations)
-    took = run.duration_ms
-    if median and ((took > 3 * median and took > high) or (took < median / 3 and took < low)):
-        pace = "fast" if took < median else "slow"
-        text = f"took {duration_text(took)}, too {pace}: usually {_span(low, high, duration_text)}"
-        found.append(Outside("durationMs", took, low, high, text))
+    n = len(usual)
+    for measure, value in (("items", run.items), ("pages", run.pages)):
+        spread = Usual.of([getattr(r, measure) for r in usual])
+        if value < spread.median / 2 and value < spread.low:
+            text = f"{value:,} {measure}, its last {n} runs {_span(spread, count_text)}"
+            found.append(Outside(measure, value, spread.low, text))
+    spread = Usual.of([r.failed_pages for r in usual])
+    if run.failed_pages > 2 * spread.high + 2:
+        text = f"{run.failed_pages:,} of {run.pages:,} pages failed, usually {_span(spread, count_text)}"
+        found.append(Outside("failedPages", run.failed_pages, spread.high, text))
+    spread, took = Usual.of([r.duration_ms for r in usual]), run.duration_ms
+    if spread.median and took > 3 * spread.median and took > spread.high:
+        text = f"took {duration_text(took)}, too slow: usually {_span(spread, duration_text)}"
+        found.append(Outside("durationMs", took, spread.high, text))
+    elif spread.median and took < spread.median / 3 and took < spread.low:
+        text = f"took {duration_text(took)}, too fast: usually {_span(spread, duration_text)}"
+        found.append(Outside("durationMs", took, spread.low, text))
     fields = []
     for name in sorted(run.fields):
         share = run.filled_share(name)
         shares = [s for r in usual if (s := r.filled_share(name)) is not None]
         if share is None or len(shares) < MIN_USUAL_RUNS:
             continue
-        least, most = min(shares), max(shares)
-        if share < least - 0.2:
-            usually = _span(least, most, lambda fraction: f"{100 * fraction:.0f}") + " %"
+        spread = Usual.of(shares)
+        if share < spread.low - 0.2:
+            usually = _span(spread, lambda fraction: f"{100 * fraction:.0f}") + " %"
             text = f"{name} filled on {pct(share)} of items, usually {usually}"
-            fields.append(Outside(f"fields.{name}", share, least, most, text))
+            fields.append(Outside(f"fields.{name}", share, spread.low, text))
     return found + sorted(fields, key=lambda outside: outside.value)
 
 
@@ -84,28 +102,32 @@ def summary(run: Run, outside: Sequence[Outside]) -> str:
     return f"{run.scheduler_name} run {run.run_id}: " + "; ".join(o.text for o in outside)
 
 
-def _span(low: float, high: float, form: Any) -> str:
-    low_text, high_text = form(low), form(high)
-    return low_text if low_text == high_text else f"{low_text}–{high_text}"
+def _span(spread: Usual, form: Any) -> str:
+    """The least and most of the last runs, as people write a range: "480–520", or "0"."""
+    least, most = form(spread.least), form(spread.most)
+    return least if least == most else f"{least}–{most}"
 
 
 # --- The alert ------------------------------------------------------------------------------------
 
 
 class LastRuns:
-    """Each scheduler's last finished run, judged once: a judgment changes only when a new run
-    ends, so an evaluation cycle reads the run rollups only for schedulers whose last run is
+    """Each scheduler's last finished run, judged once it has settled: a judgment changes only
+    when a new run ends, so an evaluation cycle reads the run rollups only for schedulers whose last run is
     new since the cycle before."""
 
     def __init__(self) -> None:
         self._judged: dict[str, tuple[str, Finding | None]] = {}  # scheduler → (run id, finding)
 
-    def finding(self, scheduler: str, last: SchedulerRun, now_ms: int) -> Finding | None:
+    def finding(self, scheduler: str, last: LastSchedulerRun, now_ms: int) -> Finding | None:
         """The run_degraded finding of the scheduler's last run, whether or not it holds; None
-        when that run has no id, or too few runs came before it to judge by."""
+        when that run has no id, ended less than SETTLE_MS ago, or too few runs came before it
+        to judge by."""
         run_id = last.run_id
         if run_id is None:
             self._judged.pop(scheduler, None)
+            return None
+        if now_ms - last.at < SETTLE_MS:
             return None
         known = self._judged.get(scheduler)
         if known is not None and known[0] == run_id:
@@ -117,9 +139,9 @@ class LastRuns:
 
 
 def _finding(run: Run, usual: Sequence[Run], source: str | None) -> Finding | None:
-    if run.ended_at is None or len(usual) < MIN_USUAL_RUNS:
-        return None
     outside = judged(run, usual)
+    if outside is None:
+        return None
     basis = f"its last {len(usual)} runs"
     if not outside:
         return Finding(
@@ -130,8 +152,7 @@ def _finding(run: Run, usual: Sequence[Run], source: str | None) -> Finding | No
     worst = outside[0]
     return Finding(
         Verdict.RUN_DEGRADED, source, run.scheduler_name, summary(run, outside),
-        float(worst.value), float(worst.low if worst.value < worst.low else worst.high), basis,
-        measure=MEASURE,
+        float(worst.value), float(worst.bound), basis, measure=MEASURE, at_once=True,
     )  # fmt: skip
 
 
@@ -139,17 +160,31 @@ def _finding(run: Run, usual: Sequence[Run], source: str | None) -> Finding | No
 
 
 def _answer(run: Run, usual: Sequence[Run], now_ms: int) -> dict[str, Any]:
-    outside = judged(run, usual)
+    outside = judged(run, usual) or []
     degraded = summary(run, outside) if outside else None
     return run_history.as_json(run, usual, now_ms, degraded, [o.measure for o in outside])
 
 
-def one(run_id: str, now_ms: int) -> dict[str, Any] | None:
-    """GET /api/runs/<runId>/, or None for a run the service has no record of."""
+def one(run_id: str, now_ms: int, visible: frozenset[str] | None = None) -> dict[str, Any] | None:
+    """GET /api/runs/<runId>/, or None for a run the service has no record of, or one with
+    records of a source outside `visible` (a key limited to sources)."""
     found = run_history.one(run_id, now_ms)
-    return None if found is None else _answer(*found, now_ms)
+    if found is None or not _covered(found[0], visible):
+        return None
+    return _answer(*found, now_ms)
 
 
-def listed(scheduler: str | None, source: str | None, limit: int, now_ms: int) -> list[dict[str, Any]]:
-    """GET /api/runs/: runs newest first, each with its comparison and verdict."""
-    return [_answer(run, usual, now_ms) for run, usual in run_history.listed(scheduler, source, limit)]
+def listed(
+    scheduler: str | None, source: str | None, limit: int, now_ms: int, visible: frozenset[str] | None = None
+) -> list[dict[str, Any]]:
+    """GET /api/runs/: runs newest first, each with its comparison and verdict; only those
+    whose every source is `visible`, for a key limited to sources."""
+    return [
+        _answer(run, usual, now_ms)
+        for run, usual in run_history.listed(scheduler, source, limit)
+        if _covered(run, visible)
+    ]
+
+
+def _covered(run: Run, visible: frozenset[str] | None) -> bool:
+    return visible is None or run.sources <= visible

@@ -31,6 +31,7 @@ from metrics_app.api import prometheus, status
 from metrics_app.history import failures as failed
 from metrics_app.history import fields as data_fields
 from metrics_app.history import overview, reads
+from metrics_app.history import runs as run_history
 from metrics_app.records import (
     MAX_RECORDED_AT,
     METRIC_TYPES,
@@ -242,19 +243,20 @@ def runs(request: HttpRequest) -> HttpResponse:
         if value is not None and not is_source_name(value):
             return error(f"{name} must match {SOURCE_PATTERN}", field=name)
     limit = params.get("limit", "50")
-    if not PAGE_NUMBER.fullmatch(limit) or not 1 <= int(limit) <= run_answers.MAX_LISTED:
-        return error(f"limit must be between 1 and {run_answers.MAX_LISTED}", field="limit")
-    now_ms = epoch_ms(timezone.now())
-    return JsonResponse({"runs": run_answers.listed(names["scheduler"], names["source"], int(limit), now_ms)})
+    if not PAGE_NUMBER.fullmatch(limit) or not 1 <= int(limit) <= run_history.MAX_LISTED:
+        return error(f"limit must be between 1 and {run_history.MAX_LISTED}", field="limit")
+    now_ms, visible = epoch_ms(timezone.now()), caller_of(request).sources
+    runs = run_answers.listed(names["scheduler"], names["source"], int(limit), now_ms, visible)
+    return JsonResponse({"runs": runs})
 
 
 @allow("GET")
 def run(request: HttpRequest, run_id: str) -> HttpResponse:
     """One run against its scheduler's last ten. A key limited to sources names one of the
-    run's as `source` (the door checks it is the key's)."""
+    run's as `source` (the door checks it is the key's), and sees only runs of its sources."""
     if not is_run_id(run_id):
         return error(f"a run id must match {RUN_ID_PATTERN}", field="runId")
-    answer = run_answers.one(run_id, epoch_ms(timezone.now()))
+    answer = run_answers.one(run_id, epoch_ms(timezone.now()), caller_of(request).sources)
     source = request.GET.get("source") or None
     if answer is None or (source is not None and source not in answer["sources"]):
         return refusals.NOT_FOUND.response()

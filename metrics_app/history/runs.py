@@ -24,6 +24,8 @@ from metrics_app.run_models import RunEnd, RunField, RunSource, RunStatus
 from metrics_app.tally import iso
 
 USUAL_RUNS: Final = 10  # a run is compared with this many of its scheduler's finished runs
+MAX_LISTED: Final = 200  # runs in one answer of GET /api/runs/
+PAGE_ROWS_PER_RUN: Final = 20  # run sources read per run listed (a run has a row per source)
 
 
 @dataclass
@@ -54,7 +56,9 @@ class Run:
 
     @property
     def failed_pages(self) -> int:
-        return self.failed_navigations + self.failed_scrapes
+        # a page whose navigation and scrape both failed (a kit's scrape inside its navigation)
+        # is one failed page: at most `pages`
+        return min(self.pages, self.failed_navigations + self.failed_scrapes)
 
     @property
     def items(self) -> int:
@@ -97,8 +101,10 @@ def load(run_ids: Iterable[str]) -> dict[str, Run]:
     runs = {run_id: Run(run_id) for run_id in ids}
     if not ids:
         return runs
+    # MySQL's default collation matches ids without case: rows of another id are skipped.
     for row in RunSource.objects.filter(run_id__in=ids).order_by():
-        run = runs[row.run_id]
+        if (run := runs.get(row.run_id)) is None:
+            continue
         run.sources.add(row.scraper_source)
         run.first_at = row.first_at if run.first_at is None else min(run.first_at, row.first_at)
         run.last_at = row.last_at if run.last_at is None else max(run.last_at, row.last_at)
@@ -109,7 +115,8 @@ def load(run_ids: Iterable[str]) -> dict[str, Run]:
         run.scraped_items += row.items
         run.bytes += row.bytes
     for end in RunEnd.objects.filter(run_id__in=ids).order_by():
-        run = runs[end.run_id]
+        if (run := runs.get(end.run_id)) is None:
+            continue
         run.scheduler_name, run.success, run.ended_at = end.scheduler_name, end.success, end.ended_at
         run.end_duration_ms, run.items_processed = end.duration_ms, end.items_processed
         if end.scraper_source:
@@ -119,23 +126,29 @@ def load(run_ids: Iterable[str]) -> dict[str, Run]:
         .order_by()
         .values_list("run_id", "field", "items", "filled", "invalid")
     ):
-        runs[run_id].fields[name] = (items, filled, invalid)
+        if run_id in runs:
+            runs[run_id].fields[name] = (items, filled, invalid)
     for run_id, code, navigations in (
         RunStatus.objects.filter(run_id__in=ids)
         .order_by()
         .values_list("run_id", "http_status", "navigations")
     ):
-        runs[run_id].statuses[code] = navigations
+        if run_id in runs:
+            runs[run_id].statuses[code] = navigations
     return {
         run_id: run for run_id, run in runs.items() if run.first_at is not None or run.ended_at is not None
     }
 
 
-def usual_runs(scheduler: str, before_ms: int, count: int = USUAL_RUNS) -> list[str]:
-    """The ids of the scheduler's last `count` runs that ended before `before_ms`, newest first."""
+def ends_before(scheduler: str, key: tuple[int, str], count: int, inclusive: bool = False) -> list[str]:
+    """The ids of the scheduler's last `count` runs that ended before `key` (its end and run
+    id: runs ending in the same millisecond come in id order), newest first."""
+    ended, run_id = key
+    same_time = Q(ended_at=ended, run_id__lte=run_id) if inclusive else Q(ended_at=ended, run_id__lt=run_id)
+    earlier = Q(ended_at__lt=ended) | same_time
     return list(
-        RunEnd.objects.filter(scheduler_name=scheduler, ended_at__lt=before_ms)
-        .order_by("-ended_at")
+        RunEnd.objects.filter(earlier, scheduler_name=scheduler)
+        .order_by("-ended_at", "-run_id")
         .values_list("run_id", flat=True)[:count]
     )
 
@@ -159,7 +172,6 @@ def comparison(usual: Sequence[Run]) -> dict[str, Any]:
             fields[name] = {"filledRatio": span(shares)}
     return {
         "runs": len(usual),
-        "runIds": [r.run_id for r in usual],
         "items": span([r.items for r in usual]),
         "pages": span([r.pages for r in usual]),
         "failedPages": span([r.failed_pages for r in usual]),
@@ -218,9 +230,8 @@ def one(run_id: str, now_ms: int) -> tuple[Run, list[Run]] | None:
     if run is None:
         return None
     usual: list[Run] = []
-    if run.scheduler_name is not None:
-        before = run.ended_at if run.ended_at is not None else now_ms + 1
-        ids = usual_runs(run.scheduler_name, before)
+    if run.scheduler_name is not None and run.ended_at is not None:
+        ids = ends_before(run.scheduler_name, (run.ended_at, run.run_id), USUAL_RUNS)
         loaded = load(ids)
         usual = [loaded[i] for i in ids if i in loaded]
     return run, usual
@@ -238,8 +249,8 @@ def listed(scheduler: str | None, source: str | None, limit: int) -> list[tuple[
         ends = ends.filter(Q(scraper_source=source) | Q(run_id__in=pages.values("run_id")))
     latest: dict[str, int] = {}
     candidates = list(ends.values_list("run_id", "ended_at")[:limit])
-    if scheduler is None:
-        candidates += pages.values_list("run_id", "last_at")[:limit]
+    if scheduler is None:  # a row per run and source: a crawl of many sites has many
+        candidates += pages.values_list("run_id", "last_at")[: limit * PAGE_ROWS_PER_RUN]
     for run_id, at in candidates:
         latest[run_id] = max(at, latest.get(run_id, at))
     newest = sorted(latest, key=lambda run_id: -latest[run_id])[:limit]
@@ -250,17 +261,24 @@ def listed(scheduler: str | None, source: str | None, limit: int) -> list[tuple[
 
 
 def _usual_of(chosen: Sequence[Run]) -> dict[str, list[Run]]:
-    """Each finished run's usual: one read per scheduler, its runs slid along."""
-    by_scheduler: dict[str, list[Run]] = {}
+    """Each finished run's usual, as `one` finds it: one read per scheduler, of its runs from
+    the newest chosen back to ten before the oldest, slid along."""
+    by_scheduler: dict[str, list[tuple[int, str]]] = {}
     for run in chosen:
         if run.scheduler_name is not None and run.ended_at is not None:
-            by_scheduler.setdefault(run.scheduler_name, []).append(run)
+            by_scheduler.setdefault(run.scheduler_name, []).append((run.ended_at, run.run_id))
     usual: dict[str, list[Run]] = {}
-    for scheduler, runs in by_scheduler.items():
-        newest_end = max(run.ended_at or 0 for run in runs)
-        ids = usual_runs(scheduler, newest_end + 1, len(runs) + USUAL_RUNS)
+    for scheduler, keys in by_scheduler.items():
+        oldest, newest = min(keys), max(keys)
+        between = (
+            RunEnd.objects.filter(scheduler_name=scheduler, ended_at__gte=oldest[0], ended_at__lte=newest[0])
+            .order_by()
+            .count()
+        )
+        ids = ends_before(scheduler, newest, between + USUAL_RUNS, inclusive=True)
         loaded = load(ids)
         history = [loaded[i] for i in ids if i in loaded]  # newest first
-        for run in runs:
-            usual[run.run_id] = [r for r in history if (r.ended_at or 0) < (run.ended_at or 0)][:USUAL_RUNS]
+        for key in keys:
+            earlier = [r for r in history if (r.ended_at or 0, r.run_id) < key]
+            usual[key[1]] = earlier[:USUAL_RUNS]
     return usual

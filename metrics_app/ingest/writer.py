@@ -18,8 +18,8 @@ or more wait. While the first commits, small requests gather into the next group
 going beside it: side by side, small groups upsert the same rollup rows (same sources, same
 minute), so the second waits on the first's row locks and each pays a round of upserts for a
 handful of records. Big batches mostly insert their own rows, which two transactions do in
-parallel. Whatever waits is taken as soon as the first writer is free, so no request waits
-longer than one transaction before a writer has it.
+parallel. Whatever waits is taken as soon as the first writer is free, or by another writer
+once a request has waited HELP_AFTER_S (the first is held up), so no request is left waiting.
 
 Used where a server runs the application (metrics_app.server.features.serving); elsewhere
 (management commands, Django's test client) requests store directly, in the caller's
@@ -49,11 +49,14 @@ log = logging.getLogger(__name__)
 MAX_RECORDS: Final = 5000
 MAX_WAIT_S: Final = 0.002  # after the first request: long enough for the others arriving with it
 PARALLEL_RECORDS: Final = 500  # waiting records worth a transaction beside the first writer's
+# Or a request waiting this long: the first writer is held up (a slow commit, a lock wait), so
+# another takes what waits before the requests give up (METRICS_INGEST_QUEUE_MS, 500 by default).
+HELP_AFTER_S: Final = 0.1
 
 # What a request hears back: its records' ids once committed, or the earlier use of its
 # idempotency key (its records were not stored again).
 Stored = list[int] | Earlier
-Waiting = tuple[Sequence[Metric], Claim | None, "Future[Stored]"]
+Waiting = tuple[Sequence[Metric], Claim | None, "Future[Stored]", float]  # …, since (monotonic)
 
 
 class GroupWriter:
@@ -81,7 +84,7 @@ class GroupWriter:
             self.start()
         done: Future[Stored] = Future()
         with self._for_first:
-            self._waiting.append((records, claim, done))
+            self._waiting.append((records, claim, done, time.monotonic()))
             self._waiting_records += len(records)
             self._for_first.notify()
             if self._waiting_records >= PARALLEL_RECORDS:
@@ -103,24 +106,26 @@ class GroupWriter:
 
     def _run(self, first: bool) -> None:
         while True:
-            group = self._gather(first)
+            group: list[Waiting] = []
             try:
+                self._gather(first, group)
                 self._commit(group)
             except Exception:  # a writer that died would leave every request waiting: log, go on
                 log.exception("group writer: committing a group failed")
-                for _, _, done in group:
+                for _, _, done, _ in group:
                     if not done.done():
                         done.set_exception(DatabaseError("the group writer failed"))
 
-    def _gather(self, first: bool) -> list[Waiting]:
-        """The next group: once anything waits (the first writer) or PARALLEL_RECORDS records
-        do (the others), what waits and what arrives within MAX_WAIT_S, up to MAX_RECORDS."""
-        ready, enough = (self._for_first, 1) if first else (self._for_others, PARALLEL_RECORDS)
-        group: list[Waiting] = []
+    def _gather(self, first: bool, group: list[Waiting]) -> None:
+        """The next group, into `group`: once anything waits (the first writer), or
+        PARALLEL_RECORDS records or a request HELP_AFTER_S old do (the others), what waits and
+        what arrives within MAX_WAIT_S, up to MAX_RECORDS."""
+        ready = self._for_first if first else self._for_others
         size = 0
         with ready:
             while not group:
-                ready.wait_for(lambda: self._waiting_records >= enough)
+                while not (self._waiting if first else self._others_turn()):
+                    ready.wait(None if first else HELP_AFTER_S)
                 deadline = time.monotonic() + MAX_WAIT_S
                 while True:
                     while self._waiting and size < MAX_RECORDS:
@@ -135,20 +140,27 @@ class GroupWriter:
                     if size >= MAX_RECORDS or remaining <= 0:
                         break
                     self._for_first.wait(remaining)
-        return group
+
+    def _others_turn(self) -> bool:
+        """Whether a writer beside the first takes what waits (call holding the lock)."""
+        if self._waiting_records >= PARALLEL_RECORDS:
+            return True
+        return bool(self._waiting) and time.monotonic() - self._waiting[0][3] >= HELP_AFTER_S
 
     def _commit(self, group: list[Waiting]) -> None:
         try:
-            outcomes = db.call(store_batches, [(batch, claim) for batch, claim, _ in group])
+            outcomes = db.call(store_batches, [(batch, claim) for batch, claim, _, _ in group])
         except BaseException as exc:  # every request of the group hears of it; the writer goes on
-            for _, _, done in group:
+            for _, _, done, _ in group:
                 done.set_exception(exc)
             return
         counters.incr("group_commits")
-        for (_, _, done), outcome in zip(group, outcomes, strict=True):
+        for (_, _, done, _), outcome in zip(group, outcomes, strict=True):
             done.set_result(outcome)  # committed: the answers need not wait for the broadcast
         stored = [
-            (batch, ids) for (batch, _, _), ids in zip(group, outcomes, strict=True) if isinstance(ids, list)
+            (batch, ids)
+            for (batch, _, _, _), ids in zip(group, outcomes, strict=True)
+            if isinstance(ids, list)
         ]
         broadcast_metrics(
             [record for batch, _ in stored for record in batch], [i for _, ids in stored for i in ids]

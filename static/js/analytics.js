@@ -253,7 +253,7 @@ async function showData() {
 
 // The Scheduler tab's runs, of the source filter's choice.
 async function showRuns() {
-  const channel = loop.view?.channels.find((c) => c.name === loop.source);
+  const channel = loop.view?.channels?.find((c) => c.name === loop.source);
   await runs.show(loop.source, channel?.kind === "scheduler");
 }
 

@@ -81,3 +81,28 @@ def test_the_demo_sends_fields_and_statuses_and_breaks_a_field(
     assert filled_share("alpha", "symbol") > 0.95 and filled_share("alpha", "volume") > 0.8
     statuses = set(StatusMinute.objects.values_list("http_status", flat=True))
     assert 200 in statuses
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_runs_its_scheduler_as_runs_and_degrades_one(
+    start_daphne: Callable[..., DaphneServer], committed_api_key: str, live_server_env: dict[str, str]
+) -> None:
+    """Each scheduler run ends a run whose pages carry its id; the `run_degraded` fault makes
+    the next run skip most of its pages, which its run's verdict says."""
+    server = start_daphne()
+    subprocess.run(
+        [sys.executable, "manage.py", "simulate_scrapers", "--url", f"{server.url}/", "--api-key", committed_api_key,
+         "--sources", "alpha,beta", "--rate", "80", "--duration", "13", "--seed", "7",
+         "--scheduler-period", "1.5", "--faults", "run_degraded:alpha:8:1.5"],
+        cwd=ROOT, env={**live_server_env, **os.environ.copy(), "DATABASE_URL": live_server_env["DATABASE_URL"]},
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    runs = httpx.get(f"{server.url}/api/runs/", params={"scheduler": "quotes-refresh"},
+                     headers={"Authorization": f"Bearer {committed_api_key}"}).json()["runs"]  # fmt: skip
+    assert len(runs) >= 6
+    assert all(run["state"] == "finished" and run["sources"] == ["alpha", "beta"] for run in runs)
+    degraded = [run for run in runs if run["verdict"]]
+    assert len(degraded) == 1, [(run["runId"], run["items"], run["comparison"].get("items")) for run in runs]
+    (run,) = degraded
+    assert "outside" in run and "items" in run["outside"]
+    assert run["items"] < run["comparison"]["items"]["min"] / 2

@@ -76,16 +76,8 @@ def test_small_groups_wait_for_the_first_writer_and_big_ones_go_beside_it(
     by side they would upsert the same rollup rows); PARALLEL_RECORDS waiting go at once, on
     another writer."""
     settings.METRICS_DB_WRITERS = 2
-    real, release = writer_module.store_batches, threading.Event()
-    groups: list[list[str]] = []
-
-    def store(batches: Any) -> Any:
-        groups.append([records[0].scraper_source for records, _ in batches])
-        if groups[-1] == ["slow"]:
-            assert release.wait(10)
-        return real(batches)
-
-    monkeypatch.setattr(writer_module, "store_batches", store)
+    monkeypatch.setattr(writer_module, "HELP_AFTER_S", 10.0)  # not held up for long, here
+    groups, release = slow_store(monkeypatch)
     writer = GroupWriter()
     slow = writer.submit(batch("slow", 1))
     while not groups:
@@ -99,6 +91,42 @@ def test_small_groups_wait_for_the_first_writer_and_big_ones_go_beside_it(
     release.set()
     assert all(len(ids(future)) == 2 for future in small) and len(ids(slow)) == 1
     assert groups == [["slow"], ["small0", "small1", "small2", "big"]]
+
+
+def test_a_held_up_first_writer_is_helped_with_small_requests(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    """While the first writer is held up (a slow commit, a lock wait), small requests do not
+    wait for it beyond HELP_AFTER_S: another writer takes them."""
+    settings.METRICS_DB_WRITERS = 2
+    groups, release = slow_store(monkeypatch)
+    writer = GroupWriter()
+    slow = writer.submit(batch("slow", 1))
+    while not groups:
+        time.sleep(0.001)
+    started = time.monotonic()
+    small = [writer.submit(batch(f"small{n}", 2)) for n in range(3)]
+    assert all(len(ids(future)) == 2 for future in small)
+    assert writer_module.HELP_AFTER_S <= time.monotonic() - started < 1
+    assert not slow.done()
+    release.set()
+    assert len(ids(slow)) == 1
+    assert groups == [["slow"], ["small0", "small1", "small2"]]
+
+
+def slow_store(monkeypatch: pytest.MonkeyPatch) -> tuple[list[list[str]], threading.Event]:
+    """store_batches, noting each group's sources; a group of "slow" waits for the event."""
+    real, release = writer_module.store_batches, threading.Event()
+    groups: list[list[str]] = []
+
+    def store(batches: Any) -> Any:
+        groups.append([records[0].scraper_source for records, _ in batches])
+        if groups[-1] == ["slow"]:
+            assert release.wait(10)
+        return real(batches)
+
+    monkeypatch.setattr(writer_module, "store_batches", store)
+    return groups, release
 
 
 def test_every_request_of_a_burst_is_answered(settings: Any) -> None:

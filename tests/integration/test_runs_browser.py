@@ -31,7 +31,9 @@ def degraded_run(daphne: DaphneServer, committed_api_key: str) -> tuple[str, str
     start = now_ms() - 12 * 5 * MINUTE
     runs = [{"items": 500 + n} for n in range(10)] + [{"items": 120, "failed": 9}]
     for n, options in enumerate(runs):
-        records = crawl(f"{tag}-r{n:02}", source, start + n * 5 * MINUTE, pages=20, scheduler=scheduler, **options)
+        records = crawl(
+            f"{tag}-r{n:02}", source, start + n * 5 * MINUTE, pages=20, scheduler=scheduler, **options
+        )
         response = httpx.post(f"{daphne.url}/api/metrics/", content=orjson.dumps({"metrics": records}),
                               headers={"Authorization": f"Bearer {committed_api_key}"})  # fmt: skip
         assert response.status_code == 202, response.text
@@ -47,7 +49,9 @@ def test_the_scheduler_section_lists_runs_and_a_run_page_compares_it(
     page.click('[data-tab="scheduler"]')
     row = page.locator(f'#runs tr[data-run-id="{run_id}"]')
     row.wait_for()
-    cells = row.evaluate("tr => Object.fromEntries([...tr.cells].map(td => [td.dataset.cell, td.textContent]))")
+    cells = row.evaluate(
+        "tr => Object.fromEntries([...tr.cells].map(td => [td.dataset.cell, td.textContent]))"
+    )
     assert cells | {"started": "", "duration": ""} == {
         "run": run_id, "scheduler": f"refresh-{run_id[:6]}", "state": "degraded", "started": "",
         "duration": "", "pages": "20", "failed": "9", "items": "120",
@@ -79,7 +83,10 @@ def test_the_scheduler_section_lists_runs_and_a_run_page_compares_it(
         ["Duration", "1 min", "1 min", False],
         ["price filled", "100 %", "100 %", False],
     ]
-    assert page.eval_on_selector_all("#run-statuses li", "ls => ls.map(l => l.textContent)") == ["200: 11", "503: 9"]
+    assert page.eval_on_selector_all("#run-statuses li", "ls => ls.map(l => l.textContent)") == [
+        "200: 11",
+        "503: 9",
+    ]
     assert source in page.inner_text("#run-meta")
     assert page.eval_on_selector("main", OVERFLOWING) == []
     screenshot(page, "run-page")

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from metrics_app.models import ApiKey, PagePerformance, SchedulerMetric
 from metrics_app.records import is_source_name
 from wealthmetrics_client import MetricsClient
+from wealthmetrics_client.recorder import new_run_id
 
 DEFAULT_SOURCES = "robinhood,cnbc,webull,marketbeat,yahoo-finance,seeking-alpha"
 NAVIGATION_ERRORS = (
@@ -35,9 +36,11 @@ TICKERS = ("AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "GOOGL")
 SCRAPE_ERRORS = ("selector 'table.quotes' not found", "JSONDecodeError: Expecting value")
 # Faults --faults can inject, each with how long the demo keeps it up (seconds): long enough to
 # fire (half the default 5-minute window after it shows) and, for a silence, to pass
-# METRICS_ALERT_NO_DATA_S (10 minutes). "scheduler_stop" stops the scheduler's runs.
+# METRICS_ALERT_NO_DATA_S (10 minutes). "scheduler_stop" stops the scheduler's runs;
+# "run_degraded" makes its next run skip most of its pages (run_degraded fires when that ends).
 FAULTS = {"site_down": 240, "extraction_broken": 240, "field_broken": 240, "blocked": 240, "slow": 240,
-          "scheduler_stop": 420, "no_data": 840}  # fmt: skip
+          "scheduler_stop": 420, "run_degraded": 60, "no_data": 840}  # fmt: skip
+SKIPPED_PAGES = 0.8  # of a degraded run
 DEMO_GAP_S = 240  # quiet between the demo's faults, so each one's alert resolves first
 SCHEDULER = "quotes-refresh"
 SCHEDULER_PERIOD_S = 60  # live and in the backfill alike
@@ -94,6 +97,8 @@ class SimulatedSource:
     slow_until: float = 0.0  # a slowdown: everything takes several times longer
     pages: int = 0
     fault: str | None = None  # an injected fault (FAULTS) in progress
+    run_id: str | None = None  # the scheduler's run its pages belong to (docs/api.md, "Runs")
+    skipping: float = 0.0  # the share of its pages the run skips (a degraded run)
 
     def visit(self, rng: random.Random, now: float, client: MetricsClient, at: int | None = None,
               broken: bool = False) -> int:  # fmt: skip
@@ -111,6 +116,8 @@ class SimulatedSource:
         fail = 0.95 if broken else 0.55 if now < self.failing_until else 0.03
         self.pages += 1
         url = f"https://{self.name}.example.com/quotes/{rng.choice(TICKERS)}"
+        # a page of a degraded run is one the crawl skipped: it is not part of the run
+        run = {"runId": self.run_id} if self.run_id and rng.random() >= self.skipping else {}
         attempts = 1
         while attempts < 3 and rng.random() < fail:
             attempts += 1
@@ -123,7 +130,7 @@ class SimulatedSource:
         client.record({
             "type": "page_navigation", "scraperSource": self.name, "url": url,
             "navigationDurationMs": navigation_ms, "retryCount": attempts - 1, "success": loaded,
-            "error": error, **status, **when,
+            "error": error, **status, **when, **run,
         })  # fmt: skip
         if not loaded:
             return 1
@@ -135,7 +142,7 @@ class SimulatedSource:
             "scrapeDurationMs": self._lognormal(rng, self.scrape_ms * slow),
             "itemsExtracted": items, "fields": self._fields(rng, items),
             "dataSize": self._lognormal(rng, 60_000), "success": parsed,
-            "error": None if parsed else rng.choice(SCRAPE_ERRORS), **when,
+            "error": None if parsed else rng.choice(SCRAPE_ERRORS), **when, **run,
         })  # fmt: skip
         return 2
 
@@ -166,6 +173,7 @@ class SimulatedSource:
 class Command(BaseCommand):
     _parent: int | None = None
     faults: Sequence[Fault] = ()  # set per run in handle()
+    period: float = SCHEDULER_PERIOD_S  # seconds between the scheduler's live runs
     help = (
         "Send realistic scraper traffic through the HTTP ingestion API (the remote client): "
         "several sources with their own lognormal timings, failure bursts, retries, slowdowns, "
@@ -188,6 +196,10 @@ class Command(BaseCommand):
         )
         parser.add_argument("--wait-for-server", type=float, default=0, help="seconds to wait for the server")
         parser.add_argument("--seed", type=int, help="random seed, for repeatable traffic")
+        parser.add_argument(
+            "--scheduler-period", type=float, default=SCHEDULER_PERIOD_S,
+            help=f"seconds between the scheduler's runs, live (default {SCHEDULER_PERIOD_S})",
+        )  # fmt: skip
         parser.add_argument(
             "--exit-with-parent", action="store_true", help="stop when the process that started it ends"
         )
@@ -226,6 +238,9 @@ class Command(BaseCommand):
             for name in sources
         ]
         self.faults = parse_faults(options["faults"], sources)
+        if options["scheduler_period"] <= 0:
+            raise CommandError("--scheduler-period: seconds, more than 0")
+        self.period = options["scheduler_period"]
         client = MetricsClient(url, key, flush_interval=0.5, flush_at_exit=False)
         # A shell starts background jobs with SIGINT ignored; Ctrl-C should stop the demo too.
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -259,7 +274,8 @@ class Command(BaseCommand):
         duration: float,
     ) -> None:
         started = time.monotonic()
-        next_run = started + SCHEDULER_PERIOD_S
+        next_run = started + self.period
+        _start_run(sources)
         next_report = started + 10
         records = 0.0
         tick = 0.1
@@ -267,12 +283,12 @@ class Command(BaseCommand):
             if self._parent is not None and os.getppid() != self._parent:
                 return  # make run's daphne has stopped
             now = time.monotonic()
-            stopped = self._inject(sources, now - started)
+            stopped, degrade = self._inject(sources, now - started)
             records = _visits(sources, client, rng, records + rate * tick, now=time.time())
             if now >= next_run:
-                next_run += SCHEDULER_PERIOD_S
+                next_run += self.period
                 if not stopped:
-                    self._scheduler_run(sources, client, rng)
+                    self._scheduler_run(sources, client, rng, degrade_next=degrade)
             if now >= next_report:
                 next_report += 10
                 stats = client.stats()
@@ -280,14 +296,18 @@ class Command(BaseCommand):
                 self.stdout.write(f"  sent {stats['sent']}, buffered {stats['buffered']}{problem}")
             time.sleep(max(0.0, tick - (time.monotonic() - now)))
 
-    def _inject(self, sources: list[SimulatedSource], elapsed: float) -> bool:
-        """Start and end the faults due at `elapsed` seconds; True while the scheduler is stopped."""
+    def _inject(self, sources: list[SimulatedSource], elapsed: float) -> tuple[bool, bool]:
+        """Start and end the faults due at `elapsed` seconds; whether the scheduler is stopped,
+        and whether its next run is to be degraded."""
         by_name = {source.name: source for source in sources}
-        stopped = False
+        stopped = degrade = False
         for fault in self.faults:
             active = fault.start <= elapsed < fault.start + fault.duration
             if fault.kind == "scheduler_stop":
                 stopped = stopped or active
+                continue
+            if fault.kind == "run_degraded":
+                degrade = degrade or active
                 continue
             source = by_name.get(fault.source)
             if source is None:
@@ -298,7 +318,7 @@ class Command(BaseCommand):
             elif not active and source.fault == fault.kind and elapsed >= fault.start + fault.duration:
                 source.fault = None
                 self.stdout.write(f"  fault over: {fault.kind} on {source.name}")
-        return stopped
+        return stopped, degrade
 
     def _backfill(
         self, sources: list[SimulatedSource], url: str, key: str, rng: random.Random, rate: float, days: float
@@ -322,6 +342,7 @@ class Command(BaseCommand):
         # A client of its own, in the API's largest batches: the backfill is over sooner.
         client = MetricsClient(url, key, batch_size=1000, flush_at_exit=False)
         records, minute_ms = 0.0, start
+        _start_run(sources, start)
         try:
             while minute_ms < time.time() * 1000 - 60_000:
                 down = broken[0] if broken[1] <= minute_ms < broken[2] else None
@@ -346,19 +367,26 @@ class Command(BaseCommand):
         )
 
     def _scheduler_run(
-        self, sources: list[SimulatedSource], client: MetricsClient, rng: random.Random, at: int | None = None
-    ) -> None:
+        self, sources: list[SimulatedSource], client: MetricsClient, rng: random.Random,
+        at: int | None = None, degrade_next: bool = False,
+    ) -> None:  # fmt: skip
+        """The scheduler's run ends (its scheduler_run record), and the next one starts; with
+        `degrade_next`, that one skips most of its pages."""
         pages = sum(source.pages for source in sources)
         for source in sources:
             source.pages = 0
         ok = rng.random() >= 0.05
+        run = {"runId": sources[0].run_id} if sources and sources[0].run_id else {}
         client.record({
             "type": "scheduler_run", "schedulerName": SCHEDULER,
             "executionDurationMs": round(rng.lognormvariate(math.log(4000), 0.4)),
             "itemsProcessed": pages if ok else 0, "success": ok,
             "error": None if ok else "some sources did not answer in time",
-            **({"recordedAt": at} if at is not None else {}),
+            **({"recordedAt": at} if at is not None else {}), **run,
         })  # fmt: skip
+        _start_run(sources, at, SKIPPED_PAGES if degrade_next else 0.0)
+        if degrade_next:
+            self.stdout.write(f"  fault: run_degraded: the next run skips {SKIPPED_PAGES:.0%} of its pages")
 
     def _wait_for(self, url: str, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -386,6 +414,14 @@ def _visits(
         clock = when / 1000 if when is not None else now or time.time()
         budget -= max(1, source.visit(rng, clock, client, at=when, broken=source.name == down))
     return budget
+
+
+def _start_run(sources: list[SimulatedSource], at: int | None = None, skipping: float = 0.0) -> None:
+    """The scheduler's next run: the pages visited until its next scheduler_run belong to it
+    (but for the share `skipping` of them)."""
+    run_id = new_run_id(None if at is None else at / 1000)
+    for source in sources:
+        source.run_id, source.skipping = run_id, skipping
 
 
 def _stop(*_: object) -> None:
