@@ -148,3 +148,29 @@ class StatusDay(StatusRow):
 
     def __str__(self) -> str:
         return f"{self.scraper_source} {self.http_status} {self.metric_date}"
+
+
+class EntitySeen(models.Model):
+    """When one source last refreshed one entity (a ticker symbol), and how often it usually
+    does: written behind by metrics_app.ingest.freshness, forgotten after the retention."""
+
+    # The upsert's key is the primary key (as FieldMinute's).
+    pk = models.CompositePrimaryKey("scraper_source", "entity")
+    scraper_source = models.CharField(max_length=records.NAME_MAX_LENGTH)
+    entity = models.CharField(max_length=records.ENTITY_MAX_LENGTH)
+    last_seen_at = models.BigIntegerField(help_text="recordedAt of the newest page that refreshed it (ms).")
+    interval_ms = models.BigIntegerField(
+        help_text="Its refresh interval, averaged (ms); 0 until it is refreshed a second time."
+    )
+
+    class Meta:
+        db_table = "scraper_entities"
+        verbose_name = "entity"
+        verbose_name_plural = "entities"
+        indexes: ClassVar = [
+            # retention: the entities not refreshed for METRICS_RETENTION_DAYS
+            models.Index(fields=["last_seen_at"], name="idx_entity_last_seen"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scraper_source} {self.entity}"

@@ -463,6 +463,7 @@ from metrics_app.alerts.models import (  # noqa: E402, F401
     Verdict,
 )
 from metrics_app.data_models import (  # noqa: E402, F401
+    EntitySeen,
     FieldDay,
     FieldHour,
     FieldMinute,

@@ -73,6 +73,14 @@ RUN_ID_PATTERN: Final = f"^{RUN_ID}$"
 _WHOLE_RUN_ID: Final = rf"\A{RUN_ID}\Z"
 _RUN_ID_RE: Final = re.compile(_WHOLE_RUN_ID)
 RunId = Annotated[str, Meta(pattern=_WHOLE_RUN_ID)]
+# The entities a page refreshed (docs/api.md, "Entities"): ticker symbols and the like, at most
+# MAX_ENTITIES a page, each as wide as the freshness table's key column.
+MAX_ENTITIES: Final = 1000
+ENTITY_MAX_LENGTH: Final = 64
+ENTITY: Final = rf"[A-Za-z0-9^][A-Za-z0-9_.:/^=-]{{0,{ENTITY_MAX_LENGTH - 1}}}"
+ENTITY_PATTERN: Final = f"^{ENTITY}$"
+EntityKey = Annotated[str, Meta(pattern=rf"\A{ENTITY}\Z")]
+Entities = Annotated[list[EntityKey], Meta(max_length=MAX_ENTITIES)]
 # A page's field counts (docs/api.md, "Fields"): at most MAX_FIELDS names, each at most 64
 # characters, so a source's fields stay a short list and fit the rollups' key column.
 MAX_FIELDS: Final = 50
@@ -149,6 +157,7 @@ class PageScrape(_Record, tag="page_scrape"):
     items_extracted: Count
     data_size: Bytes = 0
     fields: Fields | UnsetType = UNSET
+    entities: Entities | UnsetType = UNSET
 
 
 class SchedulerRun(_Record, tag="scheduler_run"):
@@ -242,8 +251,14 @@ def _field_error(exc: msgspec.ValidationError, index: int | None = None) -> Fiel
     if named:  # missing or unknown field: the path stops at the object
         field = named["field"]
     else:
-        # "$.metrics[3].retryCount" -> "retryCount"; a record that is not an object -> "metrics"
-        field = _INDEX.sub("", path.rsplit(".", 1)[-1]) or ("metrics" if index is not None else "body")
+        # "$.metrics[3].retryCount" -> "retryCount", "$.metrics[3].entities[2]" -> "entities[2]";
+        # a record that is not an object -> "metrics"
+        last = path.rsplit(".", 1)[-1]
+        field = (
+            "metrics" if last.startswith("metrics[") else last or ("metrics" if index is not None else "body")
+        )
+    if field.startswith("entities[") and "matching regex" in message:
+        message = f"an entity must match {ENTITY_PATTERN}"
     if message.startswith("Invalid value") and field == "type":
         message = f"{message}; expected one of {', '.join(METRIC_TYPES)}"
     return FieldError(index=index, field=field, message=message)

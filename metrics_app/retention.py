@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from metrics_app.dialect import db_datetime, db_instant
 from metrics_app.ingest import idempotency, sources
-from metrics_app.models import MinuteRollup, PagePerformance, SchedulerMetric
+from metrics_app.models import EntitySeen, MinuteRollup, PagePerformance, SchedulerMetric
 from metrics_app.records import epoch_ms
 from metrics_app.rollups import DATA_GRAINS, DATA_MINUTES_KEPT, MINUTES
 
@@ -158,6 +158,12 @@ def cleanup(
             cutoff, tables, _delete_expired(TableCleanup(MINUTE_ROLLUPS), "minute", minute, say)
         )
         report.data_rollups = _trim_data_rollups(cutoff, now or timezone.now(), say)
+        # entities not refreshed within the retention are forgotten
+        report.data_rollups.append(
+            _delete_expired(
+                TableCleanup(EntitySeen._meta.db_table), "last_seen_at", str(epoch_ms(cutoff)), say
+            )
+        )
         report.idempotency_keys = idempotency.forget_expired()
         say(f"idempotency keys: {report.idempotency_keys} past {idempotency.IDEMPOTENCY_HOURS} h deleted")
         report.names_forgotten = sources.forget_silent(cutoff)

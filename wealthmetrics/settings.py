@@ -247,6 +247,10 @@ METRICS_FLUSH_BATCH_SIZE = env_int("METRICS_FLUSH_BATCH_SIZE", 100, minimum=1, m
 METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 7, minimum=1, maximum=3650)
 # A run with no record for this long ended unfinished (docs/api.md, "Runs").
 METRICS_RUN_IDLE_S = env_int("METRICS_RUN_IDLE_S", 1800, minimum=10, maximum=7 * 86_400)
+# Entity freshness (docs/api.md, "Entities"): written behind at most this late, and an entity is
+# stale when not refreshed for 3 times its source's usual interval and at least METRICS_ENTITY_STALE_S.
+METRICS_ENTITY_FLUSH_S = env_int("METRICS_ENTITY_FLUSH_S", 5, minimum=1, maximum=300)
+METRICS_ENTITY_STALE_S = env_int("METRICS_ENTITY_STALE_S", 900, minimum=1, maximum=7 * 86_400)
 METRICS_MAX_BODY_BYTES = env_int(
     "METRICS_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=256 * 1024 * 1024
 )

@@ -8,7 +8,7 @@ validates and queues it (the collector) or encodes and buffers it (the client).
 import secrets
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
@@ -80,8 +80,10 @@ class MetricRecorder(ABC, Generic[R]):
         success: bool = True,
         error: str | None = None,
         fields: Mapping[str, Mapping[str, int]] | None = None,
+        entities: Iterable[str] | None = None,
     ) -> R:
-        """`fields`: per field name, {"filled": n, "invalid": m} over the page's items."""
+        """`fields`: per field name, {"filled": n, "invalid": m} over the page's items;
+        `entities`: the entities (ticker symbols) whose values the page refreshed."""
         metric = {
             "type": "page_scrape", "scraperSource": scraper_source, "url": url,
             "scrapeDurationMs": scrape_duration_ms, "itemsExtracted": items_extracted,
@@ -89,6 +91,8 @@ class MetricRecorder(ABC, Generic[R]):
         }  # fmt: skip
         if fields is not None:
             metric["fields"] = {name: dict(count) for name, count in fields.items()}
+        if entities is not None:
+            metric["entities"] = list(dict.fromkeys(entities))  # each once, in order
         return self.record(_in_run(metric))
 
     def record_scheduler_metric(

@@ -25,10 +25,13 @@ _COMMON: Final = {"type", "scraperSource", "success", "error", "recordedAt", "ru
 RUN_ID_PATTERN: Final = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 _RUN_ID: Final = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
 MAX_FIELDS: Final = 50
+MAX_ENTITIES: Final = 1000
+ENTITY_PATTERN: Final = "^[A-Za-z0-9^][A-Za-z0-9_.:/^=-]{0,63}$"
+_ENTITY: Final = re.compile(r"\A[A-Za-z0-9^][A-Za-z0-9_.:/^=-]{0,63}\Z")
 _FIELD_NAME: Final = re.compile(r"\A[A-Za-z_][A-Za-z0-9_.]{0,63}\Z")
 _FIELDS: Final = {
     "page_navigation": _COMMON | {"url", "navigationDurationMs", "retryCount", "httpStatus"},
-    "page_scrape": _COMMON | {"url", "scrapeDurationMs", "itemsExtracted", "dataSize", "fields"},
+    "page_scrape": _COMMON | {"url", "scrapeDurationMs", "itemsExtracted", "dataSize", "fields", "entities"},
     "scheduler_run": _COMMON | {"schedulerName", "executionDurationMs", "itemsProcessed"},
 }
 _REQUIRED: Final = {
@@ -95,6 +98,8 @@ def checked(metric: dict[str, Any]) -> dict[str, Any]:
             raise InvalidRecord("runId", f"must match {RUN_ID_PATTERN} or be null, got {run!r}")
     if "fields" in record:
         record["fields"] = _checked_fields(record["fields"], record["itemsExtracted"])
+    if "entities" in record:
+        _check_entities(record["entities"])
     if "recordedAt" in record:
         record["recordedAt"] = at = _whole("recordedAt", record["recordedAt"], None)
         if at < MIN_RECORDED_AT:
@@ -102,6 +107,14 @@ def checked(metric: dict[str, Any]) -> dict[str, Any]:
         if at > time.time_ns() // 1_000_000 + MAX_CLOCK_AHEAD_MS:
             raise InvalidRecord("recordedAt", "is more than an hour ahead of this machine's clock")
     return record
+
+
+def _check_entities(entities: Any) -> None:
+    if not isinstance(entities, list) or len(entities) > MAX_ENTITIES:
+        raise InvalidRecord("entities", f"must be a list of at most {MAX_ENTITIES} entities")
+    for n, entity in enumerate(entities):
+        if not isinstance(entity, str) or not _ENTITY.match(entity):
+            raise InvalidRecord(f"entities[{n}]", f"an entity must match {ENTITY_PATTERN}, got {entity!r}")
 
 
 def _checked_fields(fields: Any, items: int) -> dict[str, dict[str, int]]:

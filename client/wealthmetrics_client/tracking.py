@@ -129,6 +129,7 @@ class Scrape:
     items: int = 0
     bytes: int = 0
     fields: dict[str, dict[str, int]] | None = None  # per field: filled, invalid (count_fields)
+    entities: list[str] | None = None  # the entities the page refreshed (ticker symbols)
 
 
 @dataclass
@@ -178,7 +179,7 @@ def track_scrape(scraper_source: str, url: str, *, sink: Sink | None = None) -> 
         return sink.record_page_scrape(
             scraper_source=scraper_source, url=scrape.url, scrape_duration_ms=duration_ms,
             items_extracted=scrape.items, data_size=scrape.bytes, success=success, error=error,
-            fields=scrape.fields,
+            fields=scrape.fields, entities=scrape.entities,
         )  # fmt: skip
 
     with _timed(record):
@@ -354,18 +355,34 @@ def scrape_page(
     parse: Callable[[str | bytes], T],
     *,
     schema: Schema | None = None,
+    entity_key: str | None = None,
     sink: Sink | None = None,
 ) -> T:
     """Run `parse(content)` as one tracked scrape: its time, len() of what it returns as the
     items, the content's size in bytes, and, with a `schema`, how many items have each field
-    filled and valid (wealthmetrics_client.schema). Returns what parse returned."""
+    filled and valid (wealthmetrics_client.schema); with an `entity_key` ("symbol"), the
+    entities the page refreshed: that key (or attribute) of each item that has one. Returns
+    what parse returned."""
     with track_scrape(scraper_source, url, sink=sink) as scrape:
         scrape.bytes = _size_of(content)
         result = parse(content)
         scrape.items = _count_of(result)
         if schema is not None:
             scrape.fields = count_fields(_items_of(result), schema)
+        if entity_key is not None:
+            scrape.entities = _entities_of(_items_of(result), entity_key)
     return result
+
+
+def _entities_of(items: Iterable[Any], key: str) -> list[str]:
+    """Each item's `key` (a dict's key or an object's attribute), once, where it is a
+    non-empty string."""
+    found: dict[str, None] = {}
+    for item in items:
+        value = item.get(key) if isinstance(item, dict) else getattr(item, key, None)
+        if isinstance(value, str) and value:
+            found[value] = None
+    return list(found)
 
 
 def _items_of(result: Any) -> Iterable[Any]:

@@ -31,6 +31,8 @@ from django.utils import timezone
 
 from metrics_app import counters, db
 from metrics_app.alerts import lifecycle, notify, signals, verdicts
+from metrics_app.alerts.entity_rules import MEASURE as STALE_ENTITIES
+from metrics_app.alerts.entity_rules import StaleEntities
 from metrics_app.alerts.field_window import FieldWindow
 from metrics_app.alerts.models import Alert, AlertEvent, EvaluatorLease, Threshold
 from metrics_app.alerts.runs import MEASURE as RUN_DEGRADED
@@ -80,6 +82,7 @@ class Evaluator:
         self._scanned_at: datetime | None = None
         self._verdicts: dict[str, Judged] = {}  # each scraper's last finding, see _verdict
         self.last_runs = LastRuns()  # each scheduler's last run, judged (run_degraded)
+        self.stale_entities = StaleEntities()  # each source's stale counts (stale_entities)
 
     # --- the lease ------------------------------------------------------------------------
 
@@ -172,6 +175,8 @@ class Evaluator:
             degraded = self.last_runs.finding(name, found[0], now_ms)
             if degraded is not None and degraded.holds:
                 findings.append(degraded)
+        stale = self.stale_entities.findings(now_ms)
+        findings += [finding for _, finding in sorted(stale.items()) if finding.holds]
         cycle.channels, cycle.schedulers = len(seen), len(runs)
         watched = max(1, len(scrapers | (set(seen) & self.steady)))
 
@@ -186,6 +191,8 @@ class Evaluator:
                 return verdicts.measure_scheduler(
                     measure, alert.scheduler_name, found, now_ms, window_s * 1000
                 )
+            if measure == STALE_ENTITIES:
+                return stale.get(name)
             if measure == verdicts.SILENCE:  # reporting again: when exactly (`seen` may be a bound)
                 last = signals.last_records(signals.newest_minutes(until, [name])).get(name)
                 return verdicts.measure_silence(name, last, now_ms, no_data_ms) if last else None

@@ -46,6 +46,8 @@ RULES: Final = {
     "no_data": "silence",
     "scheduler_late": "scheduler_period",
     "scheduler_failed": "scheduler_runs",
+    "run_degraded": "last_ten_runs",
+    "stale_entities": "entity_freshness",
     "incident": "shared_verdict",
 }
 

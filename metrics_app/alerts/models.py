@@ -23,6 +23,7 @@ class Verdict(models.TextChoices):
     SCHEDULER_LATE = "scheduler_late"
     SCHEDULER_FAILED = "scheduler_failed"
     RUN_DEGRADED = "run_degraded"
+    STALE_ENTITIES = "stale_entities"
     INCIDENT = "incident"
 
 

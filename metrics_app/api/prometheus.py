@@ -22,8 +22,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from metrics_app import histogram
 from metrics_app.alerts import signals
 from metrics_app.alerts.models import Alert, visible_to
-from metrics_app.history import fields
+from metrics_app.history import entities, fields
 from metrics_app.models import HourlyRollup
+from metrics_app.records import epoch_ms
 from metrics_app.stream.bus import get_bus
 
 LE_SECONDS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -43,6 +44,7 @@ class Cluster(Collector):
         self.item_sums: dict[str, int] = {}
         self.field_shares: list[tuple[str, str, float | None, float | None]] = []
         self.responses: dict[tuple[str, int], int] = {}
+        self.stale: dict[str, int] = {}
 
     def read(self) -> None:
         rollups = HourlyRollup.objects.order_by()
@@ -64,6 +66,10 @@ class Cluster(Collector):
         # reads what field_broken judged
         self.field_shares = fields.window_ratios(now - window, now + timedelta(microseconds=1), self.sources)
         self.responses = fields.responses_ever(self.sources)
+        self.stale = {
+            source: len(found.stale(epoch_ms(now))) if found else 0
+            for source, found in entities.stale_by_source(epoch_ms(now), self.sources).items()
+        }
 
     def collect(self) -> Iterator[Any]:
         records = CounterMetricFamily(
@@ -119,6 +125,11 @@ class Cluster(Collector):
         for (source, code), n in sorted(self.responses.items()):
             responses.add_metric([source, str(code)], n)
         yield responses
+        stale = GaugeMetricFamily("wealthmetrics_entities_stale", "Stale entities per source.",
+                                  labels=["source"])  # fmt: skip
+        for source, n in sorted(self.stale.items()):
+            stale.add_metric([source], n)
+        yield stale
 
     def histogram_text(self) -> bytes:
         """wealthmetrics_duration_seconds, in the text exposition format."""

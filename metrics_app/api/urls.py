@@ -10,6 +10,7 @@ urlpatterns = [
     path("metrics/overview/", views.page_overview, name="metrics-overview"),
     path("metrics/failures/", views.failures, name="metrics-failures"),
     path("fields/", views.fields, name="fields"),
+    path("entities/", views.entities, name="entities"),
     path("runs/", views.runs, name="runs"),
     path("runs/<str:run_id>/", views.run, name="run"),
     path("alerts/", views.alerts, name="alerts"),

@@ -28,6 +28,7 @@ from metrics_app.admission.ingest import MAX_RECORDS_PER_REQUEST
 from metrics_app.alerts import lifecycle
 from metrics_app.alerts import runs as run_answers
 from metrics_app.api import prometheus, status
+from metrics_app.history import entities as entity_freshness
 from metrics_app.history import failures as failed
 from metrics_app.history import fields as data_fields
 from metrics_app.history import overview, reads
@@ -261,6 +262,23 @@ def run(request: HttpRequest, run_id: str) -> HttpResponse:
     if answer is None or (source is not None and source not in answer["sources"]):
         return refusals.NOT_FOUND.response()
     return JsonResponse(answer)
+
+
+@allow("GET")
+def entities(request: HttpRequest) -> HttpResponse:
+    """A source's entities and their freshness, stalest first (docs/api.md, "Entities")."""
+    params = request.GET
+    source = params.get("source") or None
+    if source is None or not is_source_name(source):
+        return error(f"source is required and must match {SOURCE_PATTERN}", field="source")
+    stale = params.get("stale", "0")
+    if stale not in ("0", "1"):
+        return error("stale must be 0 or 1", field="stale")
+    limit = params.get("limit", "100")
+    if not PAGE_NUMBER.fullmatch(limit) or not 1 <= int(limit) <= entity_freshness.MAX_LISTED:
+        return error(f"limit must be between 1 and {entity_freshness.MAX_LISTED}", field="limit")
+    now_ms = epoch_ms(timezone.now())
+    return JsonResponse(entity_freshness.entities(source, stale == "1", int(limit), now_ms))
 
 
 @allow("GET")

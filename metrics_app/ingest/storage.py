@@ -17,6 +17,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 
 from metrics_app.dialect import insert_sql
 from metrics_app.ingest import idempotency
+from metrics_app.ingest.freshness import freshness
 from metrics_app.ingest.idempotency import Claim, Earlier
 from metrics_app.ingest.rows import (
     PAGE_COLUMNS,
@@ -86,6 +87,7 @@ def _store_once(batches: Sequence[Batch]) -> list[list[int] | Earlier]:
         add_to_rollups(cursor, records)
         add_to_runs(cursor, records)
         registry.register(records)
+        freshness.seen(records)  # written behind, once committed
     stored: list[list[int] | Earlier] = []
     at = 0
     for (batch, _), used in zip(batches, earlier, strict=True):

@@ -6,7 +6,7 @@
 // sources" the section offers the busiest, and draws every source's status mix, a bar each.
 // Everything from the server is written with textContent.
 
-import { bucketLabel, bucketTicks, formatCount, formatPercent, plural } from "./format.js";
+import { bucketLabel, bucketTicks, formatCount, formatDuration, formatPercent, plural } from "./format.js";
 
 const STEP_MS = { minute: 60_000, hour: 3_600_000 };
 // The status classes, in the order drawn, with site.css's colours: the good green, the accent
@@ -46,6 +46,15 @@ export function statusMix(statuses) {
   return [...classes.values()].filter((c) => c.navigations);
 }
 
+// The freshness line of GET /api/entities/'s answer: "500 entities, 37 stale (not refreshed
+// for 15 min or more; usually every 1 min)".
+export function freshnessLine(answer) {
+  const usual = answer.usualIntervalS === null ? "" : `; usually every ${formatDuration(1000 * answer.usualIntervalS)}`;
+  const entities = `${formatCount(answer.total)} ${answer.total === 1 ? "entity" : "entities"}`;
+  return `${entities}, ${formatCount(answer.stale)} stale ` +
+    `(not refreshed for ${formatDuration(1000 * answer.staleAfterS)} or more${usual})`;
+}
+
 export class DataView {
   // getJSON(url): how answers are fetched; choose(name): set the page's source filter.
   constructor(root, getJSON, choose = null) {
@@ -60,6 +69,7 @@ export class DataView {
       noFields: $(".data-no-fields"), mix: $(".status-mix"), noStatuses: $(".data-no-statuses"),
       all: $(".data-all"), allWindow: $(".data-all-window"), sources: $(".source-mixes"),
       moreSources: $(".data-more-sources"), noSources: $(".data-no-sources"),
+      freshness: $(".data-freshness"), freshnessSummary: $(".freshness-summary"), stalest: $(".stalest"),
     };
     const resized = new ResizeObserver((entries) => entries.forEach((entry) => this.tick(entry.target)));
     for (const grid of Object.values(this.els.grids)) resized.observe(grid);
@@ -85,6 +95,22 @@ export class DataView {
     this.els.mix.replaceChildren(...mixOf(answer.statuses));
     this.els.noStatuses.hidden = answer.statuses.length > 0;
     this.els.noStatuses.textContent = `No navigation of ${source} reported an HTTP status in the ${range.label}.`;
+    await this.freshness(source, ticket);
+  }
+
+  // The source's entities now (not over the range: their freshness is kept, not its history):
+  // how many are stale, and the stalest with their age.
+  async freshness(source, ticket) {
+    const answer = await this.getJSON(`/api/entities/?${new URLSearchParams({ source, stale: "1", limit: "10" })}`);
+    if (ticket !== this.ticket) return;
+    this.els.freshness.hidden = answer.total === 0;
+    this.els.freshnessSummary.textContent = freshnessLine(answer);
+    this.els.stalest.replaceChildren(...answer.entities.map((entity) => {
+      const item = document.createElement("li");
+      item.dataset.entity = entity.entity;
+      item.textContent = `${entity.entity}: ${formatDuration(1000 * entity.ageS)} ago`;
+      return item;
+    }));
   }
 
   offer(busiest) {

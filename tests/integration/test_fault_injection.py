@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -106,3 +107,37 @@ def test_the_demo_runs_its_scheduler_as_runs_and_degrades_one(
     (run,) = degraded
     assert "outside" in run and "items" in run["outside"]
     assert run["items"] < run["comparison"]["items"]["min"] / 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_stops_refreshing_a_tenth_of_a_sources_symbols_and_stale_entities_fires(
+    start_daphne: Callable[..., DaphneServer], committed_api_key: str, live_server_env: dict[str, str]
+) -> None:
+    server = start_daphne(
+        METRICS_ALERT_EVALUATOR="1", METRICS_ALERT_EVAL_INTERVAL_S="1", METRICS_ALERT_WINDOW_S="10",
+        METRICS_ENTITY_FLUSH_S="1", METRICS_ENTITY_STALE_S="1",
+    )  # fmt: skip
+    simulator = subprocess.Popen(
+        [sys.executable, "manage.py", "simulate_scrapers", "--url", f"{server.url}/", "--api-key", committed_api_key,
+         "--sources", "alpha,beta", "--rate", "60", "--duration", "50", "--seed", "4",
+         "--faults", "stale_entities:alpha:12:40"],
+        cwd=ROOT, env={**live_server_env, **os.environ.copy(), "DATABASE_URL": live_server_env["DATABASE_URL"]},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    headers = {"Authorization": f"Bearer {committed_api_key}"}
+
+    def stale_alerts() -> list[dict[str, Any]]:
+        alerts = httpx.get(f"{server.url}/api/alerts/", headers=headers).json()["alerts"]
+        return [alert for alert in alerts if alert["verdict"] == "stale_entities"]
+
+    try:
+        assert wait_for(lambda: bool(stale_alerts()), timeout=45, interval=0.5)
+    finally:
+        simulator.terminate()
+        simulator.communicate(timeout=20)
+    (alert,) = stale_alerts()
+    assert alert["scraperSource"] == "alpha" and alert["summary"].startswith("alpha: 3 of 30 entities")
+    stale = httpx.get(
+        f"{server.url}/api/entities/", params={"source": "alpha", "stale": "1"}, headers=headers
+    )
+    assert {entity["entity"] for entity in stale.json()["entities"]} == {"TSLA", "NFLX", "KO"}

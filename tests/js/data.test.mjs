@@ -42,3 +42,11 @@ test("every status from 100 to 599 falls in one class, the refusals the blocked 
   assert.equal(statusClass(404), "4xx");
   assert.equal(statusClass(302), "3xx");
 });
+
+test("the freshness line says how many are stale, of how many, and after how long", async () => {
+  const { freshnessLine } = await import("../../static/js/data.js");
+  assert.equal(freshnessLine({ total: 500, stale: 37, staleAfterS: 900, usualIntervalS: 60 }),
+    "500 entities, 37 stale (not refreshed for 15 min or more; usually every 1 min)");
+  assert.equal(freshnessLine({ total: 1, stale: 0, staleAfterS: 900, usualIntervalS: null }),
+    "1 entity, 0 stale (not refreshed for 15 min or more)");
+});

@@ -22,6 +22,8 @@ def test_the_limits_are_the_servers() -> None:
     assert client_rules.MIN_RECORDED_AT == records.MIN_RECORDED_AT
     assert client_rules.MAX_TEXT == 500
     assert client_rules.RUN_ID_PATTERN == records.RUN_ID_PATTERN
+    assert client_rules.ENTITY_PATTERN == records.ENTITY_PATTERN
+    assert client_rules.MAX_ENTITIES == records.MAX_ENTITIES
 
 
 def server_accepts(record: dict[str, Any]) -> bool:
@@ -41,7 +43,7 @@ texts = st.one_of(st.none(), st.text(max_size=3), st.text(min_size=498, max_size
 fields = st.sampled_from(
     ["scraperSource", "schedulerName", "url", "error", "navigationDurationMs", "retryCount",
      "scrapeDurationMs", "itemsExtracted", "dataSize", "executionDurationMs", "itemsProcessed",
-     "recordedAt", "success", "httpStatus", "fields", "runId", "extra"]
+     "recordedAt", "success", "httpStatus", "fields", "runId", "entities", "extra"]
 )  # fmt: skip
 
 
@@ -76,6 +78,14 @@ def value_for(field: str) -> st.SearchStrategy[Any]:
                             max_size=3),
             st.sampled_from([None, [], "price", {f"f{n}": {"filled": 0, "invalid": 0} for n in range(51)}]),
         )  # fmt: skip
+    if field == "entities":
+        keys = st.sampled_from(
+            ["AAPL", "BRK.B", "^GSPC", "EURUSD=X", "a/b", "", "-x", "a b", "A" * 64, "A" * 65, 7]
+        )
+        return st.one_of(
+            st.lists(keys, max_size=4),
+            st.sampled_from([None, "AAPL", {"AAPL": 1}, ["A"] * 1000, ["A"] * 1001]),
+        )
     if field == "recordedAt":
         return st.one_of(st.integers(0, 2**43), st.just(records.now_ms() + 2 * 3_600_000))
     return numbers

@@ -91,3 +91,27 @@ def test_the_kit_refuses_counts_the_server_would_refuse() -> None:
                 "httpStatus": 99,
             }
         )
+
+
+def test_scrape_page_sends_each_items_entity_once() -> None:
+    """`entity_key` names the items' key (or attribute) that holds the entity."""
+    from wealthmetrics_client import scrape_page
+
+    class Sink:
+        def __init__(self) -> None:
+            self.records: list[dict[str, Any]] = []
+
+        def record_page_scrape(self, **fields: Any) -> None:
+            self.records.append(fields)
+
+    @dataclass
+    class Quote:
+        symbol: str | None
+
+    sink: Any = Sink()  # records what the kit sends, as a MetricsClient would
+    items = [{"symbol": "AAPL"}, {"symbol": "MSFT"}, {"symbol": "AAPL"}, {"symbol": ""}, {"price": 1}]
+    scrape_page("cnbc", "https://x/q", "<html>", lambda _: items, entity_key="symbol", sink=sink)
+    quotes = [Quote("^GSPC"), Quote(None)]
+    scrape_page("cnbc", "https://x/q", "<html>", lambda _: quotes, entity_key="symbol", sink=sink)
+    assert [r["entities"] for r in sink.records] == [["AAPL", "MSFT"], ["^GSPC"]]
+    assert sink.records[0]["items_extracted"] == 5

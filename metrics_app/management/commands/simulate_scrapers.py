@@ -32,14 +32,20 @@ STATUS = re.compile(r"HTTP (\d{3})")  # the status an error text names, if any
 # lack a volume. The `field_broken` fault empties `price` on most of one source's quotes.
 FIELDS = {"symbol": 1.0, "price": 0.995, "change_pct": 0.98, "volume": 0.9}
 BROKEN_FIELD, BROKEN_FILLED = "price", 0.15
-TICKERS = ("AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "GOOGL")
+TICKERS = ("AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "GOOGL", "META", "BRK.B", "JPM", "V", "UNH", "XOM",
+           "JNJ", "WMT", "MA", "PG", "HD", "CVX", "KO", "PEP", "ABBV", "COST", "MRK", "AVGO", "ORCL",
+           "BAC", "ADBE", "CRM", "NFLX", "^GSPC")  # fmt: skip
 SCRAPE_ERRORS = ("selector 'table.quotes' not found", "JSONDecodeError: Expecting value")
 # Faults --faults can inject, each with how long the demo keeps it up (seconds): long enough to
 # fire (half the default 5-minute window after it shows) and, for a silence, to pass
-# METRICS_ALERT_NO_DATA_S (10 minutes). "scheduler_stop" stops the scheduler's runs;
-# "run_degraded" makes its next run skip most of its pages (run_degraded fires when that ends).
+# METRICS_ALERT_NO_DATA_S (10 minutes). "scheduler_stop" stops the scheduler's runs, and
+# "run_degraded" makes its next run skip most of its pages (run_degraded fires when that ends);
+# both are the scheduler's, so their source is ignored.
+# "stale_entities" stops a source refreshing a tenth of its symbols: stale after 15 minutes (the
+# floor, METRICS_ENTITY_STALE_S), so the demo keeps it up for 20.
 FAULTS = {"site_down": 240, "extraction_broken": 240, "field_broken": 240, "blocked": 240, "slow": 240,
-          "scheduler_stop": 420, "run_degraded": 60, "no_data": 840}  # fmt: skip
+          "scheduler_stop": 420, "run_degraded": 60, "stale_entities": 1200, "no_data": 840}  # fmt: skip
+STALE_TICKERS = ("TSLA", "NFLX", "KO")  # the symbols the stale_entities fault stops refreshing
 SKIPPED_PAGES = 0.8  # of a degraded run
 DEMO_GAP_S = 240  # quiet between the demo's faults, so each one's alert resolves first
 SCHEDULER = "quotes-refresh"
@@ -115,7 +121,10 @@ class SimulatedSource:
         broken = broken or self.fault in ("site_down", "blocked")
         fail = 0.95 if broken else 0.55 if now < self.failing_until else 0.03
         self.pages += 1
-        url = f"https://{self.name}.example.com/quotes/{rng.choice(TICKERS)}"
+        ticker = rng.choice(TICKERS)
+        if ticker in STALE_TICKERS and self.fault == "stale_entities":
+            ticker = rng.choice([t for t in TICKERS if t not in STALE_TICKERS])
+        url = f"https://{self.name}.example.com/quotes/{ticker}"
         # a page of a degraded run is one the crawl skipped: it is not part of the run
         run = {"runId": self.run_id} if self.run_id and rng.random() >= self.skipping else {}
         attempts = 1
@@ -142,7 +151,7 @@ class SimulatedSource:
             "scrapeDurationMs": self._lognormal(rng, self.scrape_ms * slow),
             "itemsExtracted": items, "fields": self._fields(rng, items),
             "dataSize": self._lognormal(rng, 60_000), "success": parsed,
-            "error": None if parsed else rng.choice(SCRAPE_ERRORS), **when, **run,
+            "error": None if parsed else rng.choice(SCRAPE_ERRORS), "entities": [ticker], **when, **run,
         })  # fmt: skip
         return 2
 
@@ -275,7 +284,8 @@ class Command(BaseCommand):
     ) -> None:
         started = time.monotonic()
         next_run = started + self.period
-        _start_run(sources)
+        if not sources[0].run_id:  # else the backfill's last run goes on, ended by the next run
+            _start_run(sources)
         next_report = started + 10
         records = 0.0
         tick = 0.1

@@ -1,0 +1,77 @@
+"""The stale_entities rule (docs/alerts.md): many more of a source's entities are stale than
+usual (metrics_app.history.entities says when one is stale).
+
+A source's usual is learned here, from its stale counts sampled once a minute over the last
+day, periods it was alerting left out: some sources always have a few symbols that trade
+rarely. It breaks when the stale count is above twice the usual high (90th percentile) plus
+2, and above 2 % of its entities (a few of a source's hundreds are not news before the usual is
+known).
+"""
+
+from collections import deque
+from typing import Final
+
+from metrics_app.alerts.findings import Finding, duration_text
+from metrics_app.alerts.models import Verdict
+from metrics_app.history import entities
+from metrics_app.history.entities import Freshness
+
+MEASURE: Final = "stale_entities"
+SAMPLE_EVERY_MS: Final = 60_000
+SAMPLES_KEPT: Final = 24 * 60  # a day of minutes
+MIN_SAMPLES: Final = 10  # before this many, the usual is taken as none stale
+NAMED: Final = 3  # the stalest named in the summary
+
+
+class StaleEntities:
+    """Each source's stale counts of the last day, and the findings they give."""
+
+    def __init__(self) -> None:
+        self._samples: dict[str, deque[tuple[int, int]]] = {}  # source → (at, stale count)
+
+    def findings(self, now_ms: int) -> dict[str, Finding]:
+        """Every source's finding, whether or not it holds (an alert that resolves shows the
+        current numbers); sources with no stale entity give none."""
+        found = entities.stale_by_source(now_ms)
+        findings = {}
+        for source, freshness in found.items():
+            stale = freshness.stale(now_ms) if freshness else []
+            low, high = self._usual(source)
+            finding = _finding(source, freshness, stale, (low, high), now_ms) if freshness and stale else None
+            if finding is not None:
+                findings[source] = finding
+            if finding is None or not finding.holds:
+                self._sample(source, len(stale), now_ms)
+        for source in set(self._samples) - set(found):
+            del self._samples[source]
+        return findings
+
+    def _usual(self, source: str) -> tuple[int, int]:
+        samples = sorted(n for _, n in self._samples.get(source, ()))
+        if len(samples) < MIN_SAMPLES:
+            return 0, 0
+        return samples[len(samples) // 10], samples[min(len(samples) - 1, len(samples) * 9 // 10)]
+
+    def _sample(self, source: str, stale: int, now_ms: int) -> None:
+        samples = self._samples.setdefault(source, deque(maxlen=SAMPLES_KEPT))
+        if not samples or now_ms - samples[-1][0] >= SAMPLE_EVERY_MS:
+            samples.append((now_ms, stale))
+
+
+def _finding(
+    source: str, freshness: Freshness, stale: list[tuple[str, int, int]], usual: tuple[int, int], now_ms: int
+) -> Finding:
+    low, high = usual
+    total = len(freshness.entities)
+    threshold = max(2 * high + 2, 0.02 * total)
+    usually = f"{low}" if low == high else f"{low}–{high}"
+    stalest = sorted(stale, key=lambda entry: entry[1])[:NAMED]
+    named = ", ".join(f"{entity} ({duration_text(now_ms - at)})" for entity, at, _ in stalest)
+    summary = (
+        f"{source}: {len(stale):,} of {total:,} entities not refreshed for "
+        f"{duration_text(freshness.stale_after_ms)} or more, usual {usually}; stalest: {named}"
+    )
+    return Finding(
+        Verdict.STALE_ENTITIES, source, None, summary, float(len(stale)), threshold,
+        "stale counts of the last day", measure=MEASURE, holds=len(stale) > threshold,
+    )  # fmt: skip
