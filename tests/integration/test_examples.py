@@ -56,7 +56,7 @@ def test_make_run_shows_a_live_demo_with_a_past(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         database = tmp_path / "wealthmetrics.sqlite3"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180  # the week's backfill is about 2 minutes of it
         while (
             time.monotonic() < deadline and stored(database, "created_at > datetime('now', '-1 minute')") < 20
         ):

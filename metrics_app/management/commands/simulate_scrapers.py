@@ -151,7 +151,9 @@ class SimulatedSource:
             "scrapeDurationMs": self._lognormal(rng, self.scrape_ms * slow),
             "itemsExtracted": items, "fields": self._fields(rng, items),
             "dataSize": self._lognormal(rng, 60_000), "success": parsed,
-            "error": None if parsed else rng.choice(SCRAPE_ERRORS), "entities": [ticker], **when, **run,
+            "error": None if parsed else rng.choice(SCRAPE_ERRORS), **when, **run,
+            # the symbol it refreshed; not in the backfill, whose old times no freshness needs
+            **({"entities": [ticker]} if at is None else {}),
         })  # fmt: skip
         return 2
 
