@@ -74,6 +74,7 @@ def run_records(
 
 def seed(args: argparse.Namespace) -> str:
     """The runs, stored as ingest stores them; returns the measured run's id."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wealthmetrics.settings")
     fresh_bench_database()
     from metrics_app.ingest.storage import store_metrics
     from metrics_app.records import now_ms, validate_records
