@@ -3,6 +3,7 @@
     DATABASE_URL=mysql://root@127.0.0.1:3306/wealthmetrics .venv/bin/python bench/ingest.py
     DATABASE_URL=… .venv/bin/python bench/ingest.py --senders 32 --batch 10 --limits   # the fleet shape
     DATABASE_URL=… .venv/bin/python bench/ingest.py --senders 4 --fields 10 --duration 10  # the fields' cost
+    DATABASE_URL=… .venv/bin/python bench/ingest.py --senders 4 --entities 20 --duration 10  # with runs
 
 Starts --servers daphne processes on that database, creates an API key, then --senders
 threads POST pre-serialised batches of --batch records for --duration seconds. It prints the
@@ -44,11 +45,14 @@ from tests.support.servers import DaphneServer  # noqa: E402
 FIELD_NAMES = ("price", "change", "change_pct", "volume", "market_cap", "pe_ratio", "name", "currency",
                "exchange", "quote.time", *(f"extra_{n}" for n in range(40)))  # fmt: skip
 STATUSES = (200, 200, 200, 200, 200, 200, 200, 404, 429, 503)
+ENTITIES_PER_SOURCE = 500
 
 
-def make_bodies(run: str, batches: int, size: int, fields: int = 0) -> list[bytes]:
+def make_bodies(run: str, batches: int, size: int, fields: int = 0, entities: int = 0) -> list[bytes]:
     """Distinct, realistic batches, serialised before the clock starts. With `fields`, each
-    scrape carries that many field counts and each navigation an HTTP status."""
+    scrape carries that many field counts and each navigation an HTTP status. With `entities`,
+    every record carries a runId (a crawl per source, 4 of them) and each scrape that many
+    entities of its source's ENTITIES_PER_SOURCE symbols."""
     now = int(time.time() * 1000)
     bodies = []
     for b in range(batches):
@@ -89,6 +93,12 @@ def make_bodies(run: str, batches: int, size: int, fields: int = 0) -> list[byte
                                         for n, name in enumerate(FIELD_NAMES[:fields])}  # fmt: skip
                 else:
                     record["httpStatus"] = STATUSES[(b + i) % len(STATUSES)]
+        if entities:
+            for i, record in enumerate(records):
+                record["runId"] = f"bench-{run}-{i % 8}-{b % 4}"
+                if record["type"] == "page_scrape":
+                    first = (b * size + i) * entities
+                    record["entities"] = [f"S{(first + k) % ENTITIES_PER_SOURCE}" for k in range(entities)]
         bodies.append(orjson.dumps({"metrics": records}))
     return bodies
 
@@ -96,16 +106,18 @@ def make_bodies(run: str, batches: int, size: int, fields: int = 0) -> list[byte
 def compare_fields(
     servers: list[DaphneServer], key: str, run: str, args: argparse.Namespace
 ) -> tuple[list["Sender"], float]:
-    """--rounds rounds of the same records without and with --fields fields, alternating (the
-    order flips each round, so neither variant always runs on a warmer server): the cost of
-    the optional fields, measured on the same servers in the same run. Each round also says
-    the records per group-commit transaction and the CPU time per record of the servers and
-    of the database (when it runs on this machine), which vary less than throughput."""
+    """--rounds rounds of the same records without and with the optional fields (--fields
+    field counts, or --entities entities and a runId), alternating (the order flips each round,
+    so neither variant always runs on a warmer server): their cost, measured on the same
+    servers in the same run. Each round also says the records per group-commit transaction and
+    the CPU time per record of the servers and of the database (when it runs on this machine),
+    which vary less than throughput."""
     ports = [server.port for server in servers]
     cpu = CpuMeter([server.process.pid for server in servers if server.process])
+    with_them = f"with {args.fields} fields" if args.fields else f"with a runId and {args.entities} entities"
     variants = {
-        "without fields": make_bodies(run, batches=40, size=args.batch),
-        f"with {args.fields} fields": make_bodies(run, batches=40, size=args.batch, fields=args.fields),
+        "without them": make_bodies(run, batches=40, size=args.batch),
+        with_them: make_bodies(run, batches=40, size=args.batch, fields=args.fields, entities=args.entities),
     }
     rates: dict[str, list[float]] = {name: [] for name in variants}
     everyone: list[Sender] = []
@@ -127,9 +139,9 @@ def compare_fields(
             everyone += senders
             total += elapsed
     medians = {name: statistics.median(values) for name, values in rates.items()}
-    without, with_fields = medians.values()
+    without, with_them = medians.values()
     print("medians: " + ", ".join(f"{name} {rate:,.0f} records/s" for name, rate in medians.items())
-          + f"; the fields cost {100 * (1 - with_fields / without):.1f} % of the throughput")  # fmt: skip
+          + f"; they cost {100 * (1 - with_them / without):.1f} % of the throughput")  # fmt: skip
     return everyone, total
 
 
@@ -408,7 +420,12 @@ def main() -> None:
     parser.add_argument("--fields", type=int, default=0, metavar="N",
                         help="compare the same records without and with N field counts per scrape "
                              "(and an HTTP status per navigation), alternately")  # fmt: skip
-    parser.add_argument("--rounds", type=int, default=3, help="--fields: rounds of each (default 3)")
+    parser.add_argument("--entities", type=int, default=0, metavar="N",
+                        help="compare the same records without and with a runId on each and N entities "
+                             "per scrape, alternately")  # fmt: skip
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="--fields, --entities: rounds of each (default 3)"
+    )
     args = parser.parse_args()
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "PYTHONUNBUFFERED": "1"}
@@ -429,7 +446,7 @@ def main() -> None:
         )
         watcher = ConnectionWatcher(env)
         watcher.start()
-        if args.fields:
+        if args.fields or args.entities:
             senders, elapsed = compare_fields(servers, key, run, args)
         else:
             senders, elapsed = send_all([server.port for server in servers], key, bodies, args)
