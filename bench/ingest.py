@@ -114,10 +114,10 @@ def compare_fields(
     which vary less than throughput."""
     ports = [server.port for server in servers]
     cpu = CpuMeter([server.process.pid for server in servers if server.process])
-    with_them = f"with {args.fields} fields" if args.fields else f"with a runId and {args.entities} entities"
+    label = f"with {args.fields} fields" if args.fields else f"with a runId and {args.entities} entities"
     variants = {
         "without them": make_bodies(run, batches=40, size=args.batch),
-        with_them: make_bodies(run, batches=40, size=args.batch, fields=args.fields, entities=args.entities),
+        label: make_bodies(run, batches=40, size=args.batch, fields=args.fields, entities=args.entities),
     }
     rates: dict[str, list[float]] = {name: [] for name in variants}
     everyone: list[Sender] = []
