@@ -14,6 +14,7 @@ from metrics_app.records import now_ms
 from tests.support.browser import open_dashboard, screenshot
 from tests.support.records import navigation, scrape
 from tests.support.servers import DaphneServer
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -208,4 +209,37 @@ def test_the_source_page_shows_its_fields(
     assert shares[broken] == "0.1000"
     assert page.eval_on_selector("#source-data", OVERFLOWING) == []
     screenshot(page, "source-data-1h")
+    assert errors == []
+
+
+def test_the_source_page_shows_its_entities_freshness(
+    browser: Any, daphne: DaphneServer, committed_api_key: str, login: dict[str, str]
+) -> None:
+    """Three symbols refreshed now, one last 40 minutes ago: stale past the 15-minute floor,
+    named with its age under the count."""
+    source = f"fresh-{uuid.uuid4().hex[:6]}"
+    now = now_ms()
+    ingest(daphne, committed_api_key, [
+        scrape(scraperSource=source, recordedAt=now - 40 * MINUTE, itemsExtracted=4, entities=["AAPL", "MSFT", "KO", "V"]),
+        scrape(scraperSource=source, recordedAt=now - MINUTE, itemsExtracted=3, entities=["AAPL", "MSFT", "V"]),
+    ])  # fmt: skip
+    auth = {"Authorization": f"Bearer {committed_api_key}"}
+
+    def written() -> bool:  # behind the records, within METRICS_ENTITY_FLUSH_S
+        answer = httpx.get(f"{daphne.url}/api/entities/", params={"source": source}, headers=auth).json()
+        return bool(answer["total"] == 4)
+
+    assert wait_for(written, timeout=15, interval=0.2)
+    page, errors = open_dashboard(browser, daphne, login, viewport={"width": 1280, "height": 1000})
+    page.goto(f"{daphne.url}/analytics/source/{source}/?range=1h")
+    freshness = page.locator("#source-data .data-freshness")
+    freshness.wait_for(state="visible")
+    assert (
+        freshness.locator(".freshness-summary")
+        .inner_text()
+        .startswith("4 entities, 1 stale (not refreshed for 15 min or more")
+    )
+    assert freshness.locator(".stalest li").all_inner_texts() == ["KO: 40 min ago"]
+    assert page.eval_on_selector("#source-data", OVERFLOWING) == []
+    screenshot(page, "source-data-freshness")
     assert errors == []
