@@ -12,6 +12,13 @@ The database named in DATABASE_URL (its name must contain "bench") is dropped an
    answered with 200 and tiny pages, selectors breaking (0 items), a slowdown, a source going
    quiet, a scheduler stopping and one failing, an incident (10 sources down at once), and
    field breaks: one field's filled share falling to 10-50 %, or its valid share to 50 %.
+   Beside them, --crawls crawls, each its own source and scheduler running every 20 minutes
+   as runs with a runId (about 100 pages in 14 minutes, ±10 % run to run), of which some have
+   one degraded run (items down 60 %, failures 10 times usual, or 5 times too fast: run_degraded); and --feeds
+   feeds, sources refreshing 500 symbols 20 a page (`entities`, a symbol now and then
+   missing a refresh), of which some stop refreshing a tenth of them (stale_entities). The
+   feeds' records of the evaluated span are stored as the evaluation reaches their time, since
+   freshness is a state, not a series.
    Every page reports --fields fields: most noisy but healthy (each filled on 95-100 % of
    items, varying page to page, a few invalid now and then), one usually filled on ~60 %.
    Records are stored through the ingest storage path (store_metrics: the rows and their
@@ -25,13 +32,14 @@ The database named in DATABASE_URL (its name must contain "bench") is dropped an
 """
 
 import argparse
+import bisect
 import math
 import os
 import random
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,6 +72,10 @@ EXPECTED = {
     "incident": "incident",
     "field_empty": "field_broken",
     "field_invalid": "field_broken",
+    "run_items": "run_degraded",
+    "run_failures": "run_degraded",
+    "run_fast": "run_degraded",
+    "stale": "stale_entities",
 }
 # Each kind on this many sources; the incident takes 10 more, and the rest stay healthy.
 PER_KIND = 4
@@ -77,6 +89,14 @@ FAULT_KINDS = (
     "field_empty",
     "field_invalid",
 )
+RUN_FAULTS = ("run_items", "run_failures", "run_fast")
+CRAWL_EVERY_MS = 20 * MINUTE_MS
+CRAWL_MS = 14 * MINUTE_MS  # a run's usual length
+CRAWL_PAGES = 100  # a run's usual pages
+CRAWL_FAILURE = 0.02  # a page's usual chance to fail; 10 times it in a run_failures run
+SYMBOLS = 500  # a feed's entities
+PER_PAGE = 20  # entities a feed's page refreshes
+STOPPED = 0.1  # the share of a stale feed's symbols that stop
 # The HTTP status a navigation failing with each error answered (none: no answer came).
 STATUSES = {"HTTP 503 Service Unavailable": 503, "HTTP 429 Too Many Requests": 429, "HTTP 403 Forbidden": 403}
 
@@ -100,6 +120,36 @@ class Fault:
     end: int
     field: str = ""  # a field break's field, and the share it falls to
     share: float = 0.0
+    stopped: frozenset[str] = frozenset()  # a stale feed's symbols that stop
+    due: int = 0  # when it can first be seen, when later than its start (a degraded run's end)
+
+
+@dataclass
+class Crawl:
+    """A source crawled by its own scheduler, as runs with a runId."""
+
+    source: Source
+    scheduler: str
+    offset: int  # ms: its runs start at offset + n * CRAWL_EVERY_MS
+
+
+@dataclass
+class Feed:
+    """A source refreshing SYMBOLS symbols, PER_PAGE a page, round and round."""
+
+    source: Source
+    symbols: list[str]
+    turn: int = 0
+
+    def page(self, rng: random.Random, stopped: frozenset[str]) -> list[str]:
+        """The next page's symbols, without the stopped ones; now and then one misses its turn."""
+        taken: list[str] = []
+        while len(taken) < PER_PAGE:
+            symbol = self.symbols[self.turn % len(self.symbols)]
+            self.turn += 1
+            if symbol not in stopped and rng.random() > 0.01:
+                taken.append(symbol)
+        return taken
 
 
 def main() -> None:
@@ -112,6 +162,8 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=12, help="the evaluated span, with the faults")
     parser.add_argument("--step", type=int, default=30, help="simulated seconds between evaluations")
     parser.add_argument("--per-minute", type=int, default=2, help="pages per source per minute")
+    parser.add_argument("--crawls", type=int, default=16, help="sources crawled as runs by a scheduler")
+    parser.add_argument("--feeds", type=int, default=8, help="sources refreshing 500 symbols")
     parser.add_argument("--cost-sources", type=int, default=1000)
     parser.add_argument("--cycles", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
@@ -137,36 +189,45 @@ def main() -> None:
 def accuracy(args: argparse.Namespace) -> None:
     from metrics_app.alerts.evaluator import Evaluator
     from metrics_app.alerts.models import Alert
+    from metrics_app.ingest.storage import store_metrics
+    from metrics_app.records import validate_records
 
     rng = random.Random(args.seed)
     now_ms = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS
     span_ms = int(args.hours * 3_600_000)
     start_ms = now_ms - span_ms
     history_ms = start_ms - args.history_days * 86_400_000
-    sources = [
-        Source(
-            f"site{n:02d}",
-            rng.uniform(250, 1500),
-            rng.uniform(40, 400),
-            rng.randint(8, 60),
-            rng.randint(20_000, 120_000),
-            rng.uniform(0.02, 0.05),
-            field_shares(rng, args.fields),
-        )
-        for n in range(args.sources)
+    sources = [new_source(rng, f"site{n:02d}", args.fields) for n in range(args.sources)]
+    crawls = [
+        Crawl(new_source(rng, f"crawl{n:02d}", args.fields, CRAWL_FAILURE), f"crawl{n:02d}-refresh",
+              history_ms + rng.randrange(CRAWL_EVERY_MS // MINUTE_MS) * MINUTE_MS)
+        for n in range(args.crawls)
+    ]  # fmt: skip
+    feeds = [
+        Feed(new_source(rng, f"feed{n:02d}", args.fields), [f"T{n:02d}{k:03d}" for k in range(SYMBOLS)])
+        for n in range(args.feeds)
     ]
     faults = plan_faults(rng, sources, start_ms, span_ms)
+    faults += plan_run_faults(rng, crawls, feeds, start_ms, span_ms)
     began = time.perf_counter()
-    stored = load(rng, sources, faults, history_ms, now_ms, args.per_minute)
+    stored, deferred = load(
+        rng, sources, crawls, feeds, faults, history_ms, start_ms, now_ms, args.per_minute
+    )
     print(
-        f"stored {stored:,} records ({args.history_days} days of history + {args.hours:g} h evaluated) "
+        f"stored {stored:,} records ({args.history_days} days of history + {args.hours:g} h evaluated; "
+        f"{len(deferred):,} more of the feeds as the evaluation reaches them) "
         f"in {time.perf_counter() - began:.0f} s; {len(faults)} faults injected"
     )
 
     evaluator = Evaluator("bench")
     cycles, began = 0, time.perf_counter()
     firing_at: dict[int, int] = {}
+    reached = 0
     for at in range(start_ms, now_ms + 1, args.step * 1000):
+        until = bisect.bisect_left(deferred, at, key=lambda record: record["recordedAt"])
+        for chunk in range(reached, until, 1000):
+            store_metrics(validate_records(deferred[chunk : min(until, chunk + 1000)]))
+        reached = until
         _, events = evaluator.run_once(datetime.fromtimestamp(at / 1000, UTC))
         for event in events:
             if event.status == "firing":
@@ -174,7 +235,7 @@ def accuracy(args: argparse.Namespace) -> None:
         cycles += 1
     print(f"evaluated {cycles} cycles in {time.perf_counter() - began:.0f} s")
     alerts = list(Alert.objects.exclude(state="pending"))
-    score(faults, alerts, firing_at, len(sources), span_ms)
+    score(faults, alerts, firing_at, len(sources) + len(crawls) + len(feeds), span_ms)
 
 
 def plan_faults(rng: random.Random, sources: list[Source], start: int, span: int) -> list[Fault]:
@@ -204,21 +265,61 @@ def plan_faults(rng: random.Random, sources: list[Source], start: int, span: int
     return faults
 
 
+def plan_run_faults(
+    rng: random.Random, crawls: list[Crawl], feeds: list[Feed], start: int, span: int
+) -> list[Fault]:
+    """A degraded run on PER_KIND crawls of each kind, and PER_KIND feeds whose tenth stops."""
+    faults: list[Fault] = []
+    for n, crawl in enumerate(crawls[: PER_KIND * len(RUN_FAULTS)]):
+        begin = start + int(rng.uniform(0.1, 0.7) * span)
+        run_start = begin + (crawl.offset - begin) % CRAWL_EVERY_MS  # the first run after it
+        names = [crawl.scheduler, crawl.source.name]
+        faults.append(Fault(RUN_FAULTS[n % len(RUN_FAULTS)], names, run_start, run_start + 2 * CRAWL_MS))
+    for feed in feeds[:PER_KIND]:
+        begin = start + int(rng.uniform(0.1, 0.6) * span)
+        stopped = frozenset(rng.sample(feed.symbols, int(STOPPED * len(feed.symbols))))
+        faults.append(Fault("stale", [feed.source.name], begin, begin + 90 * MINUTE_MS, stopped=stopped))
+    return faults
+
+
 def load(
-    rng: random.Random, sources: list[Source], faults: list[Fault], start: int, end: int, per_minute: int
-) -> int:
+    rng: random.Random,
+    sources: list[Source],
+    crawls: list[Crawl],
+    feeds: list[Feed],
+    faults: list[Fault],
+    start: int,
+    evaluated: int,
+    end: int,
+    per_minute: int,
+) -> tuple[int, list[dict[str, Any]]]:
+    """Store the records from `start` to `end`; returns how many, and the feeds' records from
+    `evaluated` on, held back (oldest first) for the evaluation to store as it reaches them."""
     from metrics_app.ingest.storage import store_metrics
     from metrics_app.records import validate_records
 
     def fault_of(name: str, at: int) -> Fault | None:
         return next((f for f in faults if name in f.names and f.start <= at < f.end), None)
 
-    stored, batch = 0, []
+    feeding = {feed.source.name: feed for feed in feeds}
+    stored, batch, deferred = 0, [], []
     for minute in range(start, end, MINUTE_MS):
-        for source in sources:
+        for source in [*sources, *(feed.source for feed in feeds)]:
             for _ in range(per_minute):
                 at = minute + rng.randrange(MINUTE_MS)
-                batch += visit(rng, source, at, fault_of(source.name, at))
+                found = fault_of(source.name, at)
+                records = visit(rng, source, at, found)
+                if (feed := feeding.get(source.name)) is not None:
+                    stopped = found.stopped if found else frozenset()
+                    for record in records[1:]:  # its scrape
+                        record["entities"] = feed.page(rng, stopped)
+                    if minute >= evaluated:
+                        deferred += records
+                        continue
+                batch += records
+        for crawl in crawls:
+            if (minute - crawl.offset) % CRAWL_EVERY_MS == 0:
+                batch += crawl_run(rng, crawl, minute, end, fault_of(crawl.scheduler, minute))
         for name, period in (("minutely-prices", 1), ("hourly-report", 60), ("nightly-ish", 180)):
             if (minute // MINUTE_MS) % period == 0:
                 found = fault_of(name, minute)
@@ -243,7 +344,52 @@ def load(
                 store_metrics(validate_records(batch[chunk : chunk + 1000]))
             stored += len(batch)
             batch = []
-    return stored
+    deferred.sort(key=lambda record: record["recordedAt"])
+    return stored, deferred
+
+
+def crawl_run(
+    rng: random.Random, crawl: Crawl, begin: int, end: int, fault: Fault | None
+) -> list[dict[str, Any]]:
+    """One run of a crawl starting at `begin` (none when it would end after `end`): its pages
+    with its runId, then its scheduler run; ±10 % from run to run, or degraded by `fault`."""
+    kind = fault.kind if fault is not None and fault.start == begin else None
+    pages = round(CRAWL_PAGES * rng.uniform(0.9, 1.1))
+    took = int(CRAWL_MS * rng.uniform(0.9, 1.1))
+    if kind == "run_items":  # a crawl that found 60 % fewer pages, and so items
+        pages, took = round(pages * 0.4), int(took * 0.4)
+    elif kind == "run_fast":  # the same pages, in a fifth of the time
+        took //= 5
+    if begin + took >= end:
+        return []
+    if fault is not None and kind is not None:
+        fault.due = begin + took
+    source = crawl.source if kind != "run_failures" else replace(crawl.source, failure=10 * CRAWL_FAILURE)
+    run_id = f"{crawl.scheduler}-{begin // MINUTE_MS}"
+    records = [
+        record for page in range(pages) for record in visit(rng, source, begin + page * took // pages, None)
+    ]
+    items = 0
+    for record in records:
+        record["runId"] = run_id
+        items += record.get("itemsExtracted", 0)
+    records.append({"type": "scheduler_run", "schedulerName": crawl.scheduler, "runId": run_id,
+                    "scraperSource": crawl.source.name, "recordedAt": begin + took,
+                    "executionDurationMs": took, "itemsProcessed": items})  # fmt: skip
+    return records
+
+
+def new_source(rng: random.Random, name: str, fields: int, failure: float | None = None) -> Source:
+    """A source with its own timings, items, page sizes, failure rate and fields."""
+    return Source(
+        name,
+        rng.uniform(250, 1500),
+        rng.uniform(40, 400),
+        rng.randint(8, 60),
+        rng.randint(20_000, 120_000),
+        rng.uniform(0.02, 0.05) if failure is None else failure,
+        field_shares(rng, fields),
+    )
 
 
 def field_shares(rng: random.Random, n: int) -> dict[str, float]:
@@ -347,7 +493,8 @@ def score(
         detected += 1
         first = min(candidates, key=lambda alert: firing_at[alert.pk])
         matched.update(alert.pk for alert in candidates)
-        latencies.append((firing_at[first.pk] - fault.start) / 1000)
+        # a degraded run is seen when it ends: its latency is from then
+        latencies.append((firing_at[first.pk] - max(fault.start, fault.due)) / 1000)
         by_kind.setdefault(fault.kind, []).append(latencies[-1])
         if first.verdict == EXPECTED[fault.kind]:
             right += 1
@@ -378,12 +525,23 @@ def score(
     # A silence and a stopped scheduler cannot be seen before their own spans have passed
     # (METRICS_ALERT_NO_DATA_S, the scheduler's period plus grace): the window target is for
     # the faults that show in the records.
-    shown = sorted(
-        t for kind, found in by_kind.items() if kind not in ("quiet", "scheduler_stop") for t in found
-    )
+    # Stale entities cannot be seen before the stopped symbols are 3 usual intervals old, nor a
+    # degraded run before it ends (its latency is from its end): each has its own target.
+    own = ("quiet", "scheduler_stop", "stale", *RUN_FAULTS)
+    shown = sorted(t for kind, found in by_kind.items() if kind not in own for t in found)
     if shown:
         p95_shown = shown[min(len(shown) - 1, int(0.95 * len(shown)))]
         print(f"  faults that show in records ({len(shown)}): p95 {p95_shown:.0f} s, max {shown[-1]:.0f} s")
+    ran = sorted(t for kind in RUN_FAULTS for t in by_kind.get(kind, []))
+    if ran:
+        print(f"  degraded runs ({len(ran)}), from the run's end: max {ran[-1]:.0f} s")
+    if stale := by_kind.get("stale"):
+        usual_s = SYMBOLS / PER_PAGE * 60 / (2 * 0.965)  # a symbol's turn comes round at 2 pages a minute
+        target = 3 * usual_s + window_ms / 1000
+        print(
+            f"  stale_entities ({len(stale)}): max {max(stale):.0f} s "
+            f"(target ≤ 3 times the usual interval of ~{usual_s / 60:.0f} min + a window = {target:.0f} s)"
+        )
 
 
 # --- 2. cost -----------------------------------------------------------------------------------------
@@ -401,9 +559,25 @@ def cost(args: argparse.Namespace) -> None:
     stored = 0
     fields = {f"field{k:02d}": 0.97 for k in range(20)}
     sources = [Source(f"fleet{n:04d}", 500, 100, 20, 50_000, 0.03, fields) for n in range(args.cost_sources)]
+    # Each source refreshes its SYMBOLS symbols, half of them 100 a page (every 5 minutes, so
+    # none is older than METRICS_ENTITY_STALE_S), half 20 a page (every 25 minutes: the shape
+    # where every source has entities older than that floor); on 2 % of the sources (of those
+    # refreshing every 5 minutes) a tenth of the symbols stop refreshing 40 minutes before the end.
+    feeds = [Feed(source, [f"T{k:03d}" for k in range(SYMBOLS)]) for source in sources]
+    stopping = {source.name for source in sources[1::50]}
     for minute in range(now_ms - 3_600_000, now_ms, MINUTE_MS):
-        for source in sources:
-            batch += visit(rng, source, minute + rng.randrange(MINUTE_MS), None)
+        for n, feed in enumerate(feeds):
+            records = visit(rng, feed.source, minute + rng.randrange(MINUTE_MS), None)
+            stopped = (
+                frozenset(feed.symbols[::10])
+                if feed.source.name in stopping and minute > now_ms - 2_400_000
+                else frozenset()
+            )
+            for record in records[1:]:
+                record["entities"] = [
+                    entity for _ in range(5 if n % 2 else 1) for entity in feed.page(rng, stopped)
+                ]
+            batch += records
         for n in range(20):
             batch.append(
                 {
@@ -418,9 +592,11 @@ def cost(args: argparse.Namespace) -> None:
             store_metrics(validate_records(batch[chunk : chunk + 1000]))
         stored += len(batch)
         batch = []
+    from metrics_app.data_models import EntitySeen
+
     print(
-        f"cost: {args.cost_sources} sources of 20 fields and 20 schedulers, {stored:,} records "
-        f"over the last hour "
+        f"cost: {args.cost_sources} sources of 20 fields and {SYMBOLS} entities "
+        f"({EntitySeen.objects.count():,} pairs), and 20 schedulers, {stored:,} records over the last hour "
         f"(stored in {time.perf_counter() - began:.0f} s)"
     )
     evaluator = Evaluator("bench-cost")
@@ -433,13 +609,62 @@ def cost(args: argparse.Namespace) -> None:
     for known in evaluator.baselines.known.values():
         known.learned_at = now - timedelta(hours=2)
     cycles = [evaluator.run_once(now + timedelta(seconds=15 * (n + 1)))[0] for n in range(args.cycles)]
+    from metrics_app.alerts.models import Alert
+
+    stale = Alert.objects.filter(verdict="stale_entities", state="firing").count()
     db = [cycle.db_ms for cycle in cycles]
     wall = [cycle.wall_ms for cycle in cycles]
     print(
-        f"  steady cycles ({cycles[0].learned} baselines relearned each, {cycles[0].queries} queries): "
+        f"  steady cycles ({cycles[0].learned} baselines relearned each, {cycles[0].queries} queries; "
+        f"stale_entities firing on {stale} of the {len(stopping)} sources whose symbols stopped): "
         f"database {statistics.median(db):.0f} ms median (max {max(db):.0f}; target ≤ 100), "
         f"wall {statistics.median(wall):.0f} ms median (max {max(wall):.0f}; target ≤ 200)"
     )
+    entities_api(args, sources[1].name, sources[2].name)
+
+
+def entities_api(args: argparse.Namespace, stale_source: str, fresh_source: str) -> None:
+    """GET /api/entities/?stale=1 on one daphne, beside GET /api/health/websocket (the floor)."""
+    import httpx
+
+    from bench.common import prepare
+    from tests.support.servers import DaphneServer
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wealthmetrics.settings", "PYTHONUNBUFFERED": "1",
+           "METRICS_ALERT_EVALUATOR": "0"}  # fmt: skip
+    key = prepare(env, "bench-alerts")
+    server = DaphneServer(env)
+    server.start()
+    try:
+        with httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ) as client:
+            for label, path in (
+                ("GET /api/health/websocket (the floor)", "/api/health/websocket"),
+                (
+                    f"GET /api/entities/?source={stale_source}&stale=1",
+                    f"/api/entities/?source={stale_source}&stale=1",
+                ),
+                (
+                    f"GET /api/entities/?source={fresh_source}&stale=1",
+                    f"/api/entities/?source={fresh_source}&stale=1",
+                ),
+                (
+                    f"GET /api/entities/?source={fresh_source} (all {SYMBOLS})",
+                    f"/api/entities/?source={fresh_source}",
+                ),
+            ):
+                times = []
+                for _ in range(args.cycles):
+                    started = time.perf_counter()
+                    answer = client.get(path)
+                    times.append(1000 * (time.perf_counter() - started))
+                    answer.raise_for_status()
+                said = answer.json()
+                extra = f": {said['stale']} of {said['total']} stale" if "stale" in said else ""
+                print(f"  {label}: {statistics.median(times):.1f} ms median (target ≤ 100){extra}")
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -174,3 +174,26 @@ class EntitySeen(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scraper_source} {self.entity}"
+
+
+class StaleMinute(models.Model):
+    """How many of one source's entities were stale in one minute, sampled by the alert
+    evaluator (metrics_app.alerts.entity_rules): the stale count over time on the page. Only
+    minutes with a stale entity have a row; kept METRICS_RETENTION_DAYS."""
+
+    pk = models.CompositePrimaryKey("scraper_source", "minute")
+    scraper_source = models.CharField(max_length=records.NAME_MAX_LENGTH)
+    minute = models.DateTimeField(help_text="Start of the minute (UTC).")
+    stale = models.IntegerField(help_text="Its entities stale then.")
+    total = models.IntegerField(help_text="Its entities then.")
+
+    class Meta:
+        db_table = "scraper_entities_stale"
+        verbose_name = "stale entities minute"
+        indexes: ClassVar = [
+            # retention
+            models.Index(fields=["minute"], name="idx_entity_stale_minute"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scraper_source} {self.minute:%Y-%m-%d %H:%M}: {self.stale} of {self.total} stale"

@@ -467,6 +467,7 @@ from metrics_app.data_models import (  # noqa: E402, F401
     FieldDay,
     FieldHour,
     FieldMinute,
+    StaleMinute,
     StatusDay,
     StatusHour,
     StatusMinute,

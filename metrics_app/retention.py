@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from metrics_app.dialect import db_datetime, db_instant
 from metrics_app.ingest import idempotency, sources
-from metrics_app.models import EntitySeen, MinuteRollup, PagePerformance, SchedulerMetric
+from metrics_app.models import EntitySeen, MinuteRollup, PagePerformance, SchedulerMetric, StaleMinute
 from metrics_app.records import epoch_ms
 from metrics_app.rollups import DATA_GRAINS, DATA_MINUTES_KEPT, MINUTES
 
@@ -163,6 +163,9 @@ def cleanup(
             _delete_expired(
                 TableCleanup(EntitySeen._meta.db_table), "last_seen_at", str(epoch_ms(cutoff)), say
             )
+        )
+        report.data_rollups.append(
+            _delete_expired(TableCleanup(StaleMinute._meta.db_table), "minute", db_instant(cutoff), say)
         )
         report.idempotency_keys = idempotency.forget_expired()
         say(f"idempotency keys: {report.idempotency_keys} past {idempotency.IDEMPOTENCY_HOURS} h deleted")

@@ -1,7 +1,8 @@
 """The stale_entities rule (docs/alerts.md): many more of a source's entities are stale than
 usual (metrics_app.history.entities says when one is stale).
 
-A source's usual is learned here, from its stale counts sampled once a minute over the last
+Each minute the stale counts are also written down (StaleMinute), for the page's stale count
+over time. A source's usual is learned here, from its stale counts sampled once a minute over the last
 day, periods it was alerting left out: some sources always have a few symbols that trade
 rarely. It breaks when the stale count is above twice the usual high (90th percentile) plus
 2, and above 2 % of its entities (a few of a source's hundreds are not news before the usual is
@@ -9,10 +10,12 @@ known).
 """
 
 from collections import deque
+from datetime import UTC, datetime
 from typing import Final
 
 from metrics_app.alerts.findings import Finding, duration_text
 from metrics_app.alerts.models import Verdict
+from metrics_app.data_models import StaleMinute
 from metrics_app.history import entities
 from metrics_app.history.entities import Freshness
 
@@ -28,14 +31,18 @@ class StaleEntities:
 
     def __init__(self) -> None:
         self._samples: dict[str, deque[tuple[int, int]]] = {}  # source → (at, stale count)
+        self._written_minute = 0  # the last minute whose stale counts were written (ms)
 
     def findings(self, now_ms: int) -> dict[str, Finding]:
         """Every source's finding, whether or not it holds (an alert that resolves shows the
         current numbers); sources with no stale entity give none."""
         found = entities.stale_by_source(now_ms)
         findings = {}
+        counts = {}
         for source, freshness in found.items():
             stale = freshness.stale(now_ms) if freshness else []
+            if freshness and stale:
+                counts[source] = (len(stale), len(freshness.entities))
             low, high = self._usual(source)
             finding = _finding(source, freshness, stale, (low, high), now_ms) if freshness and stale else None
             if finding is not None:
@@ -44,7 +51,23 @@ class StaleEntities:
                 self._sample(source, len(stale), now_ms)
         for source in set(self._samples) - set(found):
             del self._samples[source]
+        self._write(now_ms, counts)
         return findings
+
+    def _write(self, now_ms: int, counts: dict[str, tuple[int, int]]) -> None:
+        """The minute's stale counts, once a minute: a row per source with stale entities."""
+        minute = now_ms - now_ms % SAMPLE_EVERY_MS
+        if minute == self._written_minute:
+            return
+        self._written_minute = minute
+        at = datetime.fromtimestamp(minute / 1000, UTC)
+        StaleMinute.objects.bulk_create(
+            [
+                StaleMinute(scraper_source=s, minute=at, stale=n, total=total)
+                for s, (n, total) in counts.items()
+            ],
+            ignore_conflicts=True,
+        )
 
     def _usual(self, source: str) -> tuple[int, int]:
         samples = sorted(n for _, n in self._samples.get(source, ()))

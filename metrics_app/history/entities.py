@@ -7,14 +7,16 @@ entities' averaged intervals (metrics_app.ingest.freshness), so one symbol refre
 does not move it.
 """
 
+import bisect
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from django.conf import settings
 
-from metrics_app.data_models import EntitySeen
+from metrics_app.data_models import EntitySeen, StaleMinute
 from metrics_app.tally import iso
 
 STALE_FACTOR: Final = 3
@@ -78,3 +80,18 @@ def entities(source: str, stale_only: bool, limit: int, now_ms: int) -> dict[str
             for entity, at, interval in shown
         ],
     }
+
+
+def stale_over_time(source: str, starts: Sequence[datetime], end: datetime) -> list[dict[str, Any]]:
+    """The most of the source's entities stale in each bucket of an axis (`starts`, up to
+    `end`), with how many it had then; 0 of 0 where no minute had a stale one (StaleMinute)."""
+    most = [(0, 0)] * len(starts)
+    minutes = StaleMinute.objects.filter(scraper_source=source, minute__gte=starts[0], minute__lt=end)
+    for minute, stale, total in minutes.values_list("minute", "stale", "total"):
+        n = bisect.bisect_right(starts, minute) - 1
+        if stale > most[n][0]:
+            most[n] = (stale, total)
+    return [
+        {"start": iso(at), "stale": stale, "total": total}
+        for at, (stale, total) in zip(starts, most, strict=True)
+    ]

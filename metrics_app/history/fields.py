@@ -15,7 +15,7 @@ from django.db.models import Min, QuerySet, Sum
 from django.utils import timezone
 
 from metrics_app.data_models import StatusDay, StatusHour
-from metrics_app.history import overview
+from metrics_app.history import entities, overview
 from metrics_app.rollups import FIELD_HOURS, FIELD_MINUTES, STATUS_HOURS, STATUS_MINUTES, DataGrain
 from metrics_app.tally import iso
 
@@ -40,8 +40,8 @@ def ratios(items: int, filled: int, invalid: int) -> tuple[float | None, float |
 
 def fields(source: str, range_name: str, now: datetime | None = None) -> dict[str, Any]:
     """Each field of `source` over the range, by name: its totals, its shares and its buckets
-    along the whole axis (zeros where the field was not reported); and the source's
-    navigations per HTTP status, commonest first."""
+    along the whole axis (zeros where the field was not reported); the source's navigations
+    per HTTP status, commonest first; and its stale entities along the axis."""
     span = overview.RANGES[range_name]
     now = now or timezone.now()
     starts = overview.axis(span, now)
@@ -62,7 +62,11 @@ def fields(source: str, range_name: str, now: datetime | None = None) -> dict[st
             "buckets": [_bucket(at, *slots.get(at, (0, 0, 0))) for at in starts],
         })  # fmt: skip
     statuses = _statuses(span, starts[0], end, [source]).get(source, [])
-    return {"fields": answer, "statuses": statuses}
+    return {
+        "fields": answer,
+        "statuses": statuses,
+        "staleEntities": entities.stale_over_time(source, starts, end),
+    }
 
 
 def statuses_by_source(range_name: str, now: datetime | None = None) -> dict[str, Any]:

@@ -70,9 +70,10 @@ export class DataView {
       all: $(".data-all"), allWindow: $(".data-all-window"), sources: $(".source-mixes"),
       moreSources: $(".data-more-sources"), noSources: $(".data-no-sources"),
       freshness: $(".data-freshness"), freshnessSummary: $(".freshness-summary"), stalest: $(".stalest"),
+      staleGrid: $('[data-grid="stale"]'),
     };
     const resized = new ResizeObserver((entries) => entries.forEach((entry) => this.tick(entry.target)));
-    for (const grid of Object.values(this.els.grids)) resized.observe(grid);
+    for (const grid of [...Object.values(this.els.grids), this.els.staleGrid]) resized.observe(grid);
   }
 
   // Show a source's data for a range ({name, label, bucket}); on "*", every source's status
@@ -95,7 +96,32 @@ export class DataView {
     this.els.mix.replaceChildren(...mixOf(answer.statuses));
     this.els.noStatuses.hidden = answer.statuses.length > 0;
     this.els.noStatuses.textContent = `No navigation of ${source} reported an HTTP status in the ${range.label}.`;
+    this.staleOverTime(answer.staleEntities, range);
     await this.freshness(source, ticket);
+  }
+
+  // The stale count over the range: one row of the grid, a cell per bucket coloured by the
+  // share of the entities stale (green where none was), its most over the range at the end.
+  staleOverTime(buckets, range) {
+    const row = document.createElement("div");
+    row.className = "field-row";
+    const name = document.createElement("span");
+    name.className = "field-name";
+    name.textContent = "stale";
+    const cells = document.createElement("span");
+    cells.className = "cells";
+    cells.append(...buckets.map((bucket) => staleCell(bucket, range.bucket)));
+    const most = document.createElement("span");
+    most.className = "field-total";
+    const worst = buckets.reduce((found, bucket) => (bucket.stale > found.stale ? bucket : found), buckets[0]);
+    most.textContent = formatCount(worst.stale);
+    most.title = `The most stale at once over the ${range.label}: ${staleText(worst)}`;
+    row.append(name, cells, most);
+    const grid = this.els.staleGrid;
+    grid.style.setProperty("--buckets", String(buckets.length));
+    grid.replaceChildren(row);
+    this.axes.set(grid, [buckets, range.bucket]);
+    this.tick(grid);
   }
 
   // The source's entities now (not over the range: their freshness is kept, not its history):
@@ -240,6 +266,19 @@ function cell(bucket, share, of, bucketSize) {
   const counted = of === "items" ? `${formatCount(bucket.filled)} of ${plural(bucket.items, "item")}`
     : `${formatCount(bucket.filled - bucket.invalid)} of ${formatCount(bucket.filled)} filled`;
   found.title = `${when}: ${formatPercent(100 * share)} (${counted})`;
+  return found;
+}
+
+// "37 of 500 stale", or "none stale".
+const staleText = (bucket) => (bucket.stale ? `${formatCount(bucket.stale)} of ${formatCount(bucket.total)} stale` : "none stale");
+
+function staleCell(bucket, bucketSize) {
+  const found = document.createElement("span");
+  found.className = "cell";
+  found.dataset.start = bucket.start;
+  found.dataset.stale = String(bucket.stale);
+  found.style.background = shareColour(bucket.stale ? 1 - bucket.stale / bucket.total : 1);
+  found.title = `${bucketLabel(bucket.start, bucketSize)}: ${staleText(bucket)}`;
   return found;
 }
 

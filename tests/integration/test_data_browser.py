@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from metrics_app.data_models import StaleMinute
 from metrics_app.records import now_ms
 from tests.support.browser import open_dashboard, screenshot
 from tests.support.records import navigation, scrape
@@ -230,6 +231,12 @@ def test_the_source_page_shows_its_entities_freshness(
         return bool(answer["total"] == 4)
 
     assert wait_for(written, timeout=15, interval=0.2)
+    # KO's minutes stale, as the alert evaluator writes them: the last 25 minutes, 1 of 4
+    stale_minutes = [now // MINUTE * MINUTE - n * MINUTE for n in range(1, 26)]
+    StaleMinute.objects.bulk_create(
+        StaleMinute(scraper_source=source, minute=datetime.fromtimestamp(at / 1000, UTC), stale=1, total=4)
+        for at in stale_minutes
+    )
     page, errors = open_dashboard(browser, daphne, login, viewport={"width": 1280, "height": 1000})
     page.goto(f"{daphne.url}/analytics/source/{source}/?range=1h")
     freshness = page.locator("#source-data .data-freshness")
@@ -240,6 +247,19 @@ def test_the_source_page_shows_its_entities_freshness(
         .startswith("4 entities, 1 stale (not refreshed for 15 min or more")
     )
     assert freshness.locator(".stalest li").all_inner_texts() == ["KO: 40 min ago"]
+    drawn = page.eval_on_selector_all(
+        '#source-data [data-grid="stale"] .cell',
+        "cells => cells.map(c => [c.dataset.start, c.dataset.stale, c.title, getComputedStyle(c).backgroundColor])",
+    )
+    assert len(drawn) == 60  # the hour's minutes
+    stale = {minute_of(at) for at in stale_minutes}
+    for start, count, title, colour in drawn:
+        red, green, _ = (int(n) for n in colour[colour.index("(") + 1 : -1].split(","))
+        if start in stale:  # a quarter stale: amber, redder than green
+            assert (count, title.endswith(": 1 of 4 stale"), red > green) == ("1", True, True), (start, title)
+        else:
+            assert (count, title.endswith(": none stale"), green > red) == ("0", True, True), (start, title)
+    assert freshness.locator('[data-grid="stale"] .field-total').inner_text() == "1"
     assert page.eval_on_selector("#source-data", OVERFLOWING) == []
     screenshot(page, "source-data-freshness")
     assert errors == []

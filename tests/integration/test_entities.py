@@ -13,9 +13,11 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from metrics_app import retention
 from metrics_app.alerts.evaluator import Evaluator
-from metrics_app.models import ApiKey, EntitySeen
+from metrics_app.models import ApiKey, EntitySeen, StaleMinute
 from metrics_app.records import epoch_ms, now_ms
+from metrics_app.tally import iso
 from tests.support.asgi import AsgiClient
 from tests.support.db import store, stored
 from tests.support.records import scrape
@@ -177,3 +179,36 @@ def test_a_source_that_stops_refreshing_a_fifth_of_its_symbols_fires_stale_entit
     )
     exposition = asgi.get("/metrics", headers={"Authorization": f"Bearer {api_key}"}).text
     assert 'wealthmetrics_entities_stale{source="cnbc"} 20.0' in exposition
+
+
+def test_the_stale_count_is_written_each_minute_and_read_along_the_ranges_axis(
+    settings: Any, asgi: AsgiClient, api_key: str
+) -> None:
+    """The evaluator writes each minute's stale count of each source with stale entities (once,
+    however often it runs); GET /api/fields/ gives the most of each bucket along the range's
+    axis, 0 of 0 where none was stale; retention forgets the minutes past it."""
+    settings.METRICS_ENTITY_STALE_S = 60
+    now = (timezone.now() - timedelta(minutes=5)).replace(second=10, microsecond=0)
+    at = epoch_ms(now)
+    store(scrape(scraperSource="cnbc", entities=["MSFT", "KO", "V"], recordedAt=at - 10 * MINUTE))
+    store(scrape(scraperSource="cnbc", entities=["AAPL"], recordedAt=at - 60_000))
+    store(scrape(scraperSource="cnbc", entities=["AAPL"], recordedAt=at - 30_000))
+    # AAPL's interval (30 s) is the usual: stale after 90 s, which AAPL itself passes at :01
+    evaluator = Evaluator("test")
+    for seconds in (0, 15, 30, 75):  # three cycles in the minute, one in the next
+        evaluator.run_once(now + timedelta(seconds=seconds))
+    minute = now.replace(second=0)
+    assert list(StaleMinute.objects.order_by("minute").values_list("minute", "stale", "total")) == [
+        (minute, 3, 4),
+        (minute + timedelta(minutes=1), 4, 4),
+    ]
+    answer = asgi.get(
+        "/api/fields/",
+        {"source": "cnbc", "range": "1h"},
+        headers={"Authorization": f"Bearer {api_key}"},
+    ).json()
+    buckets = {b["start"]: (b["stale"], b["total"]) for b in answer["staleEntities"]}
+    assert len(buckets) == 60
+    assert [buckets[iso(minute + timedelta(minutes=n))] for n in (-1, 0, 1)] == [(0, 0), (3, 4), (4, 4)]
+    retention.cleanup(now=now + timedelta(days=7, seconds=30))  # the first minute is past it
+    assert list(StaleMinute.objects.values_list("stale", flat=True)) == [4]
