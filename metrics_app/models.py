@@ -472,4 +472,4 @@ from metrics_app.data_models import (  # noqa: E402, F401
     StatusHour,
     StatusMinute,
 )
-from metrics_app.run_models import RunEnd, RunField, RunSource, RunStatus  # noqa: E402, F401
+from metrics_app.run_models import RunEnd, RunEntity, RunField, RunSource, RunStatus  # noqa: E402, F401

@@ -21,13 +21,21 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from metrics_app.dialect import db_datetime, db_instant
 from metrics_app.ingest import idempotency, sources
-from metrics_app.models import EntitySeen, MinuteRollup, PagePerformance, SchedulerMetric, StaleMinute
+from metrics_app.models import (
+    EntitySeen,
+    MinuteRollup,
+    PagePerformance,
+    RunEntity,
+    RunSource,
+    SchedulerMetric,
+    StaleMinute,
+)
 from metrics_app.records import epoch_ms
 from metrics_app.rollups import DATA_GRAINS, DATA_MINUTES_KEPT, MINUTES
 
@@ -167,11 +175,34 @@ def cleanup(
         report.data_rollups.append(
             _delete_expired(TableCleanup(StaleMinute._meta.db_table), "minute", db_instant(cutoff), say)
         )
+        report.data_rollups.append(_fold_run_entities(cutoff, say))
         report.idempotency_keys = idempotency.forget_expired()
         say(f"idempotency keys: {report.idempotency_keys} past {idempotency.IDEMPOTENCY_HOURS} h deleted")
         report.names_forgotten = sources.forget_silent(cutoff)
         say(f"sources and schedulers: {report.names_forgotten} with no record since the cutoff forgotten")
     return report
+
+
+def _fold_run_entities(cutoff: datetime, say: Callable[[str], None]) -> TableCleanup:
+    """The entities of runs whose last record is past the cutoff, a row each, become a count on
+    the run's rows (RunSource.entities): the run's summary stays, its list of entities goes."""
+    result = TableCleanup(RunEntity._meta.db_table)
+    entities, runs = RunEntity._meta.db_table, RunSource._meta.db_table
+    past = f"SELECT run_id, scraper_source FROM {runs} WHERE last_at < %s"
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {runs} SET entities = entities + (SELECT COUNT(*) FROM {entities} e "
+            f"WHERE e.run_id = {runs}.run_id AND e.scraper_source = {runs}.scraper_source) "
+            f"WHERE last_at < %s AND EXISTS (SELECT 1 FROM {entities} e "
+            f"WHERE e.run_id = {runs}.run_id AND e.scraper_source = {runs}.scraper_source)",
+            [epoch_ms(cutoff)],
+        )
+        cursor.execute(
+            f"DELETE FROM {entities} WHERE (run_id, scraper_source) IN ({past})", [epoch_ms(cutoff)]
+        )
+        result.rows_deleted_in_chunks = cursor.rowcount
+    say(f"{entities}: {result.rows_deleted_in_chunks} rows of runs past the cutoff folded into their counts")
+    return result
 
 
 def _trim_data_rollups(cutoff: datetime, now: datetime, say: Callable[[str], None]) -> list[TableCleanup]:

@@ -1,9 +1,11 @@
 """The tables that keep each run's numbers (docs/api.md, "Runs"): per run, its records summed
-per source, its field counts, its HTTP statuses, and its end.
+per source, its field counts, its HTTP statuses, its end, and the entities it refreshed.
 
 Written by metrics_app.run_rollups in the transaction that stores the records, like the other
-rollups, so a run's numbers never need its detailed rows. Not trimmed by retention: a run's
-summary outlives its records (a run is a handful of rows, whatever its size).
+rollups, so a run's numbers never need its detailed rows; the entities are written behind with
+their freshness (metrics_app.ingest.freshness). Not trimmed by retention: a run's summary
+outlives its records (a run is a handful of rows, whatever its size). Only its entities, a row
+each, are folded into a count once the run is past the retention.
 """
 
 from typing import ClassVar
@@ -28,6 +30,10 @@ class RunSource(models.Model):
     failed_scrapes = models.BigIntegerField()
     items = models.BigIntegerField(help_text="Items extracted by the run's scrapes.")
     bytes = models.BigIntegerField(help_text="Bytes scraped by the run's scrapes.")
+    entities = models.BigIntegerField(
+        db_default=0,
+        help_text="Entities it refreshed, folded in from RunEntity by retention once the run is past it.",
+    )
 
     class Meta:
         db_table = "scraper_run_sources"
@@ -104,3 +110,20 @@ class RunEnd(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id} ({self.scheduler_name})"
+
+
+class RunEntity(models.Model):
+    """One entity a run refreshed from one source: the run's distinct entities, counted."""
+
+    pk = models.CompositePrimaryKey("run_id", "scraper_source", "entity")
+    run_id = models.CharField("run", max_length=records.RUN_ID_MAX_LENGTH)
+    scraper_source = models.CharField(max_length=records.NAME_MAX_LENGTH)
+    entity = models.CharField(max_length=records.ENTITY_MAX_LENGTH)
+
+    class Meta:
+        db_table = "scraper_run_entities"
+        verbose_name = "run entity"
+        verbose_name_plural = "run entities"
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.scraper_source} {self.entity}"

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Count, Q
 
 from metrics_app.history.fields import ratios
-from metrics_app.run_models import RunEnd, RunField, RunSource, RunStatus
+from metrics_app.run_models import RunEnd, RunEntity, RunField, RunSource, RunStatus
 from metrics_app.tally import iso
 
 USUAL_RUNS: Final = 10  # a run is compared with this many of its scheduler's finished runs
@@ -49,6 +49,7 @@ class Run:
     bytes: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     fields: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # items, filled, invalid
+    entities: int = 0  # distinct (source, entity) pairs its pages refreshed
 
     @property
     def pages(self) -> int:
@@ -96,7 +97,8 @@ class Run:
 
 
 def load(run_ids: Iterable[str]) -> dict[str, Run]:
-    """The runs' numbers from the run rollups: four indexed reads, whatever the runs' sizes."""
+    """The runs' numbers from the run rollups: five indexed reads, whatever the runs' sizes (the
+    entities' is a count of a row per entity, up to a run's distinct entities)."""
     ids = list(dict.fromkeys(run_ids))
     runs = {run_id: Run(run_id) for run_id in ids}
     if not ids:
@@ -114,6 +116,7 @@ def load(run_ids: Iterable[str]) -> dict[str, Run]:
         run.failed_scrapes += row.failed_scrapes
         run.scraped_items += row.items
         run.bytes += row.bytes
+        run.entities += row.entities  # folded by retention (RunEntity's rows are the rest)
     for end in RunEnd.objects.filter(run_id__in=ids).order_by():
         if (run := runs.get(end.run_id)) is None:
             continue
@@ -128,6 +131,11 @@ def load(run_ids: Iterable[str]) -> dict[str, Run]:
     ):
         if run_id in runs:
             runs[run_id].fields[name] = (items, filled, invalid)
+    for run_id, n in (
+        RunEntity.objects.filter(run_id__in=ids).order_by().values_list("run_id").annotate(n=Count("*"))
+    ):
+        if run_id in runs:
+            runs[run_id].entities += n
     for run_id, code, navigations in (
         RunStatus.objects.filter(run_id__in=ids)
         .order_by()
@@ -203,7 +211,7 @@ def as_json(
             name: {"items": items, "filled": filled, "invalid": invalid}
             for name, (items, filled, invalid) in sorted(run.fields.items())
         },
-        "entities": 0,
+        "entities": run.entities,
         "verdict": None if degraded is None else "run_degraded",
         "summary": degraded,
         "outside": list(outside),

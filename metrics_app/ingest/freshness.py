@@ -11,6 +11,9 @@ refreshed within the retention are forgotten (metrics_app.retention).
 
 The refresh interval is averaged per entity in the upsert itself (a quarter of each new interval
 into the average): intervals shorter than the flush count as the flush's.
+
+The entities of a page with a `runId` are the run's too (RunEntity, so a run knows how many
+distinct entities it refreshed): written the same way, beside them.
 """
 
 import logging
@@ -26,6 +29,7 @@ from metrics_app import counters, db
 from metrics_app.data_models import EntitySeen
 from metrics_app.dialect import execute_rows
 from metrics_app.records import Metric, PageScrape
+from metrics_app.run_models import RunEntity
 from metrics_app.server import features
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 ROWS_PER_STATEMENT: Final = 1000
 MAX_PENDING: Final = 1_000_000  # pairs held between flushes; beyond them a flush is due at once
 _COLUMNS: Final = ("scraper_source", "entity", "last_seen_at", "interval_ms")
+_RUN_COLUMNS: Final = ("run_id", "scraper_source", "entity")
 # The rule of the average, in both dialects. MySQL assigns left to right with the new values,
 # SQLite from the old row: the interval is assigned first, so both see the old last_seen_at.
 _AVERAGED: Final = (
@@ -55,12 +60,16 @@ def _upsert_clause() -> str:
     )
 
 
+RunEntities = set[tuple[str, str, str]]  # (run id, source, entity)
+
+
 class Freshness:
     """The pairs seen since the last flush, and the thread that flushes them (under a server;
     elsewhere each commit writes its own at once)."""
 
     def __init__(self) -> None:
         self._pending: dict[tuple[str, str], int] = {}
+        self._pending_runs: RunEntities = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._due = threading.Event()
@@ -68,6 +77,7 @@ class Freshness:
     def seen(self, records: Sequence[Metric]) -> None:
         """Call in the transaction that stores the records: taken once it commits."""
         pairs: dict[tuple[str, str], int] = {}
+        runs: RunEntities = set()
         for record in records:
             if type(record) is PageScrape and not isinstance(entities := record.entities, UnsetType):
                 at, source = record.recorded_at, record.scraper_source
@@ -75,19 +85,22 @@ class Freshness:
                     key = (source, entity)
                     if pairs.get(key, 0) < at:
                         pairs[key] = at
+                if isinstance(run_id := record.run_id, str):
+                    runs.update((run_id, source, entity) for entity in entities)
         if pairs:
-            transaction.on_commit(lambda: self._take(pairs))
+            transaction.on_commit(lambda: self._take(pairs, runs))
 
-    def _take(self, pairs: dict[tuple[str, str], int]) -> None:
+    def _take(self, pairs: dict[tuple[str, str], int], runs: RunEntities) -> None:
         if not features.serving:
-            write(pairs)  # a command or a test: nobody flushes later
+            write(pairs, runs)  # a command or a test: nobody flushes later
             return
         with self._lock:
             pending = self._pending
             for key, at in pairs.items():
                 if pending.get(key, 0) < at:
                     pending[key] = at
-            full = len(pending) >= MAX_PENDING
+            self._pending_runs |= runs
+            full = len(pending) + len(self._pending_runs) >= MAX_PENDING
         self._start()
         if full:
             self._due.set()
@@ -112,31 +125,39 @@ class Freshness:
         pending (merged with what came meanwhile) for the next flush."""
         with self._lock:
             pairs, self._pending = self._pending, {}
+            runs, self._pending_runs = self._pending_runs, set()
         if not pairs:
             return 0
         try:
-            db.call(write, pairs)
+            db.call(write, pairs, runs)
         except DatabaseError as exc:
             counters.problem("entity_flush_failures", log, "entity freshness not written: %s", exc)
             with self._lock:
                 for key, at in pairs.items():
                     if self._pending.get(key, 0) < at:
                         self._pending[key] = at
+                self._pending_runs |= runs
             return 0
         counters.incr("entity_flushes")
         return len(pairs)
 
 
-def write(pairs: dict[tuple[str, str], int]) -> None:
-    """Upsert the pairs' newest times, in key order (concurrent flushes of several processes
-    then lock rows in the same order)."""
+def write(pairs: dict[tuple[str, str], int], runs: RunEntities) -> None:
+    """Upsert the pairs' newest times, and add the runs' entities not known yet, in key order
+    (concurrent flushes of several processes then lock rows in the same order)."""
     rows = [(source, entity, at, 0) for (source, entity), at in sorted(pairs.items())]
-    clause = _upsert_clause()
+    known = (
+        "ON DUPLICATE KEY UPDATE run_id = run_id"
+        if connection.vendor == "mysql"
+        else "ON CONFLICT DO NOTHING"
+    )
     with transaction.atomic(), connection.cursor() as cursor:
-        for start in range(0, len(rows), ROWS_PER_STATEMENT):
-            execute_rows(
-                cursor, EntitySeen._meta.db_table, _COLUMNS, rows[start : start + ROWS_PER_STATEMENT], clause
-            )
+        for table, columns, written, clause in (
+            (EntitySeen._meta.db_table, _COLUMNS, rows, _upsert_clause()),
+            (RunEntity._meta.db_table, _RUN_COLUMNS, sorted(runs), known),
+        ):
+            for start in range(0, len(written), ROWS_PER_STATEMENT):
+                execute_rows(cursor, table, columns, written[start : start + ROWS_PER_STATEMENT], clause)
 
 
 freshness = Freshness()

@@ -4,25 +4,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('metrics_app', '0021_entity_freshness'),
+        ("metrics_app", "0021_entity_freshness"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='StaleMinute',
+            name="StaleMinute",
             fields=[
-                ('pk', models.CompositePrimaryKey('scraper_source', 'minute', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('scraper_source', models.CharField(max_length=50)),
-                ('minute', models.DateTimeField(help_text='Start of the minute (UTC).')),
-                ('stale', models.IntegerField(help_text='Its entities stale then.')),
-                ('total', models.IntegerField(help_text='Its entities then.')),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "scraper_source",
+                        "minute",
+                        blank=True,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("scraper_source", models.CharField(max_length=50)),
+                ("minute", models.DateTimeField(help_text="Start of the minute (UTC).")),
+                ("stale", models.IntegerField(help_text="Its entities stale then.")),
+                ("total", models.IntegerField(help_text="Its entities then.")),
             ],
             options={
-                'verbose_name': 'stale entities minute',
-                'db_table': 'scraper_entities_stale',
-                'indexes': [models.Index(fields=['minute'], name='idx_entity_stale_minute')],
+                "verbose_name": "stale entities minute",
+                "db_table": "scraper_entities_stale",
+                "indexes": [models.Index(fields=["minute"], name="idx_entity_stale_minute")],
             },
         ),
     ]

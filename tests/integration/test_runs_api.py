@@ -11,12 +11,13 @@ import pytest
 from django.core.management import call_command
 from django.test import override_settings
 
-from metrics_app.models import ApiKey, PagePerformance, RunSource
+from metrics_app.models import ApiKey, PagePerformance, RunEntity, RunSource
 from metrics_app.records import now_ms
 from tests.support.asgi import AsgiClient
-from tests.support.records import navigation, scheduler_run
+from tests.support.records import navigation, scheduler_run, scrape
 from tests.support.runs import crawl
 from tests.support.servers import DaphneServer
+from tests.support.waiting import wait_for
 from tests.support.ws import unique_source
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,19 +39,27 @@ def test_a_runs_numbers_through_daphne(daphne: DaphneServer, committed_api_key: 
     summed into its numbers; the scheduler run ends it."""
     source, start = unique_source(), now_ms() - 10 * MINUTE
     records = crawl("qr-0001", source, start, pages=8, items=100, failed=2, took_ms=120_000)
+    scrapes = [record for record in records if record["type"] == "page_scrape"]
+    for n, record in enumerate(scrapes):  # AAPL on every page, and one more symbol each
+        record["entities"] = ["AAPL", f"T{n}"]
     auth = {"Authorization": f"Bearer {committed_api_key}"}
     for at in range(0, len(records), 5):
         body = orjson.dumps({"metrics": records[at : at + 5]})
         assert httpx.post(f"{daphne.url}/api/metrics/", content=body, headers=auth).status_code == 202
 
-    answer = httpx.get(f"{daphne.url}/api/runs/qr-0001/", headers=auth).json()
+    def read() -> Any:
+        return httpx.get(f"{daphne.url}/api/runs/qr-0001/", headers=auth).json()
+
+    # the entities are written behind, within METRICS_ENTITY_FLUSH_S
+    assert wait_for(lambda: read()["entities"] == 1 + len(scrapes), timeout=15, interval=0.2)
+    answer = read()
     assert answer == {
         "runId": "qr-0001", "schedulerName": "quotes-refresh", "sources": [source],
         "startedAt": answer["startedAt"], "endedAt": answer["endedAt"], "state": "finished",
         "success": True, "durationMs": 120_000, "pages": 8, "failedPages": 2, "items": 100,
         "bytes": 6000, "statuses": {"200": 6, "503": 2},
         "fields": {"price": {"items": 100, "filled": 100, "invalid": 0}},
-        "entities": 0, "verdict": None, "summary": None, "outside": [], "comparison": {"runs": 0},
+        "entities": 7, "verdict": None, "summary": None, "outside": [], "comparison": {"runs": 0},
     }  # fmt: skip
     assert answer["startedAt"] == iso_ms(start)
     assert answer["endedAt"] == iso_ms(start + 120_000)
@@ -214,11 +223,23 @@ def test_a_refused_batch_adds_nothing_and_a_retried_one_adds_once(asgi: AsgiClie
 
 def test_a_runs_numbers_outlive_its_records(asgi: AsgiClient, api_key: str) -> None:
     old = now_ms() - 9 * 24 * 60 * MINUTE
-    assert send(asgi, api_key, crawl("old-1", "cnbc", old, pages=4, items=40)).status_code == 202
+    records = crawl("old-1", "cnbc", old, pages=4, items=40)
+    for n, record in enumerate(r for r in records if r["type"] == "page_scrape"):
+        record["entities"] = ["AAPL", "MSFT"] if n % 2 else ["AAPL", "KO"]
+    # the same symbols from another source are that source's
+    records.append(scrape(scraperSource="yahoo", runId="old-1", recordedAt=old, entities=["AAPL"]))
+    assert send(asgi, api_key, records).status_code == 202
+    recent = crawl("new-1", "cnbc", now_ms() - 5 * MINUTE, pages=2, items=4)
+    recent[1]["entities"] = ["AAPL"]
+    assert send(asgi, api_key, recent).status_code == 202
     before = run_of(asgi, api_key, "old-1").json()
+    assert before["entities"] == 4
     call_command("cleanup_metrics", days=7, verbosity=0)
     assert not PagePerformance.objects.filter(run_id="old-1").exists()
     assert run_of(asgi, api_key, "old-1").json() == before
+    # the old run's entities are a count now; the recent run's are still rows
+    assert list(RunEntity.objects.values_list("run_id", "entity")) == [("new-1", "AAPL")]
+    assert run_of(asgi, api_key, "new-1").json()["entities"] == 1
     assert before["startedAt"] == iso_ms(old)
     assert timedelta(milliseconds=before["durationMs"]) == timedelta(minutes=1)
 
