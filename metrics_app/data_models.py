@@ -170,6 +170,8 @@ class EntitySeen(models.Model):
         indexes: ClassVar = [
             # retention: the entities not refreshed for METRICS_RETENTION_DAYS
             models.Index(fields=["last_seen_at"], name="idx_entity_last_seen"),
+            # each source's stale entities, counted without reading its fresh ones
+            models.Index(fields=["scraper_source", "last_seen_at"], name="idx_entity_source_seen"),
         ]
 
     def __str__(self) -> str:

@@ -17,7 +17,7 @@ from metrics_app.alerts.findings import Finding, duration_text
 from metrics_app.alerts.models import Verdict
 from metrics_app.data_models import StaleMinute
 from metrics_app.history import entities
-from metrics_app.history.entities import Freshness
+from metrics_app.history.entities import StaleCount
 
 MEASURE: Final = "stale_entities"
 SAMPLE_EVERY_MS: Final = 60_000
@@ -31,43 +31,24 @@ class StaleEntities:
 
     def __init__(self) -> None:
         self._samples: dict[str, deque[tuple[int, int]]] = {}  # source → (at, stale count)
+        self._usuals = entities.Usuals()
         self._written_minute = 0  # the last minute whose stale counts were written (ms)
 
     def findings(self, now_ms: int) -> dict[str, Finding]:
         """Every source's finding, whether or not it holds (an alert that resolves shows the
         current numbers); sources with no stale entity give none."""
-        found = entities.stale_by_source(now_ms)
+        found = entities.stale_by_source(now_ms, self._usuals)
         findings = {}
-        counts = {}
-        for source, freshness in found.items():
-            stale = freshness.stale(now_ms) if freshness else []
-            if freshness and stale:
-                counts[source] = (len(stale), len(freshness.entities))
-            low, high = self._usual(source)
-            finding = _finding(source, freshness, stale, (low, high), now_ms) if freshness and stale else None
+        for source, count in found.items():
+            finding = _finding(source, count, self._usual(source), now_ms) if count.stale else None
             if finding is not None:
                 findings[source] = finding
             if finding is None or not finding.holds:
-                self._sample(source, len(stale), now_ms)
+                self._sample(source, count.stale, now_ms)
         for source in set(self._samples) - set(found):
             del self._samples[source]
-        self._write(now_ms, counts)
+        self._write(now_ms, {source: count for source, count in found.items() if count.stale})
         return findings
-
-    def _write(self, now_ms: int, counts: dict[str, tuple[int, int]]) -> None:
-        """The minute's stale counts, once a minute: a row per source with stale entities."""
-        minute = now_ms - now_ms % SAMPLE_EVERY_MS
-        if minute == self._written_minute:
-            return
-        self._written_minute = minute
-        at = datetime.fromtimestamp(minute / 1000, UTC)
-        StaleMinute.objects.bulk_create(
-            [
-                StaleMinute(scraper_source=s, minute=at, stale=n, total=total)
-                for s, (n, total) in counts.items()
-            ],
-            ignore_conflicts=True,
-        )
 
     def _usual(self, source: str) -> tuple[int, int]:
         samples = sorted(n for _, n in self._samples.get(source, ()))
@@ -80,21 +61,37 @@ class StaleEntities:
         if not samples or now_ms - samples[-1][0] >= SAMPLE_EVERY_MS:
             samples.append((now_ms, stale))
 
+    def _write(self, now_ms: int, counts: dict[str, StaleCount]) -> None:
+        """The minute's stale counts, once a minute: a row per source with stale entities."""
+        minute = now_ms - now_ms % SAMPLE_EVERY_MS
+        if minute == self._written_minute:
+            return
+        self._written_minute = minute
+        at = datetime.fromtimestamp(minute / 1000, UTC)
+        StaleMinute.objects.bulk_create(
+            [
+                StaleMinute(scraper_source=s, minute=at, stale=c.stale, total=c.total)
+                for s, c in counts.items()
+            ],
+            ignore_conflicts=True,
+        )
 
-def _finding(
-    source: str, freshness: Freshness, stale: list[tuple[str, int, int]], usual: tuple[int, int], now_ms: int
-) -> Finding:
+
+def _finding(source: str, count: StaleCount, usual: tuple[int, int], now_ms: int) -> Finding:
     low, high = usual
-    total = len(freshness.entities)
-    threshold = max(2 * high + 2, 0.02 * total)
+    threshold = max(2 * high + 2, 0.02 * count.total)
+    holds = count.stale > threshold
     usually = f"{low}" if low == high else f"{low}–{high}"
-    stalest = sorted(stale, key=lambda entry: entry[1])[:NAMED]
-    named = ", ".join(f"{entity} ({duration_text(now_ms - at)})" for entity, at, _ in stalest)
     summary = (
-        f"{source}: {len(stale):,} of {total:,} entities not refreshed for "
-        f"{duration_text(freshness.stale_after_ms)} or more, usual {usually}; stalest: {named}"
+        f"{source}: {count.stale:,} of {count.total:,} entities not refreshed for "
+        f"{duration_text(count.stale_after_ms)} or more, usual {usually}"
     )
+    if holds:  # the stalest are read for an alert that fires or holds, not for every source
+        named = entities.stalest(source, count.stale_after_ms, now_ms, NAMED)
+        summary += "; stalest: " + ", ".join(
+            f"{entity} ({duration_text(now_ms - at)})" for entity, at in named
+        )
     return Finding(
-        Verdict.STALE_ENTITIES, source, None, summary, float(len(stale)), threshold,
-        "stale counts of the last day", measure=MEASURE, holds=len(stale) > threshold,
+        Verdict.STALE_ENTITIES, source, None, summary, float(count.stale), threshold,
+        "stale counts of the last day", measure=MEASURE, holds=holds,
     )  # fmt: skip

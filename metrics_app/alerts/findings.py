@@ -57,11 +57,11 @@ class Finding:
 # 40 bisection steps each were half a cycle at 1,000 sources. The usual rates change once an
 # hour and the counts little between cycles, so the same few thousand pairs come back.
 @lru_cache(maxsize=16_384)
-def unlikely_rate(usual: float, n: int) -> float:
+def unlikely_rate(usual: float, n: int, chance: float = FAILURE_CHANCE) -> float:
     """The lowest failure rate among n records whose chance at the usual rate is below
-    FAILURE_CHANCE, by Chernoff's bound P(rate ≥ q) ≤ exp(-n · KL(q ‖ usual)); 1.0 (every
-    record failing) when even that is not unlikely enough."""
-    needed = math.log(1 / FAILURE_CHANCE) / n
+    `chance`, by Chernoff's bound P(rate ≥ q) ≤ exp(-n · KL(q ‖ usual)); 1.0 (every record
+    failing) when even that is not unlikely enough."""
+    needed = math.log(1 / chance) / n
     if _kl(1.0, usual) < needed:
         return 1.0
     low, high = usual, 1.0

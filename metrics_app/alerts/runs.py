@@ -6,7 +6,8 @@ change, and one or two bad runs among the ten do not make the next bad run look 
 scheduler that stays broken stays alerting until half its last ten are bad):
 - items or pages: under half their median and under their lower quartile;
 - failed pages: more than twice their upper quartile, plus 2 (a run usually failing 0-1 pages
-  is degraded from 5);
+  is degraded from 5), and a share of its pages that the last ten's failure rate makes
+  unlikely (below RUN_FAILURE_CHANCE): 5 of 93 is bad luck for a scheduler failing 2 %;
 - duration: more than 3 times their median and over their upper quartile, or under a third of
   the median and under the lower quartile (a run that finishes too fast skipped its work);
 - a field's filled share: 20 points under its lower quartile.
@@ -19,13 +20,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from metrics_app.alerts.findings import Finding, count_text, duration_text, pct
+from metrics_app.alerts.findings import Finding, count_text, duration_text, pct, unlikely_rate
 from metrics_app.alerts.models import Verdict
 from metrics_app.alerts.signals import Run as LastSchedulerRun
 from metrics_app.history import runs as run_history
 from metrics_app.history.runs import Run
 
 MIN_USUAL_RUNS: Final = 3
+# A run is judged once, not every cycle as a window is: a chance of one in a thousand of
+# calling a healthy run's failures degraded (findings.unlikely_rate).
+RUN_FAILURE_CHANCE: Final = 1e-3
+MIN_FAILURE_RATE: Final = 0.001  # the usual rate of a scheduler whose last runs never failed
 MEASURE: Final = "run_degraded"  # the rule's key in an alert's `measure`
 # A run is judged this long after its end: pages of it that arrive later (a batch retried
 # after a 503, another process's) still count.
@@ -73,7 +78,11 @@ def judged(run: Run, usual: Sequence[Run]) -> list[Outside] | None:
             text = f"{value:,} {measure}, its last {n} runs {_span(spread, count_text)}"
             found.append(Outside(measure, value, spread.low, text))
     spread = Usual.of([r.failed_pages for r in usual])
-    if run.failed_pages > 2 * spread.high + 2:
+    rate = max(sum(r.failed_pages for r in usual) / max(1, sum(r.pages for r in usual)), MIN_FAILURE_RATE)
+    unlikely = run.pages > 0 and run.failed_pages / run.pages >= unlikely_rate(
+        rate, run.pages, RUN_FAILURE_CHANCE
+    )
+    if run.failed_pages > 2 * spread.high + 2 and unlikely:
         text = f"{run.failed_pages:,} of {run.pages:,} pages failed, usually {_span(spread, count_text)}"
         found.append(Outside("failedPages", run.failed_pages, spread.high, text))
     spread, took = Usual.of([r.duration_ms for r in usual]), run.duration_ms

@@ -66,10 +66,7 @@ class Cluster(Collector):
         # reads what field_broken judged
         self.field_shares = fields.window_ratios(now - window, now + timedelta(microseconds=1), self.sources)
         self.responses = fields.responses_ever(self.sources)
-        self.stale = {
-            source: len(found.stale(epoch_ms(now))) if found else 0
-            for source, found in entities.stale_by_source(epoch_ms(now), self.sources).items()
-        }
+        self.stale = entities.stale_now(epoch_ms(now), self.sources)
 
     def collect(self) -> Iterator[Any]:
         records = CounterMetricFamily(

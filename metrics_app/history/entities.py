@@ -5,22 +5,43 @@ An entity is stale when it has not been refreshed for 3 times its source's usual
 interval, and at least METRICS_ENTITY_STALE_S. A source's usual interval is the median of its
 entities' averaged intervals (metrics_app.ingest.freshness), so one symbol refreshed rarely
 does not move it.
+
+Every source's stale count (the alert, the gauge) must not read every entity of every source:
+1,000 sources of 500 symbols are half a million rows. The usual intervals move slowly, so the
+caller keeps them (Usuals), reading a few sources' again per call; the counts are then one
+grouped read of the stale rows alone, a range of the (source, last seen) index per source.
 """
 
 import bisect
 import statistics
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from django.conf import settings
+from django.db import connection
 
+from metrics_app import dialect
 from metrics_app.data_models import EntitySeen, StaleMinute
 from metrics_app.tally import iso
 
 STALE_FACTOR: Final = 3
 MAX_LISTED: Final = 1000  # entities in one answer
+USUAL_KEPT_MS: Final = 10 * 60_000  # a source's usual interval is read again after this
+USUALS_READ: Final = 50  # sources whose usual is read per call at most (about 25,000 rows)
+
+
+def stale_after_ms(usual_ms: int | None) -> int:
+    """The age from which an entity of a source with this usual interval is stale."""
+    floor = settings.METRICS_ENTITY_STALE_S * 1000
+    return max(floor, STALE_FACTOR * usual_ms) if usual_ms else floor
+
+
+def _usual(intervals: Iterable[int]) -> int | None:
+    known = [interval for interval in intervals if interval > 0]
+    return round(statistics.median(known)) if known else None
 
 
 @dataclass(frozen=True)
@@ -39,25 +60,102 @@ def of_source(source: str) -> Freshness:
     rows = list(
         EntitySeen.objects.filter(scraper_source=source).values_list("entity", "last_seen_at", "interval_ms")
     )
-    intervals = [interval for _, _, interval in rows if interval > 0]
-    usual = round(statistics.median(intervals)) if intervals else None
-    floor = settings.METRICS_ENTITY_STALE_S * 1000
-    return Freshness(rows, usual, max(floor, STALE_FACTOR * usual) if usual else floor)
+    usual = _usual(interval for _, _, interval in rows)
+    return Freshness(rows, usual, stale_after_ms(usual))
 
 
-def stale_by_source(now_ms: int, sources: frozenset[str] | None = None) -> dict[str, Freshness | None]:
-    """Every source that reports entities: its freshness when it may have stale entities, None
-    when it has none. Only sources with an entity older than the floor (METRICS_ENTITY_STALE_S)
-    can have stale ones; those few are read whole (their usual interval is theirs), the rest
-    is one indexed read of the old entries and one of the sources."""
-    known = EntitySeen.objects.order_by().values_list("scraper_source", flat=True).distinct()
-    old = known.filter(last_seen_at__lte=now_ms - settings.METRICS_ENTITY_STALE_S * 1000)
-    if sources is not None:
-        known, old = known.filter(scraper_source__in=sources), old.filter(scraper_source__in=sources)
-    found: dict[str, Freshness | None] = dict.fromkeys(known)
-    for source in old:
-        found[source] = of_source(source)
+@dataclass(frozen=True)
+class StaleCount:
+    """One source's stale entities, counted: how many of how many, the oldest, from what age."""
+
+    total: int
+    stale: int
+    oldest_at: int | None  # when the stalest was last refreshed (ms); None: none stale
+    stale_after_ms: int
+
+
+@dataclass(frozen=True)
+class Usual:
+    """What one read of a source's entities says for a while: its usual interval, how many it
+    has, and when the stalest of them was last refreshed."""
+
+    interval_ms: int | None
+    total: int
+    oldest_at: int
+    read_at: int
+
+
+class Usuals:
+    """Each source's Usual, as last read: every call reads again the USUALS_READ sources read
+    longest ago (or never), once USUAL_KEPT_MS old."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, Usual] = {}
+        self._lock = threading.Lock()
+
+    def of(self, sources: Sequence[str], now_ms: int) -> dict[str, Usual]:
+        with self._lock:
+            known = self._known
+            due = [s for s in sources if s not in known or now_ms - known[s].read_at >= USUAL_KEPT_MS]
+            due.sort(key=lambda s: known[s].read_at if s in known else 0)
+            due = due[:USUALS_READ]
+        read: dict[str, list[tuple[int, int]]] = {source: [] for source in due}
+        if due:
+            for source, at, interval in EntitySeen.objects.filter(scraper_source__in=due).values_list(
+                "scraper_source", "last_seen_at", "interval_ms"
+            ):
+                read[source].append((at, interval))
+        with self._lock:
+            for source, rows in read.items():
+                if rows:
+                    usual = _usual(interval for _, interval in rows)
+                    self._known[source] = Usual(usual, len(rows), min(at for at, _ in rows), now_ms)
+            for source in set(self._known) - set(sources):
+                del self._known[source]
+            return {s: self._known[s] for s in sources if s in self._known}
+
+
+def stale_by_source(now_ms: int, kept: Usuals) -> dict[str, StaleCount]:
+    """Every source that reports entities, with its stale entities counted: one read of the
+    sources (the primary key's first column), one of the usuals due (`kept` keeps them), and
+    one of the stale rows of the sources that may have some. A source whose usual was never
+    read yet is left out until it is.
+
+    A source may have a stale entity only if the stalest it had when last read is stale by now:
+    entities are only ever refreshed later, and a new one is new. (One first seen through a
+    record older than that stalest, a backfill, waits for the next read, USUAL_KEPT_MS.)"""
+    names = sorted(EntitySeen.objects.order_by().values_list("scraper_source", flat=True).distinct())
+    usuals = kept.of(names, now_ms) if names else {}
+    after = {source: stale_after_ms(usual.interval_ms) for source, usual in usuals.items()}
+    maybe = {
+        source: now_ms - age for source, age in after.items() if usuals[source].oldest_at <= now_ms - age
+    }
+    counted = _stale_counts(maybe) if maybe else {}
+    found = {}
+    for source, usual in usuals.items():
+        stale, oldest = counted.get(source, (0, None))
+        found[source] = StaleCount(usual.total, stale, oldest, after[source])
     return found
+
+
+def _stale_counts(cutoffs: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """Per source, its entities last refreshed at or before its cutoff: how many, and the
+    oldest time; one range of the (source, last seen) index per source."""
+    ranges = " OR ".join(["(scraper_source = %s AND last_seen_at <= %s)"] * len(cutoffs))
+    hint = dialect.force_index("idx_entity_source_seen")
+    sql = (
+        f"SELECT scraper_source, COUNT(*), MIN(last_seen_at) FROM {EntitySeen._meta.db_table} {hint} "
+        f"WHERE {ranges} GROUP BY scraper_source"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for pair in cutoffs.items() for value in pair])
+        return {source: (n, oldest) for source, n, oldest in cursor.fetchall()}
+
+
+def stalest(source: str, stale_after: int, now_ms: int, limit: int) -> list[tuple[str, int]]:
+    """The source's `limit` stalest entities that are stale, with when each was last refreshed."""
+    rows = EntitySeen.objects.filter(scraper_source=source, last_seen_at__lte=now_ms - stale_after)
+    return list(rows.order_by("last_seen_at", "entity").values_list("entity", "last_seen_at")[:limit])
 
 
 def entities(source: str, stale_only: bool, limit: int, now_ms: int) -> dict[str, Any]:
@@ -95,3 +193,16 @@ def stale_over_time(source: str, starts: Sequence[datetime], end: datetime) -> l
         {"start": iso(at), "stale": stale, "total": total}
         for at, (stale, total) in zip(starts, most, strict=True)
     ]
+
+
+def stale_now(now_ms: int, sources: frozenset[str] | None = None) -> dict[str, int]:
+    """Each source reporting entities (of `sources`; None: all) with its stale count as the
+    alert evaluator last wrote it (StaleMinute, within the last two minutes; 0 without)."""
+    names = EntitySeen.objects.order_by().values_list("scraper_source", flat=True).distinct()
+    recent = StaleMinute.objects.filter(minute__gte=datetime.fromtimestamp((now_ms - 120_000) / 1000, UTC))
+    if sources is not None:
+        names, recent = names.filter(scraper_source__in=sources), recent.filter(scraper_source__in=sources)
+    found = dict.fromkeys(names, 0)
+    for source, stale in recent.order_by("minute").values_list("scraper_source", "stale"):
+        found[source] = stale  # the newest minute's last
+    return found

@@ -127,6 +127,17 @@ def test_healthy_noise_is_not_degraded_and_a_later_run_back_in_range_is_not(
     assert [run["comparison"]["runs"] for run in listed[-4:]] == [3, 2, 1, 0]
 
 
+@pytest.mark.parametrize(("failed", "verdict"), [(7, None), (20, "run_degraded")])
+def test_a_few_more_failures_than_usual_are_bad_luck_and_ten_times_as_many_are_not(
+    asgi: AsgiClient, api_key: str, failed: int, verdict: str | None
+) -> None:
+    """100 pages a run, 1-3 of them failing (1.7 %): 7 is over twice the upper quartile plus 2,
+    but such a run comes by chance; 20 does not."""
+    usual = [{"items": 500, "pages": 100, "failed": n} for n in (1, 2, 1, 2, 3, 2, 1, 2, 2, 1)]
+    send_runs(asgi, api_key, "cnbc", [*usual, {"items": 500, "pages": 100, "failed": failed}])
+    assert run_of(asgi, api_key, "qr-0010").json()["verdict"] == verdict
+
+
 def test_a_run_is_running_then_unfinished_when_idle(asgi: AsgiClient, api_key: str) -> None:
     source = unique_source()
     records = crawl(
