@@ -165,6 +165,7 @@ def main() -> None:
     parser.add_argument("--crawls", type=int, default=16, help="sources crawled as runs by a scheduler")
     parser.add_argument("--feeds", type=int, default=8, help="sources refreshing 500 symbols")
     parser.add_argument("--cost-sources", type=int, default=1000)
+    parser.add_argument("--cost-entities", type=int, default=SYMBOLS, help="entities per source (0: none)")
     parser.add_argument("--cycles", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", choices=("accuracy", "cost"), help="run one of the two parts")
@@ -564,7 +565,7 @@ def cost(args: argparse.Namespace) -> None:
     # none is older than METRICS_ENTITY_STALE_S), half 20 a page (every 25 minutes: the shape
     # where every source has entities older than that floor); on 2 % of the sources (of those
     # refreshing every 5 minutes) a tenth of the symbols stop refreshing 40 minutes before the end.
-    feeds = [Feed(source, [f"T{k:03d}" for k in range(SYMBOLS)]) for source in sources]
+    feeds = [Feed(source, [f"T{k:03d}" for k in range(args.cost_entities)]) for source in sources]
     stopping = {source.name for source in sources[1::50]}
     for minute in range(now_ms - 3_600_000, now_ms, MINUTE_MS):
         for n, feed in enumerate(feeds):
@@ -574,7 +575,7 @@ def cost(args: argparse.Namespace) -> None:
                 if feed.source.name in stopping and minute > now_ms - 2_400_000
                 else frozenset()
             )
-            for record in records[1:]:
+            for record in records[1:] if args.cost_entities else []:
                 record["entities"] = [
                     entity for _ in range(5 if n % 2 else 1) for entity in feed.page(rng, stopped)
                 ]
@@ -596,7 +597,7 @@ def cost(args: argparse.Namespace) -> None:
     from metrics_app.data_models import EntitySeen
 
     print(
-        f"cost: {args.cost_sources} sources of 20 fields and {SYMBOLS} entities "
+        f"cost: {args.cost_sources} sources of 20 fields and {args.cost_entities} entities "
         f"({EntitySeen.objects.count():,} pairs), and 20 schedulers, {stored:,} records over the last hour "
         f"(stored in {time.perf_counter() - began:.0f} s)"
     )
@@ -605,7 +606,9 @@ def cost(args: argparse.Namespace) -> None:
     warm = 1
     while evaluator.run_once(now + timedelta(seconds=warm))[0].learned:  # learn every baseline first
         warm += 1
-    while len(evaluator.stale_entities._usuals._known) < args.cost_sources:  # and every usual interval
+    while len(evaluator.stale_entities._usuals._known) < (
+        args.cost_entities and args.cost_sources
+    ):  # and usuals
         warm += 1
         evaluator.run_once(now + timedelta(seconds=warm))
     print(f"  {warm} cycles to learn every baseline and usual interval the first time")
@@ -616,7 +619,7 @@ def cost(args: argparse.Namespace) -> None:
         known.learned_at = now - timedelta(hours=2)
     usuals = evaluator.stale_entities._usuals._known
     for n, (source, usual) in enumerate(sorted(usuals.items())):
-        usuals[source] = replace(usual, read_at=now_ms - n * USUAL_KEPT_MS // len(usuals))
+        usuals[source] = replace(usual, read_at=now_ms - n * USUAL_KEPT_MS // max(1, len(usuals)))
     cycles = [evaluator.run_once(now + timedelta(seconds=15 * (n + 1)))[0] for n in range(args.cycles)]
     from metrics_app.alerts.models import Alert
 
@@ -629,7 +632,8 @@ def cost(args: argparse.Namespace) -> None:
         f"database {statistics.median(db):.0f} ms median (max {max(db):.0f}; target ≤ 100), "
         f"wall {statistics.median(wall):.0f} ms median (max {max(wall):.0f}; target ≤ 200)"
     )
-    entities_api(args, sources[1].name, sources[2].name)
+    if args.cost_entities:
+        entities_api(args, sources[1].name, sources[2].name)
 
 
 def entities_api(args: argparse.Namespace, stale_source: str, fresh_source: str) -> None:

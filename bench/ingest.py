@@ -126,6 +126,7 @@ def compare_fields(
         order = list(variants) if round_ % 2 == 0 else list(reversed(variants))
         for name in order:
             commits, before = group_commits(ports, key), cpu.seconds()
+            written = group_commits(ports, key, "entity_rows_written")
             senders, elapsed = send_all(ports, key, variants[name], args)
             accepted = sum(s.accepted for s in senders)
             rate = accepted / elapsed
@@ -136,6 +137,11 @@ def compare_fields(
             print(f"  round {round_ + 1}, {name}: {rate:,.0f} records/s, {per_group:,.0f} records per "
                   f"transaction; CPU per record: servers {servers_us:.0f} µs, "
                   f"database {database_us:.0f} µs")  # fmt: skip
+            if args.entities and name != "without them":
+                # written behind every METRICS_ENTITY_FLUSH_S, so this round's may show in the next
+                rows = group_commits(ports, key, "entity_rows_written") - written
+                print(f"    entity rows written: {rows:,} ({rows / elapsed:,.0f}/s) for {accepted:,} records "
+                      f"carrying {accepted // 2 * args.entities:,} entity keys")  # fmt: skip
             everyone += senders
             total += elapsed
     medians = {name: statistics.median(values) for name, values in rates.items()}
@@ -161,13 +167,13 @@ class CpuMeter:
         return used(self.servers), used(self.database)
 
 
-def group_commits(ports: list[int], key: str) -> int:
-    """The servers' group-commit transactions so far (their /api/stats/ counters)."""
+def group_commits(ports: list[int], key: str, counter: str = "group_commits") -> int:
+    """The servers' group-commit transactions so far, or another of their /api/stats/ counters."""
     total = 0
     for port in ports:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", "/api/stats/", headers={"Authorization": f"Bearer {key}"})
-        total += orjson.loads(conn.getresponse().read())["counters"].get("group_commits", 0)
+        total += orjson.loads(conn.getresponse().read())["counters"].get(counter, 0)
         conn.close()
     return total
 

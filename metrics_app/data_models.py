@@ -168,9 +168,10 @@ class EntitySeen(models.Model):
         verbose_name = "entity"
         verbose_name_plural = "entities"
         indexes: ClassVar = [
-            # retention: the entities not refreshed for METRICS_RETENTION_DAYS
-            models.Index(fields=["last_seen_at"], name="idx_entity_last_seen"),
-            # each source's stale entities, counted without reading its fresh ones
+            # each source's stale entities, counted without reading its fresh ones. Retention's
+            # daily delete of the entities not refreshed for METRICS_RETENTION_DAYS scans the
+            # table instead of keeping an index on last_seen_at alone: every flush rewrites
+            # each entry of both, and half a million pairs must stay in the buffer pool.
             models.Index(fields=["scraper_source", "last_seen_at"], name="idx_entity_source_seen"),
         ]
 

@@ -10,6 +10,7 @@ known).
 """
 
 from collections import deque
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Final
 
@@ -36,15 +37,22 @@ class StaleEntities:
 
     def findings(self, now_ms: int) -> dict[str, Finding]:
         """Every source's finding, whether or not it holds (an alert that resolves shows the
-        current numbers); sources with no stale entity give none."""
+        current numbers); sources with no stale entity give none. The stalest are named for
+        the findings that hold only, read for all of them at once."""
         found = entities.stale_by_source(now_ms, self._usuals)
         findings = {}
         for source, count in found.items():
-            finding = _finding(source, count, self._usual(source), now_ms) if count.stale else None
+            finding = _finding(source, count, self._usual(source)) if count.stale else None
             if finding is not None:
                 findings[source] = finding
             if finding is None or not finding.holds:
                 self._sample(source, count.stale, now_ms)
+        holding = {s: now_ms - found[s].stale_after_ms for s, finding in findings.items() if finding.holds}
+        for source, named in (entities.stalest(holding, NAMED) if holding else {}).items():
+            stalest = ", ".join(f"{entity} ({duration_text(now_ms - at)})" for entity, at in named)
+            findings[source] = replace(
+                findings[source], summary=f"{findings[source].summary}; stalest: {stalest}"
+            )
         for source in set(self._samples) - set(found):
             del self._samples[source]
         self._write(now_ms, {source: count for source, count in found.items() if count.stale})
@@ -77,21 +85,15 @@ class StaleEntities:
         )
 
 
-def _finding(source: str, count: StaleCount, usual: tuple[int, int], now_ms: int) -> Finding:
+def _finding(source: str, count: StaleCount, usual: tuple[int, int]) -> Finding:
     low, high = usual
     threshold = max(2 * high + 2, 0.02 * count.total)
-    holds = count.stale > threshold
     usually = f"{low}" if low == high else f"{low}–{high}"
     summary = (
         f"{source}: {count.stale:,} of {count.total:,} entities not refreshed for "
         f"{duration_text(count.stale_after_ms)} or more, usual {usually}"
     )
-    if holds:  # the stalest are read for an alert that fires or holds, not for every source
-        named = entities.stalest(source, count.stale_after_ms, now_ms, NAMED)
-        summary += "; stalest: " + ", ".join(
-            f"{entity} ({duration_text(now_ms - at)})" for entity, at in named
-        )
     return Finding(
         Verdict.STALE_ENTITIES, source, None, summary, float(count.stale), threshold,
-        "stale counts of the last day", measure=MEASURE, holds=holds,
+        "stale counts of the last day", measure=MEASURE, holds=count.stale > threshold,
     )  # fmt: skip

@@ -139,6 +139,7 @@ class Freshness:
                 self._pending_runs |= runs
             return 0
         counters.incr("entity_flushes")
+        counters.incr("entity_rows_written", len(pairs) + len(runs))
         return len(pairs)
 
 

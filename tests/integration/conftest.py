@@ -11,10 +11,18 @@ from django.conf import settings
 from django.test import Client
 
 from metrics_app.collector import MetricsCollector
+from metrics_app.ingest.sources import registry
 from metrics_app.models import ApiKey
 from tests.support.asgi import AsgiClient
 from tests.support.browser import chromium
 from tests.support.servers import DaphneServer, database_url_for_subprocess
+
+
+@pytest.fixture(autouse=True)
+def _forget_registered_names() -> None:
+    """Each test's database starts empty, so this process must not remember names registered
+    in another test's (metrics_app.ingest.sources, as after FORGET_SEEN_S)."""
+    registry._seen.clear()
 
 
 @pytest.fixture

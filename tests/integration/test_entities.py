@@ -122,6 +122,20 @@ def test_under_a_server_freshness_is_written_behind_within_the_flush(
     newest = max(page["recordedAt"] for page in pages)
     assert EntitySeen.objects.get(scraper_source=source, entity="SPY").last_seen_at == newest
 
+    # the writes are bounded by the distinct pairs per flush, not the records: 100 entity keys
+    # in 50 records, twice, are 51 rows each time
+    def written() -> int:
+        counters = httpx.get(f"{server.url}/api/stats/", headers=auth).json()["counters"]
+        return int(counters.get("entity_rows_written", 0))
+
+    assert written() == 51
+    again = [{**page, "recordedAt": page["recordedAt"] + 1000} for page in pages]
+    response = httpx.post(
+        f"{server.url}/api/metrics/", content=orjson.dumps({"metrics": again}), headers=auth
+    )
+    assert response.status_code == 202
+    assert wait_for(lambda: written() == 102, timeout=10, interval=0.2)
+
 
 @pytest.mark.parametrize(("params", "field"), [({}, "source"), ({"source": "Bad"}, "source"),
                                                ({"source": "cnbc", "stale": "yes"}, "stale"),

@@ -13,6 +13,7 @@ from metrics_app.records import now_ms
 from tests.support.browser import open_dashboard, screenshot
 from tests.support.runs import crawl
 from tests.support.servers import DaphneServer
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,13 +31,21 @@ def degraded_run(daphne: DaphneServer, committed_api_key: str) -> tuple[str, str
     source, scheduler = f"quotes-{tag}", f"refresh-{tag}"
     start = now_ms() - 12 * 5 * MINUTE
     runs = [{"items": 500 + n} for n in range(10)] + [{"items": 120, "failed": 9}]
+    auth = {"Authorization": f"Bearer {committed_api_key}"}
     for n, options in enumerate(runs):
         records = crawl(
             f"{tag}-r{n:02}", source, start + n * 5 * MINUTE, pages=20, scheduler=scheduler, **options
         )
+        for page, record in enumerate(r for r in records if r["type"] == "page_scrape"):
+            record["entities"] = ["AAPL", "MSFT", "KO"][: 1 + page % 3]  # the run refreshed 3 symbols
         response = httpx.post(f"{daphne.url}/api/metrics/", content=orjson.dumps({"metrics": records}),
-                              headers={"Authorization": f"Bearer {committed_api_key}"})  # fmt: skip
+                              headers=auth)  # fmt: skip
         assert response.status_code == 202, response.text
+
+    def counted() -> bool:  # a run's entities are written behind, within METRICS_ENTITY_FLUSH_S
+        return bool(httpx.get(f"{daphne.url}/api/runs/{tag}-r10/", headers=auth).json()["entities"] == 3)
+
+    assert wait_for(counted, timeout=15, interval=0.2)
     return source, f"{tag}-r10"
 
 
@@ -87,7 +96,9 @@ def test_the_scheduler_section_lists_runs_and_a_run_page_compares_it(
         "200: 11",
         "503: 9",
     ]
-    assert source in page.inner_text("#run-meta")
+    meta = page.inner_text("#run-meta")
+    assert source in meta
+    assert meta.endswith(" · 3 entities refreshed")
     assert page.eval_on_selector("main", OVERFLOWING) == []
     screenshot(page, "run-page")
     page.set_viewport_size({"width": 375, "height": 800})
