@@ -4,18 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('metrics_app', '0023_run_entities'),
+        ("metrics_app", "0023_run_entities"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='entityseen',
-            name='idx_entity_last_seen',
+            model_name="entityseen",
+            name="idx_entity_last_seen",
         ),
         migrations.AddIndex(
-            model_name='entityseen',
-            index=models.Index(fields=['scraper_source', 'last_seen_at'], name='idx_entity_source_seen'),
+            model_name="entityseen",
+            index=models.Index(fields=["scraper_source", "last_seen_at"], name="idx_entity_source_seen"),
         ),
     ]
