@@ -48,11 +48,13 @@ class StaleEntities:
             if finding is None or not finding.holds:
                 self._sample(source, count.stale, now_ms)
         holding = {s: now_ms - found[s].stale_after_ms for s, finding in findings.items() if finding.holds}
-        for source, named in (entities.stalest(holding, NAMED) if holding else {}).items():
-            stalest = ", ".join(f"{entity} ({duration_text(now_ms - at)})" for entity, at in named)
-            findings[source] = replace(
-                findings[source], summary=f"{findings[source].summary}; stalest: {stalest}"
-            )
+        if holding:  # their entities counted now (a source's count is otherwise up to USUAL_KEPT_MS old)
+            totals, named = entities.totals(list(holding)), entities.stalest(holding, NAMED)
+            for source in holding:
+                count = replace(found[source], total=totals.get(source, found[source].total))
+                finding = _finding(source, count, self._usual(source))
+                stalest = ", ".join(f"{e} ({duration_text(now_ms - at)})" for e, at in named.get(source, []))
+                findings[source] = replace(finding, summary=f"{finding.summary}; stalest: {stalest}")
         for source in set(self._samples) - set(found):
             del self._samples[source]
         self._write(now_ms, {source: count for source, count in found.items() if count.stale})

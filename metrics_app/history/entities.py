@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef
 
 from metrics_app import dialect
 from metrics_app.data_models import EntitySeen, StaleMinute
@@ -167,6 +167,12 @@ def _stale_counts(cutoffs: dict[str, int]) -> dict[str, tuple[int, int]]:
             f"SELECT scraper_source, COUNT(*), MIN(last_seen_at) {ranges} GROUP BY scraper_source", params
         )
         return {source: (n, oldest) for source, n, oldest in cursor.fetchall()}
+
+
+def totals(sources: list[str]) -> dict[str, int]:
+    """How many entities each of the sources has now."""
+    rows = EntitySeen.objects.filter(scraper_source__in=sources).order_by().values_list("scraper_source")
+    return dict(rows.annotate(n=Count("*")))
 
 
 def stalest(cutoffs: dict[str, int], limit: int) -> dict[str, list[tuple[str, int]]]:

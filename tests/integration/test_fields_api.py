@@ -139,7 +139,12 @@ def test_every_source_answers_each_ones_statuses(asgi: AsgiClient, committed_api
 
 def test_a_source_without_fields_answers_empty_lists(reader: AsgiClient) -> None:
     answer = reader.get("/api/fields/", {"source": "quiet", "range": "live"})
-    assert answer.status_code == 200 and answer.json() == {"fields": [], "statuses": []}
+    assert answer.status_code == 200
+    found = answer.json()
+    stale = found.pop("staleEntities")
+    assert found == {"fields": [], "statuses": []}
+    # the live range's minutes, none stale
+    assert len(stale) == 30 and {(b["stale"], b["total"]) for b in stale} == {(0, 0)}
     every = reader.get("/api/fields/", {"range": "live"})
     assert every.status_code == 200 and every.json() == {"sources": []}
 
