@@ -70,11 +70,10 @@ def of_source(source: str) -> Freshness:
 
 @dataclass(frozen=True)
 class StaleCount:
-    """One source's stale entities, counted: how many of how many, the oldest, from what age."""
+    """One source's stale entities, counted: how many of how many, from what age."""
 
     total: int
     stale: int
-    oldest_at: int | None  # when the stalest was last refreshed (ms); None: none stale
     stale_after_ms: int
 
 
@@ -136,8 +135,7 @@ def stale_by_source(now_ms: int, kept: Usuals) -> dict[str, StaleCount]:
     counted = _stale_counts(maybe) if maybe else {}
     found = {}
     for source, usual in usuals.items():
-        stale, oldest = counted.get(source, (0, None))
-        found[source] = StaleCount(usual.total, stale, oldest, after[source])
+        found[source] = StaleCount(usual.total, counted.get(source, 0), after[source])
     return found
 
 
@@ -159,14 +157,12 @@ def _ranges(cutoffs: dict[str, int]) -> tuple[str, list[str | int]]:
     ]
 
 
-def _stale_counts(cutoffs: dict[str, int]) -> dict[str, tuple[int, int]]:
-    """Per source, how many of its entities are at or before its cutoff, and the oldest time."""
+def _stale_counts(cutoffs: dict[str, int]) -> dict[str, int]:
+    """Per source, how many of its entities are at or before its cutoff."""
     ranges, params = _ranges(cutoffs)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT scraper_source, COUNT(*), MIN(last_seen_at) {ranges} GROUP BY scraper_source", params
-        )
-        return {source: (n, oldest) for source, n, oldest in cursor.fetchall()}
+        cursor.execute(f"SELECT scraper_source, COUNT(*) {ranges} GROUP BY scraper_source", params)
+        return dict(cursor.fetchall())
 
 
 def totals(sources: list[str]) -> dict[str, int]:
